@@ -1,0 +1,269 @@
+//! The merge engine, written once against a small storage trait.
+//!
+//! An engine adapter (SQLite, PostgreSQL, the in-memory test store) implements
+//! [`Store`]: read and write one row's clock, read some of a row's values, apply a
+//! [`RowWrite`] to the user table, intern site ids, and hand out the local
+//! `db_version` of a merge. [`apply_changeset`] does the rest: validate the whole
+//! changeset against the local schema first (so an incompatible payload writes
+//! nothing), then merge row by row. The caller owns the transaction.
+
+use std::collections::BTreeMap;
+
+use crate::algo::Algo;
+use crate::change::{Change, Changeset};
+use crate::clock::{CellClock, RowClock};
+use crate::error::DecodeError;
+use crate::ids::{ColId, Cursor, SiteId, SiteOrd};
+use crate::merge::{merge_row, IncomingCell, IncomingRow, MergeEnv, RowWrite, SeqAlloc};
+use crate::value::{decode_key, Value};
+
+/// What the engine knows about a synced table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Table name.
+    pub name: String,
+    /// Algorithm.
+    pub algo: Algo,
+    /// Number of primary-key columns.
+    pub pk_len: usize,
+    /// Synced non-key columns: stable id and name.
+    pub columns: Vec<(ColId, String)>,
+    /// Schema fingerprint.
+    pub fingerprint: u64,
+}
+
+impl TableInfo {
+    /// Column id by name (exact match first, then ASCII case-insensitive, as SQL does).
+    pub fn column_id(&self, name: &str) -> Option<ColId> {
+        self.columns
+            .iter()
+            .find(|(_, n)| n == name)
+            .or_else(|| self.columns.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)))
+            .map(|(id, _)| *id)
+    }
+
+    /// Column name by id.
+    pub fn column_name(&self, id: ColId) -> Option<&str> {
+        self.columns.iter().find(|(c, _)| *c == id).map(|(_, n)| n.as_str())
+    }
+
+    /// All column ids.
+    pub fn column_ids(&self) -> Vec<ColId> {
+        self.columns.iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// Storage an engine adapter provides.
+pub trait Store {
+    /// The adapter's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// A synced table by name, or `None`.
+    fn table(&mut self, name: &str) -> Result<Option<TableInfo>, Self::Error>;
+    /// A row's clock.
+    fn clock(&mut self, table: &TableInfo, pk: &[u8]) -> Result<Option<RowClock>, Self::Error>;
+    /// Current values of some columns of a live row (in the order asked).
+    fn values(&mut self, table: &TableInfo, pk: &[u8], cols: &[ColId]) -> Result<Vec<Value>, Self::Error>;
+    /// Applies a merge outcome to the user table.
+    fn write_row(&mut self, table: &TableInfo, pk: &[u8], write: &RowWrite) -> Result<(), Self::Error>;
+    /// Stores a row's clock.
+    fn save_clock(&mut self, table: &TableInfo, pk: &[u8], clock: &RowClock) -> Result<(), Self::Error>;
+    /// The local ordinal of a site id, interning it on first sight.
+    fn site_ord(&mut self, site: &SiteId) -> Result<SiteOrd, Self::Error>;
+    /// The site id of a local ordinal.
+    fn site_id(&mut self, site: SiteOrd) -> Result<SiteId, Self::Error>;
+    /// Starts a merge: the `db_version` for its changes, at least `at_least`
+    /// (Lamport) and above every local version.
+    fn begin_merge(&mut self, at_least: u64) -> Result<SeqAlloc, Self::Error>;
+    /// Records that a merge used versions up to `alloc`.
+    fn end_merge(&mut self, alloc: &SeqAlloc) -> Result<(), Self::Error>;
+}
+
+/// Why a changeset was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError<E: std::error::Error + 'static> {
+    /// The payload names a table that is not synced here.
+    #[error("payload has changes for table '{0}', which is not synced in this database (run cloudsync_init on it, or migrate the schema)")]
+    UnknownTable(String),
+    /// The payload names a column this replica does not have.
+    #[error("payload has changes for column '{column}' of table '{table}', which does not exist here: the sender runs a newer schema; migrate this database first")]
+    UnknownColumn {
+        /// Table.
+        table: String,
+        /// Column.
+        column: String,
+    },
+    /// Sender and receiver disagree on the algorithm.
+    #[error("table '{table}' uses algorithm {local} here but {remote} at the sender; both sides must use the same algorithm")]
+    AlgoMismatch {
+        /// Table.
+        table: String,
+        /// Local algorithm.
+        local: Algo,
+        /// Sender's algorithm.
+        remote: Algo,
+    },
+    /// A primary key that does not fit the local key columns.
+    #[error("bad primary key for table '{table}': {source}")]
+    BadKey {
+        /// Table.
+        table: String,
+        /// What is wrong with it.
+        source: DecodeError,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Store(E),
+}
+
+/// Outcome of an apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Incoming change records that changed local state.
+    pub applied: u64,
+    /// Incoming change records in total.
+    pub received: u64,
+    /// Applied records per table.
+    pub tables: BTreeMap<String, u64>,
+    /// The largest sender position in the changeset.
+    pub cursor: Option<Cursor>,
+}
+
+struct Env<'a, S: Store> {
+    store: &'a mut S,
+    table: &'a TableInfo,
+    pk: &'a [u8],
+}
+
+impl<S: Store> MergeEnv for Env<'_, S> {
+    type Error = S::Error;
+    fn local_values(&mut self, cols: &[ColId]) -> Result<Vec<Value>, S::Error> {
+        self.store.values(self.table, self.pk, cols)
+    }
+    fn site_id(&mut self, site: SiteOrd) -> Result<SiteId, S::Error> {
+        self.store.site_id(site)
+    }
+}
+
+/// Validates `cs` against the local schema, then merges it (see the module docs).
+pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyReport, ApplyError<S::Error>> {
+    // 1. Validate everything before the first write.
+    let mut tables = Vec::with_capacity(cs.tables.len());
+    for desc in &cs.tables {
+        let info = store
+            .table(&desc.name)
+            .map_err(ApplyError::Store)?
+            .ok_or_else(|| ApplyError::UnknownTable(desc.name.clone()))?;
+        if info.algo != desc.algo {
+            return Err(ApplyError::AlgoMismatch { table: desc.name.clone(), local: info.algo, remote: desc.algo });
+        }
+        let cols = desc
+            .columns
+            .iter()
+            .map(|c| {
+                info.column_id(c)
+                    .ok_or_else(|| ApplyError::UnknownColumn { table: desc.name.clone(), column: c.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        tables.push((info, cols));
+    }
+    for row in &cs.rows {
+        let (info, _) = &tables[row.table];
+        decode_key(&row.pk, info.pk_len)
+            .map_err(|source| ApplyError::BadKey { table: info.name.clone(), source })?;
+    }
+
+    // 2. Merge.
+    let sites = cs
+        .sites
+        .iter()
+        .map(|s| store.site_ord(s).map(|o| (o, *s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApplyError::Store)?;
+    let cursor = cs.max_cursor();
+    let mut alloc = store.begin_merge(cursor.map_or(0, |c| c.db_version)).map_err(ApplyError::Store)?;
+    let mut report = ApplyReport { cursor, ..ApplyReport::default() };
+    for row in &cs.rows {
+        let (info, cols) = &tables[row.table];
+        let incoming = IncomingRow {
+            cl: row.cl,
+            event_site: row.event.map(|o| sites[o.site].0),
+            cells: row
+                .cells
+                .iter()
+                .map(|c| IncomingCell {
+                    col: cols[c.col],
+                    version: c.version,
+                    value: c.value.clone(),
+                    site: sites[c.origin.site].0,
+                    site_id: sites[c.origin.site].1,
+                })
+                .collect(),
+        };
+        report.received += (row.cells.len() + usize::from(row.event.is_some())) as u64;
+        let local = store.clock(info, &row.pk).map_err(ApplyError::Store)?;
+        let mut env = Env { store: &mut *store, table: info, pk: &row.pk };
+        let merged = merge_row(local.as_ref(), &incoming, info.algo, &mut alloc, &mut env).map_err(ApplyError::Store)?;
+        if let Some(clock) = &merged.clock {
+            store.write_row(info, &row.pk, &merged.write).map_err(ApplyError::Store)?;
+            store.save_clock(info, &row.pk, clock).map_err(ApplyError::Store)?;
+            report.applied += u64::from(merged.applied);
+            *report.tables.entry(info.name.clone()).or_default() += u64::from(merged.applied);
+        }
+    }
+    store.end_merge(&alloc).map_err(ApplyError::Store)?;
+    Ok(report)
+}
+
+/// Which parts of a row a reader positioned at `after` has not seen: cells stamped
+/// after it, and the row event when it is needed (a deleted row, or a new life none
+/// of whose cells are listed).
+pub fn unseen(clock: &RowClock, after: Cursor) -> (bool, Vec<&CellClock>) {
+    let cells: Vec<&CellClock> = clock.cells.iter().filter(|c| c.stamp.at > after).collect();
+    let event = clock.row_stamp.at > after && (!clock.is_alive() || cells.is_empty());
+    (event, cells)
+}
+
+/// The changes of one row a reader positioned at `after` has not seen, with values
+/// read through `value_of`.
+pub fn row_changes<E>(
+    table: &TableInfo,
+    pk: &[u8],
+    clock: &RowClock,
+    after: Cursor,
+    mut site_of: impl FnMut(SiteOrd) -> Result<SiteId, E>,
+    mut value_of: impl FnMut(&[ColId]) -> Result<Vec<Value>, E>,
+) -> Result<Vec<Change>, E> {
+    let (event, cells) = unseen(clock, after);
+    let mut out = Vec::with_capacity(cells.len() + 1);
+    if event {
+        out.push(Change {
+            table: table.name.clone(),
+            pk: pk.to_vec(),
+            column: None,
+            value: Value::Null,
+            col_version: 0,
+            at: clock.row_stamp.at,
+            site: site_of(clock.row_stamp.site)?,
+            cl: clock.cl,
+        });
+    }
+    if cells.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<ColId> = cells.iter().map(|c| c.col).collect();
+    let values = value_of(&ids)?;
+    for (cell, value) in cells.into_iter().zip(values) {
+        let Some(name) = table.column_name(cell.col) else { continue };
+        out.push(Change {
+            table: table.name.clone(),
+            pk: pk.to_vec(),
+            column: Some(name.to_string()),
+            value,
+            col_version: cell.version,
+            at: cell.stamp.at,
+            site: site_of(cell.stamp.site)?,
+            cl: clock.cl,
+        });
+    }
+    Ok(out)
+}
