@@ -30,6 +30,9 @@ pub struct TableInfo {
     pub columns: Vec<(ColId, String)>,
     /// Schema fingerprint.
     pub fingerprint: u64,
+    /// Names of columns that were dropped here: changes to them (from replicas still
+    /// on the older schema) are skipped and counted, not refused.
+    pub dropped: Vec<String>,
 }
 
 impl TableInfo {
@@ -122,6 +125,8 @@ pub struct ApplyReport {
     pub applied: u64,
     /// Incoming change records in total.
     pub received: u64,
+    /// Changes to columns dropped here, skipped.
+    pub skipped: u64,
     /// Applied records per table.
     pub tables: BTreeMap<String, u64>,
     /// The largest sender position in the changeset.
@@ -159,9 +164,10 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         let cols = desc
             .columns
             .iter()
-            .map(|c| {
-                info.column_id(c)
-                    .ok_or_else(|| ApplyError::UnknownColumn { table: desc.name.clone(), column: c.clone() })
+            .map(|c| match info.column_id(c) {
+                Some(id) => Ok(Some(id)),
+                None if info.dropped.iter().any(|d| d.eq_ignore_ascii_case(c)) => Ok(None),
+                None => Err(ApplyError::UnknownColumn { table: desc.name.clone(), column: c.clone() }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         tables.push((info, cols));
@@ -190,8 +196,9 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
             cells: row
                 .cells
                 .iter()
-                .map(|c| IncomingCell {
-                    col: cols[c.col],
+                .filter_map(|c| cols[c.col].map(|col| (c, col)))
+                .map(|(c, col)| IncomingCell {
+                    col,
                     version: c.version,
                     value: c.value.clone(),
                     site: sites[c.origin.site].0,
@@ -200,6 +207,10 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
                 .collect(),
         };
         report.received += (row.cells.len() + usize::from(row.event.is_some())) as u64;
+        report.skipped += (row.cells.len() - incoming.cells.len()) as u64;
+        if incoming.cells.is_empty() && row.event.is_none() {
+            continue;
+        }
         let local = store.clock(info, &row.pk).map_err(ApplyError::Store)?;
         let mut env = Env { store: &mut *store, table: info, pk: &row.pk };
         let merged = merge_row(local.as_ref(), &incoming, info.algo, &mut alloc, &mut env).map_err(ApplyError::Store)?;

@@ -73,6 +73,7 @@ impl MemReplica {
             pk_len: 1,
             columns: columns.iter().zip(0..).map(|(c, i)| (i, (*c).to_string())).collect(),
             fingerprint: 0,
+            dropped: Vec::new(),
         };
         self.tables.insert(name.to_string(), MemTable { info, rows: BTreeMap::new(), clocks: BTreeMap::new() });
     }

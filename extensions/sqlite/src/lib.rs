@@ -1,1 +1,51 @@
-//! placeholder
+//! SQLite Sync: the cloudsync CRDT engine inside SQLite.
+//!
+//! This crate turns ordinary SQLite tables into conflict-free replicated tables and
+//! exposes everything as SQL functions (`cloudsync_*`) and the `cloudsync_changes`
+//! virtual table. It is used two ways: as a Rust library ([`register`] on a
+//! `rusqlite::Connection`), and compiled into the loadable extension
+//! `libcloudsync.so` by the `cloudsync-loadable` crate.
+//!
+//! **Layout.** Local writes are recorded by plain-SQL triggers ([`triggers`]) into a
+//! per-table log, folded into one clock row per key ([`fold`]) before anything reads
+//! or merges clocks; the feed of changes is read from the clocks ([`changes`]);
+//! remote changes are merged by the core through [`store::SqliteStore`] ([`apply`]).
+//! Every merge decision and codec lives in `cloudsync-core`; this crate only moves
+//! data between SQLite and the core.
+//!
+//! **Unsafe.** This is one of the two extension crates allowed `unsafe`: borrowing
+//! the connection a SQL function or virtual table runs on ([`ffi`]) and the virtual
+//! table trait implementations rusqlite requires ([`vtab`]). Nothing else.
+
+
+pub mod apply;
+pub mod changes;
+pub mod error;
+mod ffi;
+pub mod filter;
+pub mod fold;
+pub mod functions;
+pub mod lifecycle;
+pub mod meta;
+pub mod payload;
+pub mod schema;
+pub mod settings;
+pub mod sql;
+pub mod state;
+pub mod store;
+pub mod table;
+pub mod triggers;
+pub mod vtab;
+
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+
+/// Registers the `cloudsync_*` functions and the `cloudsync_changes` virtual table on
+/// a connection. Idempotent per connection (re-registering replaces the functions).
+pub fn register(conn: &rusqlite::Connection) -> Result<()> {
+    let state = Arc::new(state::ConnState::default());
+    functions::register(conn, Arc::clone(&state))?;
+    vtab::register(conn, state)?;
+    Ok(())
+}

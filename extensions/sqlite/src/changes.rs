@@ -1,0 +1,212 @@
+//! Reading the change feed: every change recorded after a position, in feed order.
+//!
+//! Rows are read a page at a time from each table's clock table (index on
+//! `(dbv, seq)`), joined with the user table for the values, and merged across tables
+//! so that the whole feed comes out ordered by each row's latest position. A reader can
+//! therefore stop anywhere and resume from the position of the last row it consumed.
+
+use std::collections::VecDeque;
+
+use cloudsync_core::engine::row_changes;
+use cloudsync_core::value::encode_key;
+use cloudsync_core::{Change, ColId, Cursor, RowClock, SiteId, Value};
+use rusqlite::Connection;
+
+use crate::sql::{i64_of, ident, u64_of, value_of};
+use crate::table::SyncTable;
+use crate::{meta, Result};
+
+/// Rows fetched per page and table.
+const PAGE: i64 = 256;
+
+/// Which sites' changes to return.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SiteFilter {
+    /// Every site.
+    #[default]
+    All,
+    /// Only changes written by this site.
+    Only(SiteId),
+    /// Every site except this one (what a peer needs: not its own changes).
+    Except(SiteId),
+}
+
+/// What to read.
+#[derive(Clone, Debug, Default)]
+pub struct FeedQuery {
+    /// Changes strictly after this position.
+    pub after: Cursor,
+    /// Stop after this db_version (inclusive).
+    pub until: Option<u64>,
+    /// Site filter.
+    pub sites: SiteFilter,
+    /// Only this table.
+    pub table: Option<String>,
+}
+
+struct TableFeed {
+    table: SyncTable,
+    sql: String,
+    /// Position of the last row fetched from this table.
+    fetched: Cursor,
+    rows: VecDeque<(Cursor, Vec<Change>)>,
+    exhausted: bool,
+}
+
+/// A streaming reader of the feed.
+pub struct FeedReader {
+    query: FeedQuery,
+    feeds: Vec<TableFeed>,
+    current: VecDeque<Change>,
+    /// Position of the last row whose changes were handed out.
+    position: Cursor,
+}
+
+impl FeedReader {
+    /// Prepares a reader. The caller must have folded pending local writes.
+    pub fn new(conn: &Connection, query: FeedQuery) -> Result<FeedReader> {
+        let mut feeds = Vec::new();
+        for name in SyncTable::names(conn)? {
+            if query.table.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(&name)) {
+                continue;
+            }
+            let Some(table) = SyncTable::load(conn, &name)? else { continue };
+            let sql = page_sql(&table);
+            feeds.push(TableFeed { table, sql, fetched: query.after, rows: VecDeque::new(), exhausted: false });
+        }
+        let position = query.after;
+        Ok(FeedReader { query, feeds, current: VecDeque::new(), position })
+    }
+
+    /// Position of the last row fully handed out (a valid resume point).
+    pub fn position(&self) -> Cursor {
+        self.position
+    }
+
+    /// The next change, or `None` at the end of the feed.
+    pub fn next(&mut self, conn: &Connection) -> Result<Option<Change>> {
+        loop {
+            if let Some(c) = self.current.pop_front() {
+                return Ok(Some(c));
+            }
+            let Some((at, changes)) = self.next_row(conn)? else { return Ok(None) };
+            self.position = at;
+            self.current = changes.into_iter().filter(|c| self.keep(c)).collect();
+        }
+    }
+
+    /// Whether the current row's changes have all been handed out.
+    pub fn at_row_boundary(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    fn keep(&self, c: &Change) -> bool {
+        match self.query.sites {
+            SiteFilter::All => true,
+            SiteFilter::Only(s) => c.site == s,
+            SiteFilter::Except(s) => c.site != s,
+        }
+    }
+
+    fn next_row(&mut self, conn: &Connection) -> Result<Option<(Cursor, Vec<Change>)>> {
+        for i in 0..self.feeds.len() {
+            if self.feeds[i].rows.is_empty() && !self.feeds[i].exhausted {
+                self.refill(conn, i)?;
+            }
+        }
+        let best = self
+            .feeds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.rows.front().map(|(at, _)| (*at, i)))
+            .min();
+        Ok(best.and_then(|(_, i)| self.feeds[i].rows.pop_front()))
+    }
+
+    fn refill(&mut self, conn: &Connection, i: usize) -> Result<()> {
+        let until = self.query.until.map(i64_of).transpose()?.unwrap_or(i64::MAX);
+        let after = self.query.after;
+        let feed = &mut self.feeds[i];
+        let info = feed.table.info();
+        let nk = feed.table.pk.len();
+        let cols: Vec<ColId> = feed.table.columns.iter().map(|c| c.id).collect();
+        let mut stmt = conn.prepare_cached(&feed.sql)?;
+        let mut rows = stmt.query(rusqlite::params![
+            i64_of(feed.fetched.db_version)?,
+            i64::try_from(feed.fetched.seq).unwrap_or(i64::MAX),
+            until,
+            PAGE
+        ])?;
+        let mut n = 0;
+        let mut site_cache: Vec<(u32, SiteId)> = Vec::new();
+        while let Some(r) = rows.next()? {
+            n += 1;
+            let key: Vec<Value> = (0..nk).map(|k| r.get_ref(k).map(value_of)).collect::<rusqlite::Result<_>>()?;
+            let cl = u64_of(r.get(nk)?, "causal length")?;
+            let at = Cursor::new(u64_of(r.get(nk + 1)?, "db_version")?, u64_of(r.get(nk + 2)?, "seq")?);
+            let blob: Vec<u8> = r.get(nk + 3)?;
+            let clock = RowClock::decode(cl, at, &blob)?;
+            let values: Vec<Value> =
+                (0..cols.len()).map(|c| r.get_ref(nk + 4 + c).map(value_of)).collect::<rusqlite::Result<_>>()?;
+            let pk = encode_key(&key);
+            let changes = row_changes(
+                &info,
+                &pk,
+                &clock,
+                after,
+                |ord| match site_cache.iter().find(|(o, _)| *o == ord) {
+                    Some((_, s)) => Ok(*s),
+                    None => {
+                        let s = meta::site_id(conn, ord)?;
+                        site_cache.push((ord, s));
+                        Ok(s)
+                    }
+                },
+                |ids| {
+                    Ok::<_, crate::Error>(
+                        ids.iter()
+                            .map(|id| cols.iter().position(|c| c == id).map_or(Value::Null, |p| values[p].clone()))
+                            .collect(),
+                    )
+                },
+            )?;
+            feed.fetched = at;
+            feed.rows.push_back((at, changes));
+        }
+        if n < PAGE {
+            feed.exhausted = true;
+        }
+        Ok(())
+    }
+}
+
+fn page_sql(t: &SyncTable) -> String {
+    let keys = t.meta_keys();
+    let join = t
+        .pk
+        .iter()
+        .zip(&keys)
+        .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut select: Vec<String> = keys.iter().map(|k| format!("m.{k}")).collect();
+    select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
+    select.extend(t.columns.iter().map(|c| format!("u.{}", ident(&c.name))));
+    format!(
+        "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > (?1, ?2) AND m.dbv <= ?3 \
+         ORDER BY m.dbv, m.seq LIMIT ?4",
+        select.join(", "),
+        t.meta(),
+        t.quoted(),
+    )
+}
+
+/// Reads the whole feed for `query` into memory.
+pub fn collect(conn: &Connection, query: FeedQuery) -> Result<Vec<Change>> {
+    let mut reader = FeedReader::new(conn, query)?;
+    let mut out = Vec::new();
+    while let Some(c) = reader.next(conn)? {
+        out.push(c);
+    }
+    Ok(out)
+}

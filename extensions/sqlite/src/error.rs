@@ -1,0 +1,75 @@
+//! Errors of the SQLite adapter, and their single mapping to SQL errors.
+
+use cloudsync_core::engine::ApplyError;
+use cloudsync_core::DecodeError;
+
+/// Everything that can go wrong in a `cloudsync_*` call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite itself failed.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A payload, key or clock that does not decode.
+    #[error("invalid payload: {0}")]
+    Decode(#[from] DecodeError),
+    /// A payload that decodes but cannot be applied here.
+    #[error("{0}")]
+    Apply(String),
+    /// The table is not synced.
+    #[error("table '{0}' is not synced (call cloudsync_init('{0}') first)")]
+    NotSynced(String),
+    /// The table cannot be synced as it is.
+    #[error("cannot sync table '{table}': {why}")]
+    Unsupported {
+        /// Table.
+        table: String,
+        /// What must change, in words a developer can act on.
+        why: String,
+    },
+    /// A bad argument to a SQL function.
+    #[error("{function}: {why}")]
+    Argument {
+        /// Function name.
+        function: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A bad argument.
+    pub fn arg(function: &'static str, why: impl Into<String>) -> Self {
+        Error::Argument { function, why: why.into() }
+    }
+}
+
+impl From<ApplyError<Error>> for Error {
+    fn from(e: ApplyError<Error>) -> Self {
+        match e {
+            ApplyError::Store(inner) => inner,
+            other => Error::Apply(other.to_string()),
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The one place where adapter errors become SQL errors: the message of the SQL error
+/// is the error's display text, prefixed with `cloudsync: `.
+pub fn to_sql(e: Error) -> rusqlite::Error {
+    match e {
+        // Keep SQLite's own error codes (SQLITE_BUSY, constraint violations…) intact so
+        // callers can react to them.
+        Error::Sqlite(inner @ rusqlite::Error::SqliteFailure(..)) => inner,
+        other => rusqlite::Error::UserFunctionError(format!("cloudsync: {other}").into()),
+    }
+}

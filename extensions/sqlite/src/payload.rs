@@ -1,0 +1,66 @@
+//! Payloads built from the feed, and file-based exchange.
+
+use std::io::Write;
+
+use cloudsync_core::engine::ApplyReport;
+use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
+use cloudsync_core::{Cursor, Algo};
+use rusqlite::Connection;
+
+use crate::changes::{FeedQuery, FeedReader};
+use crate::state::ConnState;
+use crate::table::SyncTable;
+use crate::{apply, fold, settings, Error, Result};
+
+/// Encoder settings from `cloudsync_set`.
+pub fn encode_options(conn: &Connection) -> Result<EncodeOptions> {
+    let frame = settings::global_int(conn, settings::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
+    let level = settings::global_int(conn, settings::COMPRESSION, 3)?;
+    Ok(EncodeOptions {
+        frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),
+        compression: (level > 0).then(|| i32::try_from(level).unwrap_or(3)),
+    })
+}
+
+/// Folds pending local writes, then encodes every change matching `query`. Returns
+/// the payload (None when there is nothing to send), the number of changes and the
+/// position to resume from.
+pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u64, Cursor)> {
+    fold::fold_all(conn)?;
+    let mut reader = FeedReader::new(conn, query)?;
+    let mut encoder = PayloadEncoder::new(encode_options(conn)?);
+    let mut tables: Vec<(String, Algo, u64)> = Vec::new();
+    while let Some(change) = reader.next(conn)? {
+        if !tables.iter().any(|(n, _, _)| *n == change.table) {
+            let t = SyncTable::require(conn, &change.table)?;
+            tables.push((t.name.clone(), t.algo, t.fingerprint));
+        }
+        let info = tables.iter().find(|(n, _, _)| *n == change.table).map_or((Algo::Cls, 0), |(_, a, f)| (*a, *f));
+        encoder.push(change, |_| info).map_err(|e| Error::Apply(e.to_string()))?;
+    }
+    let n = encoder.change_count();
+    let payload = (!encoder.is_empty()).then(|| encoder.finish());
+    Ok((payload, n, reader.position()))
+}
+
+/// `cloudsync_payload_save(path, since)`: writes every change after `since` (all
+/// changes by default, from every site) to `path`, atomically. Returns the number of
+/// changes written; with none, no file is written.
+pub fn save(conn: &Connection, path: &str, since: u64) -> Result<u64> {
+    let after = if since == 0 { Cursor::ZERO } else { Cursor::new(since, u64::MAX) };
+    let (payload, n, _) = encode(conn, FeedQuery { after, ..FeedQuery::default() })?;
+    let Some(bytes) = payload else { return Ok(0) };
+    let io = |source| Error::Io { path: path.to_string(), source };
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(n)
+}
+
+/// `cloudsync_payload_load(path)`: applies a payload file.
+pub fn load(conn: &Connection, state: &ConnState, path: &str) -> Result<ApplyReport> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_string(), source })?;
+    apply::apply_payload(conn, state, &bytes)
+}

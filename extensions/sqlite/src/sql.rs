@@ -1,0 +1,69 @@
+//! The audited SQL-building helpers: identifier quoting and value conversion.
+//!
+//! Every identifier that reaches SQL text goes through [`ident`]; every value is
+//! bound as a parameter through [`Bind`]. Nothing else in this crate formats
+//! user-supplied names into SQL.
+
+use cloudsync_core::Value;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::ToSql;
+
+/// Quotes an identifier for SQLite: wrapped in double quotes, inner quotes doubled.
+/// Correct for any string, including ones with quotes, spaces, NULs excluded (SQLite
+/// identifiers cannot contain NUL; callers validate that).
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Binds a core [`Value`] without copying (text is bound as the exact bytes stored).
+pub struct Bind<'a>(pub &'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(t) => ValueRef::Text(t),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Reads a SQLite value into a core [`Value`].
+pub fn value_of(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(t.to_vec()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// Converts a SQLite integer to a non-negative version number.
+pub fn u64_of(v: i64, what: &'static str) -> crate::Result<u64> {
+    u64::try_from(v).map_err(|_| crate::Error::Apply(format!("corrupt metadata: negative {what} {v}")))
+}
+
+/// Converts a version number to a SQLite integer.
+pub fn i64_of(v: u64) -> crate::Result<i64> {
+    i64::try_from(v).map_err(|_| crate::Error::Apply(format!("version {v} exceeds SQLite's integer range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("t"), "\"t\"");
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

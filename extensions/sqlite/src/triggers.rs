@@ -1,0 +1,214 @@
+//! The triggers that record local writes, and the metadata tables behind them.
+//!
+//! Tracking triggers are plain SQL: they only append `(op, changed-column mask, key)`
+//! to the table's log, so they are cheap, and a connection that has not loaded the
+//! extension can still write to synced tables (its writes are recorded and folded
+//! into clocks later). Guard triggers (grow-only and delete-wins tables) call
+//! `cloudsync_is_merging()`, so without the extension they fail closed.
+
+use cloudsync_core::schema::Affinity;
+use cloudsync_core::Algo;
+use rusqlite::Connection;
+
+use crate::filter;
+use crate::sql::{ident, literal};
+use crate::table::{SyncTable, MASK_BITS};
+use crate::Result;
+
+/// Log operation codes.
+pub const OP_INSERT: i64 = 1;
+/// Update with a mask of changed columns.
+pub const OP_UPDATE: i64 = 2;
+/// Delete.
+pub const OP_DELETE: i64 = 3;
+
+const SUFFIXES: [&str; 7] = ["ai", "au", "ak", "ad", "bu", "bd", "bi"];
+
+fn trigger_name(t: &SyncTable, suffix: &str) -> String {
+    ident(&format!("{}_cloudsync_{suffix}", t.name))
+}
+
+/// Creates the clock and log tables of `t` if missing, and widens the log's mask
+/// columns when columns were added.
+pub fn create_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
+    let keys = t.meta_keys();
+    let key_list = keys.join(", ");
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {meta} ({key_list}, cl INTEGER NOT NULL, dbv INTEGER NOT NULL, \
+         seq INTEGER NOT NULL, clock BLOB NOT NULL, PRIMARY KEY ({key_list})) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS {feed} ON {meta} (dbv, seq);
+         CREATE TABLE IF NOT EXISTS {log} (lsn INTEGER PRIMARY KEY, op INTEGER NOT NULL, {key_list});",
+        meta = t.meta(),
+        feed = ident(&format!("{}_cloudsync_feed", t.name)),
+        log = t.log(),
+    ))?;
+    for w in 0..t.mask_words {
+        let col = format!("m{w}");
+        let has: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [format!("{}_cloudsync_log", t.name), col.clone()],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0", t.log()))?;
+        }
+    }
+    if t.algo == Algo::Dws {
+        // The delete-wins guard looks up deleted keys in the log.
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({key_list})",
+            ident(&format!("{}_cloudsync_log_keys", t.name)),
+            t.log()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Drops the clock and log tables of `t`.
+pub fn drop_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};", t.meta(), t.log()))?;
+    Ok(())
+}
+
+/// Drops every trigger the extension may have created on `t`.
+pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
+    let sql: String = SUFFIXES.iter().map(|s| format!("DROP TRIGGER IF EXISTS {};", trigger_name(t, s))).collect();
+    conn.execute_batch(&sql)?;
+    Ok(())
+}
+
+/// (Re)creates the triggers of `t` for its current columns, filter and algorithm.
+/// Tracking triggers are only installed while the table is enabled.
+pub fn create_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
+    drop_triggers(conn, t)?;
+    conn.execute_batch(&triggers_sql(t))?;
+    Ok(())
+}
+
+fn pk_list(t: &SyncTable, row: &str) -> String {
+    t.pk.iter().map(|k| format!("{row}.{}", ident(&k.name))).collect::<Vec<_>>().join(", ")
+}
+
+/// SQL of the triggers of `t`.
+pub fn triggers_sql(t: &SyncTable) -> String {
+    let table = t.quoted();
+    let log = t.log();
+    let keys = t.meta_keys().join(", ");
+    let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).chain(t.pk.iter().map(|k| k.name.clone())).collect();
+    let filter_new = t.filter.as_ref().map(|f| format!("({})", filter::qualify(f, &names, "NEW")));
+    let filter_old = t.filter.as_ref().map(|f| format!("({})", filter::qualify(f, &names, "OLD")));
+    let null_check = |row: &str| -> String {
+        t.pk
+            .iter()
+            .filter(|k| !k.not_null)
+            .map(|k| {
+                let msg = format!("cloudsync: NULL in primary key column \"{}\" of table \"{}\"", k.name, t.name);
+                format!("SELECT RAISE(ABORT, {}) WHERE {row}.{} IS NULL;\n", literal(&msg), ident(&k.name))
+            })
+            .collect()
+    };
+    let pk_same = t
+        .pk
+        .iter()
+        .map(|k| format!("NEW.{0} IS OLD.{0} COLLATE BINARY", ident(&k.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut sql = String::new();
+
+    if t.enabled {
+        let when_new = filter_new.as_ref().map(|f| format!("WHEN {f}")).unwrap_or_default();
+        sql.push_str(&format!(
+            "CREATE TRIGGER {name} AFTER INSERT ON {table} {when_new}\nBEGIN\n{nc}INSERT INTO {log} (op, {keys}) VALUES ({OP_INSERT}, {newk});\nEND;\n",
+            name = trigger_name(t, "ai"),
+            nc = null_check("NEW"),
+            newk = pk_list(t, "NEW"),
+        ));
+
+        // Updates that keep the key: log the changed columns as bit masks.
+        let words = t.mask_words.max(1);
+        let mut masks = vec![Vec::new(); words as usize];
+        for c in &t.columns {
+            let col = ident(&c.name);
+            let mut changed = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
+            if Affinity::of(&c.decl_type) == Affinity::Blob {
+                // Without affinity, 1 and 1.0 compare equal; their types still differ.
+                changed = format!("{changed} OR typeof(NEW.{col}) IS NOT typeof(OLD.{col})");
+            }
+            masks[(c.id / MASK_BITS) as usize].push(format!("(({changed}) << {})", c.id % MASK_BITS));
+        }
+        let mask_exprs: Vec<String> =
+            masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
+        let mask_cols: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
+        let op = match &filter_old {
+            Some(f) => format!("CASE WHEN {f} THEN {OP_UPDATE} ELSE {OP_INSERT} END"),
+            None => OP_UPDATE.to_string(),
+        };
+        let any_change = mask_cols.iter().map(|m| format!("{m} <> 0")).collect::<Vec<_>>().join(" OR ");
+        let when = match &filter_new {
+            Some(f) => format!("{pk_same} AND {f}"),
+            None => pk_same.clone(),
+        };
+        sql.push_str(&format!(
+            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN {when}\nBEGIN\nINSERT INTO {log} (op, {mcols}, {keys}) \
+             SELECT op, {mcols}, {newk} FROM (SELECT {op} AS op, {mvals}) WHERE op = {OP_INSERT} OR {any_change};\nEND;\n",
+            name = trigger_name(t, "au"),
+            mcols = mask_cols.join(", "),
+            newk = pk_list(t, "NEW"),
+            mvals = mask_exprs.iter().zip(&mask_cols).map(|(e, c)| format!("{e} AS {c}")).collect::<Vec<_>>().join(", "),
+        ));
+
+        // Updates that change the key: the old key is deleted, the new one inserted.
+        let insert_new_when = filter_new.as_ref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        sql.push_str(&format!(
+            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN NOT ({pk_same})\nBEGIN\n{nc}\
+             INSERT INTO {log} (op, {keys}) VALUES ({OP_DELETE}, {oldk});\n\
+             INSERT INTO {log} (op, {keys}) SELECT {OP_INSERT}, {newk}{insert_new_when};\nEND;\n",
+            name = trigger_name(t, "ak"),
+            nc = null_check("NEW"),
+            oldk = pk_list(t, "OLD"),
+            newk = pk_list(t, "NEW"),
+        ));
+
+        sql.push_str(&format!(
+            "CREATE TRIGGER {name} AFTER DELETE ON {table}\nBEGIN\nINSERT INTO {log} (op, {keys}) VALUES ({OP_DELETE}, {oldk});\nEND;\n",
+            name = trigger_name(t, "ad"),
+            oldk = pk_list(t, "OLD"),
+        ));
+    }
+
+    match t.algo {
+        Algo::Gos => {
+            for (suffix, what) in [("bu", "UPDATE"), ("bd", "DELETE")] {
+                let msg = format!("cloudsync: table \"{}\" is grow-only (gos): {what} is not allowed", t.name);
+                sql.push_str(&format!(
+                    "CREATE TRIGGER {name} BEFORE {what} ON {table} WHEN NOT cloudsync_is_merging()\nBEGIN\nSELECT RAISE(ABORT, {msg});\nEND;\n",
+                    name = trigger_name(t, suffix),
+                    msg = literal(&msg),
+                ));
+            }
+        }
+        Algo::Dws => {
+            let key_match = t
+                .pk
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("k{i} = NEW.{}", ident(&k.name)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let msg = format!(
+                "cloudsync: table \"{}\" is delete-wins (dws): a deleted key cannot be inserted again",
+                t.name
+            );
+            sql.push_str(&format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NOT cloudsync_is_merging() AND \
+                 (EXISTS (SELECT 1 FROM {meta} WHERE {key_match} AND cl % 2 = 0) OR \
+                 EXISTS (SELECT 1 FROM {log} WHERE {key_match} AND op = {OP_DELETE}))\nBEGIN\nSELECT RAISE(ABORT, {msg});\nEND;\n",
+                name = trigger_name(t, "bi"),
+                meta = t.meta(),
+                msg = literal(&msg),
+            ));
+        }
+        Algo::Cls | Algo::Aws => {}
+    }
+    sql
+}
