@@ -200,7 +200,7 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
                 .map(|(c, col)| IncomingCell {
                     col,
                     version: c.version,
-                    value: c.value.clone(),
+                    value: &c.value,
                     site: sites[c.origin.site].0,
                     site_id: sites[c.origin.site].1,
                 })

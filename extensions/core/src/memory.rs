@@ -224,10 +224,10 @@ impl Store for MemReplica {
     fn write_row(&mut self, table: &TableInfo, pk: &[u8], write: &RowWrite) -> Result<(), Infallible> {
         let Some(t) = self.tables.get_mut(&table.name) else { return Ok(()) };
         let width = t.info.columns.len();
-        let set = |row: &mut Vec<Value>, values: &[(ColId, Value)]| {
+        let set = |row: &mut Vec<Value>, values: &[(ColId, &Value)]| {
             for (col, v) in values {
                 if let Some(i) = t.info.columns.iter().position(|(c, _)| c == col) {
-                    row[i] = v.clone();
+                    row[i] = (*v).clone();
                 }
             }
         };

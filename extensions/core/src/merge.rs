@@ -16,13 +16,13 @@ use crate::value::Value;
 
 /// One column of an incoming row record.
 #[derive(Clone, Debug, PartialEq)]
-pub struct IncomingCell {
+pub struct IncomingCell<'a> {
     /// Local column id.
     pub col: ColId,
     /// Cell version within the life.
     pub version: u64,
     /// The value.
-    pub value: Value,
+    pub value: &'a Value,
     /// Writer site, as a local ordinal.
     pub site: SiteOrd,
     /// Writer site id (for tie-breaks).
@@ -32,18 +32,18 @@ pub struct IncomingCell {
 /// Another replica's view of one row: its causal length and the cells of that life
 /// that changed since the receiver last heard from it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct IncomingRow {
+pub struct IncomingRow<'a> {
     /// Causal length of the sender's row.
     pub cl: u64,
     /// Site that started the sender's current life, when the record carries that event.
     pub event_site: Option<SiteOrd>,
     /// Changed cells of that life (distinct columns).
-    pub cells: Vec<IncomingCell>,
+    pub cells: Vec<IncomingCell<'a>>,
 }
 
 /// What must happen to the row in the user table.
 #[derive(Clone, Debug, PartialEq)]
-pub enum RowWrite {
+pub enum RowWrite<'a> {
     /// Nothing.
     None,
     /// Delete the row.
@@ -51,12 +51,12 @@ pub enum RowWrite {
     /// Create the row from its key: these columns get these values, every other column
     /// its default. If a row with this key exists anyway (written while untracked), it
     /// is overwritten the same way.
-    Create(Vec<(ColId, Value)>),
+    Create(Vec<(ColId, &'a Value)>),
     /// Update an existing row. With `reset_others`, every column not listed goes back
     /// to its default (the row started a new life).
     Update {
         /// Columns to write.
-        values: Vec<(ColId, Value)>,
+        values: Vec<(ColId, &'a Value)>,
         /// Reset the other columns to their defaults.
         reset_others: bool,
     },
@@ -64,16 +64,16 @@ pub enum RowWrite {
 
 /// Result of merging one row record.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RowMerge {
+pub struct RowMerge<'a> {
     /// The new clock, or `None` when nothing changed.
     pub clock: Option<RowClock>,
     /// What to do to the user table.
-    pub write: RowWrite,
+    pub write: RowWrite<'a>,
     /// How many of the incoming records (row event and cells) changed local state.
     pub applied: u32,
 }
 
-impl RowMerge {
+impl RowMerge<'_> {
     fn unchanged() -> Self {
         RowMerge { clock: None, write: RowWrite::None, applied: 0 }
     }
@@ -121,13 +121,13 @@ pub trait MergeEnv {
 }
 
 /// Merges `incoming` into `local` (see the module docs for the order).
-pub fn merge_row<E: MergeEnv>(
+pub fn merge_row<'a, E: MergeEnv>(
     local: Option<&RowClock>,
-    incoming: &IncomingRow,
+    incoming: &IncomingRow<'a>,
     algo: Algo,
     alloc: &mut SeqAlloc,
     env: &mut E,
-) -> Result<RowMerge, E::Error> {
+) -> Result<RowMerge<'a>, E::Error> {
     let local_cl = local.map_or(0, |c| c.cl);
     if incoming.cl < local_cl || incoming.cl == 0 {
         return Ok(RowMerge::unchanged());
@@ -151,7 +151,7 @@ pub fn merge_row<E: MergeEnv>(
 }
 
 /// The incoming record has a longer causal history: its life replaces ours.
-fn new_life(local_cl: u64, incoming: &IncomingRow, alloc: &mut SeqAlloc) -> RowMerge {
+fn new_life<'a>(local_cl: u64, incoming: &IncomingRow<'a>, alloc: &mut SeqAlloc) -> RowMerge<'a> {
     let event_site = incoming
         .event_site
         .or_else(|| incoming.cells.first().map(|c| c.site))
@@ -170,7 +170,7 @@ fn new_life(local_cl: u64, incoming: &IncomingRow, alloc: &mut SeqAlloc) -> RowM
                 version: cell.version,
                 stamp: Stamp { at: alloc.next(), site: cell.site },
             });
-            values.push((cell.col, cell.value.clone()));
+            values.push((cell.col, cell.value));
         }
     }
     let local_alive = local_cl % 2 == 1;
@@ -185,12 +185,12 @@ fn new_life(local_cl: u64, incoming: &IncomingRow, alloc: &mut SeqAlloc) -> RowM
 }
 
 /// Same life on both sides: column-wise last-writer-wins.
-fn same_life<E: MergeEnv>(
+fn same_life<'a, E: MergeEnv>(
     local: &RowClock,
-    incoming: &IncomingRow,
+    incoming: &IncomingRow<'a>,
     alloc: &mut SeqAlloc,
     env: &mut E,
-) -> Result<RowMerge, E::Error> {
+) -> Result<RowMerge<'a>, E::Error> {
     // Values are only read for version ties, which are rare.
     let ties: Vec<ColId> = incoming
         .cells
@@ -227,7 +227,7 @@ fn same_life<E: MergeEnv>(
                 stamp: Stamp { at: alloc.next(), site: cell.site },
             });
             if write_value {
-                values.push((cell.col, cell.value.clone()));
+                values.push((cell.col, cell.value));
             }
             applied += 1;
         }

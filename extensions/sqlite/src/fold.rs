@@ -36,7 +36,14 @@ pub fn any_pending(conn: &Connection) -> Result<bool> {
 
 /// Folds every synced table's log under one new `db_version`. Returns the number of
 /// rows whose clock changed.
+///
+/// Runs in its own savepoint: called from a SQL function in autocommit mode, each
+/// statement would otherwise commit (and sync) on its own.
 pub fn fold_all(conn: &Connection) -> Result<u64> {
+    crate::apply::in_savepoint(conn, "cloudsync_fold", || fold_all_in_txn(conn))
+}
+
+fn fold_all_in_txn(conn: &Connection) -> Result<u64> {
     let mut tables = Vec::new();
     for name in SyncTable::names(conn)? {
         if let Some(t) = SyncTable::load(conn, &name)? {

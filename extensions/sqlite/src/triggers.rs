@@ -139,22 +139,38 @@ pub fn triggers_sql(t: &SyncTable) -> String {
         let mask_exprs: Vec<String> =
             masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
         let mask_cols: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
-        let op = match &filter_old {
-            Some(f) => format!("CASE WHEN {f} THEN {OP_UPDATE} ELSE {OP_INSERT} END"),
-            None => OP_UPDATE.to_string(),
-        };
-        let any_change = mask_cols.iter().map(|m| format!("{m} <> 0")).collect::<Vec<_>>().join(" OR ");
-        let when = match &filter_new {
-            Some(f) => format!("{pk_same} AND {f}"),
-            None => pk_same.clone(),
+        // Any column changed (same comparisons as the masks, evaluated by the WHEN so
+        // that a no-op UPDATE costs no log row).
+        let changed_any = t
+            .columns
+            .iter()
+            .map(|c| {
+                let col = ident(&c.name);
+                let mut e = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
+                if Affinity::of(&c.decl_type) == Affinity::Blob {
+                    e = format!("{e} OR typeof(NEW.{col}) IS NOT typeof(OLD.{col})");
+                }
+                e
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let changed_any = if changed_any.is_empty() { "0".to_string() } else { changed_any };
+        let (when, op) = match (&filter_new, &filter_old) {
+            // A row that enters the filter is logged as an insert even if no synced
+            // column changed (the filter may read other tables).
+            (Some(fnew), Some(fold)) => (
+                format!("{pk_same} AND {fnew} AND (NOT {fold} OR {changed_any})"),
+                format!("CASE WHEN {fold} THEN {OP_UPDATE} ELSE {OP_INSERT} END"),
+            ),
+            _ => (format!("{pk_same} AND ({changed_any})"), OP_UPDATE.to_string()),
         };
         sql.push_str(&format!(
             "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN {when}\nBEGIN\nINSERT INTO {log} (op, {mcols}, {keys}) \
-             SELECT op, {mcols}, {newk} FROM (SELECT {op} AS op, {mvals}) WHERE op = {OP_INSERT} OR {any_change};\nEND;\n",
+             VALUES ({op}, {mvals}, {newk});\nEND;\n",
             name = trigger_name(t, "au"),
             mcols = mask_cols.join(", "),
             newk = pk_list(t, "NEW"),
-            mvals = mask_exprs.iter().zip(&mask_cols).map(|(e, c)| format!("{e} AS {c}")).collect::<Vec<_>>().join(", "),
+            mvals = mask_exprs.join(", "),
         ));
 
         // Updates that change the key: the old key is deleted, the new one inserted.
