@@ -180,7 +180,10 @@ fn new_life<'a>(local_cl: u64, incoming: &IncomingRow<'a>, alloc: &mut SeqAlloc)
         (true, true) => RowWrite::Update { values, reset_others: true },
         (true, false) => RowWrite::Create(values),
     };
-    let applied = 1 + if alive { incoming.cells.len() as u32 } else { 0 };
+    // The row event counts when the record carried it; a life implied by cells does not
+    // count twice.
+    let cells = if alive { u32::try_from(incoming.cells.len()).unwrap_or(u32::MAX) } else { 0 };
+    let applied = u32::from(incoming.event_site.is_some()).saturating_add(cells).max(1);
     RowMerge { clock: Some(clock), write, applied }
 }
 

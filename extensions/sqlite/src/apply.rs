@@ -10,8 +10,19 @@ use crate::store::SqliteStore;
 use crate::{fold, Result};
 
 /// Runs `f` inside a savepoint: released on success, rolled back on error.
+///
+/// Inside a statement that is itself writing (an `INSERT INTO cloudsync_changes`, a
+/// trigger), SQLite refuses new savepoints; there the enclosing statement is already
+/// atomic (it rolls back whole on error), so `f` runs in it directly.
 pub fn in_savepoint<T>(conn: &Connection, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+    if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {name}")) {
+        let in_statement = matches!(&e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::DatabaseBusy)
+            && e.to_string().contains("statements in progress");
+        if in_statement {
+            return f();
+        }
+        return Err(e.into());
+    }
     match f() {
         Ok(v) => {
             conn.execute_batch(&format!("RELEASE {name}"))?;

@@ -21,7 +21,7 @@ pub fn db_with_t(algo: &str) -> Connection {
 
 /// Every row of `table`, ordered by all columns, as SQL values.
 pub fn rows(c: &Connection, table: &str) -> Vec<Vec<Value>> {
-    let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1, 2")).unwrap();
+    let mut stmt = c.prepare(&format!("SELECT * FROM \"{}\" ORDER BY 1, 2", table.replace('"', "\"\""))).unwrap();
     let n = stmt.column_count();
     stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
         .unwrap()
