@@ -6,6 +6,7 @@
 //! | `build-extension` | builds `libcloudsync.so` in release mode, on its own, and prints its absolute path last |
 //! | `bench sqlite [--rows N] [--rounds R]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `shell [DB]` | builds the extension and opens the sqlite3 shell with it loaded |
+//! | `fuzz [TARGET] [SECONDS]` | runs a `cargo fuzz` target of the core (default: all, 60 s each) on the committed corpus |
 //!
 //! Why a task runner and not plain `cargo test`: the loadable extension must never be
 //! compiled in the same cargo invocation as crates that bundle SQLite (rusqlite's
@@ -30,8 +31,37 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(rest),
         Some("shell") => ext::shell(rest),
+        Some("fuzz") => fuzz(rest),
         _ => bail!("usage: cargo xtask <test | build-extension | bench sqlite [--rows N] [--rounds R] | shell [DB]>"),
     }
+}
+
+/// `cargo xtask fuzz [TARGET] [SECONDS]`. cargo-fuzz needs nightly compiler flags;
+/// `RUSTC_BOOTSTRAP=1` lets the installed stable toolchain accept them.
+fn fuzz(args: &[String]) -> Result<()> {
+    const TARGETS: [&str; 3] = ["payload_decode", "frame_body", "clock_decode"];
+    if !sys::have("cargo-fuzz") {
+        sys::cargo(&["install", "cargo-fuzz", "--locked"])?;
+    }
+    let targets: Vec<&str> = match args.first() {
+        Some(t) if TARGETS.contains(&t.as_str()) => vec![t.as_str()],
+        Some(t) => anyhow::bail!("unknown fuzz target {t}; one of {}", TARGETS.join(", ")),
+        None => TARGETS.to_vec(),
+    };
+    let secs = args.get(1).cloned().unwrap_or_else(|| "60".into());
+    let dir = sys::root().join("extensions/core/fuzz");
+    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from).join("fuzz");
+    for t in targets {
+        sys::step(&format!("Fuzzing {t} for {secs} s"));
+        sys::run(
+            std::process::Command::new("cargo")
+                .args(["fuzz", "run", t, &format!("corpus/{t}"), "--", &format!("-max_total_time={secs}"), "-max_len=4096"])
+                .current_dir(&dir)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_DIR", &target_dir),
+        )?;
+    }
+    Ok(())
 }
 
 fn test(args: &[String]) -> Result<()> {

@@ -217,6 +217,12 @@ impl OriginReader {
     }
 }
 
+/// Parses one uncompressed frame body, without the frame header and its checksum.
+/// For tools and fuzzing: payloads are read with [`decode`].
+pub fn decode_frame_body(raw: &[u8]) -> Result<Changeset, DecodeError> {
+    decode_body(raw)
+}
+
 /// Parses one uncompressed frame body.
 pub(super) fn decode_body(raw: &[u8]) -> Result<Changeset, DecodeError> {
     let mut input = raw;
