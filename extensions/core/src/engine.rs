@@ -56,6 +56,15 @@ impl TableInfo {
     }
 }
 
+/// A row's primary key, encoded and decoded (decoded once per row by the engine).
+#[derive(Clone, Copy, Debug)]
+pub struct RowKey<'a> {
+    /// The encoded key ([`crate::value::encode_key`]).
+    pub bytes: &'a [u8],
+    /// The key's values, in key-column order.
+    pub values: &'a [Value],
+}
+
 /// Storage an engine adapter provides.
 pub trait Store {
     /// The adapter's error.
@@ -63,13 +72,13 @@ pub trait Store {
     /// A synced table by name, or `None`.
     fn table(&mut self, name: &str) -> Result<Option<TableInfo>, Self::Error>;
     /// A row's clock.
-    fn clock(&mut self, table: &TableInfo, pk: &[u8]) -> Result<Option<RowClock>, Self::Error>;
+    fn clock(&mut self, table: &TableInfo, key: RowKey<'_>) -> Result<Option<RowClock>, Self::Error>;
     /// Current values of some columns of a live row (in the order asked).
-    fn values(&mut self, table: &TableInfo, pk: &[u8], cols: &[ColId]) -> Result<Vec<Value>, Self::Error>;
+    fn values(&mut self, table: &TableInfo, key: RowKey<'_>, cols: &[ColId]) -> Result<Vec<Value>, Self::Error>;
     /// Applies a merge outcome to the user table.
-    fn write_row(&mut self, table: &TableInfo, pk: &[u8], write: &RowWrite) -> Result<(), Self::Error>;
+    fn write_row(&mut self, table: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<(), Self::Error>;
     /// Stores a row's clock.
-    fn save_clock(&mut self, table: &TableInfo, pk: &[u8], clock: &RowClock) -> Result<(), Self::Error>;
+    fn save_clock(&mut self, table: &TableInfo, key: RowKey<'_>, clock: &RowClock) -> Result<(), Self::Error>;
     /// The local ordinal of a site id, interning it on first sight.
     fn site_ord(&mut self, site: &SiteId) -> Result<SiteOrd, Self::Error>;
     /// The site id of a local ordinal.
@@ -136,13 +145,13 @@ pub struct ApplyReport {
 struct Env<'a, S: Store> {
     store: &'a mut S,
     table: &'a TableInfo,
-    pk: &'a [u8],
+    key: RowKey<'a>,
 }
 
 impl<S: Store> MergeEnv for Env<'_, S> {
     type Error = S::Error;
     fn local_values(&mut self, cols: &[ColId]) -> Result<Vec<Value>, S::Error> {
-        self.store.values(self.table, self.pk, cols)
+        self.store.values(self.table, self.key, cols)
     }
     fn site_id(&mut self, site: SiteOrd) -> Result<SiteId, S::Error> {
         self.store.site_id(site)
@@ -172,11 +181,14 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
             .collect::<Result<Vec<_>, _>>()?;
         tables.push((info, cols));
     }
-    for row in &cs.rows {
-        let (info, _) = &tables[row.table];
-        decode_key(&row.pk, info.pk_len)
-            .map_err(|source| ApplyError::BadKey { table: info.name.clone(), source })?;
-    }
+    let keys = cs
+        .rows
+        .iter()
+        .map(|row| {
+            let (info, _) = &tables[row.table];
+            decode_key(&row.pk, info.pk_len).map_err(|source| ApplyError::BadKey { table: info.name.clone(), source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     // 2. Merge.
     let sites = cs
@@ -188,8 +200,9 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
     let cursor = cs.max_cursor();
     let mut alloc = store.begin_merge(cursor.map_or(0, |c| c.db_version)).map_err(ApplyError::Store)?;
     let mut report = ApplyReport { cursor, ..ApplyReport::default() };
-    for row in &cs.rows {
+    for (row, key_values) in cs.rows.iter().zip(&keys) {
         let (info, cols) = &tables[row.table];
+        let key = RowKey { bytes: &row.pk, values: key_values };
         let incoming = IncomingRow {
             cl: row.cl,
             event_site: row.event.map(|o| sites[o.site].0),
@@ -211,12 +224,12 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         if incoming.cells.is_empty() && row.event.is_none() {
             continue;
         }
-        let local = store.clock(info, &row.pk).map_err(ApplyError::Store)?;
-        let mut env = Env { store: &mut *store, table: info, pk: &row.pk };
+        let local = store.clock(info, key).map_err(ApplyError::Store)?;
+        let mut env = Env { store: &mut *store, table: info, key };
         let merged = merge_row(local.as_ref(), &incoming, info.algo, &mut alloc, &mut env).map_err(ApplyError::Store)?;
         if let Some(clock) = &merged.clock {
-            store.write_row(info, &row.pk, &merged.write).map_err(ApplyError::Store)?;
-            store.save_clock(info, &row.pk, clock).map_err(ApplyError::Store)?;
+            store.write_row(info, key, &merged.write).map_err(ApplyError::Store)?;
+            store.save_clock(info, key, clock).map_err(ApplyError::Store)?;
             report.applied += u64::from(merged.applied);
             *report.tables.entry(info.name.clone()).or_default() += u64::from(merged.applied);
         }

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use crate::algo::Algo;
 use crate::change::Changeset;
 use crate::clock::RowClock;
-use crate::engine::{apply_changeset, row_changes, ApplyError, ApplyReport, Store, TableInfo};
+use crate::engine::{apply_changeset, row_changes, ApplyError, ApplyReport, RowKey, Store, TableInfo};
 use crate::ids::{ColId, Cursor, SiteId, SiteOrd, Stamp};
 use crate::local::{apply_local, LocalOp};
 use crate::merge::{RowWrite, SeqAlloc};
@@ -212,16 +212,17 @@ impl Store for MemReplica {
         Ok(self.tables.get(name).map(|t| t.info.clone()))
     }
 
-    fn clock(&mut self, table: &TableInfo, pk: &[u8]) -> Result<Option<RowClock>, Infallible> {
-        Ok(self.tables.get(&table.name).and_then(|t| t.clocks.get(pk).cloned()))
+    fn clock(&mut self, table: &TableInfo, key: RowKey<'_>) -> Result<Option<RowClock>, Infallible> {
+        Ok(self.tables.get(&table.name).and_then(|t| t.clocks.get(key.bytes).cloned()))
     }
 
-    fn values(&mut self, table: &TableInfo, pk: &[u8], cols: &[ColId]) -> Result<Vec<Value>, Infallible> {
+    fn values(&mut self, table: &TableInfo, key: RowKey<'_>, cols: &[ColId]) -> Result<Vec<Value>, Infallible> {
         let t = &self.tables[&table.name];
-        Ok(cols.iter().map(|c| value_of(t, pk, *c)).collect())
+        Ok(cols.iter().map(|c| value_of(t, key.bytes, *c)).collect())
     }
 
-    fn write_row(&mut self, table: &TableInfo, pk: &[u8], write: &RowWrite) -> Result<(), Infallible> {
+    fn write_row(&mut self, table: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<(), Infallible> {
+        let pk = key.bytes;
         let Some(t) = self.tables.get_mut(&table.name) else { return Ok(()) };
         let width = t.info.columns.len();
         let set = |row: &mut Vec<Value>, values: &[(ColId, &Value)]| {
@@ -250,9 +251,9 @@ impl Store for MemReplica {
         Ok(())
     }
 
-    fn save_clock(&mut self, table: &TableInfo, pk: &[u8], clock: &RowClock) -> Result<(), Infallible> {
+    fn save_clock(&mut self, table: &TableInfo, key: RowKey<'_>, clock: &RowClock) -> Result<(), Infallible> {
         if let Some(t) = self.tables.get_mut(&table.name) {
-            t.clocks.insert(pk.to_vec(), clock.clone());
+            t.clocks.insert(key.bytes.to_vec(), clock.clone());
         }
         Ok(())
     }

@@ -40,6 +40,10 @@ pub fn in_savepoint<T>(conn: &Connection, name: &str, f: impl FnOnce() -> Result
 pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<ApplyReport> {
     in_savepoint(conn, "cloudsync_apply", || {
         fold::fold_all(conn)?;
+        // With no user triggers anywhere, switch triggers off for the merge: ours would
+        // only log the merge's own writes, to be deleted again. User triggers must see
+        // merged rows, so when any exists, ours run and their log rows are dropped.
+        let _quiet = if user_triggers_exist(conn)? { None } else { TriggersOff::new(conn)? };
         let mut store = SqliteStore::new(conn);
         let report = {
             let _guard = state.merge_guard();
@@ -52,6 +56,45 @@ pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<App
         }
         Ok(report)
     })
+}
+
+/// Whether the database has a trigger that cloudsync did not create (in `main` or
+/// `temp`).
+fn user_triggers_exist(conn: &Connection) -> Result<bool> {
+    let synced = crate::table::SyncTable::names(conn)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, tbl_name, 0 FROM main.sqlite_master WHERE type = 'trigger' \
+         UNION ALL SELECT name, tbl_name, 1 FROM temp.sqlite_master WHERE type = 'trigger'",
+    )?;
+    let triggers = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(triggers.iter().any(|(name, table, temp)| {
+        *temp || !synced.iter().any(|s| s.eq_ignore_ascii_case(table) && crate::triggers::is_ours(s, name))
+    }))
+}
+
+/// Triggers switched off on this connection until dropped (also on error or panic).
+struct TriggersOff<'c>(&'c Connection);
+
+impl<'c> TriggersOff<'c> {
+    /// Switches triggers off, unless the application already had them off.
+    fn new(conn: &'c Connection) -> Result<Option<Self>> {
+        use rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER as TRIGGERS;
+        if !conn.db_config(TRIGGERS)? {
+            return Ok(None);
+        }
+        conn.set_db_config(TRIGGERS, false)?;
+        Ok(Some(TriggersOff(conn)))
+    }
+}
+
+impl Drop for TriggersOff<'_> {
+    fn drop(&mut self) {
+        // Failing to switch triggers back on would silently stop change tracking on
+        // this connection; setting a flag on an open connection cannot fail.
+        let _ = self.0.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true);
+    }
 }
 
 /// Decodes and merges a payload atomically. Nothing is written if the payload does

@@ -22,8 +22,6 @@ pub const OP_UPDATE: i64 = 2;
 /// Delete.
 pub const OP_DELETE: i64 = 3;
 
-const SUFFIXES: [&str; 7] = ["ai", "au", "ak", "ad", "bu", "bd", "bi"];
-
 fn trigger_name(t: &SyncTable, suffix: &str) -> String {
     ident(&format!("{}_cloudsync_{suffix}", t.name))
 }
@@ -70,9 +68,24 @@ pub fn drop_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
     Ok(())
 }
 
-/// Drops every trigger the extension may have created on `t`.
+/// Whether a trigger name is one the extension creates for `table`: names starting
+/// with `<table>_cloudsync_` are reserved.
+pub fn is_ours(table: &str, trigger: &str) -> bool {
+    let prefix = format!("{table}_cloudsync_");
+    trigger.len() > prefix.len() && trigger.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
+}
+
+/// Drops every trigger the extension created on `t`.
 pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
-    let sql: String = SUFFIXES.iter().map(|s| format!("DROP TRIGGER IF EXISTS {};", trigger_name(t, s))).collect();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?1")?
+        .query_map([&t.name], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let sql: String = names
+        .iter()
+        .filter(|n| is_ours(&t.name, n))
+        .map(|n| format!("DROP TRIGGER IF EXISTS {};", ident(n)))
+        .collect();
     conn.execute_batch(&sql)?;
     Ok(())
 }
@@ -87,6 +100,79 @@ pub fn create_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
 
 fn pk_list(t: &SyncTable, row: &str) -> String {
     t.pk.iter().map(|k| format!("{row}.{}", ident(&k.name))).collect::<Vec<_>>().join(", ")
+}
+
+/// Tables with at most this many synced columns get one update trigger per column.
+const PER_COLUMN_TRIGGERS_MAX: usize = 16;
+
+/// `NEW.col` differs from `OLD.col`: bytewise, ignoring collations, and for columns
+/// without affinity also by type (there `1` and `1.0` compare equal).
+fn changed(c: &crate::table::SyncColumn) -> String {
+    let col = ident(&c.name);
+    let mut e = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
+    if Affinity::of(&c.decl_type) == Affinity::Blob {
+        e = format!("({e} OR typeof(NEW.{col}) IS NOT typeof(OLD.{col}))");
+    }
+    e
+}
+
+/// Triggers for updates that keep the key.
+///
+/// With few columns, one trigger per column, declared `AFTER UPDATE OF <column>`:
+/// SQLite then runs only the triggers of the columns an UPDATE statement sets, and each
+/// logs a constant mask (updating one column of every row costs one small trigger per
+/// row). Wider tables get one trigger computing the mask of every column, so an ORM
+/// that sets all columns does not pay one trigger per column.
+fn update_triggers(t: &SyncTable, pk_same: &str, filter_new: Option<&str>, filter_old: Option<&str>, sql: &mut String) {
+    let table = t.quoted();
+    let log = t.log();
+    let keys = t.meta_keys().join(", ");
+    let newk = pk_list(t, "NEW");
+    // A row that starts matching the filter is logged as an insert of the whole row.
+    let op = match filter_old {
+        Some(f) => format!("CASE WHEN {f} THEN {OP_UPDATE} ELSE {OP_INSERT} END"),
+        None => OP_UPDATE.to_string(),
+    };
+    let and_filter = filter_new.map(|f| format!(" AND {f}")).unwrap_or_default();
+    if t.columns.is_empty() {
+        return;
+    }
+    if t.columns.len() <= PER_COLUMN_TRIGGERS_MAX {
+        for c in &t.columns {
+            let word = c.id / MASK_BITS;
+            let bit = 1u64 << (c.id % MASK_BITS);
+            sql.push_str(&format!(
+                "CREATE TRIGGER {name} AFTER UPDATE OF {col} ON {table} WHEN {pk_same} AND {changed}{and_filter}\nBEGIN\n\
+                 INSERT INTO {log} (op, m{word}, {keys}) VALUES ({op}, {mask}, {newk});\nEND;\n",
+                name = trigger_name(t, &format!("au{}", c.id)),
+                col = ident(&c.name),
+                changed = changed(c),
+                mask = bit.cast_signed(),
+            ));
+        }
+        return;
+    }
+    let words = t.mask_words.max(1);
+    let mut masks = vec![Vec::new(); words as usize];
+    for c in &t.columns {
+        masks[(c.id / MASK_BITS) as usize].push(format!("(({}) << {})", changed(c), c.id % MASK_BITS));
+    }
+    let mask_exprs: Vec<String> = masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
+    let mask_cols: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
+    // The WHEN repeats the comparisons so that a no-op UPDATE costs no log row.
+    let changed_any = t.columns.iter().map(changed).collect::<Vec<_>>().join(" OR ");
+    let value_cols = t.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let when = match (filter_new, filter_old) {
+        (Some(fnew), Some(fold)) => format!("{pk_same} AND {fnew} AND (NOT {fold} OR {changed_any})"),
+        _ => format!("{pk_same} AND ({changed_any})"),
+    };
+    sql.push_str(&format!(
+        "CREATE TRIGGER {name} AFTER UPDATE OF {value_cols} ON {table} WHEN {when}\nBEGIN\nINSERT INTO {log} (op, {mcols}, {keys}) \
+         VALUES ({op}, {mvals}, {newk});\nEND;\n",
+        name = trigger_name(t, "au"),
+        mcols = mask_cols.join(", "),
+        mvals = mask_exprs.join(", "),
+    ));
 }
 
 /// SQL of the triggers of `t`.
@@ -124,62 +210,16 @@ pub fn triggers_sql(t: &SyncTable) -> String {
             newk = pk_list(t, "NEW"),
         ));
 
-        // Updates that keep the key: log the changed columns as bit masks.
-        let words = t.mask_words.max(1);
-        let mut masks = vec![Vec::new(); words as usize];
-        for c in &t.columns {
-            let col = ident(&c.name);
-            let mut changed = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
-            if Affinity::of(&c.decl_type) == Affinity::Blob {
-                // Without affinity, 1 and 1.0 compare equal; their types still differ.
-                changed = format!("{changed} OR typeof(NEW.{col}) IS NOT typeof(OLD.{col})");
-            }
-            masks[(c.id / MASK_BITS) as usize].push(format!("(({changed}) << {})", c.id % MASK_BITS));
-        }
-        let mask_exprs: Vec<String> =
-            masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
-        let mask_cols: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
-        // Any column changed (same comparisons as the masks, evaluated by the WHEN so
-        // that a no-op UPDATE costs no log row).
-        let changed_any = t
-            .columns
-            .iter()
-            .map(|c| {
-                let col = ident(&c.name);
-                let mut e = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
-                if Affinity::of(&c.decl_type) == Affinity::Blob {
-                    e = format!("{e} OR typeof(NEW.{col}) IS NOT typeof(OLD.{col})");
-                }
-                e
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let changed_any = if changed_any.is_empty() { "0".to_string() } else { changed_any };
-        let (when, op) = match (&filter_new, &filter_old) {
-            // A row that enters the filter is logged as an insert even if no synced
-            // column changed (the filter may read other tables).
-            (Some(fnew), Some(fold)) => (
-                format!("{pk_same} AND {fnew} AND (NOT {fold} OR {changed_any})"),
-                format!("CASE WHEN {fold} THEN {OP_UPDATE} ELSE {OP_INSERT} END"),
-            ),
-            _ => (format!("{pk_same} AND ({changed_any})"), OP_UPDATE.to_string()),
-        };
-        sql.push_str(&format!(
-            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN {when}\nBEGIN\nINSERT INTO {log} (op, {mcols}, {keys}) \
-             VALUES ({op}, {mvals}, {newk});\nEND;\n",
-            name = trigger_name(t, "au"),
-            mcols = mask_cols.join(", "),
-            newk = pk_list(t, "NEW"),
-            mvals = mask_exprs.join(", "),
-        ));
+        update_triggers(t, &pk_same, filter_new.as_deref(), filter_old.as_deref(), &mut sql);
 
         // Updates that change the key: the old key is deleted, the new one inserted.
         let insert_new_when = filter_new.as_ref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
         sql.push_str(&format!(
-            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN NOT ({pk_same})\nBEGIN\n{nc}\
+            "CREATE TRIGGER {name} AFTER UPDATE OF {key_cols} ON {table} WHEN NOT ({pk_same})\nBEGIN\n{nc}\
              INSERT INTO {log} (op, {keys}) VALUES ({OP_DELETE}, {oldk});\n\
              INSERT INTO {log} (op, {keys}) SELECT {OP_INSERT}, {newk}{insert_new_when};\nEND;\n",
             name = trigger_name(t, "ak"),
+            key_cols = t.pk.iter().map(|k| ident(&k.name)).collect::<Vec<_>>().join(", "),
             nc = null_check("NEW"),
             oldk = pk_list(t, "OLD"),
             newk = pk_list(t, "NEW"),

@@ -493,3 +493,30 @@ fn settings_are_validated_and_stored() {
     sync(&c, &d);
     assert_eq!(rows(&c, "t"), rows(&d, "t"));
 }
+
+#[test]
+fn wide_tables_track_every_column() {
+    // 70 columns: the single-trigger mask path, with column ids beyond one 64-bit word.
+    let cols: Vec<String> = (0..70).map(|i| format!("c{i} INTEGER DEFAULT 0")).collect();
+    let setup = || {
+        let c = db();
+        c.execute_batch(&format!("CREATE TABLE w (id TEXT PRIMARY KEY NOT NULL, {})", cols.join(", "))).unwrap();
+        c.query_row("SELECT cloudsync_init('w')", [], |_| Ok(())).unwrap();
+        c
+    };
+    let (a, b) = (setup(), setup());
+    a.execute_batch("INSERT INTO w (id) VALUES ('x')").unwrap();
+    settle(&[&a, &b]);
+    a.execute_batch("UPDATE w SET c0 = 1, c63 = 2, c64 = 3, c69 = 4").unwrap();
+    b.execute_batch("UPDATE w SET c1 = 5, c65 = 6").unwrap();
+    // A no-op update logs nothing.
+    a.execute_batch("UPDATE w SET c2 = c2").unwrap();
+    settle(&[&a, &b]);
+    assert_eq!(rows(&a, "w"), rows(&b, "w"));
+    let row = &rows(&a, "w")[0];
+    for (i, v) in [(0, 1), (63, 2), (64, 3), (69, 4), (1, 5), (65, 6), (2, 0)] {
+        assert_eq!(row[i + 1], Value::Integer(v), "column c{i}");
+    }
+    let changed: i64 = one(&a, "SELECT count(*) FROM cloudsync_changes WHERE col_version > 1");
+    assert_eq!(changed, 6);
+}
