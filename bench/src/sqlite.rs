@@ -252,6 +252,38 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One round at N/4, N/2, N and 2N rows per `temp_store` mode: the cloudsync time per
+/// row of each step must stay flat (no step is quadratic).
+pub fn scaling(n: usize) -> Result<()> {
+    let dir: PathBuf = std::env::temp_dir().join(format!("cloudsync-scaling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sizes = [n / 4, n / 2, n, n * 2];
+    println!("#### Scaling: cloudsync µs per row (ratio to plain in parentheses)\n");
+    for memory_temp in [false, true] {
+        let mut table: Vec<(&'static str, Vec<String>)> = Vec::new();
+        for &size in &sizes {
+            let rows = data(size);
+            let r = round(&dir, &rows, memory_temp)?;
+            for (i, (name, plain, tracked)) in r.steps.iter().enumerate() {
+                if table.len() <= i {
+                    table.push((name, Vec::new()));
+                }
+                let per_row = tracked.as_secs_f64() * 1e6 / size as f64;
+                table[i].1.push(format!("{per_row:.2} ({:.2}×)", ms(*tracked) / ms(*plain)));
+            }
+        }
+        println!("temp_store = {}\n", if memory_temp { "MEMORY" } else { "default" });
+        println!("| step | {} |", sizes.iter().map(|s| format!("N = {s}")).collect::<Vec<_>>().join(" | "));
+        println!("|---|{}", "---:|".repeat(sizes.len()));
+        for (name, cells) in table {
+            println!("| {name} | {} |", cells.join(" | "));
+        }
+        println!();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 pub fn run(n: usize, rounds: usize) -> Result<()> {
     let dir: PathBuf = std::env::temp_dir().join(format!("cloudsync-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

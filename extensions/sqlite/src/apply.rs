@@ -23,23 +23,27 @@ pub fn in_savepoint<T>(conn: &Connection, name: &str, f: impl FnOnce() -> Result
         }
         return Err(e.into());
     }
-    match f() {
-        Ok(v) => {
-            conn.execute_batch(&format!("RELEASE {name}"))?;
-            Ok(v)
-        }
-        Err(e) => {
-            // The original error matters more than a failure to roll back.
-            let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
-            Err(e)
-        }
+    let result = f().and_then(|v| {
+        // Releasing the outermost savepoint commits, and a commit can still fail (a
+        // deferred foreign-key violation): that must roll back too.
+        conn.execute_batch(&format!("RELEASE {name}"))?;
+        Ok(v)
+    });
+    if result.is_err() {
+        // The original error matters more than a failure to roll back.
+        let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
     }
+    result
 }
 
 /// Merges a decoded changeset atomically.
 pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<ApplyReport> {
     in_savepoint(conn, "cloudsync_apply", || {
         fold::fold_all(conn)?;
+        // A payload lists rows in feed order, not in foreign-key order (a child row may
+        // come before its parent): check foreign keys when the transaction commits.
+        // SQLite resets this at the end of the transaction.
+        conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
         // With no user triggers anywhere, switch triggers off for the merge: ours would
         // only log the merge's own writes, to be deleted again. User triggers must see
         // merged rows, so when any exists, ours run and their log rows are dropped.

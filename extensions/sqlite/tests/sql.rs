@@ -520,3 +520,119 @@ fn wide_tables_track_every_column() {
     let changed: i64 = one(&a, "SELECT count(*) FROM cloudsync_changes WHERE col_version > 1");
     assert_eq!(changed, 6);
 }
+
+#[test]
+fn foreign_keys_hold_whatever_the_payload_order() {
+    let setup = || {
+        let c = db();
+        c.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id TEXT PRIMARY KEY NOT NULL, name TEXT);
+             CREATE TABLE child (id TEXT PRIMARY KEY NOT NULL, parent_id TEXT REFERENCES parent (id), v TEXT);
+             SELECT cloudsync_init('child'); SELECT cloudsync_init('parent');",
+        )
+        .unwrap();
+        c
+    };
+    let (a, b) = (setup(), setup());
+    // The child table comes first in the feed (written first after both exist).
+    a.execute_batch("BEGIN; INSERT INTO parent VALUES ('p', 'P'); INSERT INTO child VALUES ('c', 'p', 'v'); COMMIT;").unwrap();
+    let p = a
+        .query_row(
+            "SELECT cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq) \
+             FROM (SELECT * FROM cloudsync_changes ORDER BY tbl = 'parent')",
+            [],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .unwrap();
+    apply(&b, &p).unwrap();
+    assert_eq!(rows(&b, "child"), rows(&a, "child"));
+    // A payload that would leave a dangling reference is refused whole.
+    let c = setup();
+    let orphan = {
+        let d = setup();
+        d.execute_batch("PRAGMA foreign_keys = OFF; INSERT INTO child VALUES ('o', 'missing', 'x');").unwrap();
+        payload(&d, 0).unwrap()
+    };
+    assert!(apply(&c, &orphan).unwrap_err().to_string().contains("FOREIGN KEY"));
+    assert!(rows(&c, "child").is_empty());
+}
+
+#[test]
+fn hub_relays_changes_with_their_origin() {
+    let (a, hub, b) = (db_with_t("cls"), db_with_t("cls"), db_with_t("cls"));
+    a.execute_batch("INSERT INTO t VALUES ('x', 1, 'from a')").unwrap();
+    sync(&a, &hub);
+    sync(&hub, &b);
+    assert_eq!(rows(&b, "t"), rows(&a, "t"));
+    // b sees a's site id on a's changes, not the hub's.
+    let site_a: Vec<u8> = one(&a, "SELECT cloudsync_siteid()");
+    let from_a: i64 = b.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_a], |r| r.get(0)).unwrap();
+    assert_eq!(from_a, 2);
+    // What a needs from the hub excludes what a wrote itself.
+    let for_a: i64 = hub.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id != ?1", [&site_a], |r| r.get(0)).unwrap();
+    assert_eq!(for_a, 0);
+}
+
+#[test]
+fn many_clients_edit_one_composite_key() {
+    let setup = || {
+        let c = db();
+        c.execute_batch("CREATE TABLE m (a TEXT NOT NULL, b INTEGER NOT NULL, v INTEGER, w TEXT, PRIMARY KEY (a, b))").unwrap();
+        c.query_row("SELECT cloudsync_init('m')", [], |_| Ok(())).unwrap();
+        c
+    };
+    let clients: Vec<_> = (0..10).map(|_| setup()).collect();
+    clients[0].execute_batch("INSERT INTO m VALUES ('k', -5, 0, 'start')").unwrap();
+    let refs: Vec<&rusqlite::Connection> = clients.iter().collect();
+    settle(&refs);
+    for (i, c) in clients.iter().enumerate() {
+        c.execute("UPDATE m SET v = ?1, w = 'client ' || ?1", [i64::try_from(i).unwrap()]).unwrap();
+    }
+    settle(&refs);
+    let first = rows(&clients[0], "m");
+    for c in &clients {
+        assert_eq!(rows(c, "m"), first);
+    }
+    // Same version everywhere: the largest value wins.
+    assert_eq!(first[0][2], Value::Integer(9));
+}
+
+#[test]
+fn many_columns_and_large_values() {
+    let cols: Vec<String> = (0..600).map(|i| format!("c{i} TEXT")).collect();
+    let setup = || {
+        let c = db();
+        c.execute_batch(&format!("CREATE TABLE wide (id TEXT PRIMARY KEY NOT NULL, big BLOB, {})", cols.join(", "))).unwrap();
+        c.query_row("SELECT cloudsync_init('wide')", [], |_| Ok(())).unwrap();
+        c
+    };
+    let (a, b) = (setup(), setup());
+    let sets: Vec<String> = (0..600).map(|i| format!("c{i} = 'v{i}'")).collect();
+    a.execute_batch("INSERT INTO wide (id) VALUES ('x')").unwrap();
+    a.execute_batch(&format!("UPDATE wide SET {}", sets.join(", "))).unwrap();
+    // 10 MB of incompressible bytes in one cell: several frames' worth in one row.
+    let big: Vec<u8> = (0..10_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    a.execute("UPDATE wide SET big = ?1", [&big]).unwrap();
+    a.execute_batch("INSERT INTO wide (id, c0) VALUES ('y', 'second row')").unwrap();
+    sync(&a, &b);
+    assert_eq!(rows(&a, "wide"), rows(&b, "wide"));
+    let got: Vec<u8> = one(&b, "SELECT big FROM wide WHERE id = 'x'");
+    assert_eq!(got, big);
+}
+
+#[test]
+fn nested_transactions_and_rollbacks_record_only_what_committed() {
+    let (a, b) = (db_with_t("cls"), db_with_t("cls"));
+    a.execute_batch(
+        "BEGIN;
+           INSERT INTO t VALUES ('kept', 1, 'k');
+           SAVEPOINT s1; INSERT INTO t VALUES ('undone', 2, 'u'); ROLLBACK TO s1; RELEASE s1;
+           SAVEPOINT s2; UPDATE t SET a = 5 WHERE id = 'kept'; RELEASE s2;
+         COMMIT;
+         BEGIN; INSERT INTO t VALUES ('never', 3, 'n'); ROLLBACK;",
+    )
+    .unwrap();
+    sync(&a, &b);
+    assert_eq!(rows(&b, "t"), vec![vec![text("kept"), Value::Integer(5), text("k")]]);
+}
