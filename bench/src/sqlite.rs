@@ -19,7 +19,7 @@ impl Rng {
     }
     fn text(&mut self, n: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        (0..n).map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize] as char).collect()
+        (0..n).map(|_| char::from(ALPHABET[usize::try_from(self.next() % 62).unwrap_or(0)])).collect()
     }
     fn uuid4(&mut self) -> String {
         let (a, b) = (self.next(), self.next());
@@ -44,7 +44,7 @@ impl Rng {
         v
     }
     fn int(&mut self) -> i64 {
-        (self.next() >> 24) as i64
+        i64::try_from(self.next() >> 24).unwrap_or(0)
     }
 }
 
@@ -109,7 +109,13 @@ fn file_size(p: &Path) -> u64 {
 }
 
 /// The write steps 1–4 on one database; returns their durations.
-fn writes(c: &Connection, rows: &[Row], steps: &mut Vec<Duration>, size_after_insert: &mut u64, path: &Path) -> Result<()> {
+fn writes(
+    c: &Connection,
+    rows: &[Row],
+    steps: &mut Vec<Duration>,
+    size_after_insert: &mut u64,
+    path: &Path,
+) -> Result<()> {
     let n = rows.len();
     steps.push(timed(|| {
         let tx = c.unchecked_transaction()?;
@@ -131,7 +137,8 @@ fn writes(c: &Connection, rows: &[Row], steps: &mut Vec<Duration>, size_after_in
     checkpoint(c)?;
     let mut rng = Rng(7);
     let tenth: Vec<&Row> = rows.iter().step_by(10).collect();
-    let updates: Vec<(String, i64, String, f64)> = tenth.iter().map(|r| (r.id.clone(), rng.int(), rng.text(20), rng.real())).collect();
+    let updates: Vec<(String, i64, String, f64)> =
+        tenth.iter().map(|r| (r.id.clone(), rng.int(), rng.text(20), rng.real())).collect();
     steps.push(timed(|| {
         let mut up = c.prepare("UPDATE t SET a = ?2, b = ?3, c = ?4 WHERE id = ?1")?;
         for chunk in updates.chunks(1000) {
@@ -173,7 +180,15 @@ fn round(dir: &Path, rows: &[Row], memory_temp: bool) -> Result<Round> {
     // Interleave per step so both see the same machine conditions.
     writes(&plain, rows, &mut p, &mut out.size_plain, &plain_path)?;
     writes(&tracked, rows, &mut t, &mut out.size_tracked, &tracked_path)?;
-    for (i, name) in ["1. insert N rows, one txn", "2. UPDATE a of all rows, one txn", "3. update 3 columns of 10% of rows, 1 txn / 1,000", "4. delete 10% of rows, one txn"].into_iter().enumerate() {
+    for (i, name) in [
+        "1. insert N rows, one txn",
+        "2. UPDATE a of all rows, one txn",
+        "3. update 3 columns of 10% of rows, 1 txn / 1,000",
+        "4. delete 10% of rows, one txn",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         out.steps.push((name, p[i], t[i]));
     }
 
@@ -182,7 +197,9 @@ fn round(dir: &Path, rows: &[Row], memory_temp: bool) -> Result<Round> {
     let mut final_rows: Vec<FinalRow> = Vec::new();
     let plain_extract = timed(|| {
         let mut s = plain.prepare("SELECT id, a, b, c, d FROM t")?;
-        final_rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<rusqlite::Result<_>>()?;
+        final_rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(())
     })?;
     let fold = timed(|| {
@@ -201,7 +218,8 @@ fn round(dir: &Path, rows: &[Row], memory_temp: bool) -> Result<Round> {
         Ok(())
     })?;
     out.changes = tracked.query_row("SELECT count(*) FROM cloudsync_changes", [], |r| r.get(0))?;
-    out.cells = tracked.query_row("SELECT count(*) FROM cloudsync_changes WHERE col_name IS NOT NULL", [], |r| r.get(0))?;
+    out.cells =
+        tracked.query_row("SELECT count(*) FROM cloudsync_changes WHERE col_name IS NOT NULL", [], |r| r.get(0))?;
     out.payload_bytes = payload.len() as u64;
     out.final_rows = i64::try_from(final_rows.len())?;
     out.steps.push(("5a. fold the change log (first sync after steps 1–4)", plain_extract, fold));
@@ -227,7 +245,11 @@ fn round(dir: &Path, rows: &[Row], memory_temp: bool) -> Result<Round> {
         replica.query_row("SELECT cloudsync_payload_apply(?1)", [&payload], |_| Ok(()))?;
         Ok(())
     })?;
-    out.steps.push(("5c. apply the payload into a fresh database (vs plain INSERT of the final rows)", plain_apply, apply));
+    out.steps.push((
+        "5c. apply the payload into a fresh database (vs plain INSERT of the final rows)",
+        plain_apply,
+        apply,
+    ));
 
     // Correctness check: the replica holds exactly the final rows.
     let count: i64 = replica.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
@@ -245,7 +267,11 @@ fn round(dir: &Path, rows: &[Row], memory_temp: bool) -> Result<Round> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn ms(d: Duration) -> f64 {

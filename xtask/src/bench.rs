@@ -22,7 +22,11 @@ fn sqlite(args: &[String]) -> Result<()> {
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
     let bin = target.join("release/cloudsync-bench");
     step("Running the SQLite Sync workload");
-    let out = Command::new(&bin).arg("sqlite").args(args).output().with_context(|| format!("cannot run {}", bin.display()))?;
+    let out = Command::new(&bin)
+        .arg("sqlite")
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
     if !out.status.success() {
         bail!("benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -30,11 +34,23 @@ fn sqlite(args: &[String]) -> Result<()> {
     print!("{report}");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    let section = format!("{START}\n_Recorded {date} by `cargo xtask bench sqlite {}` on {cores} cores ({cpu})._\n\n{report}{END}", args.join(" "));
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let section = format!(
+        "{START}\n_Recorded {date} by `cargo xtask bench sqlite {}` on {cores} cores ({cpu})._\n\n{report}{END}",
+        args.join(" ")
+    );
     let path = root().join("docs/benchmarks.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
     let updated = match (doc.find(START), doc.find(END)) {

@@ -49,7 +49,9 @@ pub fn test_hosts(so: &Path) -> Result<()> {
 
     step("apsw (current SQLite from PyPI)");
     let venv = tools_dir().join("py");
-    if !venv.join("bin/python").exists() || !Command::new(venv.join("bin/python")).args(["-c", "import apsw"]).status()?.success() {
+    if !venv.join("bin/python").exists()
+        || !Command::new(venv.join("bin/python")).args(["-c", "import apsw"]).status()?.success()
+    {
         std::fs::create_dir_all(tools_dir())?;
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
         run(Command::new(venv.join("bin/pip")).args(["install", "-q", "apsw"]))?;
@@ -60,7 +62,9 @@ pub fn test_hosts(so: &Path) -> Result<()> {
     let node = tools_dir().join("node");
     if !node.join("node_modules/better-sqlite3").exists() {
         std::fs::create_dir_all(&node)?;
-        run(Command::new("npm").args(["install", "--silent", "--no-audit", "--no-fund", "better-sqlite3@12"]).current_dir(&node))?;
+        run(Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "better-sqlite3@12"])
+            .current_dir(&node))?;
     }
     run(Command::new("node")
         .arg("test_node.cjs")

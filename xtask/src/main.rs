@@ -50,12 +50,22 @@ fn fuzz(args: &[String]) -> Result<()> {
     };
     let secs = args.get(1).cloned().unwrap_or_else(|| "60".into());
     let dir = sys::root().join("extensions/core/fuzz");
-    let target_dir = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from).join("fuzz");
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from)
+        .join("fuzz");
     for t in targets {
         sys::step(&format!("Fuzzing {t} for {secs} s"));
         sys::run(
             std::process::Command::new("cargo")
-                .args(["fuzz", "run", t, &format!("corpus/{t}"), "--", &format!("-max_total_time={secs}"), "-max_len=4096"])
+                .args([
+                    "fuzz",
+                    "run",
+                    t,
+                    &format!("corpus/{t}"),
+                    "--",
+                    &format!("-max_total_time={secs}"),
+                    "-max_len=4096",
+                ])
                 .current_dir(&dir)
                 .env("RUSTC_BOOTSTRAP", "1")
                 .env("CARGO_TARGET_DIR", &target_dir),
@@ -69,6 +79,9 @@ fn test(args: &[String]) -> Result<()> {
     if !rust_only {
         sys::ensure_packages()?;
     }
+    sys::step("Formatting and lints");
+    sys::cargo(&["fmt", "--all", "--check"])?;
+    sys::cargo(&["clippy", "--workspace", "--exclude", "cloudsync-loadable", "--all-targets", "--", "-D", "warnings"])?;
     sys::step("Rust tests (unit, property, SQL-level, differential)");
     sys::cargo(&["test", "--workspace", "--exclude", "cloudsync-loadable"])?;
     if rust_only {

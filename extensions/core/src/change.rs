@@ -103,7 +103,9 @@ pub enum ChangeError {
     #[error("change for table '{0}' has causal length 0")]
     ZeroCl(String),
     /// Cells only exist in live rows.
-    #[error("cell change for table '{table}' column '{column}' has even causal length {cl} (cells exist only in live rows)")]
+    #[error(
+        "cell change for table '{table}' column '{column}' has even causal length {cl} (cells exist only in live rows)"
+    )]
     CellOfDeletedRow {
         /// Table.
         table: String,
@@ -126,11 +128,7 @@ impl Changeset {
     /// Adds one change, merging it into the previous row record when it belongs to the
     /// same row and life. `table_info` supplies algorithm and fingerprint for tables
     /// seen for the first time.
-    pub fn push(
-        &mut self,
-        change: Change,
-        table_info: impl FnOnce(&str) -> (Algo, u64),
-    ) -> Result<(), ChangeError> {
+    pub fn push(&mut self, change: Change, table_info: impl FnOnce(&str) -> (Algo, u64)) -> Result<(), ChangeError> {
         if change.table.is_empty() {
             return Err(ChangeError::EmptyTable);
         }
@@ -153,10 +151,7 @@ impl Changeset {
                 self.tables.len() - 1
             }
         };
-        let same_row = self
-            .rows
-            .last()
-            .is_some_and(|r| r.table == table && r.cl == change.cl && r.pk == change.pk);
+        let same_row = self.rows.last().is_some_and(|r| r.table == table && r.cl == change.cl && r.pk == change.pk);
         if !same_row {
             self.rows.push(ChangeRow { table, pk: change.pk, cl: change.cl, event: None, cells: Vec::new() });
         }
@@ -169,7 +164,7 @@ impl Changeset {
                 row.event = Some(origin);
             }
             Some(column) => {
-                if change.cl % 2 == 0 {
+                if change.cl.is_multiple_of(2) {
                     return Err(ChangeError::CellOfDeletedRow { table: change.table, column, cl: change.cl });
                 }
                 let columns = &mut self.tables[table].columns;
@@ -220,9 +215,6 @@ impl Changeset {
 
     /// The largest sender position in the changeset (its checkpoint once applied).
     pub fn max_cursor(&self) -> Option<Cursor> {
-        self.rows
-            .iter()
-            .flat_map(|r| r.event.iter().map(|o| o.at).chain(r.cells.iter().map(|c| c.origin.at)))
-            .max()
+        self.rows.iter().flat_map(|r| r.event.iter().map(|o| o.at).chain(r.cells.iter().map(|c| c.origin.at))).max()
     }
 }

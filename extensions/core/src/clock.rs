@@ -121,15 +121,14 @@ impl RowClock {
         let mut stamps = Vec::with_capacity(n_stamps);
         for _ in 0..n_stamps {
             let dbv_delta = varint::get_u64(&mut input)?;
-            let db_version = max.db_version.checked_sub(dbv_delta).ok_or(DecodeError::Invalid {
-                what: "row clock",
-                why: "stamp after the row's maximum",
-            })?;
+            let db_version = max
+                .db_version
+                .checked_sub(dbv_delta)
+                .ok_or(DecodeError::Invalid { what: "row clock", why: "stamp after the row's maximum" })?;
             let seq = if dbv_delta == 0 {
-                max.seq.checked_sub(varint::get_u64(&mut input)?).ok_or(DecodeError::Invalid {
-                    what: "row clock",
-                    why: "stamp after the row's maximum",
-                })?
+                max.seq
+                    .checked_sub(varint::get_u64(&mut input)?)
+                    .ok_or(DecodeError::Invalid { what: "row clock", why: "stamp after the row's maximum" })?
             } else {
                 varint::get_u64(&mut input)?
             };
@@ -170,8 +169,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn any_stamp() -> impl Strategy<Value = Stamp> {
-        (0u64..1_000_000, 0u64..100_000, 0u32..5)
-            .prop_map(|(d, s, site)| Stamp { at: Cursor::new(d, s), site })
+        (0u64..1_000_000, 0u64..100_000, 0u32..5).prop_map(|(d, s, site)| Stamp { at: Cursor::new(d, s), site })
     }
 
     fn any_clock() -> impl Strategy<Value = RowClock> {
@@ -179,10 +177,7 @@ mod tests {
             .prop_map(|(cl, row_stamp, cells)| RowClock {
                 cl,
                 row_stamp,
-                cells: cells
-                    .into_iter()
-                    .map(|(col, (version, stamp))| CellClock { col, version, stamp })
-                    .collect(),
+                cells: cells.into_iter().map(|(col, (version, stamp))| CellClock { col, version, stamp }).collect(),
             })
     }
 

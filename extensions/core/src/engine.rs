@@ -226,7 +226,8 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         }
         let local = store.clock(info, key).map_err(ApplyError::Store)?;
         let mut env = Env { store: &mut *store, table: info, key };
-        let merged = merge_row(local.as_ref(), &incoming, info.algo, &mut alloc, &mut env).map_err(ApplyError::Store)?;
+        let merged =
+            merge_row(local.as_ref(), &incoming, info.algo, &mut alloc, &mut env).map_err(ApplyError::Store)?;
         if let Some(clock) = &merged.clock {
             store.write_row(info, key, &merged.write).map_err(ApplyError::Store)?;
             store.save_clock(info, key, clock).map_err(ApplyError::Store)?;

@@ -17,9 +17,8 @@ impl SiteId {
 
     /// Parses a 16-byte slice.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let arr: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| DecodeError::Invalid { what: "site id", why: "must be exactly 16 bytes" })?;
+        let arr: [u8; 16] =
+            bytes.try_into().map_err(|_| DecodeError::Invalid { what: "site id", why: "must be exactly 16 bytes" })?;
         Ok(SiteId(arr))
     }
 

@@ -124,7 +124,8 @@ impl MemReplica {
         if !exists {
             return Err(LocalError::Missing);
         }
-        let idx = t.info.columns.iter().position(|(_, n)| n == column).ok_or_else(|| LocalError::NoSuch(column.into()))?;
+        let idx =
+            t.info.columns.iter().position(|(_, n)| n == column).ok_or_else(|| LocalError::NoSuch(column.into()))?;
         let id = t.info.columns[idx].0;
         let row = t.rows.get_mut(&pk).ok_or(LocalError::Missing)?;
         if row[idx] == value {

@@ -93,7 +93,7 @@ impl SeqAlloc {
     }
 
     /// The next position.
-    pub fn next(&mut self) -> Cursor {
+    pub fn allocate(&mut self) -> Cursor {
         let c = Cursor::new(self.db_version, self.next_seq);
         self.next_seq += 1;
         c
@@ -132,7 +132,7 @@ pub fn merge_row<'a, E: MergeEnv>(
     if incoming.cl < local_cl || incoming.cl == 0 {
         return Ok(RowMerge::unchanged());
     }
-    let local_dead = local_cl > 0 && local_cl % 2 == 0;
+    let local_dead = local_cl > 0 && local_cl.is_multiple_of(2);
     if algo == Algo::Dws && local_dead && incoming.cl > local_cl && incoming.cl % 2 == 1 {
         // Delete-wins: a deleted key never comes back.
         return Ok(RowMerge::unchanged());
@@ -152,15 +152,10 @@ pub fn merge_row<'a, E: MergeEnv>(
 
 /// The incoming record has a longer causal history: its life replaces ours.
 fn new_life<'a>(local_cl: u64, incoming: &IncomingRow<'a>, alloc: &mut SeqAlloc) -> RowMerge<'a> {
-    let event_site = incoming
-        .event_site
-        .or_else(|| incoming.cells.first().map(|c| c.site))
-        .unwrap_or(crate::LOCAL_SITE);
-    let mut clock = RowClock {
-        cl: incoming.cl,
-        row_stamp: Stamp { at: alloc.next(), site: event_site },
-        cells: Vec::new(),
-    };
+    let event_site =
+        incoming.event_site.or_else(|| incoming.cells.first().map(|c| c.site)).unwrap_or(crate::LOCAL_SITE);
+    let mut clock =
+        RowClock { cl: incoming.cl, row_stamp: Stamp { at: alloc.allocate(), site: event_site }, cells: Vec::new() };
     let alive = incoming.cl % 2 == 1;
     let mut values = Vec::new();
     if alive {
@@ -168,7 +163,7 @@ fn new_life<'a>(local_cl: u64, incoming: &IncomingRow<'a>, alloc: &mut SeqAlloc)
             clock.set_cell(CellClock {
                 col: cell.col,
                 version: cell.version,
-                stamp: Stamp { at: alloc.next(), site: cell.site },
+                stamp: Stamp { at: alloc.allocate(), site: cell.site },
             });
             values.push((cell.col, cell.value));
         }
@@ -227,7 +222,7 @@ fn same_life<'a, E: MergeEnv>(
             clock.set_cell(CellClock {
                 col: cell.col,
                 version: cell.version,
-                stamp: Stamp { at: alloc.next(), site: cell.site },
+                stamp: Stamp { at: alloc.allocate(), site: cell.site },
             });
             if write_value {
                 values.push((cell.col, cell.value));
@@ -238,10 +233,6 @@ fn same_life<'a, E: MergeEnv>(
     if applied == 0 {
         return Ok(RowMerge::unchanged());
     }
-    let write = if values.is_empty() {
-        RowWrite::None
-    } else {
-        RowWrite::Update { values, reset_others: false }
-    };
+    let write = if values.is_empty() { RowWrite::None } else { RowWrite::Update { values, reset_others: false } };
     Ok(RowMerge { clock: Some(clock), write, applied })
 }

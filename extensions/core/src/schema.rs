@@ -138,11 +138,20 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_order_and_case_but_not_shape() {
-        let a = TableSchema { name: "T".into(), columns: vec![col("id", "TEXT", 1), col("a", "INT", 0), col("b", "TEXT", 0)] };
-        let b = TableSchema { name: "t".into(), columns: vec![col("B", "varchar", 0), col("ID", "text", 1), col("a", "integer", 0)] };
+        let a = TableSchema {
+            name: "T".into(),
+            columns: vec![col("id", "TEXT", 1), col("a", "INT", 0), col("b", "TEXT", 0)],
+        };
+        let b = TableSchema {
+            name: "t".into(),
+            columns: vec![col("B", "varchar", 0), col("ID", "text", 1), col("a", "integer", 0)],
+        };
         assert_eq!(a.fingerprint(Algo::Cls), b.fingerprint(Algo::Cls));
         assert_ne!(a.fingerprint(Algo::Cls), a.fingerprint(Algo::Gos));
-        let c = TableSchema { name: "t".into(), columns: vec![col("id", "TEXT", 1), col("a", "REAL", 0), col("b", "TEXT", 0)] };
+        let c = TableSchema {
+            name: "t".into(),
+            columns: vec![col("id", "TEXT", 1), col("a", "REAL", 0), col("b", "TEXT", 0)],
+        };
         assert_ne!(a.fingerprint(Algo::Cls), c.fingerprint(Algo::Cls));
         // Pinned so that an accidental change of the rule is a visible diff.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);

@@ -192,8 +192,7 @@ pub(crate) mod tests {
         prop_oneof![
             Just(Value::Null),
             any::<i64>().prop_map(Value::Integer),
-            prop_oneof![any::<f64>(), Just(-0.0), Just(0.0), Just(f64::NAN), Just(f64::INFINITY)]
-                .prop_map(Value::Real),
+            prop_oneof![any::<f64>(), Just(-0.0), Just(0.0), Just(f64::NAN), Just(f64::INFINITY)].prop_map(Value::Real),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Text),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Blob),
         ]

@@ -15,15 +15,37 @@ const COLS: [&str; 2] = ["a", "b"];
 
 #[derive(Clone, Debug)]
 enum Step {
-    Insert { r: usize, key: i64, a: i64, b: i64 },
-    Update { r: usize, key: i64, col: usize, v: i64 },
-    Delete { r: usize, key: i64 },
+    Insert {
+        r: usize,
+        key: i64,
+        a: i64,
+        b: i64,
+    },
+    Update {
+        r: usize,
+        key: i64,
+        col: usize,
+        v: i64,
+    },
+    Delete {
+        r: usize,
+        key: i64,
+    },
     /// `from` snapshots its changes for `to` into the network (not yet delivered).
-    Send { from: usize, to: usize },
+    Send {
+        from: usize,
+        to: usize,
+    },
     /// One in-flight payload for `to` (chosen by `pick`) arrives; `dup` delivers it twice.
-    Deliver { to: usize, pick: usize, dup: bool },
+    Deliver {
+        to: usize,
+        pick: usize,
+        dup: bool,
+    },
     /// One in-flight payload is lost.
-    Lose { pick: usize },
+    Lose {
+        pick: usize,
+    },
 }
 
 fn step(n: usize) -> impl Strategy<Value = Step> {
@@ -129,7 +151,10 @@ impl Net {
     fn run(&mut self, s: &Step) {
         match *s {
             Step::Insert { r, key, a, b } => {
-                if self.replicas[r].insert(TABLE, Value::Integer(key), vec![Value::Integer(a), Value::Integer(b)]).is_ok() {
+                if self.replicas[r]
+                    .insert(TABLE, Value::Integer(key), vec![Value::Integer(a), Value::Integer(b)])
+                    .is_ok()
+                {
                     self.record(r, key);
                 }
             }

@@ -114,12 +114,7 @@ impl FeedReader {
                 self.refill(conn, i)?;
             }
         }
-        let best = self
-            .feeds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.rows.front().map(|(at, _)| (*at, i)))
-            .min();
+        let best = self.feeds.iter().enumerate().filter_map(|(i, f)| f.rows.front().map(|(at, _)| (*at, i))).min();
         Ok(best.and_then(|(_, i)| self.feeds[i].rows.pop_front()))
     }
 
@@ -182,13 +177,12 @@ impl FeedReader {
 
 fn page_sql(t: &SyncTable) -> String {
     let keys = t.meta_keys();
-    let join = t
-        .pk
-        .iter()
-        .zip(&keys)
-        .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let join =
+        t.pk.iter()
+            .zip(&keys)
+            .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
     let mut select: Vec<String> = keys.iter().map(|k| format!("m.{k}")).collect();
     select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
     select.extend(t.columns.iter().map(|c| format!("u.{}", ident(&c.name))));

@@ -108,7 +108,8 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
 
     while let Some(r) = rows.next()? {
         let op: i64 = r.get(0)?;
-        let key: Vec<Value> = (0..nk).map(|i| r.get_ref(1 + words + i).map(value_of)).collect::<rusqlite::Result<_>>()?;
+        let key: Vec<Value> =
+            (0..nk).map(|i| r.get_ref(1 + words + i).map(value_of)).collect::<rusqlite::Result<_>>()?;
         let same = group.as_ref().is_some_and(|(k, _)| *k == key);
         if !same {
             flush(group.take(), seq)?;

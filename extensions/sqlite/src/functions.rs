@@ -19,7 +19,9 @@ type Fx = fn(&Context<'_>, &Connection, &ConnState) -> Result<SqlValue>;
 
 fn text_arg(ctx: &Context<'_>, i: usize, function: &'static str, what: &str) -> Result<String> {
     match ctx.get_raw(i) {
-        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|_| Error::arg(function, format!("{what} is not valid UTF-8"))),
+        ValueRef::Text(t) => {
+            String::from_utf8(t.to_vec()).map_err(|_| Error::arg(function, format!("{what} is not valid UTF-8")))
+        }
         ValueRef::Null => Err(Error::arg(function, format!("{what} is NULL"))),
         _ => Err(Error::arg(function, format!("{what} must be text"))),
     }
@@ -235,7 +237,12 @@ struct EncodeState {
 }
 
 fn change_of(ctx: &Context<'_>) -> Result<Change> {
-    let bad = |what: &str| Error::arg("cloudsync_payload_encode", format!("invalid {what}; pass the columns of cloudsync_changes in order"));
+    let bad = |what: &str| {
+        Error::arg(
+            "cloudsync_payload_encode",
+            format!("invalid {what}; pass the columns of cloudsync_changes in order"),
+        )
+    };
     let uint = |i: usize, what: &str| -> Result<u64> {
         match ctx.get_raw(i) {
             ValueRef::Integer(v) if v >= 0 => Ok(v.cast_unsigned()),
@@ -285,14 +292,8 @@ impl Aggregate<EncodeState, Option<Vec<u8>>> for EncodeAgg {
             .map_err(to_sql)?;
             st.tables.push((change.table.clone(), info.0, info.1));
         }
-        let info = st
-            .tables
-            .iter()
-            .find(|(n, _, _)| *n == change.table)
-            .map_or((Algo::Cls, 0), |(_, a, f)| (*a, *f));
-        st.encoder
-            .push(change, |_| info)
-            .map_err(|e| to_sql(Error::arg("cloudsync_payload_encode", e.to_string())))
+        let info = st.tables.iter().find(|(n, _, _)| *n == change.table).map_or((Algo::Cls, 0), |(_, a, f)| (*a, *f));
+        st.encoder.push(change, |_| info).map_err(|e| to_sql(Error::arg("cloudsync_payload_encode", e.to_string())))
     }
 
     fn finalize(&self, _ctx: &mut Context<'_>, st: Option<EncodeState>) -> rusqlite::Result<Option<Vec<u8>>> {

@@ -17,7 +17,6 @@
 //! the connection a SQL function or virtual table runs on ([`ffi`]) and the virtual
 //! table trait implementations rusqlite requires ([`vtab`]). Nothing else.
 
-
 pub mod apply;
 pub mod changes;
 pub mod error;

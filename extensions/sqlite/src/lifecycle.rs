@@ -20,7 +20,11 @@ fn backfill(conn: &Connection, t: &SyncTable) -> Result<()> {
     let keys = t.meta_keys();
     let user_keys: Vec<String> = t.pk.iter().map(|k| format!("u.{}", ident(&k.name))).collect();
     let join = keys.iter().zip(&user_keys).map(|(k, u)| format!("m.{k} = {u}")).collect::<Vec<_>>().join(" AND ");
-    let filter = t.filter.as_ref().map(|f| format!(" AND ({})", crate::filter::qualify(f, &column_names(t), "u"))).unwrap_or_default();
+    let filter = t
+        .filter
+        .as_ref()
+        .map(|f| format!(" AND ({})", crate::filter::qualify(f, &column_names(t), "u")))
+        .unwrap_or_default();
     conn.execute_batch(&format!(
         "INSERT INTO {log} (op, {k}) SELECT {op}, {uk} FROM {table} u WHERE NOT EXISTS (SELECT 1 FROM {meta} m WHERE {join}){filter}",
         log = t.log(),
@@ -49,7 +53,11 @@ pub fn init(conn: &Connection, table: &str, algo: Option<&str>, flags: i64) -> R
         {
             return Err(Error::Unsupported { table: name, why: "the name is reserved for cloudsync metadata".into() });
         }
-        let algo: Option<Algo> = algo.map(|a| a.parse().map_err(|e: cloudsync_core::algo::UnknownAlgo| Error::arg("cloudsync_init", e.to_string()))).transpose()?;
+        let algo: Option<Algo> = algo
+            .map(|a| {
+                a.parse().map_err(|e: cloudsync_core::algo::UnknownAlgo| Error::arg("cloudsync_init", e.to_string()))
+            })
+            .transpose()?;
         let site = meta::ensure(conn)?;
         if let Some(existing) = SyncTable::load(conn, &name)? {
             if let Some(a) = algo {
@@ -64,7 +72,10 @@ pub fn init(conn: &Connection, table: &str, algo: Option<&str>, flags: i64) -> R
                 }
             }
             if existing.altering {
-                return Err(Error::Unsupported { table: name, why: "an alter is in progress; call cloudsync_commit_alter".into() });
+                return Err(Error::Unsupported {
+                    table: name,
+                    why: "an alter is in progress; call cloudsync_commit_alter".into(),
+                });
             }
         } else {
             check_syncable(&shape, flags)?;
@@ -188,7 +199,10 @@ pub fn begin_alter(conn: &Connection, table: &str) -> Result<()> {
 pub fn commit_alter(conn: &Connection, table: &str) -> Result<()> {
     let t = SyncTable::require(conn, table)?;
     if !t.altering {
-        return Err(Error::arg("cloudsync_commit_alter", format!("no alter of '{}' in progress (call cloudsync_begin_alter first)", t.name)));
+        return Err(Error::arg(
+            "cloudsync_commit_alter",
+            format!("no alter of '{}' in progress (call cloudsync_begin_alter first)", t.name),
+        ));
     }
     let shape = schema::read(conn, &t.name)?.ok_or_else(|| no_such_table(&t.name))?;
     let new_pk: Vec<String> = shape.pk().iter().map(|c| c.def.name.to_ascii_lowercase()).collect();

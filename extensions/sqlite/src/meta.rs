@@ -49,11 +49,7 @@ CREATE TABLE IF NOT EXISTS cloudsync_table_settings (
 /// Whether this database has cloudsync metadata.
 pub fn exists(conn: &Connection) -> Result<bool> {
     Ok(conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cloudsync_settings'",
-            [],
-            |_| Ok(()),
-        )
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cloudsync_settings'", [], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -91,9 +87,8 @@ pub fn local_site(conn: &Connection) -> Result<Option<SiteId>> {
     if !exists(conn)? {
         return Ok(None);
     }
-    let blob: Option<Vec<u8>> = conn
-        .query_row("SELECT site_id FROM cloudsync_sites WHERE ord = 0", [], |r| r.get(0))
-        .optional()?;
+    let blob: Option<Vec<u8>> =
+        conn.query_row("SELECT site_id FROM cloudsync_sites WHERE ord = 0", [], |r| r.get(0)).optional()?;
     blob.map(|b| SiteId::from_slice(&b).map_err(Error::from)).transpose()
 }
 
@@ -102,16 +97,14 @@ pub fn db_version(conn: &Connection) -> Result<u64> {
     if !exists(conn)? {
         return Ok(0);
     }
-    let v: Option<i64> = conn
-        .query_row("SELECT value FROM cloudsync_settings WHERE key = 'db_version'", [], |r| r.get(0))
-        .optional()?;
+    let v: Option<i64> =
+        conn.query_row("SELECT value FROM cloudsync_settings WHERE key = 'db_version'", [], |r| r.get(0)).optional()?;
     u64_of(v.unwrap_or(0), "db_version")
 }
 
 /// Stores the last assigned `db_version`.
 pub fn set_db_version(conn: &Connection, v: u64) -> Result<()> {
-    conn.prepare_cached("UPDATE cloudsync_settings SET value = ?1 WHERE key = 'db_version'")?
-        .execute([i64_of(v)?])?;
+    conn.prepare_cached("UPDATE cloudsync_settings SET value = ?1 WHERE key = 'db_version'")?.execute([i64_of(v)?])?;
     Ok(())
 }
 
@@ -151,7 +144,13 @@ pub fn setting(conn: &Connection, tbl: &str, col: &str, key: &str) -> Result<Opt
 }
 
 /// Writes (or with `None`, deletes) a setting.
-pub fn set_setting(conn: &Connection, tbl: &str, col: &str, key: &str, value: Option<rusqlite::types::Value>) -> Result<()> {
+pub fn set_setting(
+    conn: &Connection,
+    tbl: &str,
+    col: &str,
+    key: &str,
+    value: Option<rusqlite::types::Value>,
+) -> Result<()> {
     match value {
         Some(v) => conn.execute(
             "INSERT INTO cloudsync_table_settings (tbl, col, key, value) VALUES (?1, ?2, ?3, ?4)

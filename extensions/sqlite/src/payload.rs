@@ -4,7 +4,7 @@ use std::io::Write;
 
 use cloudsync_core::engine::ApplyReport;
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
-use cloudsync_core::{Cursor, Algo};
+use cloudsync_core::{Algo, Cursor};
 use rusqlite::Connection;
 
 use crate::changes::{FeedQuery, FeedReader};
@@ -14,7 +14,8 @@ use crate::{apply, fold, settings, Error, Result};
 
 /// Encoder settings from `cloudsync_set`.
 pub fn encode_options(conn: &Connection) -> Result<EncodeOptions> {
-    let frame = settings::global_int(conn, settings::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
+    let frame =
+        settings::global_int(conn, settings::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
     let level = settings::global_int(conn, settings::COMPRESSION, 3)?;
     Ok(EncodeOptions {
         frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),

@@ -96,10 +96,7 @@ pub fn check_syncable(shape: &Shape, flags: i64) -> Result<()> {
                 .into(),
         );
     }
-    if pk.len() == 1
-        && Affinity::of(&pk[0].def.decl_type) == Affinity::Integer
-        && flags & FLAG_ALLOW_INTEGER_PK == 0
-    {
+    if pk.len() == 1 && Affinity::of(&pk[0].def.decl_type) == Affinity::Integer && flags & FLAG_ALLOW_INTEGER_PK == 0 {
         return fail(format!(
             "its primary key '{}' is a single INTEGER column. Integer keys assigned on each device collide \
              when devices sync; use a TEXT key with cloudsync_uuid(), or pass flag 1 to cloudsync_init if keys \

@@ -49,7 +49,9 @@ pub fn set(conn: &Connection, table: Option<&str>, column: Option<&str>, key: &s
                     .map(|x| x.name.as_str())
                     .chain(t.pk.iter().map(|k| k.name.as_str()))
                     .find(|n| n.eq_ignore_ascii_case(c))
-                    .ok_or_else(|| Error::arg("cloudsync_set_column", format!("table '{}' has no column '{c}'", t.name)))?
+                    .ok_or_else(|| {
+                        Error::arg("cloudsync_set_column", format!("table '{}' has no column '{c}'", t.name))
+                    })?
                     .to_string(),
             };
             (t.name, col)

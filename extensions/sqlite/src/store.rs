@@ -38,8 +38,7 @@ struct Prepared<'c> {
 }
 
 fn pk_where(t: &SyncTable, first_param: usize) -> String {
-    t.pk
-        .iter()
+    t.pk.iter()
         .enumerate()
         .map(|(i, k)| format!("{} = ?{}", ident(&k.name), first_param + i))
         .collect::<Vec<_>>()
@@ -69,7 +68,7 @@ impl<'c> Prepared<'c> {
     /// The statement of `kind` for `cols` (live column ids), prepared on first use.
     fn statement(&mut self, conn: &'c Connection, kind: Kind, cols: &[ColId]) -> Result<&mut Statement<'c>> {
         let k = kind as usize;
-        if !self.by_columns.get(cols).is_some_and(|s| s[k].is_some()) {
+        if self.by_columns.get(cols).is_none_or(|s| s[k].is_none()) {
             let stmt = conn.prepare(&self.sql(kind, cols))?;
             self.by_columns.entry(cols.to_vec()).or_default()[k] = Some(stmt);
         }
@@ -101,7 +100,8 @@ impl<'c> Prepared<'c> {
                 pk_where(t, 1)
             ),
             Kind::Update | Kind::UpdateReset => {
-                let mut sets: Vec<String> = names.iter().enumerate().map(|(i, n)| format!("{n} = ?{}", i + 1)).collect();
+                let mut sets: Vec<String> =
+                    names.iter().enumerate().map(|(i, n)| format!("{n} = ?{}", i + 1)).collect();
                 if matches!(kind, Kind::UpdateReset) {
                     for col in t.columns.iter().filter(|c| !cols.contains(&c.id)) {
                         sets.push(format!("{} = ({})", ident(&col.name), col.default_sql.as_deref().unwrap_or("NULL")));
@@ -167,7 +167,9 @@ impl Store for SqliteStore<'_> {
         let p = self.prepared(info)?;
         let row: Option<(i64, i64, i64, Vec<u8>)> = p
             .clock_select
-            .query_row(params_from_iter(key.values.iter().map(Bind)), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row(params_from_iter(key.values.iter().map(Bind)), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         row.map(|(cl, dbv, seq, blob)| {
             let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);

@@ -105,7 +105,8 @@ impl SyncTable {
         if !crate::meta::exists(conn)? {
             return Ok(None);
         }
-        let row: Option<(String, String, bool, Option<String>, i64, i64, i64, bool)> = conn
+        type Row = (String, String, bool, Option<String>, i64, i64, i64, bool);
+        let row: Option<Row> = conn
             .prepare_cached(
                 "SELECT name, algo, enabled, filter, flags, next_col, mask_words, altering
                  FROM cloudsync_tables WHERE name = ?1 COLLATE NOCASE",
@@ -125,7 +126,8 @@ impl SyncTable {
         })?;
         let mut columns = Vec::new();
         let mut dropped = Vec::new();
-        let mut stmt = conn.prepare_cached("SELECT id, name, dropped FROM cloudsync_columns WHERE tbl = ?1 ORDER BY id")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, name, dropped FROM cloudsync_columns WHERE tbl = ?1 ORDER BY id")?;
         let mut rows = stmt.query([&name])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
@@ -143,11 +145,8 @@ impl SyncTable {
                 decl_type: c.def.decl_type.clone(),
             });
         }
-        let pk = shape
-            .pk()
-            .into_iter()
-            .map(|c| KeyColumn { name: c.def.name.clone(), not_null: c.def.not_null })
-            .collect();
+        let pk =
+            shape.pk().into_iter().map(|c| KeyColumn { name: c.def.name.clone(), not_null: c.def.not_null }).collect();
         let fingerprint = shape.schema().fingerprint(algo);
         Ok(Some(SyncTable {
             name,
@@ -200,7 +199,8 @@ impl SyncTable {
             if live {
                 continue;
             }
-            let next: i64 = conn.query_row("SELECT next_col FROM cloudsync_tables WHERE name = ?1", [name], |r| r.get(0))?;
+            let next: i64 =
+                conn.query_row("SELECT next_col FROM cloudsync_tables WHERE name = ?1", [name], |r| r.get(0))?;
             conn.execute(
                 "INSERT INTO cloudsync_columns (tbl, id, name) VALUES (?1, ?2, ?3)",
                 params![name, next, c.def.name],

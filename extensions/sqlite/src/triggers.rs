@@ -81,11 +81,8 @@ pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
         .prepare("SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?1")?
         .query_map([&t.name], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let sql: String = names
-        .iter()
-        .filter(|n| is_ours(&t.name, n))
-        .map(|n| format!("DROP TRIGGER IF EXISTS {};", ident(n)))
-        .collect();
+    let sql: String =
+        names.iter().filter(|n| is_ours(&t.name, n)).map(|n| format!("DROP TRIGGER IF EXISTS {};", ident(n))).collect();
     conn.execute_batch(&sql)?;
     Ok(())
 }
@@ -157,7 +154,8 @@ fn update_triggers(t: &SyncTable, pk_same: &str, filter_new: Option<&str>, filte
     for c in &t.columns {
         masks[(c.id / MASK_BITS) as usize].push(format!("(({}) << {})", changed(c), c.id % MASK_BITS));
     }
-    let mask_exprs: Vec<String> = masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
+    let mask_exprs: Vec<String> =
+        masks.iter().map(|m| if m.is_empty() { "0".to_string() } else { m.join(" | ") }).collect();
     let mask_cols: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
     // The WHEN repeats the comparisons so that a no-op UPDATE costs no log row.
     let changed_any = t.columns.iter().map(changed).collect::<Vec<_>>().join(" OR ");
@@ -180,12 +178,12 @@ pub fn triggers_sql(t: &SyncTable) -> String {
     let table = t.quoted();
     let log = t.log();
     let keys = t.meta_keys().join(", ");
-    let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).chain(t.pk.iter().map(|k| k.name.clone())).collect();
+    let names: Vec<String> =
+        t.columns.iter().map(|c| c.name.clone()).chain(t.pk.iter().map(|k| k.name.clone())).collect();
     let filter_new = t.filter.as_ref().map(|f| format!("({})", filter::qualify(f, &names, "NEW")));
     let filter_old = t.filter.as_ref().map(|f| format!("({})", filter::qualify(f, &names, "OLD")));
     let null_check = |row: &str| -> String {
-        t.pk
-            .iter()
+        t.pk.iter()
             .filter(|k| !k.not_null)
             .map(|k| {
                 let msg = format!("cloudsync: NULL in primary key column \"{}\" of table \"{}\"", k.name, t.name);
@@ -193,12 +191,11 @@ pub fn triggers_sql(t: &SyncTable) -> String {
             })
             .collect()
     };
-    let pk_same = t
-        .pk
-        .iter()
-        .map(|k| format!("NEW.{0} IS OLD.{0} COLLATE BINARY", ident(&k.name)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let pk_same =
+        t.pk.iter()
+            .map(|k| format!("NEW.{0} IS OLD.{0} COLLATE BINARY", ident(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
     let mut sql = String::new();
 
     if t.enabled {
@@ -244,17 +241,14 @@ pub fn triggers_sql(t: &SyncTable) -> String {
             }
         }
         Algo::Dws => {
-            let key_match = t
-                .pk
-                .iter()
-                .enumerate()
-                .map(|(i, k)| format!("k{i} = NEW.{}", ident(&k.name)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let msg = format!(
-                "cloudsync: table \"{}\" is delete-wins (dws): a deleted key cannot be inserted again",
-                t.name
-            );
+            let key_match =
+                t.pk.iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("k{i} = NEW.{}", ident(&k.name)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+            let msg =
+                format!("cloudsync: table \"{}\" is delete-wins (dws): a deleted key cannot be inserted again", t.name);
             sql.push_str(&format!(
                 "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NOT cloudsync_is_merging() AND \
                  (EXISTS (SELECT 1 FROM {meta} WHERE {key_match} AND cl % 2 = 0) OR \

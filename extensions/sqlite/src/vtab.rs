@@ -11,11 +11,11 @@ use std::os::raw::c_int;
 use std::sync::Arc;
 
 use cloudsync_core::{Algo, Change, Changeset, Cursor, SiteId, Value};
+use rusqlite::types::ValueRef;
 use rusqlite::vtab::{
     Context, CreateVTab, Filters, IndexConstraintOp, IndexInfo, Inserts, UpdateVTab, Updates, VTab, VTabConnection,
     VTabCursor, VTabKind,
 };
-use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::changes::{FeedQuery, FeedReader, SiteFilter};
@@ -52,7 +52,11 @@ unsafe impl<'vtab> VTab<'vtab> for ChangesTab {
     type Aux = Arc<ConnState>;
     type Cursor = ChangesCursor<'vtab>;
 
-    fn connect(db: &mut VTabConnection, aux: Option<&Arc<ConnState>>, _args: &[&[u8]]) -> rusqlite::Result<(String, Self)> {
+    fn connect(
+        db: &mut VTabConnection,
+        aux: Option<&Arc<ConnState>>,
+        _args: &[&[u8]],
+    ) -> rusqlite::Result<(String, Self)> {
         let conn = ffi::vtab_conn(db).map_err(error::to_sql)?;
         let schema = "CREATE TABLE x(tbl TEXT, pk BLOB, col_name TEXT, col_value ANY, col_version INTEGER, \
                       db_version INTEGER, site_id BLOB, cl INTEGER, seq INTEGER)";

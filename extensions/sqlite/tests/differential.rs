@@ -55,14 +55,18 @@ fn key(k: i64) -> String {
     format!("k{k}")
 }
 
+/// A payload pair in flight: (from, to, sqlite payload and its max db_version, the
+/// reference replica's payload and its cursor).
+type InFlight = (usize, usize, Option<(Vec<u8>, i64)>, Vec<u8>, Option<Cursor>);
+
 struct World {
     sql: Vec<Connection>,
     mem: Vec<MemReplica>,
     /// `seen[to][from]`: db_version of `from` that `to` has received.
     seen: Vec<Vec<i64>>,
     mem_seen: Vec<Vec<Cursor>>,
-    /// In flight: (from, to, sqlite payload + its max db_version, mem payload + cursor).
-    net: Vec<(usize, usize, Option<(Vec<u8>, i64)>, Vec<u8>, Option<Cursor>)>,
+    /// In flight.
+    net: Vec<InFlight>,
 }
 
 impl World {
@@ -86,13 +90,16 @@ impl World {
     fn run(&mut self, s: &Step) {
         match *s {
             Step::Insert { r, key: k, a, b } => {
-                let ok_mem = self.mem[r].insert("t", Value::text(key(k)), vec![Value::Integer(a), Value::Integer(b)]).is_ok();
-                let ok_sql = self.sql[r].execute("INSERT INTO t VALUES (?1, ?2, ?3)", rusqlite::params![key(k), a, b]).is_ok();
+                let ok_mem =
+                    self.mem[r].insert("t", Value::text(key(k)), vec![Value::Integer(a), Value::Integer(b)]).is_ok();
+                let ok_sql =
+                    self.sql[r].execute("INSERT INTO t VALUES (?1, ?2, ?3)", rusqlite::params![key(k), a, b]).is_ok();
                 assert_eq!(ok_mem, ok_sql, "insert acceptance differs");
             }
             Step::Update { r, key: k, col, v } => {
                 let ok_mem = self.mem[r].update("t", Value::text(key(k)), COLS[col], Value::Integer(v)).is_ok();
-                let n = self.sql[r].execute(&format!("UPDATE t SET {} = ?2 WHERE k = ?1", COLS[col]), rusqlite::params![key(k), v]);
+                let n = self.sql[r]
+                    .execute(&format!("UPDATE t SET {} = ?2 WHERE k = ?1", COLS[col]), rusqlite::params![key(k), v]);
                 let ok_sql = matches!(n, Ok(1));
                 assert_eq!(ok_mem, ok_sql, "update acceptance differs");
             }
@@ -104,7 +111,13 @@ impl World {
             Step::Send { from, to } if from != to => {
                 let since = self.seen[to][from];
                 let sql_payload = common::payload(&self.sql[from], since).map(|p| {
-                    let max: i64 = self.sql[from].query_row("SELECT max(db_version) FROM cloudsync_changes WHERE db_version > ?1", [since], |r| r.get(0)).unwrap();
+                    let max: i64 = self.sql[from]
+                        .query_row(
+                            "SELECT max(db_version) FROM cloudsync_changes WHERE db_version > ?1",
+                            [since],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
                     (p, max)
                 });
                 let cs = self.mem[from].changes_since(self.mem_seen[to][from]);

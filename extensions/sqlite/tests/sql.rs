@@ -125,7 +125,8 @@ fn out_of_order_and_duplicate_delivery() {
 fn composite_keys_and_key_updates() {
     let setup = || {
         let c = db();
-        c.execute_batch("CREATE TABLE m (org TEXT NOT NULL, n INTEGER NOT NULL, v TEXT, PRIMARY KEY (org, n))").unwrap();
+        c.execute_batch("CREATE TABLE m (org TEXT NOT NULL, n INTEGER NOT NULL, v TEXT, PRIMARY KEY (org, n))")
+            .unwrap();
         c.query_row("SELECT cloudsync_init('m')", [], |_| Ok(())).unwrap();
         c
     };
@@ -214,7 +215,10 @@ fn init_refuses_what_cannot_sync() {
 #[test]
 fn existing_rows_are_backfilled() {
     let c = db();
-    c.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER); INSERT INTO t VALUES ('x', 1), ('y', 2);").unwrap();
+    c.execute_batch(
+        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER); INSERT INTO t VALUES ('x', 1), ('y', 2);",
+    )
+    .unwrap();
     c.query_row("SELECT cloudsync_init('t')", [], |_| Ok(())).unwrap();
     let n: i64 = one(&c, "SELECT count(*) FROM cloudsync_changes WHERE col_name = 'a'");
     assert_eq!(n, 2);
@@ -342,8 +346,17 @@ fn bad_payloads_are_refused_and_write_nothing() {
     for (i, bad) in [
         b"garbage".to_vec(),
         good[..good.len() - 1].to_vec(),
-        { let mut g = good.clone(); let n = g.len(); g[n - 3] ^= 0x40; g },
-        { let mut g = good.clone(); g[4] = 2; g },
+        {
+            let mut g = good.clone();
+            let n = g.len();
+            g[n - 3] ^= 0x40;
+            g
+        },
+        {
+            let mut g = good.clone();
+            g[4] = 2;
+            g
+        },
         Vec::new(),
     ]
     .iter()
@@ -375,8 +388,10 @@ fn changes_view_filters_and_inserting_merges() {
     b.execute_batch("INSERT INTO t VALUES ('y', 2, 'two')").unwrap();
     sync(&b, &a);
     let site_a: Vec<u8> = one(&a, "SELECT cloudsync_siteid()");
-    let mine: i64 = a.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_a], |r| r.get(0)).unwrap();
-    let theirs: i64 = a.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id != ?1", [&site_a], |r| r.get(0)).unwrap();
+    let mine: i64 =
+        a.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_a], |r| r.get(0)).unwrap();
+    let theirs: i64 =
+        a.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id != ?1", [&site_a], |r| r.get(0)).unwrap();
     assert_eq!((mine, theirs), (2, 2));
     let v: i64 = one(&a, "SELECT cloudsync_db_version()");
     assert_eq!(one::<i64>(&a, &format!("SELECT count(*) FROM cloudsync_changes WHERE db_version > {v}")), 0);
@@ -384,11 +399,19 @@ fn changes_view_filters_and_inserting_merges() {
     // Copy a's changes into c through the view itself.
     let c = db_with_t("cls");
     let changes: Vec<Vec<Value>> = {
-        let mut s = a.prepare("SELECT tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq FROM cloudsync_changes").unwrap();
+        let mut s = a
+            .prepare(
+                "SELECT tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq FROM cloudsync_changes",
+            )
+            .unwrap();
         s.query_map([], |r| (0..9).map(|i| r.get(i)).collect()).unwrap().collect::<rusqlite::Result<_>>().unwrap()
     };
     for ch in &changes {
-        c.execute("INSERT INTO cloudsync_changes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", rusqlite::params_from_iter(ch)).unwrap();
+        c.execute(
+            "INSERT INTO cloudsync_changes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params_from_iter(ch),
+        )
+        .unwrap();
     }
     assert_eq!(rows(&c, "t"), rows(&a, "t"));
     assert!(err(&c, "DELETE FROM cloudsync_changes").contains("not supported"));
@@ -432,7 +455,11 @@ fn user_triggers_fire_once_per_merged_row() {
     assert_eq!(log, vec!["ins x".to_string()]);
     // The merge did not re-track its own writes.
     let site_b: Vec<u8> = one(&b, "SELECT cloudsync_siteid()");
-    assert_eq!(b.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_b], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    assert_eq!(
+        b.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_b], |r| r.get::<_, i64>(0))
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -536,7 +563,8 @@ fn foreign_keys_hold_whatever_the_payload_order() {
     };
     let (a, b) = (setup(), setup());
     // The child table comes first in the feed (written first after both exist).
-    a.execute_batch("BEGIN; INSERT INTO parent VALUES ('p', 'P'); INSERT INTO child VALUES ('c', 'p', 'v'); COMMIT;").unwrap();
+    a.execute_batch("BEGIN; INSERT INTO parent VALUES ('p', 'P'); INSERT INTO child VALUES ('c', 'p', 'v'); COMMIT;")
+        .unwrap();
     let p = a
         .query_row(
             "SELECT cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq) \
@@ -567,10 +595,12 @@ fn hub_relays_changes_with_their_origin() {
     assert_eq!(rows(&b, "t"), rows(&a, "t"));
     // b sees a's site id on a's changes, not the hub's.
     let site_a: Vec<u8> = one(&a, "SELECT cloudsync_siteid()");
-    let from_a: i64 = b.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_a], |r| r.get(0)).unwrap();
+    let from_a: i64 =
+        b.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id = ?1", [&site_a], |r| r.get(0)).unwrap();
     assert_eq!(from_a, 2);
     // What a needs from the hub excludes what a wrote itself.
-    let for_a: i64 = hub.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id != ?1", [&site_a], |r| r.get(0)).unwrap();
+    let for_a: i64 =
+        hub.query_row("SELECT count(*) FROM cloudsync_changes WHERE site_id != ?1", [&site_a], |r| r.get(0)).unwrap();
     assert_eq!(for_a, 0);
 }
 
@@ -578,7 +608,8 @@ fn hub_relays_changes_with_their_origin() {
 fn many_clients_edit_one_composite_key() {
     let setup = || {
         let c = db();
-        c.execute_batch("CREATE TABLE m (a TEXT NOT NULL, b INTEGER NOT NULL, v INTEGER, w TEXT, PRIMARY KEY (a, b))").unwrap();
+        c.execute_batch("CREATE TABLE m (a TEXT NOT NULL, b INTEGER NOT NULL, v INTEGER, w TEXT, PRIMARY KEY (a, b))")
+            .unwrap();
         c.query_row("SELECT cloudsync_init('m')", [], |_| Ok(())).unwrap();
         c
     };
@@ -603,7 +634,8 @@ fn many_columns_and_large_values() {
     let cols: Vec<String> = (0..600).map(|i| format!("c{i} TEXT")).collect();
     let setup = || {
         let c = db();
-        c.execute_batch(&format!("CREATE TABLE wide (id TEXT PRIMARY KEY NOT NULL, big BLOB, {})", cols.join(", "))).unwrap();
+        c.execute_batch(&format!("CREATE TABLE wide (id TEXT PRIMARY KEY NOT NULL, big BLOB, {})", cols.join(", ")))
+            .unwrap();
         c.query_row("SELECT cloudsync_init('wide')", [], |_| Ok(())).unwrap();
         c
     };
@@ -612,7 +644,7 @@ fn many_columns_and_large_values() {
     a.execute_batch("INSERT INTO wide (id) VALUES ('x')").unwrap();
     a.execute_batch(&format!("UPDATE wide SET {}", sets.join(", "))).unwrap();
     // 10 MB of incompressible bytes in one cell: several frames' worth in one row.
-    let big: Vec<u8> = (0..10_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..10_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect();
     a.execute("UPDATE wide SET big = ?1", [&big]).unwrap();
     a.execute_batch("INSERT INTO wide (id, c0) VALUES ('y', 'second row')").unwrap();
     sync(&a, &b);

@@ -95,8 +95,8 @@ fn read_frame(input: &mut &[u8], frame: usize) -> Result<Vec<u8>, DecodeError> {
         CODEC_ZSTD => {
             // Streamed, so memory grows with the real output and never beyond the
             // declared size: a decompression bomb stops at `raw_len + 1` bytes.
-            let decoder = zstd::stream::read::Decoder::with_buffer(stored)
-                .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| DecodeError::Decompress(e.to_string()))?;
             let mut raw = Vec::with_capacity(raw_len.min(stored.len().saturating_mul(8)));
             decoder
                 .take(raw_len as u64 + 1)
@@ -205,11 +205,8 @@ impl OriginReader {
     fn get(&mut self, input: &mut &[u8], sites: usize) -> Result<Origin, DecodeError> {
         let dbv_delta = get_i64(input)?;
         let db_version = self.prev_dbv.wrapping_add(dbv_delta.cast_unsigned());
-        let seq = if dbv_delta == 0 {
-            self.prev_seq.wrapping_add(get_i64(input)?.cast_unsigned())
-        } else {
-            get_u64(input)?
-        };
+        let seq =
+            if dbv_delta == 0 { self.prev_seq.wrapping_add(get_i64(input)?.cast_unsigned()) } else { get_u64(input)? };
         let site = index(input, "site", sites)?;
         self.prev_dbv = db_version;
         self.prev_seq = seq;

@@ -111,9 +111,8 @@ impl PayloadEncoder {
 /// One frame: header, then the stored body.
 fn encode_frame(cs: &Changeset, compression: Option<i32>) -> Vec<u8> {
     let raw = encode_body(cs);
-    let compressed = compression
-        .and_then(|level| zstd::bulk::compress(&raw, level).ok())
-        .filter(|c| c.len() < raw.len());
+    let compressed =
+        compression.and_then(|level| zstd::bulk::compress(&raw, level).ok()).filter(|c| c.len() < raw.len());
     let (codec, stored) = match &compressed {
         Some(c) => (CODEC_ZSTD, c.as_slice()),
         None => (CODEC_RAW, raw.as_slice()),
