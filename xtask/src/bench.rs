@@ -1,4 +1,5 @@
-//! `cargo xtask bench sqlite`: run the harness and record its report.
+//! `cargo xtask bench sqlite|core`: run a benchmark and record its report in
+//! `docs/benchmarks.md`, between markers, so the narrative around it stays.
 
 use std::process::Command;
 
@@ -6,14 +7,46 @@ use anyhow::{bail, Context, Result};
 
 use crate::sys::{cargo, root, step};
 
-const START: &str = "<!-- bench:sqlite:start -->";
-const END: &str = "<!-- bench:sqlite:end -->";
-
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("sqlite") => sqlite(&args[1..]),
-        _ => bail!("usage: cargo xtask bench sqlite [--rows N] [--rounds R]"),
+        Some("core") => core(),
+        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | core>"),
     }
+}
+
+/// Replaces the section between `start` and `end` markers of `docs/benchmarks.md`.
+fn record(start: &str, end: &str, body: &str) -> Result<()> {
+    let path = root().join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let section = format!("{start}\n{body}{end}");
+    let updated = match (doc.find(start), doc.find(end)) {
+        (Some(s), Some(e)) if e > s => format!("{}{section}{}", &doc[..s], &doc[e + end.len()..]),
+        _ => format!("{doc}\n{section}\n"),
+    };
+    std::fs::write(&path, updated)?;
+    eprintln!("\nRecorded in {}", path.display());
+    Ok(())
+}
+
+/// Date, cores and CPU model, for the record.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{date} on {cores} cores ({cpu})")
 }
 
 fn sqlite(args: &[String]) -> Result<()> {
@@ -32,32 +65,57 @@ fn sqlite(args: &[String]) -> Result<()> {
     }
     let report = String::from_utf8(out.stdout)?;
     print!("{report}");
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
+    let body = format!("_Recorded {} by `cargo xtask bench sqlite {}`._\n\n{report}", machine(), args.join(" "));
+    record("<!-- bench:sqlite:start -->", "<!-- bench:sqlite:end -->", &body)
+}
+
+/// `cargo xtask bench core`: the criterion micro-benchmarks, summarised.
+fn core() -> Result<()> {
+    step("Running the core's criterion benchmarks");
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "cloudsync-core", "--bench", "core"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let section = format!(
-        "{START}\n_Recorded {date} by `cargo xtask bench sqlite {}` on {cores} cores ({cpu})._\n\n{report}{END}",
-        args.join(" ")
+        .context("cannot run cargo bench")?;
+    if !out.status.success() {
+        bail!("cargo bench failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    // Criterion prints "name\n    time: [low mid high]", or both on one line.
+    let mut rows = Vec::new();
+    let mut name = String::new();
+    let mut in_change = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("change:") {
+            // The comparison with the previous run, not a measurement; with throughput
+            // configured its own "time:" line follows.
+            in_change = !rest.contains('[');
+            continue;
+        }
+        if in_change && trimmed.starts_with("time:") {
+            in_change = false;
+            continue;
+        }
+        if let Some(pos) = trimmed.find("time:") {
+            let head = trimmed[..pos].trim();
+            if !head.is_empty() {
+                name = head.to_string();
+            }
+            let values: Vec<&str> = trimmed[pos + 5..].trim().trim_matches(['[', ']']).split_whitespace().collect();
+            if values.len() >= 4 {
+                rows.push(format!("| {name} | {} {} |", values[2], values[3]));
+            }
+        } else if !trimmed.is_empty() && !trimmed.starts_with("thrpt") && !trimmed.contains(':') {
+            name = trimmed.to_string();
+        }
+    }
+    let body = format!(
+        "_Recorded {} by `cargo xtask bench core` (criterion, median)._\n\n| benchmark | time |\n|---|---:|\n{}\n",
+        machine(),
+        rows.join("\n")
     );
-    let path = root().join("docs/benchmarks.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    let updated = match (doc.find(START), doc.find(END)) {
-        (Some(s), Some(e)) if e > s => format!("{}{section}{}", &doc[..s], &doc[e + END.len()..]),
-        _ => format!("{doc}\n{section}\n"),
-    };
-    std::fs::write(&path, updated)?;
-    eprintln!("\nRecorded in {}", path.display());
-    Ok(())
+    record("<!-- bench:core:start -->", "<!-- bench:core:end -->", &body)
 }

@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `test` | installs what the tests need (Debian packages, a Python venv with apsw, better-sqlite3), runs every Rust test, builds the loadable extension and runs it from the sqlite3 CLI, Python's sqlite3, apsw and Node |
 //! | `build-extension` | builds `libcloudsync.so` in release mode, on its own, and prints its absolute path last |
-//! | `bench sqlite [--rows N] [--rounds R]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
+//! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
+//! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
 //! | `shell [DB]` | builds the extension and opens the sqlite3 shell with it loaded |
 //! | `fuzz [TARGET] [SECONDS]` | runs a `cargo fuzz` target of the core (default: all, 60 s each) on the committed corpus |
 //!
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(rest),
         Some("shell") => ext::shell(rest),
         Some("fuzz") => fuzz(rest),
-        _ => bail!("usage: cargo xtask <test | build-extension | bench sqlite [--rows N] [--rounds R] | shell [DB]>"),
+        _ => bail!("usage: cargo xtask <test | build-extension | bench sqlite|core | shell [DB] | fuzz>"),
     }
 }
 

@@ -114,9 +114,9 @@ impl MemReplica {
         Ok(())
     }
 
-    /// UPDATE of one column (one transaction). Writing the current value is a no-op.
-    pub fn update(&mut self, table: &str, key: Value, column: &str, value: Value) -> Result<(), LocalError> {
-        let (pk, exists, _) = self.key_state(table, &key)?;
+    /// The table and encoded key of an existing row that may be updated or deleted.
+    fn existing(&mut self, table: &str, key: &Value) -> Result<(&mut MemTable, Vec<u8>), LocalError> {
+        let (pk, exists, _) = self.key_state(table, key)?;
         let t = self.tables.get_mut(table).ok_or_else(|| LocalError::NoSuch(table.into()))?;
         if t.info.algo == Algo::Gos {
             return Err(LocalError::Refused);
@@ -124,6 +124,12 @@ impl MemReplica {
         if !exists {
             return Err(LocalError::Missing);
         }
+        Ok((t, pk))
+    }
+
+    /// UPDATE of one column (one transaction). Writing the current value is a no-op.
+    pub fn update(&mut self, table: &str, key: Value, column: &str, value: Value) -> Result<(), LocalError> {
+        let (t, pk) = self.existing(table, &key)?;
         let idx =
             t.info.columns.iter().position(|(_, n)| n == column).ok_or_else(|| LocalError::NoSuch(column.into()))?;
         let id = t.info.columns[idx].0;
@@ -138,14 +144,7 @@ impl MemReplica {
 
     /// DELETE (one transaction).
     pub fn delete(&mut self, table: &str, key: Value) -> Result<(), LocalError> {
-        let (pk, exists, _) = self.key_state(table, &key)?;
-        let t = self.tables.get_mut(table).ok_or_else(|| LocalError::NoSuch(table.into()))?;
-        if t.info.algo == Algo::Gos {
-            return Err(LocalError::Refused);
-        }
-        if !exists {
-            return Err(LocalError::Missing);
-        }
+        let (t, pk) = self.existing(table, &key)?;
         t.rows.remove(&pk);
         self.local_write(table, &pk, LocalOp::Delete);
         Ok(())
