@@ -38,9 +38,15 @@ fn ext_tests() -> PathBuf {
     root().join("extensions/sqlite/tests/ext")
 }
 
-/// Runs the extension from the sqlite3 CLI, Debian's Python, apsw and Node.
+/// Runs the extension from rusqlite, the sqlite3 CLI, Debian's Python, apsw and Node.
 pub fn test_hosts(so: &Path) -> Result<()> {
     let so_arg = so.to_string_lossy().to_string();
+    step("rusqlite load_extension (bundled SQLite)");
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "-p", "cloudsync-sqlite", "--test", "host_rusqlite", "--", "--ignored"])
+        .env("CLOUDSYNC_EXTENSION", &so_arg)
+        .current_dir(root()))?;
+
     step("sqlite3 CLI (Debian's SQLite)");
     run(Command::new("bash").arg(ext_tests().join("test_cli.sh")).arg(&so_arg))?;
 
