@@ -2,6 +2,8 @@
 //! changeset into a replica, clock blobs. Run with `cargo bench -p cloudsync-core`
 //! (or `cargo xtask bench core`); they guard against regressions, the workload
 //! ratios against plain SQLite live in `cargo xtask bench sqlite`.
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
 
 use cloudsync_core::clock::{CellClock, RowClock};
 use cloudsync_core::memory::MemReplica;
