@@ -58,8 +58,10 @@ pub struct FeedReader {
     query: FeedQuery,
     feeds: Vec<TableFeed>,
     current: VecDeque<Change>,
-    /// Position of the last row whose changes were handed out.
+    /// Position of the row whose changes are being handed out.
     position: Cursor,
+    /// Position of the row before it (the last row handed out completely).
+    previous: Cursor,
 }
 
 impl FeedReader {
@@ -75,12 +77,19 @@ impl FeedReader {
             feeds.push(TableFeed { table, sql, fetched: query.after, rows: VecDeque::new(), exhausted: false });
         }
         let position = query.after;
-        Ok(FeedReader { query, feeds, current: VecDeque::new(), position })
+        Ok(FeedReader { query, feeds, current: VecDeque::new(), position, previous: position })
     }
 
-    /// Position of the last row fully handed out (a valid resume point).
+    /// Position of the last row handed out (a valid resume point once
+    /// [`FeedReader::at_row_boundary`] holds).
     pub fn position(&self) -> Cursor {
         self.position
+    }
+
+    /// Position of the row before the one whose changes are being handed out: the
+    /// resume point after a reader stopped having just started a row.
+    pub fn position_before_current(&self) -> Cursor {
+        self.previous
     }
 
     /// The next change, or `None` at the end of the feed.
@@ -90,6 +99,7 @@ impl FeedReader {
                 return Ok(Some(c));
             }
             let Some((at, changes)) = self.next_row(conn)? else { return Ok(None) };
+            self.previous = self.position;
             self.position = at;
             self.current = changes.into_iter().filter(|c| self.keep(c)).collect();
         }

@@ -41,10 +41,11 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 
 /// Registers the `cloudsync_*` functions and the `cloudsync_changes` virtual table on
-/// a connection. Idempotent per connection (re-registering replaces the functions).
-pub fn register(conn: &rusqlite::Connection) -> Result<()> {
+/// a connection, and returns the connection's state (pass it to [`apply::apply`] when
+/// merging from Rust). Re-registering replaces the functions.
+pub fn register(conn: &rusqlite::Connection) -> Result<Arc<state::ConnState>> {
     let state = Arc::new(state::ConnState::default());
     functions::register(conn, Arc::clone(&state))?;
-    vtab::register(conn, state)?;
-    Ok(())
+    vtab::register(conn, Arc::clone(&state))?;
+    Ok(state)
 }

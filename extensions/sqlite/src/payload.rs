@@ -23,14 +23,36 @@ pub fn encode_options(conn: &Connection) -> Result<EncodeOptions> {
     })
 }
 
+/// One bounded piece of the feed, encoded.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// The payload, or `None` when there was nothing after the query's position.
+    pub payload: Option<Vec<u8>>,
+    /// Number of changes in it.
+    pub changes: u64,
+    /// Position to resume from: the last row it contains (or the query's position).
+    pub cursor: Cursor,
+    /// Whether the feed has more after `cursor`.
+    pub more: bool,
+}
+
 /// Folds pending local writes, then encodes every change matching `query`. Returns
 /// the payload (None when there is nothing to send), the number of changes and the
 /// position to resume from.
 pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u64, Cursor)> {
+    let chunk = encode_chunk(conn, query, usize::MAX)?;
+    Ok((chunk.payload, chunk.changes, chunk.cursor))
+}
+
+/// Like [`encode`], but stops at the first row boundary after about `max_bytes`
+/// (uncompressed estimate), so that large feeds travel as several resumable chunks.
+/// A row is never split: a single row larger than `max_bytes` makes a chunk of its own.
+pub fn encode_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Result<Chunk> {
     fold::fold_all(conn)?;
     let mut reader = FeedReader::new(conn, query)?;
     let mut encoder = PayloadEncoder::new(encode_options(conn)?);
     let mut tables: Vec<(String, Algo, u64)> = Vec::new();
+    let mut more = false;
     while let Some(change) = reader.next(conn)? {
         if !tables.iter().any(|(n, _, _)| *n == change.table) {
             let t = SyncTable::require(conn, &change.table)?;
@@ -38,10 +60,15 @@ pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u
         }
         let info = tables.iter().find(|(n, _, _)| *n == change.table).map_or((Algo::Cls, 0), |(_, a, f)| (*a, *f));
         encoder.push(change, |_| info).map_err(|e| Error::Apply(e.to_string()))?;
+        if reader.at_row_boundary() && encoder.size_estimate() >= max_bytes {
+            more = reader.next(conn)?.is_some();
+            break;
+        }
     }
-    let n = encoder.change_count();
+    let cursor = if more { reader.position_before_current() } else { reader.position() };
+    let changes = encoder.change_count();
     let payload = (!encoder.is_empty()).then(|| encoder.finish());
-    Ok((payload, n, reader.position()))
+    Ok(Chunk { payload, changes, cursor, more })
 }
 
 /// `cloudsync_payload_save(path, since)`: writes every change after `since` (all

@@ -64,6 +64,12 @@ impl PayloadEncoder {
         self.changes
     }
 
+    /// Roughly how many bytes the payload will take: frames already encoded plus an
+    /// estimate of the frame being filled (before compression).
+    pub fn size_estimate(&self) -> usize {
+        super::HEADER_LEN + self.frames.iter().map(Vec::len).sum::<usize>() + self.current_estimate
+    }
+
     /// Whether nothing was pushed.
     pub fn is_empty(&self) -> bool {
         self.changes == 0

@@ -1,0 +1,132 @@
+//! Settings of `cloudsync serve`: flags, then `CLOUDSYNC_*` environment variables, then
+//! the TOML config file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `cloudsync serve` (each also read from its environment variable).
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CLOUDSYNC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded stores (created if missing).
+    #[arg(long, env = "CLOUDSYNC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Operator token for the admin API (generated and stored in the data directory if
+    /// not given).
+    #[arg(long, env = "CLOUDSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Base URL devices use to reach this node (default: http://<listen address>).
+    #[arg(long, env = "CLOUDSYNC_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// TOML config file.
+    #[arg(long, env = "CLOUDSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Apply workers on this node.
+    #[arg(long, env = "CLOUDSYNC_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, env = "CLOUDSYNC_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Largest payload accepted inline in an upload, in bytes.
+    #[arg(long, env = "CLOUDSYNC_INLINE_LIMIT")]
+    pub inline_limit: Option<usize>,
+    /// Largest payload accepted through a signed upload URL, in bytes.
+    #[arg(long, env = "CLOUDSYNC_UPLOAD_LIMIT")]
+    pub upload_limit: Option<usize>,
+    /// Hours uploaded payloads are kept after upload.
+    #[arg(long, env = "CLOUDSYNC_PAYLOAD_RETENTION_HOURS")]
+    pub payload_retention_hours: Option<u64>,
+}
+
+/// The same settings in the config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    public_url: Option<String>,
+    workers: Option<usize>,
+    log_format: Option<String>,
+    inline_limit: Option<usize>,
+    upload_limit: Option<usize>,
+    payload_retention_hours: Option<u64>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub public_url: Option<String>,
+    pub workers: usize,
+    pub json_logs: bool,
+    pub inline_limit: usize,
+    pub upload_limit: usize,
+    pub payload_retention_hours: u64,
+}
+
+impl Settings {
+    /// Applies the precedence flags > environment > file > defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Settings> {
+        let file: FileSettings = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let log_format = args.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        anyhow::ensure!(
+            log_format == "text" || log_format == "json",
+            "log format must be 'text' or 'json', got '{log_format}'"
+        );
+        let workers = args.workers.or(file.workers).unwrap_or(2);
+        anyhow::ensure!((1..=64).contains(&workers), "workers must be between 1 and 64");
+        Ok(Settings {
+            listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cloudsync-data")),
+            admin_token: args.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),
+            public_url: args.public_url.or(file.public_url),
+            workers,
+            json_logs: log_format == "json",
+            inline_limit: args.inline_limit.or(file.inline_limit).unwrap_or(1 << 20),
+            upload_limit: args.upload_limit.or(file.upload_limit).unwrap_or(256 << 20),
+            payload_retention_hours: args.payload_retention_hours.or(file.payload_retention_hours).unwrap_or(24 * 7),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile_dir();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nworkers = 3\ndata_dir = \"/tmp/from-file\"\n").unwrap();
+        let s = Settings::resolve(ServeArgs { config: Some(path.clone()), workers: Some(5), ..ServeArgs::default() })
+            .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.workers, 5);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/from-file"));
+        let d = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).is_err());
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cloudsync-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

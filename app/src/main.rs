@@ -1,0 +1,70 @@
+//! `cloudsync`: the service (`cloudsync serve`) and the operator CLI.
+//!
+//! `serve` runs a node on embedded defaults (SQLite control plane, SQLite tenant
+//! databases and a payload folder in one data directory); every setting comes from a
+//! flag, a `CLOUDSYNC_*` environment variable or a TOML config file, in that order
+//! (`docs/configuration.md`). The other subcommands are clients of a running node's
+//! admin API.
+
+mod cli;
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// cloudsync: offline-first sync for SQLite and PostgreSQL.
+#[derive(Parser)]
+#[command(name = "cloudsync", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a service node.
+    Serve(Box<config::ServeArgs>),
+    /// Tenants (admin API of a running node).
+    Tenant {
+        #[command(subcommand)]
+        cmd: cli::TenantCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Databases (admin API of a running node).
+    Database {
+        #[command(subcommand)]
+        cmd: cli::DatabaseCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Schema provisioning (admin API of a running node).
+    Schema {
+        #[command(subcommand)]
+        cmd: cli::SchemaCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// API keys (admin API of a running node).
+    Key {
+        #[command(subcommand)]
+        cmd: cli::KeyCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.command {
+        Command::Serve(serve_args) => {
+            let settings = config::Settings::resolve(*serve_args)?;
+            serve::init_logging(&settings);
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve::run(settings))
+        }
+        Command::Tenant { cmd, client } => cli::tenant(cmd, &client),
+        Command::Database { cmd, client } => cli::database(cmd, &client),
+        Command::Schema { cmd, client } => cli::schema(cmd, &client),
+        Command::Key { cmd, client } => cli::key(cmd, &client),
+    }
+}

@@ -1,0 +1,184 @@
+//! `cloudsync serve`: wire the stores, the workers and the HTTP application together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use cloudsync_api::{AppState, Inner, Limits, Metrics};
+use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::notify::Notifier;
+use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore};
+use cloudsync_tenants::store::ControlPlane;
+use cloudsync_tenants::worker;
+use rand::RngCore;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Settings;
+
+/// Text logs by default, JSON with `--log-format json`; level from `RUST_LOG`.
+pub fn init_logging(s: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if s.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A secret kept in a file of the data directory (created with mode 0600).
+fn stored_secret(path: &Path, make: impl FnOnce() -> String) -> Result<(String, bool)> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let t = existing.trim().to_string();
+        if !t.is_empty() {
+            return Ok((t, false));
+        }
+    }
+    let secret = make();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    use std::io::Write;
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    Ok((secret, true))
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn terminated() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Runs a node until SIGTERM.
+pub async fn run(s: Settings) -> Result<()> {
+    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    let control = ControlPlane::open_sqlite(&s.data_dir.join("control.sqlite"))
+        .await
+        .context("opening the control-plane store")?;
+    let (admin_token, generated) = match &s.admin_token {
+        Some(t) => (t.clone(), false),
+        None => stored_secret(&s.data_dir.join("admin-token"), || random_token("csa_"))?,
+    };
+    let (url_secret, _) = stored_secret(&s.data_dir.join("url-signing-key"), || random_token(""))?;
+
+    let listener =
+        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("listening on {}", s.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = s.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+
+    let folder = FolderStore::new(s.data_dir.join("payloads"), public_url.clone(), url_secret.into_bytes())?;
+    let payloads = Arc::new(AnyStore::Folder(folder.clone()));
+    let backends = Arc::new(SqliteBackends::new(s.data_dir.join("databases"))?);
+    let notifier = Arc::new(Notifier::default());
+    let wake = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let node = format!("{}-{}", hostname(), std::process::id());
+    let ctx = Arc::new(worker::Context {
+        control: control.clone(),
+        backends: Arc::clone(&backends),
+        payloads: Arc::clone(&payloads),
+        notifier: Arc::clone(&notifier),
+        wake: Arc::clone(&wake),
+        node,
+    });
+    let workers = worker::spawn(s.workers, ctx, shutdown_rx.clone());
+
+    // Payload retention: uploaded objects are only needed until applied; keep them a
+    // while for inspection, then delete.
+    let retention = Duration::from_secs(s.payload_retention_hours.saturating_mul(3600));
+    let janitor = {
+        let payloads = Arc::clone(&payloads);
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                match payloads.expire(retention).await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "expired old payloads"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiring payloads failed"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+
+    let state = AppState(Arc::new(Inner {
+        control,
+        backends,
+        payloads,
+        folder: Some(folder),
+        notifier,
+        wake,
+        admin_token: admin_token.clone(),
+        public_url: public_url.clone(),
+        limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
+        metrics: Metrics::new(),
+        shutdown: shutdown_rx,
+    }));
+    let app = cloudsync_api::router(state);
+
+    println!("cloudsync {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!("  API:        {public_url}/v1");
+    println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics");
+    println!("  data dir:   {}", s.data_dir.display());
+    if s.admin_token.is_some() {
+        println!("  admin token: (from configuration)");
+    } else {
+        println!(
+            "  admin token: {admin_token}   ({} {})",
+            if generated { "generated and stored in" } else { "read from" },
+            s.data_dir.join("admin-token").display()
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            terminated().await;
+            tracing::info!("shutting down: finishing in-flight requests and releasing job leases");
+            let _ = shutdown_tx.send(true);
+        })
+        .await?;
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+    }
+    janitor.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "node".into())
+}

@@ -1,0 +1,204 @@
+//! Tenant databases on SQLite: one file per database under the data directory, each
+//! with the cloudsync engine registered, used through a small connection pool.
+//!
+//! Everything here blocks; async callers run it on tokio's blocking pool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudsync_core::engine::ApplyReport;
+use cloudsync_core::{Cursor, SiteId};
+use cloudsync_sqlite::changes::{FeedQuery, SiteFilter};
+use cloudsync_sqlite::payload::Chunk;
+use cloudsync_sqlite::state::ConnState;
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::Connection;
+
+use crate::ids::DatabaseId;
+use crate::{Error, Result};
+
+/// Idle connections kept per database.
+const IDLE_PER_DATABASE: usize = 4;
+
+struct Conn {
+    conn: Connection,
+    state: Arc<ConnState>,
+}
+
+#[derive(Default)]
+struct Handle {
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// The SQLite tenant databases of this node.
+pub struct SqliteBackends {
+    root: PathBuf,
+    handles: Mutex<HashMap<DatabaseId, Arc<Handle>>>,
+}
+
+/// A table created by provisioning.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Provisioned {
+    /// Table name.
+    pub table: String,
+    /// Its algorithm.
+    pub algo: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data half-updated (they only
+    // guard a map and a stack), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SqliteBackends {
+    /// Databases live in `root/<database id>.sqlite`.
+    pub fn new(root: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&root).map_err(|source| Error::Io { path: root.display().to_string(), source })?;
+        Ok(SqliteBackends { root, handles: Mutex::new(HashMap::new()) })
+    }
+
+    fn path(&self, db: &DatabaseId) -> PathBuf {
+        self.root.join(format!("{db}.sqlite"))
+    }
+
+    fn open(&self, db: &DatabaseId) -> Result<Conn> {
+        let conn = Connection::open(self.path(db))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // FULL: a job is marked done only after its apply committed, and must not be
+        // undone by a power loss.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        let state = cloudsync_sqlite::register(&conn)?;
+        Ok(Conn { conn, state })
+    }
+
+    /// Runs `f` on a pooled connection to `db`.
+    fn with<T>(&self, db: &DatabaseId, f: impl FnOnce(&Connection, &ConnState) -> Result<T>) -> Result<T> {
+        let handle = Arc::clone(lock(&self.handles).entry(db.clone()).or_default());
+        let conn = lock(&handle.idle).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => self.open(db)?,
+        };
+        let result = f(&conn.conn, &conn.state);
+        // A connection left inside a transaction by an error is not reused.
+        if conn.conn.is_autocommit() {
+            let mut idle = lock(&handle.idle);
+            if idle.len() < IDLE_PER_DATABASE {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Creates the database file.
+    pub fn create(&self, db: &DatabaseId) -> Result<()> {
+        self.with(db, |_, _| Ok(()))
+    }
+
+    /// Runs `CREATE TABLE` / `CREATE INDEX` statements and enables sync on the new
+    /// tables (`algos` maps table names to algorithms; default `cls`), in one
+    /// transaction: all of it or nothing. Any other kind of statement is refused.
+    pub fn provision(&self, db: &DatabaseId, sql: &str, algos: &BTreeMap<String, String>) -> Result<Vec<Provisioned>> {
+        self.with(db, |conn, _| {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let result = provision_in_txn(conn, sql, algos);
+            match &result {
+                Ok(_) => conn.execute_batch("COMMIT")?,
+                Err(_) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            result
+        })
+    }
+
+    /// Applies an uploaded payload. Every change in it must have been written by
+    /// `site` (the uploading device): a device cannot speak for another.
+    pub fn apply(&self, db: &DatabaseId, payload: &[u8], site: SiteId) -> Result<ApplyReport> {
+        let cs = cloudsync_core::payload::decode(payload)?;
+        if let Some(other) = cs.sites.iter().find(|s| **s != site) {
+            return Err(Error::Invalid(format!(
+                "payload contains changes attributed to site {other}, but was uploaded by {site}"
+            )));
+        }
+        self.with(db, |conn, state| Ok(cloudsync_sqlite::apply::apply(conn, state, &cs)?))
+    }
+
+    /// The changes after `after` that `device` did not write, as one bounded chunk.
+    pub fn changes(&self, db: &DatabaseId, after: Cursor, device: SiteId, max_bytes: usize) -> Result<Chunk> {
+        self.with(db, |conn, _| {
+            let query = FeedQuery { after, sites: SiteFilter::Except(device), ..FeedQuery::default() };
+            Ok(cloudsync_sqlite::payload::encode_chunk(conn, query, max_bytes)?)
+        })
+    }
+
+    /// The central database's feed position.
+    pub fn db_version(&self, db: &DatabaseId) -> Result<u64> {
+        self.with(db, |conn, _| Ok(cloudsync_sqlite::meta::db_version(conn)?))
+    }
+}
+
+/// Statement kinds provisioning accepts.
+fn statement_kind(sql: &str) -> Option<&'static str> {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(4)
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphabetic()).to_ascii_uppercase())
+        .collect();
+    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["CREATE", "TABLE", ..] => Some("table"),
+        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX", ..] => Some("index"),
+        _ => None,
+    }
+}
+
+fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, String>) -> Result<Vec<Provisioned>> {
+    let mut created = Vec::new();
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next()? {
+        let text = stmt.expanded_sql().unwrap_or_default();
+        let without_comments: String =
+            text.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join(" ");
+        match statement_kind(&without_comments) {
+            Some("table") => {
+                let before = table_names(conn)?;
+                stmt.raw_execute()?;
+                created.extend(table_names(conn)?.into_iter().filter(|t| !before.contains(t)));
+            }
+            Some(_) => {
+                stmt.raw_execute()?;
+            }
+            None => {
+                return Err(Error::Invalid(format!(
+                    "only CREATE TABLE and CREATE INDEX statements are accepted, got: {}",
+                    without_comments.trim().chars().take(80).collect::<String>()
+                )))
+            }
+        }
+    }
+    if created.is_empty() {
+        return Err(Error::Invalid("the SQL creates no table".into()));
+    }
+    if let Some(unknown) = algos.keys().find(|t| !created.iter().any(|c| c.eq_ignore_ascii_case(t))) {
+        return Err(Error::Invalid(format!("algo given for table '{unknown}', which this SQL does not create")));
+    }
+    let mut out = Vec::new();
+    for table in created {
+        let algo = algos
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(&table))
+            .map_or_else(|| "cls".to_string(), |(_, a)| a.clone());
+        cloudsync_sqlite::lifecycle::init(conn, &table, Some(&algo), 0)?;
+        out.push(Provisioned { table, algo });
+    }
+    Ok(out)
+}
+
+fn table_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}

@@ -1,0 +1,93 @@
+//! Errors of the control plane.
+
+/// Everything that can go wrong in the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The control-plane database failed.
+    #[error("control-plane store: {0}")]
+    Store(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("control-plane migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Something that does not exist (or that the caller may not see).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for ("tenant", "database", …).
+        what: &'static str,
+    },
+    /// A request that conflicts with existing state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A request that is invalid as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// A tenant database failed.
+    #[error("database: {0}")]
+    Backend(#[from] cloudsync_sqlite::Error),
+    /// SQLite itself failed in a tenant database.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A payload that cannot be applied.
+    #[error("payload: {0}")]
+    Payload(#[from] cloudsync_core::DecodeError),
+    /// The payload store failed.
+    #[error("payload store: {0}")]
+    PayloadStore(String),
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed (the queue's retry rule).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Store(_) | Error::PayloadStore(_) | Error::Io { .. } | Error::Task(_) => true,
+            Error::Sqlite(e) => is_transient(e),
+            Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) => is_transient(e),
+            _ => false,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Invalid(_) => "invalid_request",
+            Error::Payload(_) => "invalid_payload",
+            Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
+            Error::Backend(cloudsync_sqlite::Error::Apply(_) | cloudsync_sqlite::Error::NotSynced(_)) => {
+                "incompatible_payload"
+            }
+            Error::Backend(cloudsync_sqlite::Error::Unsupported { .. } | cloudsync_sqlite::Error::Argument { .. }) => {
+                "invalid_schema"
+            }
+            Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) | Error::Sqlite(e) if !is_transient(e) => {
+                "constraint_violation"
+            }
+            _ => "internal",
+        }
+    }
+}
+
+fn is_transient(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::OutOfMemory)
+    )
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,23 @@
+//! The CloudSync control plane.
+//!
+//! Everything the service knows and does besides speaking HTTP: the control-plane store
+//! ([`store::ControlPlane`]: tenants, databases, API keys, devices) and its durable
+//! apply queue ([`jobs`]), the payload stores ([`payloads`]), the tenant databases
+//! ([`backend::SqliteBackends`]), the apply workers ([`worker`]) and in-process change
+//! notifications ([`notify`]).
+//!
+//! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
+//! (`cloudsync` binary). State that must survive a crash lives in the control-plane
+//! store, the payload store and the tenant databases, never only in memory.
+
+pub mod backend;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod keys;
+pub mod notify;
+pub mod payloads;
+pub mod store;
+pub mod worker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,154 @@
+//! A payload store in a local folder, with URLs signed by HMAC-SHA256.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::{check_key, Op, PayloadStore};
+use crate::ids::now_ms;
+use crate::{Error, Result};
+
+/// Objects as files under `root`; signed URLs point at the service's
+/// `/v1/blobs/<key>` endpoint, which checks them with [`FolderStore::verify`].
+#[derive(Clone, Debug)]
+pub struct FolderStore {
+    root: PathBuf,
+    public_url: String,
+    secret: Vec<u8>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+impl FolderStore {
+    /// A store in `root`, signing URLs for `public_url` (the service's base URL) with
+    /// `secret`.
+    pub fn new(root: PathBuf, public_url: String, secret: Vec<u8>) -> Result<Self> {
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        Ok(FolderStore { root, public_url: public_url.trim_end_matches('/').to_string(), secret })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn signature(&self, key: &str, op: Op, expires: i64) -> Vec<u8> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+        mac.update(format!("{}\n{key}\n{expires}", op.name()).as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether a signed URL's parameters are valid now (constant-time comparison).
+    pub fn verify(&self, key: &str, op: Op, expires: i64, signature_hex: &str) -> bool {
+        let Ok(given) = hex::decode(signature_hex) else { return false };
+        expires > now_ms() && check_key(key).is_ok() && bool::from(self.signature(key, op, expires).ct_eq(&given))
+    }
+}
+
+impl PayloadStore for FolderStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(key)?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            use std::io::Write;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            // Make the rename itself durable.
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        tokio::fs::read(&path).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { what: "payload object" },
+            _ => Error::Io { path: path.display().to_string(), source: e },
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Io { path: path.display().to_string(), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn presign(&self, key: &str, op: Op, ttl: Duration) -> Result<String> {
+        check_key(key)?;
+        let expires = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let sig = hex::encode(self.signature(key, op, expires));
+        Ok(format!("{}/v1/blobs/{key}?op={}&expires={expires}&sig={sig}", self.public_url, op.name()))
+    }
+
+    async fn expire(&self, age: Duration) -> Result<u64> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut removed = 0;
+            let mut stack = vec![root];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if meta.is_dir() {
+                        stack.push(path);
+                    } else if meta.modified().is_ok_and(|m| m < cutoff) && std::fs::remove_file(&path).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_delete_and_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FolderStore::new(dir.path().to_path_buf(), "http://h:1/".into(), b"secret".to_vec()).unwrap();
+        s.put("a/b/c.csyn", b"hello".to_vec()).await.unwrap();
+        assert_eq!(s.get("a/b/c.csyn").await.unwrap(), b"hello");
+        assert!(matches!(s.get("a/b/missing").await, Err(Error::NotFound { .. })));
+        assert!(s.put("../escape", vec![]).await.is_err());
+        let url = s.presign("a/b/c.csyn", Op::Get, Duration::from_secs(60)).await.unwrap();
+        assert!(url.starts_with("http://h:1/v1/blobs/a/b/c.csyn?op=get&expires="));
+        let q: std::collections::HashMap<&str, &str> =
+            url.split('?').nth(1).unwrap().split('&').filter_map(|kv| kv.split_once('=')).collect();
+        let expires: i64 = q["expires"].parse().unwrap();
+        assert!(s.verify("a/b/c.csyn", Op::Get, expires, q["sig"]));
+        assert!(!s.verify("a/b/c.csyn", Op::Put, expires, q["sig"]), "signature is bound to the operation");
+        assert!(!s.verify("a/b/other", Op::Get, expires, q["sig"]), "signature is bound to the key");
+        assert!(!s.verify("a/b/c.csyn", Op::Get, expires + 1, q["sig"]), "signature is bound to the expiry");
+        assert!(!s.verify(
+            "a/b/c.csyn",
+            Op::Get,
+            now_ms() - 1,
+            &hex::encode(s.signature("a/b/c.csyn", Op::Get, now_ms() - 1))
+        ));
+        s.delete("a/b/c.csyn").await.unwrap();
+        s.delete("a/b/c.csyn").await.unwrap();
+        assert_eq!(s.expire(Duration::from_secs(0)).await.unwrap(), 0);
+    }
+}
