@@ -5,6 +5,7 @@
 //! flag, a `CLOUDSYNC_*` environment variable or a TOML config file, in that order
 //! (`docs/configuration.md`). The other subcommands are clients of a running node's
 //! admin API.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod config;

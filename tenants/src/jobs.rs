@@ -294,12 +294,15 @@ impl ControlPlane {
     /// What the server knows of a device's uploads.
     pub async fn device_status(&self, db: &DatabaseId, site: &SiteHex) -> Result<DeviceStatus> {
         let site = site.to_string();
+        // One read transaction: the answers must describe one moment, not a job seen
+        // running by one query and done by the next.
+        let mut tx = self.pool.begin().await?;
         let accepted: Option<String> = sqlx::query_scalar(
             "SELECT to_cursor FROM jobs WHERE database_id = $1 AND site_id = $2 ORDER BY id DESC LIMIT 1",
         )
         .bind(db.as_str())
         .bind(&site)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let confirmed: Option<String> = sqlx::query_scalar(
             "SELECT to_cursor FROM jobs WHERE database_id = $1 AND site_id = $2 AND state IN ('done', 'dead') AND id < \
@@ -308,14 +311,14 @@ impl ControlPlane {
         )
         .bind(db.as_str())
         .bind(&site)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let pending: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM jobs WHERE database_id = $1 AND site_id = $2 AND state IN ('pending', 'running')",
         )
         .bind(db.as_str())
         .bind(&site)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let rows = sqlx::query(
             "SELECT id, error_code, error_message, retryable, updated_at FROM jobs WHERE database_id = $1 AND site_id = $2 \
@@ -323,7 +326,7 @@ impl ControlPlane {
         )
         .bind(db.as_str())
         .bind(&site)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let failures = rows
             .iter()
@@ -337,6 +340,7 @@ impl ControlPlane {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
         Ok(DeviceStatus { accepted, confirmed, pending, failures })
     }
 }

@@ -47,6 +47,12 @@ pub fn test_hosts(so: &Path) -> Result<()> {
         .env("CLOUDSYNC_EXTENSION", &so_arg)
         .current_dir(root()))?;
 
+    step("End to end: the cloudsync binary with devices on the built extension");
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "-p", "cloudsync", "--test", "e2e", "--", "--ignored", "--test-threads", "1"])
+        .env("CLOUDSYNC_EXTENSION", &so_arg)
+        .current_dir(root()))?;
+
     step("sqlite3 CLI (Debian's SQLite)");
     run(Command::new("bash").arg(ext_tests().join("test_cli.sh")).arg(&so_arg))?;
 

@@ -154,7 +154,7 @@ pub async fn upload(
             to_cursor: cursor_text(to),
         })
         .await?;
-    state.wake.notify_waiters();
+    state.wake.notify_one();
     state.metrics.uploads.inc();
     state.metrics.bytes_in.inc_by(len as u64);
     state.metrics.changes_in.inc_by(changes);

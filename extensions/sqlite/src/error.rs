@@ -34,6 +34,18 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// A request to the sync service failed (transport, HTTP status or protocol).
+    #[error("network: {}{code}: {message}", status.map(|s| format!("{s} ")).unwrap_or_default())]
+    Network {
+        /// HTTP status, when the server answered.
+        status: Option<u16>,
+        /// The server's stable error code (or `network` for transport failures).
+        code: String,
+        /// The server's message.
+        message: String,
+        /// Whether retrying later may succeed.
+        retryable: bool,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

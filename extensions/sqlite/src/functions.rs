@@ -174,6 +174,104 @@ fn payload_load(ctx: &Context<'_>, conn: &Connection, state: &ConnState) -> Resu
     count(payload::load(conn, state, &path)?.applied)
 }
 
+#[cfg(feature = "network")]
+mod net {
+    //! Adapters of the `cloudsync_network_*` functions.
+    use std::time::Duration;
+
+    use super::*;
+    use crate::network;
+
+    fn json(v: serde_json::Value) -> Result<SqlValue> {
+        Ok(SqlValue::Text(v.to_string()))
+    }
+
+    fn wait_arg(ctx: &Context<'_>, i: usize, function: &'static str) -> Result<Duration> {
+        let ms = int_arg(ctx, i, function, "wait_ms")?.unwrap_or(0);
+        let ms = u64::try_from(ms).map_err(|_| Error::arg(function, "wait_ms must be >= 0"))?;
+        Ok(Duration::from_millis(ms.min(60_000)))
+    }
+
+    pub fn init(ctx: &Context<'_>, conn: &Connection, _: &ConnState) -> Result<SqlValue> {
+        network::init(conn, &text_arg(ctx, 0, "cloudsync_network_init", "sync URL")?)?;
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn set_apikey(ctx: &Context<'_>, _: &Connection, state: &ConnState) -> Result<SqlValue> {
+        state.set_credential(Some(text_arg(ctx, 0, "cloudsync_network_set_apikey", "API key")?));
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn set_token(ctx: &Context<'_>, _: &Connection, state: &ConnState) -> Result<SqlValue> {
+        state.set_credential(Some(text_arg(ctx, 0, "cloudsync_network_set_token", "token")?));
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn send(_: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        json(network::send_changes(conn, state)?)
+    }
+
+    pub fn check(ctx: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        let wait = wait_arg(ctx, 0, "cloudsync_network_check_changes")?;
+        json(network::check_changes(conn, state, wait)?)
+    }
+
+    pub fn sync(ctx: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        let wait = wait_arg(ctx, 0, "cloudsync_network_sync")?;
+        let retries = int_arg(ctx, 1, "cloudsync_network_sync", "max_retries")?.unwrap_or(3);
+        let retries = u32::try_from(retries.clamp(0, 20)).unwrap_or(3);
+        json(network::sync(conn, state, wait, retries)?)
+    }
+
+    pub fn unsent(_: &Context<'_>, conn: &Connection, _: &ConnState) -> Result<SqlValue> {
+        Ok(SqlValue::Integer(network::has_unsent_changes(conn)?.into()))
+    }
+
+    pub fn reset(_: &Context<'_>, conn: &Connection, _: &ConnState) -> Result<SqlValue> {
+        network::reset(conn)?;
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn logout(ctx: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        let force = int_arg(ctx, 0, "cloudsync_network_logout", "force")?.unwrap_or(0) != 0;
+        network::logout(conn, state, force)?;
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn cleanup(_: &Context<'_>, _: &Connection, state: &ConnState) -> Result<SqlValue> {
+        state.set_credential(None);
+        Ok(SqlValue::Integer(1))
+    }
+
+    pub fn status(_: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        json(network::status(conn, state)?)
+    }
+
+    /// The network functions.
+    pub const FUNCTIONS: &[(&str, i32, bool, Fx)] = &[
+        ("cloudsync_network_init", 1, false, init),
+        ("cloudsync_network_set_apikey", 1, false, set_apikey),
+        ("cloudsync_network_set_token", 1, false, set_token),
+        ("cloudsync_network_send_changes", 0, false, send),
+        ("cloudsync_network_check_changes", 0, false, check),
+        ("cloudsync_network_check_changes", 1, false, check),
+        ("cloudsync_network_sync", 0, false, sync),
+        ("cloudsync_network_sync", 1, false, sync),
+        ("cloudsync_network_sync", 2, false, sync),
+        ("cloudsync_network_has_unsent_changes", 0, false, unsent),
+        ("cloudsync_network_reset_sync_version", 0, false, reset),
+        ("cloudsync_network_logout", 0, false, logout),
+        ("cloudsync_network_logout", 1, false, logout),
+        ("cloudsync_network_cleanup", 0, false, cleanup),
+        ("cloudsync_network_status", 0, false, status),
+    ];
+}
+
+#[cfg(feature = "network")]
+const NETWORK: &[(&str, i32, bool, Fx)] = net::FUNCTIONS;
+#[cfg(not(feature = "network"))]
+const NETWORK: &[(&str, i32, bool, Fx)] = &[];
+
 /// `(name, arity, deterministic, function)`; arity -1 means variadic.
 const SCALARS: &[(&str, i32, bool, Fx)] = &[
     ("cloudsync_version", 0, true, version),
@@ -204,7 +302,7 @@ const SCALARS: &[(&str, i32, bool, Fx)] = &[
 
 /// Registers every scalar function and the aggregate on `conn`.
 pub fn register(conn: &Connection, state: Arc<ConnState>) -> Result<()> {
-    for &(name, arity, deterministic, f) in SCALARS {
+    for &(name, arity, deterministic, f) in SCALARS.iter().chain(NETWORK) {
         let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
         if deterministic {
             flags |= FunctionFlags::SQLITE_DETERMINISTIC;

@@ -26,6 +26,8 @@ pub mod fold;
 pub mod functions;
 pub mod lifecycle;
 pub mod meta;
+#[cfg(feature = "network")]
+pub mod network;
 pub mod payload;
 pub mod schema;
 pub mod settings;

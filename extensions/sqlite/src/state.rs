@@ -1,15 +1,28 @@
 //! Per-connection state shared by the SQL functions registered on one connection.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// State of one connection. There is deliberately little: everything that must
-/// survive the connection lives in the database.
+/// survive the connection lives in the database. The exception is the network
+/// credential, which is a secret and is kept in memory only.
 #[derive(Debug, Default)]
 pub struct ConnState {
     merging: AtomicBool,
+    credential: Mutex<Option<String>>,
 }
 
 impl ConnState {
+    /// The bearer credential set by `cloudsync_network_set_apikey/_token`.
+    pub fn credential(&self) -> Option<String> {
+        self.credential.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Sets or clears the bearer credential.
+    pub fn set_credential(&self, c: Option<String>) {
+        *self.credential.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = c;
+    }
+
     /// Whether a merge is writing to user tables right now (guard triggers let its
     /// writes through).
     pub fn merging(&self) -> bool {

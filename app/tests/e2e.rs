@@ -1,0 +1,258 @@
+//! End-to-end: the real `cloudsync` binary, real processes, the built extension on
+//! devices (in-process through rusqlite, and in Python child processes).
+//!
+//! These need the built library, so a plain `cargo test` skips them (`#[ignore]`);
+//! `cargo xtask test` runs them with `--ignored` and `CLOUDSYNC_EXTENSION` set.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use support::*;
+
+const SCHEMA: &str = "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT, body TEXT, n INTEGER DEFAULT 0)";
+
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn three_devices_edit_offline_then_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), free_port(), &[]);
+    let p = server.provision(SCHEMA);
+    let mut d1 = RustDevice::open("rust", &dir.path().join("d1.db"));
+    let mut d2 = PyDevice::open("python-1", &dir.path().join("d2.db"));
+    let mut d3 = PyDevice::open("python-2", &dir.path().join("d3.db"));
+    for d in [&mut d1 as &mut dyn Device, &mut d2, &mut d3] {
+        d.join(SCHEMA, &p);
+    }
+    // A shared starting point.
+    for i in 0..20 {
+        d1.sql(&format!("INSERT INTO notes (id, title, body) VALUES ('n{i:02}', 'title {i}', 'body {i}')"));
+    }
+    d1.sync(0).unwrap();
+    drain(&mut [&mut d1]);
+    d2.sync(2000).unwrap();
+    d3.sync(2000).unwrap();
+    assert_eq!(d2.rows().len(), 20);
+
+    // Offline edits: same columns, different columns, deletes, re-inserts.
+    d1.sql("UPDATE notes SET title = 'd1 title' WHERE id < 'n10'");
+    d2.sql("UPDATE notes SET title = 'd2 title' WHERE id >= 'n05' AND id < 'n15'");
+    d2.sql("UPDATE notes SET body = 'd2 body' WHERE id < 'n05'");
+    d3.sql("UPDATE notes SET n = n + 100");
+    d3.sql("DELETE FROM notes WHERE id IN ('n10', 'n11', 'n12')");
+    d3.sql("INSERT INTO notes (id, title) VALUES ('n11', 'd3 re-created')");
+    d1.sql("UPDATE notes SET body = 'd1 edit of a row d3 deletes' WHERE id = 'n12'");
+    d2.sql("DELETE FROM notes WHERE id = 'n15'");
+    d1.sql("UPDATE notes SET title = 'd1 edit of a row d2 deletes' WHERE id = 'n15'");
+    d2.sql("INSERT INTO notes (id, title) VALUES ('new-d2', 'only on d2')");
+    d3.sql("INSERT INTO notes (id, title) VALUES ('new-d3', 'only on d3')");
+
+    // Sync in a random (seeded) order, several rounds.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..3 {
+        let mut order = vec![0, 1, 2];
+        for i in (1..3).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        for i in order {
+            let d: &mut dyn Device = match i {
+                0 => &mut d1,
+                1 => &mut d2,
+                _ => &mut d3,
+            };
+            d.sync(200).unwrap();
+        }
+    }
+    drain(&mut [&mut d1, &mut d2, &mut d3]);
+    for d in [&mut d1 as &mut dyn Device, &mut d2, &mut d3] {
+        d.sync(0).unwrap();
+    }
+
+    let expected = d1.rows();
+    assert_eq!(d2.rows(), expected, "python-1 differs from rust");
+    assert_eq!(d3.rows(), expected, "python-2 differs from rust");
+    assert_eq!(file_rows(&p.central, "SELECT * FROM notes ORDER BY id"), expected, "central database differs");
+    // The outcomes the CRDT rules promise.
+    let by_id = |id: &str| expected.iter().find(|r| r[0] == json!(id)).cloned();
+    assert!(by_id("n10").is_none() && by_id("n12").is_none(), "deletes win over concurrent updates");
+    assert_eq!(by_id("n11").unwrap()[1], json!("d3 re-created"), "a re-insert after a delete resurrects the row");
+    assert!(by_id("n15").is_none());
+    assert_eq!(by_id("n02").unwrap()[2], json!("d2 body"), "different columns both survive");
+    assert_eq!(by_id("n02").unwrap()[1], json!("d1 title"));
+    assert_eq!(by_id("n02").unwrap()[3], json!(100), "a third column edited elsewhere survives too");
+    assert!(by_id("new-d2").is_some() && by_id("new-d3").is_some());
+    assert_eq!(expected.len(), 19);
+}
+
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn server_killed_with_sigkill_loses_no_acknowledged_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = std::sync::Arc::new(std::sync::Mutex::new(Server::start(&dir.path().join("server"), port, &[])));
+    let p = server.lock().unwrap().provision(SCHEMA);
+    let mut d1 = RustDevice::open("writer", &dir.path().join("d1.db"));
+    d1.join(SCHEMA, &p);
+
+    // A killer thread: SIGKILL at random moments, restart after a pause.
+    let killer = {
+        let server = std::sync::Arc::clone(&server);
+        std::thread::spawn(move || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            for _ in 0..6 {
+                std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+                let mut s = server.lock().unwrap();
+                s.kill9();
+                std::thread::sleep(Duration::from_millis(100));
+                s.restart();
+            }
+        })
+    };
+    // The writer keeps writing batches and sending; some sends fail while the server
+    // is down. After each successful send, everything written so far is acknowledged.
+    let mut written = 0;
+    let mut acknowledged = 0;
+    let mut failures = 0;
+    while !killer.is_finished() || written < 400 {
+        for _ in 0..20 {
+            d1.sql(&format!("INSERT INTO notes (id, title) VALUES ('w{written:05}', 'batch')"));
+            written += 1;
+        }
+        match d1.exec("SELECT cloudsync_network_send_changes()", &[]) {
+            Ok(_) => acknowledged = written,
+            Err(e) => {
+                assert!(e.contains("network"), "unexpected error: {e}");
+                failures += 1;
+            }
+        }
+        if written > 4000 {
+            break;
+        }
+    }
+    killer.join().unwrap();
+    assert!(failures > 0, "the server was never down while sending: the test proved nothing");
+
+    // Without sending anything more, every acknowledged change is applied once the
+    // restarted server has resumed its queue.
+    drain(&mut [&mut d1]);
+    let central: BTreeSet<String> =
+        file_rows(&p.central, "SELECT id FROM notes").into_iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
+    for i in 0..acknowledged {
+        assert!(central.contains(&format!("w{i:05}")), "acknowledged row w{i:05} is missing after the crashes");
+    }
+    // And once the writer sends the rest, a fresh device receives all of it.
+    while d1.one("SELECT cloudsync_network_has_unsent_changes()") == json!(1) {
+        d1.sql("SELECT cloudsync_network_send_changes()");
+    }
+    drain(&mut [&mut d1]);
+    let mut d2 = PyDevice::open("reader", &dir.path().join("d2.db"));
+    d2.join(SCHEMA, &p);
+    d2.sync(0).unwrap();
+    assert_eq!(d2.rows().len(), written);
+    assert_eq!(d2.rows(), d1.rows());
+    // A clean shutdown exits with success.
+    assert!(server.lock().unwrap().terminate().success());
+}
+
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), free_port(), &["--inline-limit", "65536"]);
+    let p = server.provision(SCHEMA);
+    let other = server.provision(SCHEMA);
+    let mut d1 = RustDevice::open("device", &dir.path().join("d1.db"));
+    d1.join(SCHEMA, &p);
+    d1.sql("INSERT INTO notes (id, title) VALUES ('a', 'x')");
+    let site = d1.one("SELECT hex(cloudsync_siteid())").as_str().unwrap().to_lowercase();
+    let upload = |db: &str, key: &str, site: &str, body: Vec<u8>| -> (u16, Value) {
+        let (status, body) = http(
+            "POST",
+            &format!("{}/v1/sync/{db}/changes", server.url),
+            Some(key),
+            Some(body),
+            &[
+                ("content-type", "application/vnd.cloudsync.payload"),
+                ("x-cloudsync-site", site),
+                ("x-cloudsync-from", "0.0"),
+                ("x-cloudsync-to", "1.0"),
+            ],
+        )
+        .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    };
+    let payload = {
+        let rows = d1.sql(
+            "SELECT hex(cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq)) FROM cloudsync_changes",
+        );
+        let hex = rows[0][0].as_str().unwrap().to_string();
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect::<Vec<u8>>()
+    };
+    let jobs =
+        || file_rows(&server.data_dir.join("control.sqlite"), "SELECT count(*) FROM jobs")[0][0].as_i64().unwrap();
+
+    // A corrupted payload.
+    let mut bad = payload.clone();
+    let n = bad.len();
+    bad[n - 2] ^= 0xff;
+    let (s, v) = upload(&p.database, &p.key, &site, bad);
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("checksum"), "{v}");
+    // A wrong key, a malformed header, no header.
+    assert_eq!(upload(&p.database, "csk_wrong", &site, payload.clone()).0, 401);
+    let (s, _) =
+        http("POST", &format!("{}/v1/sync/{}/changes", server.url, p.database), None, Some(payload.clone()), &[])
+            .unwrap();
+    assert_eq!(s, 401);
+    // A database that does not exist, and another tenant's database: both 404.
+    assert_eq!(upload("01a213c2-0f9f-72d4-918a-f58820f80902", &p.key, &site, payload.clone()).0, 404);
+    assert_eq!(upload(&other.database, &p.key, &site, payload.clone()).0, 404);
+    // Changes attributed to another device.
+    let (s, v) = upload(&p.database, &p.key, "00000000000000000000000000000001", payload.clone());
+    assert_eq!(s, 403, "{v}");
+    // Over the inline limit.
+    let (s, v) = upload(&p.database, &p.key, &site, vec![0u8; 70_000]);
+    assert_eq!((s, v["error"]["code"].as_str()), (413, Some("payload_too_large")), "{v}");
+    assert_eq!(jobs(), 0, "refused uploads must not create jobs");
+    assert!(file_rows(&p.central, "SELECT * FROM notes").is_empty());
+
+    // The device sees transport and auth errors as SQL errors with the server's message.
+    d1.exec("SELECT cloudsync_network_set_apikey('csk_wrong')", &[]).unwrap();
+    let e = d1.exec("SELECT cloudsync_network_send_changes()", &[]).unwrap_err();
+    assert!(e.contains("401") && e.contains("invalid, expired or revoked"), "{e}");
+    d1.exec("SELECT cloudsync_network_set_apikey(?1)", &[json!(p.key)]).unwrap();
+    let wrong_db = p.sync_url.replace(&p.database, &other.database);
+    d1.exec("SELECT cloudsync_network_init(?1)", &[json!(wrong_db)]).unwrap();
+    let e = d1.exec("SELECT cloudsync_network_send_changes()", &[]).unwrap_err();
+    assert!(e.contains("404"), "{e}");
+    d1.exec("SELECT cloudsync_network_init(?1)", &[json!(p.sync_url)]).unwrap();
+
+    // A payload the central database refuses (its schema has a CHECK the device lacks):
+    // the job dead-letters with the reason, nothing of it is applied, the device sees
+    // the failure as not retryable.
+    let q = server.provision(
+        "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT, body TEXT, n INTEGER DEFAULT 0 CHECK (n < 10))",
+    );
+    let mut d3 = RustDevice::open("strict", &dir.path().join("d3.db"));
+    d3.join(SCHEMA, &q);
+    d3.sql("INSERT INTO notes (id, n) VALUES ('ok', 1), ('too-big', 50)");
+    let sent = d3.sync(0).unwrap();
+    assert_eq!(sent["send"]["status"], json!("sent"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let failure = loop {
+        let v: Value = serde_json::from_str(d3.one("SELECT cloudsync_network_status()").as_str().unwrap()).unwrap();
+        if let Some(f) = v["device"]["failures"].as_array().and_then(|f| f.first()).cloned() {
+            break f;
+        }
+        assert!(std::time::Instant::now() < deadline, "the failure was never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(failure["retryable"], json!(false), "{failure}");
+    assert!(failure["message"].as_str().unwrap().contains("CHECK"), "{failure}");
+    assert!(file_rows(&q.central, "SELECT * FROM notes").is_empty(), "a refused payload is not half-applied");
+    let again = d3.sync(0).unwrap();
+    assert_eq!(again["send"]["last_failure"]["retryable"], json!(false));
+}

@@ -1,0 +1,434 @@
+//! The network layer: syncing a database with a CloudSync service over HTTP(S).
+//!
+//! Protocol v1 is specified in `docs/protocol.md`. What persists, in
+//! `cloudsync_settings`: the sync URL, the **send checkpoint** (position in this
+//! database's feed up to which the server has durably accepted our changes) and the
+//! **receive checkpoint** (position in the server's feed up to which we have applied its
+//! changes). The credential (API key or JWT) is a secret and stays in memory, per
+//! connection.
+//!
+//! Only changes written by this database are uploaded (a device speaks for itself;
+//! the server relays everyone's changes). Every request has a deadline; transport and
+//! authentication failures raise SQL errors carrying the server's message; failures of
+//! the server's apply jobs come back in the JSON results (`last_failure`).
+
+use std::time::Duration;
+
+use cloudsync_core::{Cursor, SiteId};
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::apply::{self, in_savepoint};
+use crate::changes::{FeedQuery, FeedReader, SiteFilter};
+use crate::state::ConnState;
+use crate::table::SyncTable;
+use crate::{fold, meta, payload, triggers, Error, Result};
+
+/// Payloads up to this size travel inside the upload request; larger ones through a
+/// signed URL of the payload store.
+pub const INLINE_LIMIT: usize = 512 << 10;
+/// Uncompressed size of one upload.
+pub const CHUNK_BYTES: usize = 8 << 20;
+/// Deadline of a request (a long-poll adds its wait).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline to establish a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const URL: &str = "network_url";
+const SENT: &str = "network_sent";
+const RECEIVED: &str = "network_received";
+
+fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
+    if !meta::exists(conn)? {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row("SELECT value FROM cloudsync_settings WHERE key = ?1", [key], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO cloudsync_settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, v],
+        )?,
+        None => conn.execute("DELETE FROM cloudsync_settings WHERE key = ?1", [key])?,
+    };
+    Ok(())
+}
+
+fn cursor_text(c: Cursor) -> String {
+    format!("{}.{}", c.db_version, c.seq)
+}
+
+fn parse_cursor(s: &str) -> Result<Cursor> {
+    let bad = || Error::Apply(format!("corrupt network checkpoint '{s}'"));
+    let (d, q) = s.split_once('.').ok_or_else(bad)?;
+    Ok(Cursor::new(d.parse().map_err(|_| bad())?, q.parse().map_err(|_| bad())?))
+}
+
+fn checkpoint(conn: &Connection, key: &str) -> Result<Cursor> {
+    setting(conn, key)?.map_or(Ok(Cursor::ZERO), |s| parse_cursor(&s))
+}
+
+fn net_err(why: impl Into<String>) -> Error {
+    Error::Network { status: None, code: "network".into(), message: why.into(), retryable: true }
+}
+
+/// `cloudsync_network_init(sync_url)`.
+pub fn init(conn: &Connection, url: &str) -> Result<()> {
+    let url = url.trim().trim_end_matches('/');
+    let ok_scheme = url.starts_with("http://") || url.starts_with("https://");
+    if !ok_scheme || !url.contains("/v1/sync/") {
+        return Err(Error::arg(
+            "cloudsync_network_init",
+            format!("'{url}' is not a sync URL (expected http(s)://host/v1/sync/<database id>, as returned when the database was created)"),
+        ));
+    }
+    if SyncTable::names(conn)?.is_empty() {
+        return Err(Error::arg("cloudsync_network_init", "no table is synced yet: call cloudsync_init(table) first"));
+    }
+    let previous = setting(conn, URL)?;
+    in_savepoint(conn, "cloudsync_network", || {
+        if previous.as_deref() != Some(url) {
+            // A different server: its feed positions mean nothing here.
+            set_setting(conn, SENT, None)?;
+            set_setting(conn, RECEIVED, None)?;
+        }
+        set_setting(conn, URL, Some(url))
+    })
+}
+
+/// One HTTP exchange's outcome.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| net_err(format!("invalid JSON from the server: {e}")))
+    }
+
+    /// Turns an error status into an error carrying the server's message.
+    fn check(self) -> Result<Reply> {
+        if (200..300).contains(&self.status) {
+            return Ok(self);
+        }
+        let v: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let code = v["error"]["code"].as_str().unwrap_or("http_error").to_string();
+        let message = v["error"]["message"]
+            .as_str()
+            .map_or_else(|| String::from_utf8_lossy(&self.body).chars().take(200).collect(), str::to_string);
+        Err(Error::Network {
+            status: Some(self.status),
+            code,
+            message,
+            retryable: self.status == 408 || self.status == 429 || self.status >= 500,
+        })
+    }
+}
+
+/// A configured connection to the service.
+struct Client {
+    base: String,
+    credential: String,
+    site: SiteId,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Client> {
+        let base = setting(conn, URL)?.ok_or_else(|| {
+            Error::arg("cloudsync_network", "no sync URL: call cloudsync_network_init(sync_url) first")
+        })?;
+        let credential = state.credential().ok_or_else(|| {
+            Error::arg(
+                "cloudsync_network",
+                "no credential: call cloudsync_network_set_apikey(key) or cloudsync_network_set_token(jwt)",
+            )
+        })?;
+        let site =
+            meta::local_site(conn)?.ok_or_else(|| Error::arg("cloudsync_network", "call cloudsync_init first"))?;
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT + wait))
+            .http_status_as_error(false)
+            .user_agent(format!("cloudsync/{}", cloudsync_core::VERSION))
+            .build()
+            .new_agent();
+        Ok(Client { base, credential, site, agent })
+    }
+
+    fn site_hex(&self) -> String {
+        self.site.to_string()
+    }
+
+    fn finish(resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
+        let mut resp = resp.map_err(|e| net_err(format!("request failed: {e}")))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| net_err(format!("reading the response failed: {e}")))?;
+        Ok(Reply { status, headers, body })
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.credential)
+    }
+
+    fn upload(&self, bytes: Vec<u8>, from: Cursor, to: Cursor) -> Result<Value> {
+        let url = format!("{}/changes", self.base);
+        let reply = if bytes.len() <= INLINE_LIMIT {
+            Self::finish(
+                self.agent
+                    .post(&url)
+                    .header("Authorization", &self.auth())
+                    .header("Content-Type", "application/vnd.cloudsync.payload")
+                    .header("X-Cloudsync-Site", &self.site_hex())
+                    .header("X-Cloudsync-From", &cursor_text(from))
+                    .header("X-Cloudsync-To", &cursor_text(to))
+                    .send(&bytes[..]),
+            )?
+        } else {
+            // Large payload: a signed URL of the payload store, then a reference.
+            let slot = Self::finish(
+                self.agent
+                    .post(&format!("{}/uploads", self.base))
+                    .header("Authorization", &self.auth())
+                    .header("X-Cloudsync-Site", &self.site_hex())
+                    .send_empty(),
+            )?
+            .check()?
+            .json()?;
+            let (Some(put_url), Some(object)) = (slot["upload_url"].as_str(), slot["object"].as_str()) else {
+                return Err(net_err("the server's upload slot lacks upload_url or object"));
+            };
+            Self::finish(self.agent.put(put_url).header("Content-Type", "application/octet-stream").send(&bytes[..]))?
+                .check()?;
+            Self::finish(
+                self.agent
+                    .post(&url)
+                    .header("Authorization", &self.auth())
+                    .header("Content-Type", "application/json")
+                    .header("X-Cloudsync-Site", &self.site_hex())
+                    .header("X-Cloudsync-From", &cursor_text(from))
+                    .header("X-Cloudsync-To", &cursor_text(to))
+                    .send(json!({ "object": object }).to_string().as_bytes()),
+            )?
+        };
+        reply.check()?.json()
+    }
+
+    fn download(&self, after: Cursor, wait: Duration) -> Result<Reply> {
+        let url = format!(
+            "{}/changes?site={}&after={}&wait_ms={}",
+            self.base,
+            self.site_hex(),
+            cursor_text(after),
+            wait.as_millis()
+        );
+        Self::finish(self.agent.get(&url).header("Authorization", &self.auth()).call())?.check()
+    }
+
+    fn status(&self) -> Result<Value> {
+        let url = format!("{}/status?site={}", self.base, self.site_hex());
+        Self::finish(self.agent.get(&url).header("Authorization", &self.auth()).call())?.check()?.json()
+    }
+}
+
+/// The device part of the server's status, and its most recent failure.
+fn server_view(client: &Client) -> (Value, Value) {
+    match client.status() {
+        Ok(v) => {
+            let device = v["device"].clone();
+            let last = device["failures"].as_array().and_then(|f| f.first()).cloned().unwrap_or(Value::Null);
+            (device, last)
+        }
+        Err(e) => (json!({ "error": e.to_string() }), Value::Null),
+    }
+}
+
+/// `cloudsync_network_send_changes()`: uploads this database's changes since the send
+/// checkpoint, in chunks; the checkpoint moves as each chunk is accepted.
+pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
+    let client = Client::new(conn, state, Duration::ZERO)?;
+    let mut sent = checkpoint(conn, SENT)?;
+    let (mut changes, mut bytes, mut chunks) = (0u64, 0usize, 0u64);
+    loop {
+        let query = FeedQuery { after: sent, sites: SiteFilter::Only(client.site), ..FeedQuery::default() };
+        let chunk = payload::encode_chunk(conn, query, CHUNK_BYTES)?;
+        let Some(p) = chunk.payload else {
+            if chunk.cursor > sent {
+                // Only others' changes since the checkpoint: nothing of ours to send.
+                set_setting(conn, SENT, Some(&cursor_text(chunk.cursor)))?;
+                sent = chunk.cursor;
+            }
+            break;
+        };
+        bytes += p.len();
+        client.upload(p, sent, chunk.cursor)?;
+        set_setting(conn, SENT, Some(&cursor_text(chunk.cursor)))?;
+        sent = chunk.cursor;
+        changes += chunk.changes;
+        chunks += 1;
+        if !chunk.more {
+            break;
+        }
+    }
+    let (server, last_failure) = server_view(&client);
+    Ok(json!({
+        "status": if chunks == 0 { "nothing_to_send" } else { "sent" },
+        "changes": changes,
+        "chunks": chunks,
+        "bytes": bytes,
+        "local_version": meta::db_version(conn)?,
+        "sent": cursor_text(sent),
+        "server": server,
+        "last_failure": last_failure,
+    }))
+}
+
+/// `cloudsync_network_check_changes()`: downloads and applies what the server has that
+/// this database did not write; waits up to `wait` for the first chunk.
+pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value> {
+    let client = Client::new(conn, state, wait)?;
+    let mut received = checkpoint(conn, RECEIVED)?;
+    let (mut applied, mut incoming, mut bytes, mut chunks) = (0u64, 0u64, 0usize, 0u64);
+    let mut tables = serde_json::Map::new();
+    let mut complete = true;
+    let mut first = true;
+    loop {
+        let reply = client.download(received, if first { wait } else { Duration::ZERO })?;
+        first = false;
+        let cursor = reply.header("x-cloudsync-cursor").map(parse_cursor).transpose()?.unwrap_or(received);
+        if reply.status == 204 {
+            if cursor > received {
+                set_setting(conn, RECEIVED, Some(&cursor_text(cursor)))?;
+                received = cursor;
+            }
+            break;
+        }
+        let more = reply.header("x-cloudsync-more") == Some("1");
+        bytes += reply.body.len();
+        chunks += 1;
+        let report = in_savepoint(conn, "cloudsync_receive", || {
+            let report = apply::apply_payload(conn, state, &reply.body)?;
+            set_setting(conn, RECEIVED, Some(&cursor_text(cursor)))?;
+            Ok(report)
+        })?;
+        received = cursor;
+        applied += report.applied;
+        incoming += report.received;
+        for (t, n) in report.tables {
+            let prev = tables.get(&t).and_then(Value::as_u64).unwrap_or(0);
+            tables.insert(t, json!(prev + n));
+        }
+        if !more {
+            break;
+        }
+        if chunks >= 10_000 {
+            complete = false;
+            break;
+        }
+    }
+    Ok(json!({
+        "changes": applied,
+        "received": incoming,
+        "chunks": chunks,
+        "bytes": bytes,
+        "tables": tables,
+        "received_cursor": cursor_text(received),
+        "complete": complete,
+    }))
+}
+
+/// `cloudsync_network_sync(wait_ms, max_retries)`: send, then receive (waiting up to
+/// `wait_ms` for changes), retrying transient failures with backoff.
+pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u32) -> Result<Value> {
+    let retrying = |what: &dyn Fn() -> Result<Value>| -> Result<Value> {
+        let mut attempt = 0;
+        loop {
+            match what() {
+                Err(Error::Network { retryable: true, .. }) if attempt < max_retries => {
+                    std::thread::sleep(Duration::from_millis(100u64 << attempt.min(6)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    };
+    let send = retrying(&|| send_changes(conn, state))?;
+    let receive = retrying(&|| check_changes(conn, state, wait))?;
+    Ok(json!({ "send": send, "receive": receive }))
+}
+
+/// `cloudsync_network_has_unsent_changes()`.
+pub fn has_unsent_changes(conn: &Connection) -> Result<bool> {
+    let Some(site) = meta::local_site(conn)? else { return Ok(false) };
+    fold::fold_all(conn)?;
+    let query = FeedQuery { after: checkpoint(conn, SENT)?, sites: SiteFilter::Only(site), ..FeedQuery::default() };
+    Ok(FeedReader::new(conn, query)?.next(conn)?.is_some())
+}
+
+/// `cloudsync_network_reset_sync_version()`: forget both checkpoints (everything is
+/// sent and received again; merges make that harmless).
+pub fn reset(conn: &Connection) -> Result<()> {
+    set_setting(conn, SENT, None)?;
+    set_setting(conn, RECEIVED, None)
+}
+
+/// `cloudsync_network_logout([force])`: forgets the credential and the server, and
+/// deletes every synced row locally (not as deletions to send), so another user can
+/// log in on this device. Refused while local changes are unsent, unless `force`.
+pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
+    if !force && has_unsent_changes(conn)? {
+        return Err(Error::arg(
+            "cloudsync_network_logout",
+            "local changes have not been sent and would be lost; send them first, or call cloudsync_network_logout(1)",
+        ));
+    }
+    in_savepoint(conn, "cloudsync_logout", || {
+        for name in SyncTable::names(conn)? {
+            let t = SyncTable::require(conn, &name)?;
+            triggers::drop_triggers(conn, &t)?;
+            conn.execute_batch(&format!(
+                "DELETE FROM {}; DELETE FROM {}; DELETE FROM {};",
+                t.quoted(),
+                t.meta(),
+                t.log()
+            ))?;
+            triggers::create_triggers(conn, &t)?;
+        }
+        for key in [URL, SENT, RECEIVED] {
+            set_setting(conn, key, None)?;
+        }
+        Ok(())
+    })?;
+    state.set_credential(None);
+    Ok(())
+}
+
+/// `cloudsync_network_status()`: the server's view of this device.
+pub fn status(conn: &Connection, state: &ConnState) -> Result<Value> {
+    let client = Client::new(conn, state, Duration::ZERO)?;
+    let mut v = client.status()?;
+    v["sent"] = json!(cursor_text(checkpoint(conn, SENT)?));
+    v["received"] = json!(cursor_text(checkpoint(conn, RECEIVED)?));
+    Ok(v)
+}
