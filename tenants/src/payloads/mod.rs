@@ -6,43 +6,52 @@
 //! store, so a key can never escape the store's root.
 
 mod folder;
+mod s3;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use folder::FolderStore;
+pub use s3::{S3Config, S3Store};
 
 /// The payload store a node is configured with.
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     /// A local folder.
     Folder(FolderStore),
+    /// An S3-compatible bucket.
+    S3(S3Store),
 }
 
 impl PayloadStore for AnyStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         match self {
             AnyStore::Folder(s) => s.put(key, bytes).await,
+            AnyStore::S3(s) => s.put(key, bytes).await,
         }
     }
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
         match self {
             AnyStore::Folder(s) => s.get(key).await,
+            AnyStore::S3(s) => s.get(key).await,
         }
     }
     async fn delete(&self, key: &str) -> Result<()> {
         match self {
             AnyStore::Folder(s) => s.delete(key).await,
+            AnyStore::S3(s) => s.delete(key).await,
         }
     }
     async fn presign(&self, key: &str, op: Op, ttl: Duration) -> Result<String> {
         match self {
             AnyStore::Folder(s) => s.presign(key, op, ttl).await,
+            AnyStore::S3(s) => s.presign(key, op, ttl).await,
         }
     }
     async fn expire(&self, age: Duration) -> Result<u64> {
         match self {
             AnyStore::Folder(s) => s.expire(age).await,
+            AnyStore::S3(s) => s.expire(age).await,
         }
     }
 }
