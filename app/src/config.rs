@@ -42,6 +42,27 @@ pub struct ServeArgs {
     /// Hours uploaded payloads are kept after upload.
     #[arg(long, env = "CLOUDSYNC_PAYLOAD_RETENTION_HOURS")]
     pub payload_retention_hours: Option<u64>,
+    /// S3 bucket for payloads (instead of the data directory's folder).
+    #[arg(long, env = "CLOUDSYNC_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL, for S3-compatible services.
+    #[arg(long, env = "CLOUDSYNC_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "CLOUDSYNC_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "CLOUDSYNC_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "CLOUDSYNC_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "CLOUDSYNC_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Path-style S3 addressing (endpoint/bucket/key): true or false.
+    #[arg(long, env = "CLOUDSYNC_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
 }
 
 /// The same settings in the config file.
@@ -57,6 +78,13 @@ struct FileSettings {
     inline_limit: Option<usize>,
     upload_limit: Option<usize>,
     payload_retention_hours: Option<u64>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
+    s3_path_style: Option<bool>,
 }
 
 /// Resolved settings.
@@ -71,6 +99,7 @@ pub struct Settings {
     pub inline_limit: usize,
     pub upload_limit: usize,
     pub payload_retention_hours: u64,
+    pub s3: Option<cloudsync_tenants::payloads::S3Config>,
 }
 
 impl Settings {
@@ -100,6 +129,24 @@ impl Settings {
             inline_limit: args.inline_limit.or(file.inline_limit).unwrap_or(1 << 20),
             upload_limit: args.upload_limit.or(file.upload_limit).unwrap_or(256 << 20),
             payload_retention_hours: args.payload_retention_hours.or(file.payload_retention_hours).unwrap_or(24 * 7),
+            s3: match args.s3_bucket.or(file.s3_bucket) {
+                None => None,
+                Some(bucket) => Some(cloudsync_tenants::payloads::S3Config {
+                    endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                    region: args.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+                    bucket,
+                    prefix: args.s3_prefix.or(file.s3_prefix).unwrap_or_default(),
+                    access_key: args
+                        .s3_access_key
+                        .or(file.s3_access_key)
+                        .context("an S3 bucket needs an access key (--s3-access-key)")?,
+                    secret_key: args
+                        .s3_secret_key
+                        .or(file.s3_secret_key)
+                        .context("an S3 bucket needs a secret key (--s3-secret-key)")?,
+                    path_style: args.s3_path_style.or(file.s3_path_style).unwrap_or(true),
+                }),
+            },
         })
     }
 }

@@ -9,7 +9,7 @@ use base64::Engine;
 use cloudsync_api::{AppState, Inner, Limits, Metrics};
 use cloudsync_tenants::backend::SqliteBackends;
 use cloudsync_tenants::notify::Notifier;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore};
+use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
 use cloudsync_tenants::store::ControlPlane;
 use cloudsync_tenants::worker;
 use rand::RngCore;
@@ -94,8 +94,17 @@ pub async fn run(s: Settings) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url = s.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
 
-    let folder = FolderStore::new(s.data_dir.join("payloads"), public_url.clone(), url_secret.into_bytes())?;
-    let payloads = Arc::new(AnyStore::Folder(folder.clone()));
+    let (payloads, folder) = match &s.s3 {
+        Some(cfg) => {
+            let store = S3Store::new(cfg.clone());
+            store.check().await.with_context(|| format!("S3 bucket '{}' is not usable", cfg.bucket))?;
+            (Arc::new(AnyStore::S3(store)), None)
+        }
+        None => {
+            let folder = FolderStore::new(s.data_dir.join("payloads"), public_url.clone(), url_secret.into_bytes())?;
+            (Arc::new(AnyStore::Folder(folder.clone())), Some(folder))
+        }
+    };
     let backends = Arc::new(SqliteBackends::new(s.data_dir.join("databases"))?);
     let notifier = Arc::new(Notifier::default());
     let wake = Arc::new(Notify::new());
@@ -137,7 +146,7 @@ pub async fn run(s: Settings) -> Result<()> {
         control,
         backends,
         payloads,
-        folder: Some(folder),
+        folder,
         notifier,
         wake,
         admin_token: admin_token.clone(),
@@ -152,6 +161,10 @@ pub async fn run(s: Settings) -> Result<()> {
     println!("  API:        {public_url}/v1");
     println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics");
     println!("  data dir:   {}", s.data_dir.display());
+    match &s.s3 {
+        Some(cfg) => println!("  payloads:   s3 bucket {} ({})", cfg.bucket, cfg.endpoint.as_deref().unwrap_or("AWS")),
+        None => println!("  payloads:   {}", s.data_dir.join("payloads").display()),
+    }
     if s.admin_token.is_some() {
         println!("  admin token: (from configuration)");
     } else {

@@ -256,3 +256,67 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let again = d3.sync(0).unwrap();
     assert_eq!(again["send"]["last_failure"]["retryable"], json!(false));
 }
+
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn sync_through_an_s3_payload_store_with_presigned_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3_root = dir.path().join("s3");
+    let endpoint = s3_server(&s3_root, "AKIAE2E", "e2e-secret");
+    let args = [
+        "--s3-bucket",
+        "payloads",
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-access-key",
+        "AKIAE2E",
+        "--s3-secret-key",
+        "e2e-secret",
+    ];
+    let server = Server::start(&dir.path().join("server"), free_port(), &args);
+    let p = server.provision(SCHEMA);
+    let mut d1 = RustDevice::open("writer", &dir.path().join("d1.db"));
+    let mut d2 = PyDevice::open("reader", &dir.path().join("d2.db"));
+    d1.join(SCHEMA, &p);
+    d2.join(SCHEMA, &p);
+    // Incompressible bodies, so the payload is well over the 512 KiB inline limit and
+    // travels through a presigned S3 URL.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    d1.sql("BEGIN");
+    for i in 0..2000 {
+        let body: String = (0..900).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect();
+        d1.exec("INSERT INTO notes (id, body) VALUES (?1, ?2)", &[json!(format!("big{i:04}")), json!(body)]).unwrap();
+    }
+    d1.sql("COMMIT");
+    let sent = d1.sync(0).unwrap();
+    assert!(sent["send"]["bytes"].as_u64().unwrap() > 512 * 1024, "{sent}");
+    drain(&mut [&mut d1]);
+    // And a small change, inline.
+    d1.sql("UPDATE notes SET title = 'small' WHERE id = 'big0000'");
+    d1.sync(0).unwrap();
+    drain(&mut [&mut d1]);
+    let got = d2.sync(0).unwrap();
+    assert_eq!(got["receive"]["complete"], json!(true));
+    assert_eq!(d2.rows(), d1.rows());
+    assert_eq!(d2.rows().len(), 2000);
+    // The payloads are in the bucket, not in the data directory.
+    let objects = walk(&s3_root.join("payloads"));
+    assert!(objects >= 2, "expected the two uploads in the bucket, found {objects} objects");
+    assert!(!server.data_dir.join("payloads").exists());
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        usize::from(!e.file_name().to_string_lossy().starts_with('.'))
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
