@@ -208,3 +208,14 @@ pub fn key(cmd: KeyCmd, c: &ClientArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cloudsync check-health`: succeeds when the URL answers 2xx within 5 seconds.
+pub fn check_health(url: &str) -> Result<()> {
+    let agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(5))).build().new_agent();
+    match agent.get(url).call() {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => bail!("{url} answered {}", r.status()),
+        Err(e) => bail!("{url}: {e}"),
+    }
+}

@@ -46,6 +46,12 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Exit 0 if a node answers its readiness check (for container health checks).
+    CheckHealth {
+        /// Readiness URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
     /// API keys (admin API of a running node).
     Key {
         #[command(subcommand)]
@@ -67,5 +73,6 @@ fn main() -> anyhow::Result<()> {
         Command::Database { cmd, client } => cli::database(cmd, &client),
         Command::Schema { cmd, client } => cli::schema(cmd, &client),
         Command::Key { cmd, client } => cli::key(cmd, &client),
+        Command::CheckHealth { url } => cli::check_health(&url),
     }
 }

@@ -16,9 +16,13 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// Unwraps a JSON body, turning extractor rejections into our error shape.
-pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(v)| v).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())))
+/// Unwraps a JSON body, turning extractor rejections into our error shape: `413`
+/// over `limit`, `400` for anything else.
+pub fn body<T>(b: Result<Json<T>, JsonRejection>, limit: usize) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(limit),
+        _ => ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())),
+    })
 }
 
 /// Body of `POST /v1/tenants`.
@@ -35,7 +39,7 @@ pub async fn create_tenant(
     b: Result<Json<NewTenant>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.operator()?;
-    let req = body(b)?;
+    let req = body(b, state.limits.json_bytes)?;
     let t = state.control.create_tenant(&req.name).await?;
     Ok((StatusCode::CREATED, Json(json!(t))))
 }
@@ -57,7 +61,7 @@ pub async fn create_database(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let tenant = TenantId::parse(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
-    let req = body(b)?;
+    let req = body(b, state.limits.json_bytes)?;
     let db = state.control.create_database(&tenant, &req.name, req.backend).await?;
     let backends = std::sync::Arc::clone(&state.backends);
     let id = db.id.clone();
@@ -87,7 +91,7 @@ pub async fn apply_schema(
     let tenant = TenantId::parse(&tenant)?;
     caller.tenant(&tenant, Scope::Schema)?;
     let db = state.control.tenant_database(&tenant, &DatabaseId::parse(&database)?).await?;
-    let req = body(b)?;
+    let req = body(b, state.limits.json_bytes)?;
     let backends = std::sync::Arc::clone(&state.backends);
     let tables = tokio::task::spawn_blocking(move || backends.provision(&db.id, &req.sql, &req.algo))
         .await
@@ -114,7 +118,7 @@ pub async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let tenant = TenantId::parse(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
-    let req = body(b)?;
+    let req = body(b, state.limits.json_bytes)?;
     let scopes = req
         .scopes
         .iter()

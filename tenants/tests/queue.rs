@@ -1,0 +1,132 @@
+//! The durable apply queue: ordering per database, parallelism across databases,
+//! leases, retries with backoff, dead letters, and leases released on shutdown.
+
+use std::time::Duration;
+
+use cloudsync_tenants::ids::SiteHex;
+use cloudsync_tenants::jobs::{JobState, NewJob, MAX_ATTEMPTS};
+use cloudsync_tenants::store::{BackendConfig, ControlPlane};
+use cloudsync_tenants::Error;
+
+async fn setup() -> (tempfile::TempDir, ControlPlane, Vec<cloudsync_tenants::ids::DatabaseId>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let t = cp.create_tenant("t").await.unwrap();
+    let mut dbs = Vec::new();
+    for name in ["a", "b"] {
+        dbs.push(cp.create_database(&t.id, name, BackendConfig::Sqlite).await.unwrap().id);
+    }
+    (dir, cp, dbs)
+}
+
+fn job(db: &cloudsync_tenants::ids::DatabaseId, n: u64) -> NewJob {
+    NewJob {
+        database_id: db.clone(),
+        site: SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap(),
+        object_key: format!("k{n}"),
+        bytes: 1,
+        from_cursor: format!("{}.0", n - 1),
+        to_cursor: format!("{n}.0"),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn jobs_of_a_database_run_in_order_and_databases_in_parallel() {
+    let (_d, cp, dbs) = setup().await;
+    let a1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
+    let a2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
+    let b1 = cp.enqueue(job(&dbs[1], 1)).await.unwrap();
+    // Two workers: one gets a1, the other b1 — never a2 while a1 runs.
+    let w1 = cp.claim("w1", LEASE).await.unwrap().unwrap();
+    let w2 = cp.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!((w1.id, w2.id), (a1.id, b1.id));
+    assert!(cp.claim("w3", LEASE).await.unwrap().is_none(), "a2 must wait for a1");
+    cp.complete(a1.id, "w1", 3).await.unwrap();
+    let next = cp.claim("w3", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.id, a2.id);
+    assert_eq!(next.attempts, 1);
+    // Completing with the wrong owner does nothing.
+    cp.complete(a2.id, "someone-else", 1).await.unwrap();
+    assert_eq!(cp.job(&dbs[0], a2.id).await.unwrap().state, JobState::Running);
+}
+
+/// Makes every backing-off job due now (the test's stand-in for waiting).
+fn make_due(dir: &tempfile::TempDir) {
+    let c = rusqlite::Connection::open(dir.path().join("control.sqlite")).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute("UPDATE jobs SET next_attempt_at = 0 WHERE state = 'pending'", []).unwrap();
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_then_dead_letter_and_stop_blocking() {
+    let (dir, cp, dbs) = setup().await;
+    let j1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
+    let j2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
+
+    // A transient failure: back to pending with its error, not claimable until due.
+    let claimed = cp.claim("w", LEASE).await.unwrap().unwrap();
+    let transient = Error::PayloadStore("bucket unreachable".into());
+    assert_eq!(cp.fail(&claimed, "w", &transient).await.unwrap(), JobState::Pending);
+    let stored = cp.job(&dbs[0], j1.id).await.unwrap();
+    assert_eq!((stored.error_code.as_deref(), stored.retryable), (Some("internal"), Some(true)));
+    assert!(cp.claim("w", LEASE).await.unwrap().is_none(), "j1 backs off, and j2 waits behind it");
+
+    // Retried once due; after MAX_ATTEMPTS a transient failure dead-letters too.
+    make_due(&dir);
+    let mut again = cp.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (j1.id, 2));
+    again.attempts = MAX_ATTEMPTS;
+    assert_eq!(cp.fail(&again, "w", &transient).await.unwrap(), JobState::Dead);
+
+    // A dead letter keeps its error and no longer blocks the jobs behind it.
+    let dead = cp.job(&dbs[0], j1.id).await.unwrap();
+    assert_eq!((dead.state, dead.retryable), (JobState::Dead, Some(false)));
+    assert!(dead.error_message.as_deref().unwrap_or("").contains("bucket unreachable"));
+    let next = cp.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.id, j2.id);
+
+    // A permanent failure dead-letters at once.
+    let permanent = Error::Invalid("payload contains changes attributed to another site".into());
+    assert_eq!(cp.fail(&next, "w", &permanent).await.unwrap(), JobState::Dead);
+    assert_eq!(cp.job(&dbs[0], j2.id).await.unwrap().error_code.as_deref(), Some("invalid_request"));
+}
+
+#[tokio::test]
+async fn expired_leases_are_reclaimed_and_release_returns_jobs() {
+    let (_d, cp, dbs) = setup().await;
+    let j = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
+    let claimed = cp.claim("crashed-node", Duration::from_millis(1)).await.unwrap().unwrap();
+    assert_eq!(claimed.id, j.id);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The owner died: its lease expired, another node takes the job over.
+    let taken = cp.claim("survivor", LEASE).await.unwrap().unwrap();
+    assert_eq!((taken.id, taken.attempts), (j.id, 2));
+    assert!(!cp.extend_lease(j.id, "crashed-node", LEASE).await.unwrap(), "the old owner lost it");
+    assert!(cp.extend_lease(j.id, "survivor", LEASE).await.unwrap());
+    // Graceful shutdown: the survivor releases it; it is claimable again at once.
+    assert_eq!(cp.release("survivor").await.unwrap(), 1);
+    let back = cp.claim("next", LEASE).await.unwrap().unwrap();
+    assert_eq!((back.id, back.attempts), (j.id, 2), "a released attempt does not count");
+}
+
+#[tokio::test]
+async fn device_status_reports_accepted_confirmed_and_failures() {
+    let (_d, cp, dbs) = setup().await;
+    let site = SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap();
+    let j1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
+    let _j2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
+    let s = cp.device_status(&dbs[0], &site).await.unwrap();
+    assert_eq!((s.accepted.as_deref(), s.confirmed.as_deref(), s.pending), (Some("2.0"), None, 2));
+    let c = cp.claim("w", LEASE).await.unwrap().unwrap();
+    cp.complete(c.id, "w", 1).await.unwrap();
+    let s = cp.device_status(&dbs[0], &site).await.unwrap();
+    assert_eq!((s.confirmed.as_deref(), s.pending), (Some("1.0"), 1));
+    let c = cp.claim("w", LEASE).await.unwrap().unwrap();
+    cp.fail(&c, "w", &Error::Invalid("bad".into())).await.unwrap();
+    let s = cp.device_status(&dbs[0], &site).await.unwrap();
+    assert_eq!((s.confirmed.as_deref(), s.pending, s.failures.len()), (Some("2.0"), 0, 1));
+    assert!(!s.failures[0].retryable);
+    assert_ne!(s.failures[0].job, j1.id);
+}
