@@ -80,6 +80,27 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Turns true when the node shuts down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
+    /// Bounds concurrent blocking database work of requests (a wave of long-polls
+    /// woken together queues here instead of opening a connection each).
+    pub db_permits: tokio::sync::Semaphore,
+}
+
+impl Inner {
+    /// Runs blocking tenant-database work on the blocking pool, within a permit.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> cloudsync_tenants::Result<T> + Send + 'static,
+    ) -> Result<T, error::ApiError> {
+        let _permit = self.db_permits.acquire().await.map_err(|e| error::ApiError::Internal(Box::new(e)))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| error::ApiError::Internal(Box::new(e)))?.map_err(Into::into)
+    }
+}
+
+/// Permits for blocking database work: enough to keep every core busy while one call
+/// waits on I/O, few enough that a burst does not open a connection per request.
+pub fn default_db_permits() -> tokio::sync::Semaphore {
+    let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2);
+    tokio::sync::Semaphore::new((cores * 4).min(cloudsync_tenants::backend::IDLE_PER_DATABASE))
 }
 
 /// Shared state of the application (cheap to clone).

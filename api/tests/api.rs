@@ -34,6 +34,7 @@ async fn app(dir: &std::path::Path) -> (axum::Router, AppState) {
         limits: Limits { json_bytes: 4096, ..Limits::default() },
         metrics: Metrics::new(),
         shutdown,
+        db_permits: cloudsync_api::default_db_permits(),
     }));
     (router(state.clone()), state)
 }

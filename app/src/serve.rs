@@ -154,6 +154,7 @@ pub async fn run(s: Settings) -> Result<()> {
         limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
         metrics: Metrics::new(),
         shutdown: shutdown_rx,
+        db_permits: cloudsync_api::default_db_permits(),
     }));
     let app = cloudsync_api::router(state);
 

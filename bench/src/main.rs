@@ -6,17 +6,24 @@
 //! median over rounds.
 
 mod sqlite;
+mod sync;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut rows = 100_000usize;
     let mut rounds = 5usize;
     let mut scaling = false;
+    let mut server = None;
+    let (mut devices, mut listeners, mut writes) = (10usize, 100usize, 50usize);
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
             "--rows" => rows = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(rows),
             "--rounds" => rounds = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(rounds),
+            "--server" => server = args.get(i + 1).map(std::path::PathBuf::from),
+            "--devices" => devices = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(devices),
+            "--listeners" => listeners = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(listeners),
+            "--writes" => writes = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(writes),
             "--scaling" => {
                 scaling = true;
                 i += 1;
@@ -34,6 +41,12 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        _ => anyhow::bail!("usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling]"),
+        Some("sync") => {
+            let server = server.ok_or_else(|| anyhow::anyhow!("sync needs --server <path of the cloudsync binary>"))?;
+            sync::run(&server, devices, if rows == 100_000 { 2_000 } else { rows }, listeners, writes)
+        }
+        _ => anyhow::bail!(
+            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W]"
+        ),
     }
 }

@@ -19,8 +19,9 @@ use rusqlite::Connection;
 use crate::ids::DatabaseId;
 use crate::{Error, Result};
 
-/// Idle connections kept per database.
-const IDLE_PER_DATABASE: usize = 4;
+/// Idle connections kept per database. Callers bound their concurrency (the API holds
+/// a permit per blocking database call), so this many are enough to never reopen.
+pub const IDLE_PER_DATABASE: usize = 16;
 
 struct Conn {
     conn: Connection,
@@ -82,7 +83,7 @@ impl SqliteBackends {
             Some(c) => c,
             None => self.open(db)?,
         };
-        let result = f(&conn.conn, &conn.state);
+        let result = cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn.conn, &conn.state));
         // A connection left inside a transaction by an error is not reused.
         if conn.conn.is_autocommit() {
             let mut idle = lock(&handle.idle);

@@ -287,7 +287,9 @@ impl ControlPlane {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let key = key_of(&row)?;
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+        // Recorded at most once a minute per key: a write per request would serialize
+        // every device on the control-plane store.
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND coalesce(last_used_at, 0) < $1 - 60000")
             .bind(now)
             .bind(key.id.as_str())
             .execute(&self.pool)
@@ -295,12 +297,14 @@ impl ControlPlane {
         Ok(Some(key))
     }
 
-    /// Records that a device was seen.
+    /// Records that a device was seen (last-seen time kept to the nearest 30 s, so a
+    /// long-polling device does not write on every request).
     pub async fn touch_device(&self, db: &DatabaseId, site: &SiteHex) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO devices (database_id, site_id, first_seen, last_seen) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (database_id, site_id) DO UPDATE SET last_seen = excluded.last_seen",
+             ON CONFLICT (database_id, site_id) DO UPDATE SET last_seen = excluded.last_seen \
+             WHERE devices.last_seen < excluded.last_seen - 30000",
         )
         .bind(db.as_str())
         .bind(site.to_string())

@@ -11,7 +11,8 @@ pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("sqlite") => sqlite(&args[1..]),
         Some("core") => core(),
-        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | core>"),
+        Some("sync") => sync(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | core>"),
     }
 }
 
@@ -67,6 +68,30 @@ fn sqlite(args: &[String]) -> Result<()> {
     print!("{report}");
     let body = format!("_Recorded {} by `cargo xtask bench sqlite {}`._\n\n{report}", machine(), args.join(" "));
     record("<!-- bench:sqlite:start -->", "<!-- bench:sqlite:end -->", &body)
+}
+
+/// `cargo xtask bench sync`: devices syncing through a release build of the service.
+fn sync(args: &[String]) -> Result<()> {
+    step("Building the service and the harness (release)");
+    cargo(&["build", "--release", "-p", "cloudsync", "-p", "cloudsync-bench"])?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
+    let server = target.join("release/cloudsync");
+    step("Running the sync benchmark");
+    let out = Command::new(target.join("release/cloudsync-bench"))
+        .arg("sync")
+        .arg("--server")
+        .arg(&server)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the harness")?;
+    if !out.status.success() {
+        bail!("benchmark failed");
+    }
+    let report = String::from_utf8(out.stdout)?;
+    print!("{report}");
+    let body = format!("_Recorded {} by `cargo xtask bench sync {}`._\n\n{report}", machine(), args.join(" "));
+    record("<!-- bench:sync:start -->", "<!-- bench:sync:end -->", &body)
 }
 
 /// `cargo xtask bench core`: the criterion micro-benchmarks, summarised.

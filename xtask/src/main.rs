@@ -6,6 +6,7 @@
 //! | `build-extension` | builds `libcloudsync.so` in release mode, on its own, and prints its absolute path last |
 //! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
+//! | `bench sync [--devices N] [--rows M] [--listeners L] [--writes W]` | devices syncing through a release build of the service: apply throughput and propagation latency |
 //! | `shell [DB]` | builds the extension and opens the sqlite3 shell with it loaded |
 //! | `fuzz [TARGET] [SECONDS]` | runs a `cargo fuzz` target of the core (default: all, 60 s each) on the committed corpus |
 //!

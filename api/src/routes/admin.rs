@@ -65,7 +65,7 @@ pub async fn create_database(
     let db = state.control.create_database(&tenant, &req.name, req.backend).await?;
     let backends = std::sync::Arc::clone(&state.backends);
     let id = db.id.clone();
-    tokio::task::spawn_blocking(move || backends.create(&id)).await.map_err(|e| ApiError::Internal(Box::new(e)))??;
+    state.blocking(move || backends.create(&id)).await?;
     let mut v = json!(db);
     v["sync_url"] = json!(state.sync_url(&db.id));
     Ok((StatusCode::CREATED, Json(v)))
@@ -93,9 +93,7 @@ pub async fn apply_schema(
     let db = state.control.tenant_database(&tenant, &DatabaseId::parse(&database)?).await?;
     let req = body(b, state.limits.json_bytes)?;
     let backends = std::sync::Arc::clone(&state.backends);
-    let tables = tokio::task::spawn_blocking(move || backends.provision(&db.id, &req.sql, &req.algo))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let tables = state.blocking(move || backends.provision(&db.id, &req.sql, &req.algo)).await?;
     Ok(Json(json!({ "tables": tables })))
 }
 

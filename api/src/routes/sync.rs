@@ -205,9 +205,7 @@ pub async fn download(
     loop {
         let backends = std::sync::Arc::clone(&state.backends);
         let id = db.id.clone();
-        let chunk = tokio::task::spawn_blocking(move || backends.changes(&id, after, site.0, max_bytes))
-            .await
-            .map_err(|e| ApiError::Internal(Box::new(e)))??;
+        let chunk = state.blocking(move || backends.changes(&id, after, site.0, max_bytes)).await?;
         if let Some(payload) = chunk.payload {
             state.metrics.downloads.inc();
             state.metrics.bytes_out.inc_by(payload.len() as u64);

@@ -313,7 +313,11 @@ pub fn register(conn: &Connection, state: Arc<ConnState>) -> Result<()> {
         }
         let state = Arc::clone(&state);
         conn.create_scalar_function(name, arity, flags, move |ctx| {
-            with_conn(ctx, |conn| f(ctx, conn, &state)).map_err(to_sql)
+            if name == "cloudsync_is_merging" {
+                // Called per row by guard triggers: no connection, no cache.
+                return Ok(SqlValue::Integer(state.merging().into()));
+            }
+            with_conn(ctx, |conn| crate::cache::scope(&state.cache, conn, || f(ctx, conn, &state))).map_err(to_sql)
         })?;
     }
     conn.create_aggregate_function(

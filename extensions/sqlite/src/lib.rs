@@ -18,6 +18,7 @@
 //! table trait implementations rusqlite requires ([`vtab`]). Nothing else.
 
 pub mod apply;
+pub mod cache;
 pub mod changes;
 pub mod error;
 mod ffi;

@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS cloudsync_table_settings (
 
 /// Whether this database has cloudsync metadata.
 pub fn exists(conn: &Connection) -> Result<bool> {
+    crate::cache::exists(|| exists_uncached(conn))
+}
+
+fn exists_uncached(conn: &Connection) -> Result<bool> {
     Ok(conn
         .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cloudsync_settings'", [], |_| Ok(()))
         .optional()?
@@ -56,7 +60,9 @@ pub fn exists(conn: &Connection) -> Result<bool> {
 
 /// Creates the global tables and the site id if missing. Idempotent.
 pub fn ensure(conn: &Connection) -> Result<SiteId> {
+    crate::cache::invalidate();
     conn.execute_batch(SCHEMA)?;
+    crate::cache::invalidate();
     let site = match local_site(conn)? {
         Some(site) => site,
         None => {
@@ -74,6 +80,7 @@ pub fn ensure(conn: &Connection) -> Result<SiteId> {
 
 /// Drops the global tables (after the last table was cleaned up).
 pub fn drop_all(conn: &Connection) -> Result<()> {
+    crate::cache::invalidate();
     conn.execute_batch(
         "DROP TABLE IF EXISTS cloudsync_table_settings; DROP TABLE IF EXISTS cloudsync_columns;
          DROP TABLE IF EXISTS cloudsync_tables; DROP TABLE IF EXISTS cloudsync_sites;
@@ -84,6 +91,10 @@ pub fn drop_all(conn: &Connection) -> Result<()> {
 
 /// This replica's site id, if the metadata exists.
 pub fn local_site(conn: &Connection) -> Result<Option<SiteId>> {
+    crate::cache::site(|| local_site_uncached(conn))
+}
+
+fn local_site_uncached(conn: &Connection) -> Result<Option<SiteId>> {
     if !exists(conn)? {
         return Ok(None);
     }

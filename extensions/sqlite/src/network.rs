@@ -142,6 +142,8 @@ struct Client {
     credential: String,
     site: SiteId,
     agent: ureq::Agent,
+    /// Deadline of each request of this client.
+    timeout: Duration,
 }
 
 impl Client {
@@ -157,14 +159,18 @@ impl Client {
         })?;
         let site =
             meta::local_site(conn)?.ok_or_else(|| Error::arg("cloudsync_network", "call cloudsync_init first"))?;
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT + wait))
-            .http_status_as_error(false)
-            .user_agent(format!("cloudsync/{}", cloudsync_core::VERSION))
-            .build()
-            .new_agent();
-        Ok(Client { base, credential, site, agent })
+        let agent = state
+            .agent
+            .get_or_init(|| {
+                ureq::Agent::config_builder()
+                    .timeout_connect(Some(CONNECT_TIMEOUT))
+                    .http_status_as_error(false)
+                    .user_agent(format!("cloudsync/{}", cloudsync_core::VERSION))
+                    .build()
+                    .new_agent()
+            })
+            .clone();
+        Ok(Client { base, credential, site, agent, timeout: REQUEST_TIMEOUT + wait })
     }
 
     fn site_hex(&self) -> String {
@@ -198,6 +204,9 @@ impl Client {
             Self::finish(
                 self.agent
                     .post(&url)
+                    .config()
+                    .timeout_global(Some(self.timeout))
+                    .build()
                     .header("Authorization", &self.auth())
                     .header("Content-Type", "application/vnd.cloudsync.payload")
                     .header("X-Cloudsync-Site", &self.site_hex())
@@ -210,6 +219,9 @@ impl Client {
             let slot = Self::finish(
                 self.agent
                     .post(&format!("{}/uploads", self.base))
+                    .config()
+                    .timeout_global(Some(self.timeout))
+                    .build()
                     .header("Authorization", &self.auth())
                     .header("X-Cloudsync-Site", &self.site_hex())
                     .send_empty(),
@@ -219,11 +231,22 @@ impl Client {
             let (Some(put_url), Some(object)) = (slot["upload_url"].as_str(), slot["object"].as_str()) else {
                 return Err(net_err("the server's upload slot lacks upload_url or object"));
             };
-            Self::finish(self.agent.put(put_url).header("Content-Type", "application/octet-stream").send(&bytes[..]))?
-                .check()?;
+            Self::finish(
+                self.agent
+                    .put(put_url)
+                    .config()
+                    .timeout_global(Some(self.timeout))
+                    .build()
+                    .header("Content-Type", "application/octet-stream")
+                    .send(&bytes[..]),
+            )?
+            .check()?;
             Self::finish(
                 self.agent
                     .post(&url)
+                    .config()
+                    .timeout_global(Some(self.timeout))
+                    .build()
                     .header("Authorization", &self.auth())
                     .header("Content-Type", "application/json")
                     .header("X-Cloudsync-Site", &self.site_hex())
@@ -243,12 +266,31 @@ impl Client {
             cursor_text(after),
             wait.as_millis()
         );
-        Self::finish(self.agent.get(&url).header("Authorization", &self.auth()).call())?.check()
+        Self::finish(
+            self.agent
+                .get(&url)
+                .config()
+                .timeout_global(Some(self.timeout))
+                .build()
+                .header("Authorization", &self.auth())
+                .call(),
+        )?
+        .check()
     }
 
     fn status(&self) -> Result<Value> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
-        Self::finish(self.agent.get(&url).header("Authorization", &self.auth()).call())?.check()?.json()
+        Self::finish(
+            self.agent
+                .get(&url)
+                .config()
+                .timeout_global(Some(self.timeout))
+                .build()
+                .header("Authorization", &self.auth())
+                .call(),
+        )?
+        .check()?
+        .json()
     }
 }
 

@@ -6,10 +6,21 @@ use std::sync::Mutex;
 /// State of one connection. There is deliberately little: everything that must
 /// survive the connection lives in the database. The exception is the network
 /// credential, which is a secret and is kept in memory only.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ConnState {
     merging: AtomicBool,
     credential: Mutex<Option<String>>,
+    /// Metadata cache (see [`crate::cache`]).
+    pub cache: std::sync::Arc<crate::cache::MetaCache>,
+    /// The HTTP agent, kept so connections to the service are reused (keep-alive).
+    #[cfg(feature = "network")]
+    pub(crate) agent: std::sync::OnceLock<ureq::Agent>,
+}
+
+impl std::fmt::Debug for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnState").field("merging", &self.merging).finish_non_exhaustive()
+    }
 }
 
 impl ConnState {

@@ -29,6 +29,7 @@ fn trigger_name(t: &SyncTable, suffix: &str) -> String {
 /// Creates the clock and log tables of `t` if missing, and widens the log's mask
 /// columns when columns were added.
 pub fn create_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
+    crate::cache::invalidate();
     let keys = t.meta_keys();
     let key_list = keys.join(", ");
     conn.execute_batch(&format!(
@@ -64,6 +65,7 @@ pub fn create_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
 
 /// Drops the clock and log tables of `t`.
 pub fn drop_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
+    crate::cache::invalidate();
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};", t.meta(), t.log()))?;
     Ok(())
 }
@@ -77,6 +79,7 @@ pub fn is_ours(table: &str, trigger: &str) -> bool {
 
 /// Drops every trigger the extension created on `t`.
 pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
+    crate::cache::invalidate();
     let names: Vec<String> = conn
         .prepare("SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?1")?
         .query_map([&t.name], |r| r.get(0))?
@@ -90,6 +93,7 @@ pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
 /// (Re)creates the triggers of `t` for its current columns, filter and algorithm.
 /// Tracking triggers are only installed while the table is enabled.
 pub fn create_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
+    crate::cache::invalidate();
     drop_triggers(conn, t)?;
     conn.execute_batch(&triggers_sql(t))?;
     Ok(())

@@ -133,7 +133,7 @@ impl UpdateVTab<'_> for ChangesTab {
             let report = apply::apply(conn, state, &cs)?;
             i64::try_from(report.applied).map_err(|_| Error::Apply("count overflow".into()))
         };
-        run().map_err(error::to_sql)?;
+        crate::cache::scope(&state.cache, conn, run).map_err(error::to_sql)?;
         Ok(0)
     }
 
@@ -277,7 +277,8 @@ impl ChangesCursor<'_> {
 // requires.
 unsafe impl VTabCursor for ChangesCursor<'_> {
     fn filter(&mut self, idx_num: c_int, _idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
-        self.start(idx_num, args).map_err(error::to_sql)
+        let state = Arc::clone(&self.tab.state);
+        crate::cache::scope(&state.cache, &self.tab.conn, || self.start(idx_num, args)).map_err(error::to_sql)
     }
 
     fn next(&mut self) -> rusqlite::Result<()> {
