@@ -320,3 +320,95 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+fn cli(server: &Server, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(args)
+        .args(["--server", &server.url, "--admin-token", &server.token, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cloudsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn operator_cli_provisions_and_the_network_functions_manage_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), free_port(), &[]);
+    let schema = dir.path().join("schema.sql");
+    std::fs::write(&schema, SCHEMA).unwrap();
+    let t = cli(&server, &["tenant", "create", "--name", "cli"]);
+    let tid = t["id"].as_str().unwrap();
+    let db = cli(&server, &["database", "create", "--tenant", tid, "--name", "main"]);
+    let did = db["id"].as_str().unwrap();
+    let tables =
+        cli(&server, &["schema", "apply", "--tenant", tid, "--database", did, "--file", schema.to_str().unwrap()]);
+    assert_eq!(tables["tables"][0]["table"], json!("notes"));
+    let key = cli(&server, &["key", "create", "--tenant", tid, "--name", "phones", "--scope", "sync"]);
+    // A CLI error is a non-zero exit with the server's message.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "database",
+            "create",
+            "--tenant",
+            tid,
+            "--name",
+            "main",
+            "--server",
+            &server.url,
+            "--admin-token",
+            &server.token,
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("409 conflict"));
+
+    let p = Provisioned {
+        tenant: tid.to_string(),
+        database: did.to_string(),
+        sync_url: db["sync_url"].as_str().unwrap().to_string(),
+        key: key["key"].as_str().unwrap().to_string(),
+        central: server.data_dir.join("databases").join(format!("{did}.sqlite")),
+    };
+    let mut a = PyDevice::open("a", &dir.path().join("a.db"));
+    a.join(SCHEMA, &p);
+    assert_eq!(a.one("SELECT cloudsync_network_has_unsent_changes()"), json!(0));
+    a.sql("INSERT INTO notes (id, title) VALUES ('x', 'unsent')");
+    assert_eq!(a.one("SELECT cloudsync_network_has_unsent_changes()"), json!(1));
+    // Logging out with unsent changes is refused unless forced.
+    let e = a.exec("SELECT cloudsync_network_logout()", &[]).unwrap_err();
+    assert!(e.contains("would be lost"), "{e}");
+    a.sync(0).unwrap();
+    assert_eq!(a.one("SELECT cloudsync_network_has_unsent_changes()"), json!(0));
+    // Logout wipes the synced rows locally, without sending deletions.
+    a.sql("SELECT cloudsync_network_logout()");
+    assert!(a.rows().is_empty());
+    let e = a.exec("SELECT cloudsync_network_sync()", &[]).unwrap_err();
+    assert!(e.contains("no sync URL"), "{e}");
+    // Logging in again brings everything back from the server.
+    a.exec("SELECT cloudsync_network_init(?1)", &[json!(p.sync_url)]).unwrap();
+    a.exec("SELECT cloudsync_network_set_apikey(?1)", &[json!(p.key)]).unwrap();
+    drain(&mut [&mut a]);
+    let mut b = RustDevice::open("b", &dir.path().join("b.db"));
+    b.join(SCHEMA, &p);
+    b.sync(0).unwrap();
+    assert_eq!(b.rows().len(), 1, "the logout sent no deletion");
+    // `a` starts empty again: its server position was forgotten, so it receives all.
+    let got = a.sync(0).unwrap();
+    assert_eq!(got["receive"]["changes"], json!(3), "the row's three cells: {got}");
+    assert_eq!(a.rows(), b.rows());
+    // reset_sync_version: everything is received again, and applying it is a no-op.
+    a.sql("SELECT cloudsync_network_reset_sync_version()");
+    let again = a.sync(0).unwrap();
+    assert_eq!(
+        (again["receive"]["received"].as_u64(), again["receive"]["changes"].as_u64()),
+        (Some(3), Some(0)),
+        "{again}"
+    );
+    // cleanup forgets the credential.
+    a.sql("SELECT cloudsync_network_cleanup()");
+    let e = a.exec("SELECT cloudsync_network_send_changes()", &[]).unwrap_err();
+    assert!(e.contains("no credential"), "{e}");
+}

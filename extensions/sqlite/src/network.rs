@@ -435,9 +435,11 @@ pub fn reset(conn: &Connection) -> Result<()> {
     set_setting(conn, RECEIVED, None)
 }
 
-/// `cloudsync_network_logout([force])`: forgets the credential and the server, and
-/// deletes every synced row locally (not as deletions to send), so another user can
-/// log in on this device. Refused while local changes are unsent, unless `force`.
+/// `cloudsync_network_logout([force])`: forgets the credential and the server, deletes
+/// every synced row locally (not as deletions to send), and gives the database a new
+/// site id, so that whoever logs in next is a new device that receives everything —
+/// including what this device wrote before. Refused while local changes are unsent,
+/// unless `force`.
 pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
     if !force && has_unsent_changes(conn)? {
         return Err(Error::arg(
@@ -460,6 +462,12 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
         for key in [URL, SENT, RECEIVED] {
             set_setting(conn, key, None)?;
         }
+        // A new identity: the server never sends a device its own changes back.
+        conn.execute(
+            "UPDATE cloudsync_sites SET site_id = ?1 WHERE ord = 0",
+            [SiteId::generate().as_bytes().as_slice()],
+        )?;
+        crate::cache::invalidate();
         Ok(())
     })?;
     state.set_credential(None);
