@@ -198,62 +198,48 @@ impl Client {
         format!("Bearer {}", self.credential)
     }
 
+    /// A request with this client's deadline; `authed` adds the credential and the
+    /// device's site id.
+    fn request<B>(&self, builder: ureq::RequestBuilder<B>, authed: bool) -> ureq::RequestBuilder<B> {
+        let builder = builder.config().timeout_global(Some(self.timeout)).build();
+        if authed {
+            builder.header("Authorization", &self.auth()).header("X-Cloudsync-Site", &self.site_hex())
+        } else {
+            builder
+        }
+    }
+
+    /// `POST {sync_url}/changes` with the positions the upload covers.
+    fn post_changes(&self, content_type: &str, body: &[u8], from: Cursor, to: Cursor) -> Result<Reply> {
+        Self::finish(
+            self.request(self.agent.post(&format!("{}/changes", self.base)), true)
+                .header("Content-Type", content_type)
+                .header("X-Cloudsync-From", &cursor_text(from))
+                .header("X-Cloudsync-To", &cursor_text(to))
+                .send(body),
+        )
+    }
+
     fn upload(&self, bytes: Vec<u8>, from: Cursor, to: Cursor) -> Result<Value> {
-        let url = format!("{}/changes", self.base);
         let reply = if bytes.len() <= INLINE_LIMIT {
-            Self::finish(
-                self.agent
-                    .post(&url)
-                    .config()
-                    .timeout_global(Some(self.timeout))
-                    .build()
-                    .header("Authorization", &self.auth())
-                    .header("Content-Type", "application/vnd.cloudsync.payload")
-                    .header("X-Cloudsync-Site", &self.site_hex())
-                    .header("X-Cloudsync-From", &cursor_text(from))
-                    .header("X-Cloudsync-To", &cursor_text(to))
-                    .send(&bytes[..]),
-            )?
+            self.post_changes("application/vnd.cloudsync.payload", &bytes, from, to)?
         } else {
             // Large payload: a signed URL of the payload store, then a reference.
-            let slot = Self::finish(
-                self.agent
-                    .post(&format!("{}/uploads", self.base))
-                    .config()
-                    .timeout_global(Some(self.timeout))
-                    .build()
-                    .header("Authorization", &self.auth())
-                    .header("X-Cloudsync-Site", &self.site_hex())
-                    .send_empty(),
-            )?
-            .check()?
-            .json()?;
+            let slot =
+                Self::finish(self.request(self.agent.post(&format!("{}/uploads", self.base)), true).send_empty())?
+                    .check()?
+                    .json()?;
             let (Some(put_url), Some(object)) = (slot["upload_url"].as_str(), slot["object"].as_str()) else {
                 return Err(net_err("the server's upload slot lacks upload_url or object"));
             };
             Self::finish(
-                self.agent
-                    .put(put_url)
-                    .config()
-                    .timeout_global(Some(self.timeout))
-                    .build()
+                self.request(self.agent.put(put_url), false)
                     .header("Content-Type", "application/octet-stream")
                     .send(&bytes[..]),
             )?
             .check()?;
-            Self::finish(
-                self.agent
-                    .post(&url)
-                    .config()
-                    .timeout_global(Some(self.timeout))
-                    .build()
-                    .header("Authorization", &self.auth())
-                    .header("Content-Type", "application/json")
-                    .header("X-Cloudsync-Site", &self.site_hex())
-                    .header("X-Cloudsync-From", &cursor_text(from))
-                    .header("X-Cloudsync-To", &cursor_text(to))
-                    .send(json!({ "object": object }).to_string().as_bytes()),
-            )?
+            let reference = json!({ "object": object }).to_string();
+            self.post_changes("application/json", reference.as_bytes(), from, to)?
         };
         reply.check()?.json()
     }
@@ -266,31 +252,12 @@ impl Client {
             cursor_text(after),
             wait.as_millis()
         );
-        Self::finish(
-            self.agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(self.timeout))
-                .build()
-                .header("Authorization", &self.auth())
-                .call(),
-        )?
-        .check()
+        Self::finish(self.request(self.agent.get(&url), true).call())?.check()
     }
 
     fn status(&self) -> Result<Value> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
-        Self::finish(
-            self.agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(self.timeout))
-                .build()
-                .header("Authorization", &self.auth())
-                .call(),
-        )?
-        .check()?
-        .json()
+        Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
     }
 }
 
