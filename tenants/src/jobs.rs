@@ -34,6 +34,8 @@ pub enum JobState {
     Done,
     /// Failed for good; the error is kept.
     Dead,
+    /// Dropped by an operator without being applied.
+    Discarded,
 }
 
 impl JobState {
@@ -43,6 +45,7 @@ impl JobState {
             "running" => JobState::Running,
             "done" => JobState::Done,
             "dead" => JobState::Dead,
+            "discarded" => JobState::Discarded,
             other => return Err(Error::Invalid(format!("unknown job state {other}"))),
         })
     }
@@ -83,7 +86,7 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-fn job_of(r: &sqlx::sqlite::SqliteRow) -> Result<Job> {
+fn job_of(r: &sqlx::any::AnyRow) -> Result<Job> {
     Ok(Job {
         id: r.try_get("id")?,
         database_id: DatabaseId::parse(r.try_get::<&str, _>("database_id")?)?,
@@ -261,7 +264,7 @@ impl ControlPlane {
         let now = now_ms();
         let n = sqlx::query(
             "UPDATE jobs SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = $1, \
-             attempts = max(attempts - 1, 0), updated_at = $1 WHERE lease_owner = $2 AND state = 'running'",
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1 WHERE lease_owner = $2 AND state = 'running'",
         )
         .bind(now)
         .bind(owner)
@@ -269,6 +272,47 @@ impl ControlPlane {
         .await?
         .rows_affected();
         Ok(n)
+    }
+
+    /// Operator action: apply a backing-off or dead job again now, with a fresh set of
+    /// attempts.
+    pub async fn retry_job(&self, db: &DatabaseId, id: i64) -> Result<Job> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'pending', next_attempt_at = $1, attempts = 0, updated_at = $1, finished_at = NULL \
+             WHERE id = $2 AND database_id = $3 AND state IN ('pending', 'dead')",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(db.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let job = self.job(db, id).await?;
+        if n == 0 {
+            return Err(Error::Conflict(format!("job {id} is {:?} and cannot be retried", job.state).to_lowercase()));
+        }
+        Ok(job)
+    }
+
+    /// Operator action: drop a waiting or dead job without applying it.
+    pub async fn discard_job(&self, db: &DatabaseId, id: i64) -> Result<Job> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'discarded', updated_at = $1, finished_at = $1 \
+             WHERE id = $2 AND database_id = $3 AND state IN ('pending', 'dead')",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(db.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let job = self.job(db, id).await?;
+        if n == 0 {
+            return Err(Error::Conflict(format!("job {id} is {:?} and cannot be discarded", job.state).to_lowercase()));
+        }
+        Ok(job)
     }
 
     /// A job by id, within a database.
@@ -305,7 +349,7 @@ impl ControlPlane {
         .fetch_optional(&mut *tx)
         .await?;
         let confirmed: Option<String> = sqlx::query_scalar(
-            "SELECT to_cursor FROM jobs WHERE database_id = $1 AND site_id = $2 AND state IN ('done', 'dead') AND id < \
+            "SELECT to_cursor FROM jobs WHERE database_id = $1 AND site_id = $2 AND state IN ('done', 'dead', 'discarded') AND id < \
              coalesce((SELECT min(id) FROM jobs WHERE database_id = $1 AND site_id = $2 AND state IN ('pending', 'running')), \
              9223372036854775807) ORDER BY id DESC LIMIT 1",
         )

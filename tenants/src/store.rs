@@ -1,16 +1,17 @@
 //! The control-plane store: tenants, databases, API keys and devices.
 //!
-//! Embedded default: a SQLite file in the data directory (through sqlx). Every query is
-//! written once and kept portable (numbered parameters, no engine-specific syntax) so
-//! the PostgreSQL store can share them.
+//! Two engines, one behaviour: a SQLite file in the data directory (the embedded
+//! default) or a PostgreSQL database (`--control-plane-url postgres://…`, for several
+//! nodes). Both go through sqlx's `Any` driver; every query is written once, in SQL
+//! both engines accept (numbered parameters, integer flags, no engine-specific
+//! functions), and each engine has its own migrations.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use crate::ids::{now_ms, ApiKeyId, DatabaseId, SiteHex, TenantId};
 use crate::keys::{self, Scope};
@@ -76,23 +77,43 @@ impl ApiKey {
     }
 }
 
+/// Which engine holds the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
 /// The control-plane store.
 #[derive(Clone, Debug)]
 pub struct ControlPlane {
-    pub(crate) pool: SqlitePool,
+    pub(crate) pool: AnyPool,
+    engine: Engine,
 }
 
-fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+/// Versioned migrations of each engine: `(version, description, SQLite, PostgreSQL)`.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+fn migrator(engine: Engine) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sqlite, postgres)| {
+                let sql = if engine == Engine::Sqlite { *sqlite } else { *postgres };
+                Migration::new(*version, (*description).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
 }
 
-fn tenant_of(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
+fn tenant_of(r: &AnyRow) -> Result<Tenant> {
     Ok(Tenant {
         id: TenantId::parse(r.try_get::<&str, _>("id")?)?,
         name: r.try_get("name")?,
@@ -101,7 +122,7 @@ fn tenant_of(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
     })
 }
 
-fn database_of(r: &sqlx::sqlite::SqliteRow) -> Result<Database> {
+fn database_of(r: &AnyRow) -> Result<Database> {
     let backend: String = r.try_get("backend")?;
     Ok(Database {
         id: DatabaseId::parse(r.try_get::<&str, _>("id")?)?,
@@ -112,7 +133,7 @@ fn database_of(r: &sqlx::sqlite::SqliteRow) -> Result<Database> {
     })
 }
 
-fn key_of(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey> {
+fn key_of(r: &AnyRow) -> Result<ApiKey> {
     let scopes: String = r.try_get("scopes")?;
     Ok(ApiKey {
         id: ApiKeyId::parse(r.try_get::<&str, _>("id")?)?,
@@ -122,6 +143,20 @@ fn key_of(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey> {
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
     })
+}
+
+/// A connection URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// A name for a tenant, database or key: trimmed, 1–128 characters, no control
@@ -138,22 +173,76 @@ impl ControlPlane {
     /// Opens (creating if needed) the SQLite control-plane store at `path` and applies
     /// pending migrations.
     pub async fn open_sqlite(path: &std::path::Path) -> Result<ControlPlane> {
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        let cp = ControlPlane { pool };
+        Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Opens the store at `url` (`sqlite://…` or `postgres://…`) and applies pending
+    /// migrations.
+    pub async fn open(url: &str) -> Result<ControlPlane> {
+        let cp = Self::connect(url).await?;
         cp.migrate().await?;
         Ok(cp)
     }
 
-    /// Applies pending migrations (idempotent).
-    pub async fn migrate(&self) -> Result<()> {
-        migrator().run(&self.pool).await?;
-        Ok(())
+    /// Opens the store at `url` without migrating.
+    pub async fn connect(url: &str) -> Result<ControlPlane> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            return Err(Error::Invalid(format!(
+                "control-plane URL must start with sqlite:// or postgres://, got '{}'",
+                redact(url)
+            )));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL for concurrent readers; FULL so that an acknowledged upload's
+                        // job survives a power loss, not only a crash.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(ControlPlane { pool, engine })
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Applies pending migrations (idempotent); returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        let before = self.schema_version().await.unwrap_or(0);
+        migrator(self.engine).run(&self.pool).await?;
+        let after = self.schema_version().await?;
+        Ok(usize::try_from(after - before).unwrap_or(0))
+    }
+
+    /// The highest migration version applied.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success = true")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// Whether the store answers.

@@ -1,25 +1,26 @@
 //! The durable apply queue: ordering per database, parallelism across databases,
-//! leases, retries with backoff, dead letters, and leases released on shutdown.
+//! leases, retries with backoff, dead letters, operator retry and discard, and leases
+//! released on shutdown — on both control-plane engines.
+
+mod common;
 
 use std::time::Duration;
 
-use cloudsync_tenants::ids::SiteHex;
+use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{JobState, NewJob, MAX_ATTEMPTS};
 use cloudsync_tenants::store::{BackendConfig, ControlPlane};
 use cloudsync_tenants::Error;
 
-async fn setup() -> (tempfile::TempDir, ControlPlane, Vec<cloudsync_tenants::ids::DatabaseId>) {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+async fn two_databases(cp: &ControlPlane) -> Vec<DatabaseId> {
     let t = cp.create_tenant("t").await.unwrap();
     let mut dbs = Vec::new();
     for name in ["a", "b"] {
         dbs.push(cp.create_database(&t.id, name, BackendConfig::Sqlite).await.unwrap().id);
     }
-    (dir, cp, dbs)
+    dbs
 }
 
-fn job(db: &cloudsync_tenants::ids::DatabaseId, n: u64) -> NewJob {
+fn job(db: &DatabaseId, n: u64) -> NewJob {
     NewJob {
         database_id: db.clone(),
         site: SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap(),
@@ -32,9 +33,19 @@ fn job(db: &cloudsync_tenants::ids::DatabaseId, n: u64) -> NewJob {
 
 const LEASE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn jobs_of_a_database_run_in_order_and_databases_in_parallel() {
-    let (_d, cp, dbs) = setup().await;
+/// Runs `test` on a fresh store of each engine.
+macro_rules! on_both {
+    ($test:ident) => {
+        for s in common::stores().await {
+            eprintln!("-- {} on {}", stringify!($test), s.name);
+            $test(&s.cp).await;
+            s.finish().await;
+        }
+    };
+}
+
+async fn order_and_parallelism(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
     let a1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
     let a2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
     let b1 = cp.enqueue(job(&dbs[1], 1)).await.unwrap();
@@ -45,23 +56,19 @@ async fn jobs_of_a_database_run_in_order_and_databases_in_parallel() {
     assert!(cp.claim("w3", LEASE).await.unwrap().is_none(), "a2 must wait for a1");
     cp.complete(a1.id, "w1", 3).await.unwrap();
     let next = cp.claim("w3", LEASE).await.unwrap().unwrap();
-    assert_eq!(next.id, a2.id);
-    assert_eq!(next.attempts, 1);
+    assert_eq!((next.id, next.attempts), (a2.id, 1));
     // Completing with the wrong owner does nothing.
     cp.complete(a2.id, "someone-else", 1).await.unwrap();
     assert_eq!(cp.job(&dbs[0], a2.id).await.unwrap().state, JobState::Running);
 }
 
-/// Makes every backing-off job due now (the test's stand-in for waiting).
-fn make_due(dir: &tempfile::TempDir) {
-    let c = rusqlite::Connection::open(dir.path().join("control.sqlite")).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c.execute("UPDATE jobs SET next_attempt_at = 0 WHERE state = 'pending'", []).unwrap();
+#[tokio::test]
+async fn jobs_of_a_database_run_in_order_and_databases_in_parallel() {
+    on_both!(order_and_parallelism);
 }
 
-#[tokio::test]
-async fn retryable_failures_back_off_then_dead_letter_and_stop_blocking() {
-    let (dir, cp, dbs) = setup().await;
+async fn retries_and_dead_letters(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
     let j1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
     let j2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
 
@@ -73,10 +80,10 @@ async fn retryable_failures_back_off_then_dead_letter_and_stop_blocking() {
     assert_eq!((stored.error_code.as_deref(), stored.retryable), (Some("internal"), Some(true)));
     assert!(cp.claim("w", LEASE).await.unwrap().is_none(), "j1 backs off, and j2 waits behind it");
 
-    // Retried once due; after MAX_ATTEMPTS a transient failure dead-letters too.
-    make_due(&dir);
+    // An operator retries it now; after MAX_ATTEMPTS a transient failure dead-letters.
+    cp.retry_job(&dbs[0], j1.id).await.unwrap();
     let mut again = cp.claim("w", LEASE).await.unwrap().unwrap();
-    assert_eq!((again.id, again.attempts), (j1.id, 2));
+    assert_eq!((again.id, again.attempts), (j1.id, 1));
     again.attempts = MAX_ATTEMPTS;
     assert_eq!(cp.fail(&again, "w", &transient).await.unwrap(), JobState::Dead);
 
@@ -87,15 +94,25 @@ async fn retryable_failures_back_off_then_dead_letter_and_stop_blocking() {
     let next = cp.claim("w", LEASE).await.unwrap().unwrap();
     assert_eq!(next.id, j2.id);
 
-    // A permanent failure dead-letters at once.
+    // A permanent failure dead-letters at once; running jobs cannot be retried.
+    assert!(matches!(cp.retry_job(&dbs[0], j2.id).await, Err(Error::Conflict(_))));
     let permanent = Error::Invalid("payload contains changes attributed to another site".into());
     assert_eq!(cp.fail(&next, "w", &permanent).await.unwrap(), JobState::Dead);
     assert_eq!(cp.job(&dbs[0], j2.id).await.unwrap().error_code.as_deref(), Some("invalid_request"));
+    // Discarding a dead letter; a discarded job cannot be retried.
+    assert_eq!(cp.discard_job(&dbs[0], j2.id).await.unwrap().state, JobState::Discarded);
+    assert!(matches!(cp.retry_job(&dbs[0], j2.id).await, Err(Error::Conflict(_))));
+    // Another database's job is not found through this one.
+    assert!(matches!(cp.discard_job(&dbs[1], j1.id).await, Err(Error::NotFound { .. })));
 }
 
 #[tokio::test]
-async fn expired_leases_are_reclaimed_and_release_returns_jobs() {
-    let (_d, cp, dbs) = setup().await;
+async fn retryable_failures_back_off_then_dead_letter_and_stop_blocking() {
+    on_both!(retries_and_dead_letters);
+}
+
+async fn leases(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
     let j = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
     let claimed = cp.claim("crashed-node", Duration::from_millis(1)).await.unwrap().unwrap();
     assert_eq!(claimed.id, j.id);
@@ -112,8 +129,12 @@ async fn expired_leases_are_reclaimed_and_release_returns_jobs() {
 }
 
 #[tokio::test]
-async fn device_status_reports_accepted_confirmed_and_failures() {
-    let (_d, cp, dbs) = setup().await;
+async fn expired_leases_are_reclaimed_and_release_returns_jobs() {
+    on_both!(leases);
+}
+
+async fn status(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
     let site = SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap();
     let j1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
     let _j2 = cp.enqueue(job(&dbs[0], 2)).await.unwrap();
@@ -129,4 +150,50 @@ async fn device_status_reports_accepted_confirmed_and_failures() {
     assert_eq!((s.confirmed.as_deref(), s.pending, s.failures.len()), (Some("2.0"), 0, 1));
     assert!(!s.failures[0].retryable);
     assert_ne!(s.failures[0].job, j1.id);
+}
+
+#[tokio::test]
+async fn device_status_reports_accepted_confirmed_and_failures() {
+    on_both!(status);
+}
+
+async fn concurrent_claims(cp: &ControlPlane) {
+    // Many workers racing: each job is claimed by exactly one of them.
+    let dbs = two_databases(cp).await;
+    for n in 1..=5 {
+        cp.enqueue(job(&dbs[0], n)).await.unwrap();
+        cp.enqueue(job(&dbs[1], n)).await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for w in 0..8 {
+        let cp = cp.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = format!("w{w}");
+            let mut done = Vec::new();
+            for _ in 0..50 {
+                match cp.claim(&owner, LEASE).await.unwrap() {
+                    Some(j) => {
+                        cp.complete(j.id, &owner, 1).await.unwrap();
+                        done.push(j.id);
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a job was applied by two workers");
+    assert_eq!(all.len(), 10, "every job was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_never_share_a_job() {
+    on_both!(concurrent_claims);
 }

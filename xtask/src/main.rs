@@ -81,6 +81,9 @@ fn test(args: &[String]) -> Result<()> {
     if !rust_only {
         sys::ensure_packages()?;
     }
+    let pg = sys::ensure_postgres()?;
+    // Read by the tests that run against a real PostgreSQL (each creates its own database).
+    std::env::set_var("CLOUDSYNC_TEST_PG_URL", &pg);
     sys::step("Formatting and lints");
     sys::cargo(&["fmt", "--all", "--check"])?;
     sys::cargo(&["clippy", "--workspace", "--exclude", "cloudsync-loadable", "--all-targets", "--", "-D", "warnings"])?;

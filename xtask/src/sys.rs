@@ -61,6 +61,11 @@ pub fn ensure_packages() -> Result<()> {
         return Ok(());
     }
     step(&format!("Installing Debian packages: {}", packages.join(" ")));
+    apt_install(&packages)
+}
+
+/// `apt-get update && apt-get install` (through sudo when not root).
+fn apt_install(packages: &[&str]) -> Result<()> {
     let sudo = if have("sudo") && !is_root() { vec!["sudo"] } else { vec![] };
     let apt = |args: &[&str]| -> Result<()> {
         let mut all: Vec<&str> = sudo.clone();
@@ -71,10 +76,72 @@ pub fn ensure_packages() -> Result<()> {
     };
     apt(&["update", "-q"])?;
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend(packages);
+    install.extend_from_slice(packages);
     apt(&install)
 }
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The PostgreSQL the tests use: `CLOUDSYNC_TEST_PG_URL`, or the local server on
+/// 127.0.0.1:5432 (trust auth, user `postgres`), which is installed and started when it
+/// is missing or down.
+pub fn ensure_postgres() -> Result<String> {
+    if let Ok(url) = std::env::var("CLOUDSYNC_TEST_PG_URL") {
+        return Ok(url);
+    }
+    let url = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+    let ready =
+        || Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
+    if have("pg_isready") && ready() {
+        drop_test_databases()?;
+        return Ok(url);
+    }
+    let sudo: Vec<&str> = if have("sudo") && !is_root() { vec!["sudo"] } else { vec![] };
+    if !have("pg_ctlcluster") {
+        step("Installing PostgreSQL");
+        apt_install(&["postgresql"])?;
+    }
+    step("Starting PostgreSQL");
+    let version = installed_pg_version()?;
+    let mut cmd = sudo.clone();
+    cmd.extend(["pg_ctlcluster", "--skip-systemctl-redirect", &version, "main", "start"]);
+    // A cluster that is already starting makes this fail; readiness below decides.
+    let _ = Command::new(cmd[0]).args(&cmd[1..]).status();
+    for _ in 0..60 {
+        if ready() {
+            drop_test_databases()?;
+            return Ok(url);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    bail!("PostgreSQL did not become ready on 127.0.0.1:5432 (see /var/log/postgresql)")
+}
+
+fn installed_pg_version() -> Result<String> {
+    let out = Command::new("pg_lsclusters").arg("-h").output().context("pg_lsclusters")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .map(str::to_string)
+        .context("no PostgreSQL cluster exists (pg_lsclusters is empty)")
+}
+
+/// Drops the throw-away databases (`cs_test_*`) an interrupted earlier run left behind.
+fn drop_test_databases() -> Result<()> {
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-XAtqc", sql])
+            .output()
+            .context("psql")
+    };
+    let out = psql("SELECT datname FROM pg_database WHERE datname LIKE 'cs\\_test\\_%'")?;
+    for name in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|n| !n.is_empty()) {
+        if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
+        }
+    }
+    Ok(())
 }
