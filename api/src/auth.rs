@@ -1,10 +1,18 @@
-//! Who is calling: the operator (admin token) or a tenant's API key.
+//! Who is calling: the operator (admin token), a tenant's API key, or a device with a
+//! JWT from its tenant's identity provider.
+//!
+//! A JWT is verified against the settings of the tenant the request addresses (the
+//! `{tenant}` path parameter, or the owner of the `{db}` one), so a token issued for one
+//! tenant is meaningless at another. Every credential but the operator's is rate
+//! limited (per API key, per JWT user).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use cloudsync_tenants::ids::TenantId;
-use cloudsync_tenants::keys::Scope;
-use cloudsync_tenants::store::{ApiKey, Database};
+use cloudsync_tenants::identity::Subject;
+use cloudsync_tenants::ids::{DatabaseId, TenantId};
+use cloudsync_tenants::keys::{ApiKey, KeyCheck, Scope, PREFIX};
+use cloudsync_tenants::store::Database;
+use governor::clock::Clock;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -17,6 +25,8 @@ pub enum Caller {
     Operator,
     /// A tenant's API key.
     Key(ApiKey),
+    /// A device with a verified JWT (sync scope only).
+    Device(Subject),
 }
 
 impl Caller {
@@ -24,12 +34,12 @@ impl Caller {
     pub fn operator(&self) -> Result<(), ApiError> {
         match self {
             Caller::Operator => Ok(()),
-            Caller::Key(_) => Err(ApiError::Forbidden("this operation needs the admin token".into())),
+            _ => Err(ApiError::Forbidden("this operation needs the admin token".into())),
         }
     }
 
-    /// Requires the operator or a key of `tenant` with `scope`. Another tenant's key
-    /// gets `404`, so tenants cannot probe each other's ids.
+    /// Requires the operator or a credential of `tenant` with `scope`. Another
+    /// tenant's credential gets `404`, so tenants cannot probe each other's ids.
     pub fn tenant(&self, tenant: &TenantId, scope: Scope) -> Result<(), ApiError> {
         match self {
             Caller::Operator => Ok(()),
@@ -38,6 +48,11 @@ impl Caller {
                 Err(ApiError::Forbidden(format!("this API key lacks the '{}' scope", scope.name())))
             }
             Caller::Key(_) => Ok(()),
+            Caller::Device(s) if s.tenant != *tenant => Err(ApiError::NotFound("tenant".into())),
+            Caller::Device(_) if scope != Scope::Sync => {
+                Err(ApiError::Forbidden(format!("a device token does not grant the '{}' scope", scope.name())))
+            }
+            Caller::Device(_) => Ok(()),
         }
     }
 
@@ -48,31 +63,98 @@ impl Caller {
             other => other,
         })
     }
+
+    /// The user id of a device's token.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Caller::Device(s) => Some(&s.user_id),
+            _ => None,
+        }
+    }
+
+    /// The rate-limit bucket of this credential (the operator is not limited).
+    fn bucket(&self) -> Option<String> {
+        match self {
+            Caller::Operator => None,
+            Caller::Key(k) => Some(format!("key:{}", k.id)),
+            Caller::Device(s) => Some(format!("jwt:{}:{}", s.tenant, s.user_id)),
+        }
+    }
+}
+
+/// The bearer token of a request.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization header (expected: Bearer <token>)".into()))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header (expected: Bearer <token>)".into()))
+}
+
+/// The tenant a request addresses, from its path.
+async fn addressed_tenant(parts: &mut Parts, state: &AppState) -> Result<Option<TenantId>, ApiError> {
+    let Ok(params) = RawPathParams::from_request_parts(parts, state).await else { return Ok(None) };
+    for (name, value) in &params {
+        match name {
+            "tenant" => return Ok(TenantId::parse(value).ok()),
+            "db" => {
+                let Ok(id) = DatabaseId::parse(value) else { return Ok(None) };
+                return match state.control.database(&id).await {
+                    Ok(db) => Ok(Some(db.tenant_id)),
+                    Err(cloudsync_tenants::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let token = bearer(parts)?.to_string();
+    if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
+        return Ok(Caller::Operator);
+    }
+    let invalid = || ApiError::Unauthorized("invalid, expired or revoked credentials".into());
+    if token.starts_with(PREFIX) {
+        return match state.control.authenticate_key(&token).await? {
+            KeyCheck::Valid(key) => Ok(Caller::Key(key)),
+            KeyCheck::TenantSuspended => Err(ApiError::TenantSuspended),
+            KeyCheck::Invalid => Err(invalid()),
+        };
+    }
+    if token.split('.').count() != 3 {
+        return Err(invalid());
+    }
+    let tenant = addressed_tenant(parts, state).await?.ok_or_else(|| {
+        ApiError::Unauthorized("a JWT is accepted only on the endpoints of an existing tenant's databases".into())
+    })?;
+    let subject = state.verifier.verify(&state.control, &tenant, &token).await?;
+    if state.control.tenant(&tenant).await?.suspended {
+        return Err(ApiError::TenantSuspended);
+    }
+    Ok(Caller::Device(subject))
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header (expected: Bearer <token>)".into()))?;
-        let value = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("malformed Authorization header (expected: Bearer <token>)".into())
-            })?;
-        if bool::from(value.as_bytes().ct_eq(state.admin_token.as_bytes())) {
-            return Ok(Caller::Operator);
+        let caller = authenticate(parts, state).await?;
+        if let (Some(limiter), Some(bucket)) = (&state.limiter, caller.bucket()) {
+            if let Err(not_until) = limiter.check_key(&bucket) {
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                state.metrics.rate_limited.inc();
+                return Err(ApiError::RateLimited((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)));
+            }
         }
-        match state.control.authenticate_key(value).await? {
-            Some(key) => Ok(Caller::Key(key)),
-            None => Err(ApiError::Unauthorized("invalid, expired or revoked credentials".into())),
-        }
+        Ok(caller)
     }
 }

@@ -4,11 +4,12 @@
 //! stable `code` (documented in `docs/protocol.md`). Client errors carry a precise
 //! message; server errors carry an opaque one, and the cause chain goes to the log.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use cloudsync_tenants::identity::JwtError;
 use cloudsync_tenants::Error as CpError;
-use serde_json::json;
+use serde::Serialize;
 
 /// An error answered over HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,18 @@ pub enum ApiError {
     /// Valid credentials that do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// The tenant is suspended.
+    #[error("this tenant is suspended")]
+    TenantSuspended,
+    /// The device is blocked in this database.
+    #[error("this device is blocked in this database{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    DeviceBlocked(Option<String>),
+    /// Too many requests with one credential.
+    #[error("too many requests with this credential; retry after {0} s")]
+    RateLimited(u64),
+    /// A destructive request without its confirmation.
+    #[error("{0}")]
+    ConfirmationRequired(String),
     /// Unknown resource (or one the caller may not see).
     #[error("{0} not found")]
     NotFound(String),
@@ -45,6 +58,10 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
+            ApiError::DeviceBlocked(_) => (StatusCode::FORBIDDEN, "device_blocked"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::ConfirmationRequired(_) => (StatusCode::BAD_REQUEST, "confirmation_required"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -70,6 +87,32 @@ impl From<CpError> for ApiError {
     }
 }
 
+impl From<JwtError> for ApiError {
+    fn from(e: JwtError) -> Self {
+        match e {
+            JwtError::NotConfigured | JwtError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
+            JwtError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
+            JwtError::Store(inner) => inner.into(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error: a stable code and a message for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (see `docs/protocol.md`).
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -84,7 +127,12 @@ impl IntoResponse for ApiError {
             }
             tracing::error!(error = %chain, "internal error");
         }
-        (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response()
+        let body = ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string() } };
+        let mut resp = (status, Json(body)).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

@@ -1,22 +1,30 @@
 //! The CloudSync HTTP API.
 //!
 //! [`router`] builds the whole axum application from an [`AppState`], so tests call it
-//! directly. Routes: the sync protocol ([`routes::sync`]), the admin REST API
-//! ([`routes::admin`]), the folder store's signed URLs ([`routes::blobs`]), health and
-//! metrics ([`routes::health`]). Errors are mapped once, in [`error::ApiError`].
+//! directly. Routes: the sync protocol ([`routes::sync`]), tenant management
+//! ([`routes::tenants`], [`routes::databases`], [`routes::credentials`],
+//! [`routes::devices`]), the folder store's signed URLs ([`routes::blobs`]), health and
+//! metrics ([`routes::health`]), and the OpenAPI document generated from them
+//! ([`openapi`]). Errors are mapped once, in [`error::ApiError`]; callers are
+//! authenticated once, in [`auth::Caller`].
 //!
 //! This crate does not open stores or parse configuration; the `cloudsync` binary
 //! does, and hands the result over in [`AppState`].
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod routes {
     //! Route handlers, one module per area.
-    pub mod admin;
     pub mod blobs;
+    pub mod credentials;
+    pub mod databases;
+    pub mod devices;
     pub mod health;
     pub mod sync;
+    pub mod tenants;
 }
 
 use std::ops::Deref;
@@ -24,16 +32,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::devices::UsageRecorder;
+use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::ids::DatabaseId;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore};
 use cloudsync_tenants::store::ControlPlane;
+use governor::DefaultKeyedRateLimiter;
 use tokio::sync::{watch, Notify};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use metrics::Metrics;
 
@@ -52,8 +67,15 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { inline_bytes: 1 << 20, upload_bytes: 256 << 20, json_bytes: 1 << 20, chunk_bytes: 4 << 20 }
+        Limits { inline_bytes: 1 << 20, upload_bytes: 256 << 20, json_bytes: 256 << 10, chunk_bytes: 4 << 20 }
     }
+}
+
+/// A per-credential rate limiter: `per_second` sustained, bursts of `burst`.
+pub fn rate_limiter(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<String>> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst)))
 }
 
 /// Everything handlers share.
@@ -83,6 +105,12 @@ pub struct Inner {
     /// Bounds concurrent blocking database work of requests (a wave of long-polls
     /// woken together queues here instead of opening a connection each).
     pub db_permits: tokio::sync::Semaphore,
+    /// Verifies tenants' JWTs (caches JWKS documents).
+    pub verifier: Verifier,
+    /// Sync-request counters, flushed to the control plane periodically.
+    pub usage: UsageRecorder,
+    /// Per-credential rate limiter (`None`: unlimited).
+    pub limiter: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl Inner {
@@ -131,35 +159,78 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
+/// The API's routes and their OpenAPI description, built together.
+fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{blobs, credentials, databases, devices, health, sync, tenants};
+    let (sync_routes, sync_doc) = OpenApiRouter::new()
+        .routes(routes!(sync::upload, sync::download))
+        .routes(routes!(sync::new_upload))
+        .routes(routes!(sync::status))
+        .split_for_parts();
+    let (manage, manage_doc) = OpenApiRouter::new()
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::delete_tenant))
+        .routes(routes!(tenants::suspend_tenant))
+        .routes(routes!(tenants::resume_tenant))
+        .routes(routes!(tenants::tenant_usage))
+        .routes(routes!(databases::create_database, databases::list_databases))
+        .routes(routes!(databases::get_database, databases::update_database, databases::delete_database))
+        .routes(routes!(databases::apply_schema))
+        .routes(routes!(databases::database_usage))
+        .routes(routes!(credentials::create_api_key, credentials::list_api_keys))
+        .routes(routes!(credentials::get_api_key, credentials::revoke_api_key))
+        .routes(routes!(credentials::get_identity, credentials::set_identity, credentials::delete_identity))
+        .routes(routes!(devices::list_devices))
+        .routes(routes!(devices::get_device))
+        .routes(routes!(devices::block_device))
+        .routes(routes!(devices::unblock_device))
+        .routes(routes!(devices::list_jobs))
+        .routes(routes!(devices::get_job))
+        .routes(routes!(devices::retry_job))
+        .routes(routes!(devices::discard_job))
+        .split_for_parts();
+    let (blob_routes, blob_doc) = OpenApiRouter::new().routes(routes!(blobs::put, blobs::get)).split_for_parts();
+    let (ops, ops_doc) = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .split_for_parts();
+    let mut doc = openapi::ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    for part in [sync_doc, manage_doc, blob_doc, ops_doc] {
+        doc.merge(part);
+    }
+    let router = Router::new()
+        .merge(sync_routes.layer(DefaultBodyLimit::max(limits.inline_bytes)))
+        .merge(manage.layer(DefaultBodyLimit::max(limits.json_bytes)))
+        .merge(blob_routes.layer(DefaultBodyLimit::max(limits.upload_bytes)))
+        .merge(ops);
+    (router, openapi::finish(doc))
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api(Limits::default()).1
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let limits = state.limits;
-    let sync = Router::new()
-        .route(
-            "/v1/sync/{db}/changes",
-            post(routes::sync::upload).get(routes::sync::download).layer(DefaultBodyLimit::max(limits.inline_bytes)),
-        )
-        .route("/v1/sync/{db}/uploads", post(routes::sync::new_upload))
-        .route("/v1/sync/{db}/status", get(routes::sync::status));
-    let admin = Router::new()
-        .route("/v1/tenants", post(routes::admin::create_tenant))
-        .route("/v1/tenants/{tenant}/databases", post(routes::admin::create_database))
-        .route("/v1/tenants/{tenant}/databases/{db}/schema", post(routes::admin::apply_schema))
-        .route("/v1/tenants/{tenant}/api-keys", post(routes::admin::create_api_key))
-        .layer(DefaultBodyLimit::max(limits.json_bytes));
-    let blobs = Router::new()
-        .route("/v1/blobs/{*key}", put(routes::blobs::put).get(routes::blobs::get))
-        .layer(DefaultBodyLimit::max(limits.upload_bytes));
-    let ops = Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics));
+    let (routes, doc) = api(state.limits);
+    let json = Arc::new(doc.to_json().unwrap_or_default());
+    let page = Arc::new(openapi::html(&doc));
     Router::new()
-        .merge(sync)
-        .merge(admin)
-        .merge(blobs)
-        .merge(ops)
+        .merge(routes)
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json.as_str().to_owned()) }),
+        )
+        .route("/docs", get(move || async move { axum::response::Html(page.as_str().to_owned()) }))
         .fallback(|| async { error::ApiError::NotFound("route".into()) })
+        .method_not_allowed_fallback(|| async {
+            let mut resp = error::ApiError::BadRequest("method not allowed on this route".into()).into_response();
+            *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            resp
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub changes_in: IntCounter,
     /// Changes sent.
     pub changes_out: IntCounter,
+    /// Requests refused by the per-credential rate limit.
+    pub rate_limited: IntCounter,
+    /// Failed usage flushes (counters kept for the next flush).
+    pub usage_flush_errors: IntCounter,
 }
 
 impl Metrics {
@@ -51,9 +55,23 @@ impl Metrics {
             bytes_out: counter("cloudsync_payload_bytes_out_total", "Payload bytes sent"),
             changes_in: counter("cloudsync_changes_in_total", "Changes received"),
             changes_out: counter("cloudsync_changes_out_total", "Changes sent"),
+            rate_limited: counter("cloudsync_rate_limited_total", "Requests refused by the per-credential rate limit"),
+            usage_flush_errors: counter(
+                "cloudsync_usage_flush_errors_total",
+                "Failed usage flushes (their counters are kept for the next one)",
+            ),
             registry,
         };
-        for c in [&m.uploads, &m.downloads, &m.bytes_in, &m.bytes_out, &m.changes_in, &m.changes_out] {
+        for c in [
+            &m.uploads,
+            &m.downloads,
+            &m.bytes_in,
+            &m.bytes_out,
+            &m.changes_in,
+            &m.changes_out,
+            &m.rate_limited,
+            &m.usage_flush_errors,
+        ] {
             let _ = m.registry.register(Box::new(c.clone()));
         }
         let _ = m.registry.register(Box::new(m.requests.clone()));

@@ -1,66 +1,21 @@
 //! The HTTP application, called in-process with `oneshot` (no socket): error shapes,
 //! authentication, limits, health and metrics.
 
-use std::sync::Arc;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use cloudsync_api::{router, AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backend::SqliteBackends;
-use cloudsync_tenants::notify::Notifier;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore};
+use axum::http::StatusCode;
+use cloudsync_api::Limits;
 use cloudsync_tenants::store::ControlPlane;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::{TestApp, TOKEN};
 
-const TOKEN: &str = "csa_test_admin_token";
-
-async fn app(dir: &std::path::Path) -> (axum::Router, AppState) {
+async fn app(dir: &std::path::Path) -> (TestApp, ()) {
     let control = ControlPlane::open_sqlite(&dir.join("control.sqlite")).await.unwrap();
-    let folder = FolderStore::new(dir.join("payloads"), "http://test".into(), b"k".to_vec()).unwrap();
-    let (_tx, shutdown) = tokio::sync::watch::channel(false);
-    // Keep the sender alive for the test's duration.
-    std::mem::forget(_tx);
-    let state = AppState(Arc::new(Inner {
-        control,
-        backends: Arc::new(SqliteBackends::new(dir.join("databases")).unwrap()),
-        payloads: Arc::new(AnyStore::Folder(folder.clone())),
-        folder: Some(folder),
-        notifier: Arc::new(Notifier::default()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        admin_token: TOKEN.into(),
-        public_url: "http://test".into(),
-        limits: Limits { json_bytes: 4096, ..Limits::default() },
-        metrics: Metrics::new(),
-        shutdown,
-        db_permits: cloudsync_api::default_db_permits(),
-    }));
-    (router(state.clone()), state)
+    (support::app_on(control, Limits { json_bytes: 4096, ..Limits::default() }, None), ())
 }
 
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes))))
+async fn call(app: &TestApp, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    app.call(method, uri, token, body).await
 }
 
 #[tokio::test]

@@ -63,6 +63,26 @@ pub struct ServeArgs {
     /// Path-style S3 addressing (endpoint/bucket/key): true or false.
     #[arg(long, env = "CLOUDSYNC_S3_PATH_STYLE")]
     pub s3_path_style: Option<bool>,
+    /// Control-plane store: postgres://… (for several nodes) or sqlite://… (default: a
+    /// SQLite file in the data directory).
+    #[arg(long, env = "CLOUDSYNC_CONTROL_PLANE_URL", hide_env_values = true)]
+    pub control_plane_url: Option<String>,
+    /// Key sealing tenants' secrets at rest: 32 bytes, unpadded base64url (default:
+    /// generated and stored in the data directory; every node needs the same key).
+    #[arg(long, env = "CLOUDSYNC_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// Requests per second allowed per API key or JWT user (0: unlimited).
+    #[arg(long, env = "CLOUDSYNC_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Burst allowed above the rate limit.
+    #[arg(long, env = "CLOUDSYNC_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Seconds between JWKS refetches caused by unknown key ids, per JWKS URL.
+    #[arg(long, env = "CLOUDSYNC_JWKS_REFRESH_SECS")]
+    pub jwks_refresh_secs: Option<u64>,
+    /// Seconds between usage flushes to the control plane.
+    #[arg(long, env = "CLOUDSYNC_USAGE_FLUSH_SECS")]
+    pub usage_flush_secs: Option<u64>,
 }
 
 /// The same settings in the config file.
@@ -85,6 +105,12 @@ struct FileSettings {
     s3_access_key: Option<String>,
     s3_secret_key: Option<String>,
     s3_path_style: Option<bool>,
+    control_plane_url: Option<String>,
+    secrets_key: Option<String>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    jwks_refresh_secs: Option<u64>,
+    usage_flush_secs: Option<u64>,
 }
 
 /// Resolved settings.
@@ -100,6 +126,12 @@ pub struct Settings {
     pub upload_limit: usize,
     pub payload_retention_hours: u64,
     pub s3: Option<cloudsync_tenants::payloads::S3Config>,
+    pub control_plane_url: Option<String>,
+    pub secrets_key: Option<String>,
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub jwks_refresh_secs: u64,
+    pub usage_flush_secs: u64,
 }
 
 impl Settings {
@@ -119,7 +151,16 @@ impl Settings {
         );
         let workers = args.workers.or(file.workers).unwrap_or(2);
         anyhow::ensure!((1..=64).contains(&workers), "workers must be between 1 and 64");
+        let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(100);
+        let usage_flush_secs = args.usage_flush_secs.or(file.usage_flush_secs).unwrap_or(5);
+        anyhow::ensure!((1..=3600).contains(&usage_flush_secs), "usage flush interval must be 1 to 3600 seconds");
         Ok(Settings {
+            control_plane_url: args.control_plane_url.or(file.control_plane_url).filter(|u| !u.is_empty()),
+            secrets_key: args.secrets_key.or(file.secrets_key).filter(|k| !k.is_empty()),
+            rate_limit,
+            rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(rate_limit.saturating_mul(2)),
+            jwks_refresh_secs: args.jwks_refresh_secs.or(file.jwks_refresh_secs).unwrap_or(10),
+            usage_flush_secs,
             listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cloudsync-data")),
             admin_token: args.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),

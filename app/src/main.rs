@@ -59,6 +59,39 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// A tenant's identity provider for device JWTs (admin API of a running node).
+    Identity {
+        #[command(subcommand)]
+        cmd: cli::IdentityCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Devices of a database (admin API of a running node).
+    Device {
+        #[command(subcommand)]
+        cmd: cli::DeviceCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Apply jobs of a database (admin API of a running node).
+    Job {
+        #[command(subcommand)]
+        cmd: cli::JobCmd,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Apply pending control-plane migrations (also done by `serve` at start-up).
+    Migrate {
+        /// Control-plane store (default: the SQLite file in --data-dir).
+        #[arg(long, env = "CLOUDSYNC_CONTROL_PLANE_URL", hide_env_values = true)]
+        control_plane_url: Option<String>,
+        /// Data directory.
+        #[arg(long, env = "CLOUDSYNC_DATA_DIR", default_value = "cloudsync-data")]
+        data_dir: std::path::PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +106,13 @@ fn main() -> anyhow::Result<()> {
         Command::Database { cmd, client } => cli::database(cmd, &client),
         Command::Schema { cmd, client } => cli::schema(cmd, &client),
         Command::Key { cmd, client } => cli::key(cmd, &client),
+        Command::Identity { cmd, client } => cli::identity(cmd, &client),
+        Command::Device { cmd, client } => cli::device(cmd, &client),
+        Command::Job { cmd, client } => cli::job(cmd, &client),
+        Command::Migrate { control_plane_url, data_dir, json } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve::migrate(control_plane_url, data_dir, json)),
         Command::CheckHealth { url } => cli::check_health(&url),
     }
 }

@@ -8,9 +8,12 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use cloudsync_api::{AppState, Inner, Limits, Metrics};
 use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::devices::UsageRecorder;
+use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_tenants::secrets::SecretBox;
+use cloudsync_tenants::store::{redact, ControlPlane};
 use cloudsync_tenants::worker;
 use rand::RngCore;
 use tokio::sync::{watch, Notify};
@@ -80,9 +83,24 @@ async fn terminated() {
 /// Runs a node until SIGTERM.
 pub async fn run(s: Settings) -> Result<()> {
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
-    let control = ControlPlane::open_sqlite(&s.data_dir.join("control.sqlite"))
+    let control_url = control_plane_url(&s);
+    let (secrets_key, _) = match &s.secrets_key {
+        Some(k) => (k.clone(), false),
+        None => {
+            if !control_url.starts_with("sqlite:") {
+                tracing::warn!(
+                    "no --secrets-key given with a shared control plane: every node must use the same key, \
+                     or HS256 secrets stored by one node cannot be read by another"
+                );
+            }
+            stored_secret(&s.data_dir.join("secrets-key"), SecretBox::generate_text)?
+        }
+    };
+    let secrets = SecretBox::from_text(&secrets_key).context("the secrets key")?;
+    let control = ControlPlane::open(&control_url)
         .await
-        .context("opening the control-plane store")?;
+        .with_context(|| format!("opening the control-plane store {}", redact(&control_url)))?
+        .with_secrets(secrets);
     let (admin_token, generated) = match &s.admin_token {
         Some(t) => (t.clone(), false),
         None => stored_secret(&s.data_dir.join("admin-token"), || random_token("csa_"))?,
@@ -153,15 +171,21 @@ pub async fn run(s: Settings) -> Result<()> {
         public_url: public_url.clone(),
         limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
         metrics: Metrics::new(),
-        shutdown: shutdown_rx,
+        shutdown: shutdown_rx.clone(),
         db_permits: cloudsync_api::default_db_permits(),
+        verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs)),
+        usage: UsageRecorder::default(),
+        limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
     }));
-    let app = cloudsync_api::router(state);
+    let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx);
+    let app = cloudsync_api::router(state.clone());
 
     println!("cloudsync {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     println!("  API:        {public_url}/v1");
     println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics");
+    println!("  API docs:   {public_url}/docs   (OpenAPI: {public_url}/openapi.json)");
     println!("  data dir:   {}", s.data_dir.display());
+    println!("  control:    {}", redact(&control_url));
     match &s.s3 {
         Some(cfg) => println!("  payloads:   s3 bucket {} ({})", cfg.bucket, cfg.endpoint.as_deref().unwrap_or("AWS")),
         None => println!("  payloads:   {}", s.data_dir.join("payloads").display()),
@@ -189,8 +213,63 @@ pub async fn run(s: Settings) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
     }
     janitor.abort();
+    let _ = housekeeping.await;
+    // Counters of the last requests.
+    if let Err(e) = state.usage.flush(&state.control).await {
+        tracing::warn!(error = %e, "final usage flush failed");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The control-plane URL: configured, or the SQLite file in the data directory.
+pub fn control_plane_url(s: &Settings) -> String {
+    default_control_url(s.control_plane_url.clone(), &s.data_dir)
+}
+
+fn default_control_url(url: Option<String>, data_dir: &Path) -> String {
+    url.unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("control.sqlite").display()))
+}
+
+/// `cloudsync migrate`: applies pending control-plane migrations and reports the version.
+pub async fn migrate(url: Option<String>, data_dir: std::path::PathBuf, json: bool) -> Result<()> {
+    let url = default_control_url(url, &data_dir);
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    }
+    let cp = ControlPlane::connect(&url).await.with_context(|| format!("connecting to {}", redact(&url)))?;
+    let applied = cp.migrate().await.context("migrating")?;
+    let version = cp.schema_version().await?;
+    cp.close().await;
+    if json {
+        println!("{}", serde_json::json!({ "store": redact(&url), "applied": applied, "version": version }));
+    } else {
+        println!("{}: {applied} migration(s) applied, schema version {version}", redact(&url));
+    }
+    Ok(())
+}
+
+/// Periodic node work: usage flushes and rate-limiter pruning, until shutdown.
+fn spawn_housekeeping(
+    state: AppState,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = state.usage.flush(&state.control).await {
+                state.metrics.usage_flush_errors.inc();
+                tracing::warn!(error = %e, "usage flush failed; counters kept for the next one");
+            }
+            if let Some(l) = &state.limiter {
+                l.retain_recent();
+            }
+        }
+    })
 }
 
 fn hostname() -> String {

@@ -40,7 +40,7 @@ pub struct SqliteBackends {
 }
 
 /// A table created by provisioning.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Provisioned {
     /// Table name.
     pub table: String,
@@ -65,8 +65,14 @@ impl SqliteBackends {
         self.root.join(format!("{db}.sqlite"))
     }
 
-    fn open(&self, db: &DatabaseId) -> Result<Conn> {
-        let conn = Connection::open(self.path(db))?;
+    fn open(&self, db: &DatabaseId, create: bool) -> Result<Conn> {
+        let path = self.path(db);
+        // Only `create` makes a file: a request or job racing a deletion must not bring
+        // the database back empty.
+        if !create && !path.exists() {
+            return Err(Error::NotFound { what: "database" });
+        }
+        let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         // FULL: a job is marked done only after its apply committed, and must not be
         // undone by a power loss.
@@ -77,11 +83,20 @@ impl SqliteBackends {
 
     /// Runs `f` on a pooled connection to `db`.
     fn with<T>(&self, db: &DatabaseId, f: impl FnOnce(&Connection, &ConnState) -> Result<T>) -> Result<T> {
+        self.with_opts(db, false, f)
+    }
+
+    fn with_opts<T>(
+        &self,
+        db: &DatabaseId,
+        create: bool,
+        f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
+    ) -> Result<T> {
         let handle = Arc::clone(lock(&self.handles).entry(db.clone()).or_default());
         let conn = lock(&handle.idle).pop();
         let conn = match conn {
             Some(c) => c,
-            None => self.open(db)?,
+            None => self.open(db, create)?,
         };
         let result = cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn.conn, &conn.state));
         // A connection left inside a transaction by an error is not reused.
@@ -96,7 +111,26 @@ impl SqliteBackends {
 
     /// Creates the database file.
     pub fn create(&self, db: &DatabaseId) -> Result<()> {
-        self.with(db, |_, _| Ok(()))
+        self.with_opts(db, true, |_, _| Ok(()))
+    }
+
+    /// Deletes the database file (and its WAL). Idempotent. Connections in use finish
+    /// their work on the unlinked file; none is reused.
+    pub fn delete(&self, db: &DatabaseId) -> Result<()> {
+        if let Some(handle) = lock(&self.handles).remove(db) {
+            lock(&handle.idle).clear();
+        }
+        let main = self.path(db);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = PathBuf::from(format!("{}{suffix}", main.display()));
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io { path: path.display().to_string(), source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Runs `CREATE TABLE` / `CREATE INDEX` statements and enables sync on the new

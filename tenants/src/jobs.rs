@@ -16,6 +16,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::ids::{now_ms, DatabaseId, SiteHex};
+use crate::page::{Page, PageRequest};
 use crate::store::ControlPlane;
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ use crate::{Error, Result};
 pub const MAX_ATTEMPTS: i64 = 8;
 
 /// State of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting (new, or retrying after a backoff).
@@ -39,6 +40,17 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The state's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+            JobState::Discarded => "discarded",
+        }
+    }
+
     fn parse(s: &str) -> Result<JobState> {
         Ok(match s {
             "pending" => JobState::Pending,
@@ -52,7 +64,7 @@ impl JobState {
 }
 
 /// A job as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Job {
     /// Id (increasing in upload order).
     pub id: i64,
@@ -124,7 +136,7 @@ pub struct NewJob {
 }
 
 /// A failure as a device sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     /// The job.
     pub job: i64,
@@ -139,7 +151,7 @@ pub struct Failure {
 }
 
 /// What the server knows of one device's uploads.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct DeviceStatus {
     /// Highest device position accepted (its job is durably queued).
     pub accepted: Option<String>,
@@ -325,14 +337,23 @@ impl ControlPlane {
         row.as_ref().map(job_of).transpose()?.ok_or(Error::NotFound { what: "job" })
     }
 
-    /// The jobs of a database, newest first.
-    pub async fn jobs(&self, db: &DatabaseId, limit: i64) -> Result<Vec<Job>> {
-        let rows = sqlx::query("SELECT * FROM jobs WHERE database_id = $1 ORDER BY id DESC LIMIT $2")
-            .bind(db.as_str())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_of).collect()
+    /// A page of a database's jobs, newest first, optionally only those in `state`.
+    pub async fn jobs(&self, db: &DatabaseId, state: Option<JobState>, page: &PageRequest) -> Result<Page<Job>> {
+        let before = match &page.after {
+            None => i64::MAX,
+            Some(_) => page.after_int()?,
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE database_id = $1 AND ($2 = '' OR state = $2) AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(db.as_str())
+        .bind(state.map_or("", JobState::name))
+        .bind(before)
+        .bind(page.fetch())
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(job_of).collect::<Result<Vec<_>>>()?;
+        Ok(page.page(items, |j| j.id.to_string()))
     }
 
     /// What the server knows of a device's uploads.

@@ -11,12 +11,17 @@
 //! store, the payload store and the tenant databases, never only in memory.
 
 pub mod backend;
+pub mod deletion;
+pub mod devices;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
+pub mod page;
 pub mod payloads;
+pub mod secrets;
 pub mod store;
 pub mod worker;
 

@@ -6,6 +6,7 @@
 //! both engines accept (numbered parameters, integer flags, no engine-specific
 //! functions), and each engine has its own migrations.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,25 +14,28 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
-use crate::ids::{now_ms, ApiKeyId, DatabaseId, SiteHex, TenantId};
-use crate::keys::{self, Scope};
+use crate::ids::{now_ms, DatabaseId, TenantId};
+use crate::page::{Page, PageRequest};
+use crate::secrets::SecretBox;
 use crate::{Error, Result};
 
 /// A tenant: an operator's customer, owning databases and keys.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Id.
     pub id: TenantId,
     /// Display name.
     pub name: String,
-    /// Suspended tenants cannot sync.
+    /// Suspended tenants cannot sync and their keys and tokens are refused.
     pub suspended: bool,
     /// Creation time (Unix ms).
     pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
 }
 
 /// Where a database's central copy lives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendConfig {
     /// A SQLite file managed by the service, in its data directory.
@@ -39,7 +43,7 @@ pub enum BackendConfig {
 }
 
 /// A synced database of a tenant.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Database {
     /// Id.
     pub id: DatabaseId,
@@ -49,32 +53,69 @@ pub struct Database {
     pub name: String,
     /// Backend.
     pub backend: BackendConfig,
+    /// Sync settings.
+    pub settings: DatabaseSettings,
     /// Creation time (Unix ms).
     pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
 }
 
-/// An API key, without its secret.
-#[derive(Clone, Debug, Serialize)]
-pub struct ApiKey {
-    /// Id.
-    pub id: ApiKeyId,
-    /// Owning tenant.
-    pub tenant_id: TenantId,
-    /// Name.
-    pub name: String,
-    /// What it may do.
-    pub scopes: Vec<Scope>,
-    /// Creation time (Unix ms).
-    pub created_at: i64,
-    /// Expiry (Unix ms), if any.
-    pub expires_at: Option<i64>,
+/// Per-database sync settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Settings of individual tables, by table name.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableSettings>,
 }
 
-impl ApiKey {
-    /// Whether the key grants `scope` (admin grants everything).
-    pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
+/// How one table syncs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableSettings {
+    /// Which way changes flow.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// Which way a table's changes flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Devices upload and download changes.
+    #[default]
+    Both,
+    /// Devices only download: an upload that changes the table is refused (the central
+    /// database, or a direct write to it, is the only writer).
+    DownloadOnly,
+}
+
+impl DatabaseSettings {
+    /// Checks the settings: table names as SQLite would accept them.
+    pub fn validate(&self) -> Result<()> {
+        for name in self.tables.keys() {
+            if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                return Err(Error::Invalid(format!("invalid table name in settings: '{}'", name.escape_debug())));
+            }
+        }
+        Ok(())
     }
+
+    /// The tables devices may not change.
+    pub fn download_only(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().filter(|(_, t)| t.direction == Direction::DownloadOnly).map(|(n, _)| n.as_str())
+    }
+}
+
+/// A change to a database.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New settings (replacing the old ones).
+    pub settings: Option<DatabaseSettings>,
 }
 
 /// Which engine holds the control plane.
@@ -91,15 +132,29 @@ pub enum Engine {
 pub struct ControlPlane {
     pub(crate) pool: AnyPool,
     engine: Engine,
+    pub(crate) secrets: Option<SecretBox>,
 }
 
 /// Versioned migrations of each engine: `(version, description, SQLite, PostgreSQL)`.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "management",
+        include_str!("../migrations/sqlite/0002_management.sql"),
+        include_str!("../migrations/postgres/0002_management.sql"),
+    ),
+];
+
+/// The schema version this build migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+}
 
 fn migrator(engine: Engine) -> Migrator {
     Migrator::with_migrations(
@@ -119,29 +174,21 @@ fn tenant_of(r: &AnyRow) -> Result<Tenant> {
         name: r.try_get("name")?,
         suspended: r.try_get::<i64, _>("suspended")? != 0,
         created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
 fn database_of(r: &AnyRow) -> Result<Database> {
     let backend: String = r.try_get("backend")?;
+    let settings: String = r.try_get("settings")?;
     Ok(Database {
         id: DatabaseId::parse(r.try_get::<&str, _>("id")?)?,
         tenant_id: TenantId::parse(r.try_get::<&str, _>("tenant_id")?)?,
         name: r.try_get("name")?,
         backend: serde_json::from_str(&backend).map_err(|e| Error::Invalid(format!("stored backend config: {e}")))?,
+        settings: serde_json::from_str(&settings).map_err(|e| Error::Invalid(format!("stored settings: {e}")))?,
         created_at: r.try_get("created_at")?,
-    })
-}
-
-fn key_of(r: &AnyRow) -> Result<ApiKey> {
-    let scopes: String = r.try_get("scopes")?;
-    Ok(ApiKey {
-        id: ApiKeyId::parse(r.try_get::<&str, _>("id")?)?,
-        tenant_id: TenantId::parse(r.try_get::<&str, _>("tenant_id")?)?,
-        name: r.try_get("name")?,
-        scopes: scopes.split(',').filter_map(Scope::parse).collect(),
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
@@ -216,7 +263,15 @@ impl ControlPlane {
             })
             .connect(url)
             .await?;
-        Ok(ControlPlane { pool, engine })
+        Ok(ControlPlane { pool, engine, secrets: None })
+    }
+
+    /// Sets the key that seals tenants' secrets at rest (identity settings with an
+    /// HS256 secret need one).
+    #[must_use]
+    pub fn with_secrets(mut self, secrets: SecretBox) -> ControlPlane {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -253,13 +308,15 @@ impl ControlPlane {
 
     /// Creates a tenant.
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        let now = now_ms();
         let t = Tenant {
             id: TenantId::generate(),
             name: valid_name("tenant", name)?,
             suspended: false,
-            created_at: now_ms(),
+            created_at: now,
+            updated_at: now,
         };
-        sqlx::query("INSERT INTO tenants (id, name, suspended, created_at) VALUES ($1, $2, 0, $3)")
+        sqlx::query("INSERT INTO tenants (id, name, suspended, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)")
             .bind(t.id.as_str())
             .bind(&t.name)
             .bind(t.created_at)
@@ -268,45 +325,115 @@ impl ControlPlane {
         Ok(t)
     }
 
-    /// A tenant by id.
+    /// A tenant by id (not one being deleted).
     pub async fn tenant(&self, id: &TenantId) -> Result<Tenant> {
-        let row =
-            sqlx::query("SELECT * FROM tenants WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1 AND deleting = 0")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(tenant_of).transpose()?.ok_or(Error::NotFound { what: "tenant" })
+    }
+
+    /// A page of tenants, oldest first.
+    pub async fn tenants(&self, page: &PageRequest) -> Result<Page<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants WHERE deleting = 0 AND id > $1 ORDER BY id LIMIT $2")
+            .bind(page.after_text())
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(tenant_of).collect::<Result<Vec<_>>>()?;
+        Ok(page.page(items, |t| t.id.to_string()))
+    }
+
+    /// Renames a tenant.
+    pub async fn rename_tenant(&self, id: &TenantId, name: &str) -> Result<Tenant> {
+        let name = valid_name("tenant", name)?;
+        sqlx::query("UPDATE tenants SET name = $1, updated_at = $2 WHERE id = $3 AND deleting = 0")
+            .bind(&name)
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        self.tenant(id).await
+    }
+
+    /// Suspends (`true`) or resumes a tenant. A suspended tenant's keys and tokens are
+    /// refused; its data stays.
+    pub async fn set_suspended(&self, id: &TenantId, suspended: bool) -> Result<Tenant> {
+        sqlx::query("UPDATE tenants SET suspended = $1, updated_at = $2 WHERE id = $3 AND deleting = 0")
+            .bind(i64::from(suspended))
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        self.tenant(id).await
+    }
+
+    /// First step of deleting a tenant: hides it (it stops syncing at once) and returns
+    /// its databases, whose data the caller removes before [`ControlPlane::purge_tenant`].
+    /// Calling it again for a tenant already being deleted is allowed (resuming an
+    /// interrupted deletion).
+    pub async fn begin_tenant_deletion(&self, id: &TenantId) -> Result<Vec<Database>> {
+        let n = sqlx::query("UPDATE tenants SET deleting = 1, suspended = 1, updated_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound { what: "tenant" });
+        }
+        let rows = sqlx::query("SELECT * FROM databases WHERE tenant_id = $1 ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(database_of).collect()
+    }
+
+    /// Last step of deleting a tenant: removes its rows (databases, keys, identity,
+    /// devices, jobs and usage go with it).
+    pub async fn purge_tenant(&self, id: &TenantId) -> Result<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = $1 AND deleting = 1").bind(id.as_str()).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Creates a database for a tenant.
     pub async fn create_database(&self, tenant: &TenantId, name: &str, backend: BackendConfig) -> Result<Database> {
         self.tenant(tenant).await?;
+        let now = now_ms();
         let d = Database {
             id: DatabaseId::generate(),
             tenant_id: tenant.clone(),
             name: valid_name("database", name)?,
             backend,
-            created_at: now_ms(),
+            settings: DatabaseSettings::default(),
+            created_at: now,
+            updated_at: now,
         };
         let backend_json = serde_json::to_string(&d.backend).map_err(|e| Error::Invalid(e.to_string()))?;
-        let res =
-            sqlx::query("INSERT INTO databases (id, tenant_id, name, backend, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(d.id.as_str())
-                .bind(d.tenant_id.as_str())
-                .bind(&d.name)
-                .bind(backend_json)
-                .bind(d.created_at)
-                .execute(&self.pool)
-                .await;
-        match res {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(Error::Conflict(format!("tenant already has a database named '{}'", d.name)))
-            }
-            other => other.map(|_| d).map_err(Error::from),
-        }
+        let res = sqlx::query(
+            "INSERT INTO databases (id, tenant_id, name, backend, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, '{}', $5, $5)",
+        )
+        .bind(d.id.as_str())
+        .bind(d.tenant_id.as_str())
+        .bind(&d.name)
+        .bind(backend_json)
+        .bind(d.created_at)
+        .execute(&self.pool)
+        .await;
+        unique_name(res, &d.name)?;
+        Ok(d)
     }
 
-    /// A database by id.
+    /// A database by id (not one of a tenant being deleted).
     pub async fn database(&self, id: &DatabaseId) -> Result<Database> {
-        let row =
-            sqlx::query("SELECT * FROM databases WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(
+            "SELECT d.* FROM databases d JOIN tenants t ON t.id = d.tenant_id WHERE d.id = $1 AND t.deleting = 0",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(database_of).transpose()?.ok_or(Error::NotFound { what: "database" })
     }
 
@@ -320,86 +447,59 @@ impl ControlPlane {
         Ok(db)
     }
 
-    /// Creates an API key; returns the key and its secret (shown once, stored hashed).
-    pub async fn create_api_key(
+    /// A page of a tenant's databases, oldest first.
+    pub async fn databases(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Database>> {
+        self.tenant(tenant).await?;
+        let rows = sqlx::query("SELECT * FROM databases WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(tenant.as_str())
+            .bind(page.after_text())
+            .bind(page.fetch())
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(database_of).collect::<Result<Vec<_>>>()?;
+        Ok(page.page(items, |d| d.id.to_string()))
+    }
+
+    /// Renames a database or replaces its settings.
+    pub async fn update_database(
         &self,
         tenant: &TenantId,
-        name: &str,
-        scopes: &[Scope],
-        expires_at: Option<i64>,
-    ) -> Result<(ApiKey, String)> {
-        self.tenant(tenant).await?;
-        if scopes.is_empty() {
-            return Err(Error::Invalid("an API key needs at least one scope (admin, sync, schema)".into()));
-        }
-        let secret = keys::generate();
-        let mut scopes = scopes.to_vec();
-        scopes.dedup();
-        let key = ApiKey {
-            id: ApiKeyId::generate(),
-            tenant_id: tenant.clone(),
-            name: valid_name("API key", name)?,
-            scopes,
-            created_at: now_ms(),
-            expires_at,
+        id: &DatabaseId,
+        update: DatabaseUpdate,
+    ) -> Result<Database> {
+        let db = self.tenant_database(tenant, id).await?;
+        let name = match &update.name {
+            Some(n) => valid_name("database", n)?,
+            None => db.name,
         };
-        let scopes_text = key.scopes.iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, hash, scopes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(key.id.as_str())
-        .bind(key.tenant_id.as_str())
-        .bind(&key.name)
-        .bind(keys::digest(&secret))
-        .bind(scopes_text)
-        .bind(key.created_at)
-        .bind(key.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok((key, secret))
-    }
-
-    /// The key a secret belongs to, if it is valid (not revoked, not expired, tenant
-    /// not suspended). Records its use.
-    pub async fn authenticate_key(&self, secret: &str) -> Result<Option<ApiKey>> {
-        if !secret.starts_with(keys::PREFIX) {
-            return Ok(None);
-        }
-        let now = now_ms();
-        let row = sqlx::query(
-            "SELECT k.* FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2) AND t.suspended = 0",
-        )
-        .bind(keys::digest(secret))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let key = key_of(&row)?;
-        // Recorded at most once a minute per key: a write per request would serialize
-        // every device on the control-plane store.
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND coalesce(last_used_at, 0) < $1 - 60000")
-            .bind(now)
-            .bind(key.id.as_str())
+        let settings = update.settings.unwrap_or(db.settings);
+        settings.validate()?;
+        let settings_json = serde_json::to_string(&settings).map_err(|e| Error::Invalid(e.to_string()))?;
+        let res = sqlx::query("UPDATE databases SET name = $1, settings = $2, updated_at = $3 WHERE id = $4")
+            .bind(&name)
+            .bind(settings_json)
+            .bind(now_ms())
+            .bind(id.as_str())
             .execute(&self.pool)
-            .await?;
-        Ok(Some(key))
+            .await;
+        unique_name(res, &name)?;
+        self.database(id).await
     }
 
-    /// Records that a device was seen (last-seen time kept to the nearest 30 s, so a
-    /// long-polling device does not write on every request).
-    pub async fn touch_device(&self, db: &DatabaseId, site: &SiteHex) -> Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO devices (database_id, site_id, first_seen, last_seen) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (database_id, site_id) DO UPDATE SET last_seen = excluded.last_seen \
-             WHERE devices.last_seen < excluded.last_seen - 30000",
-        )
-        .bind(db.as_str())
-        .bind(site.to_string())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+    /// Removes a database's rows (its jobs and devices go with it; usage history stays
+    /// with the tenant). The caller removes its data first.
+    pub async fn delete_database_row(&self, id: &DatabaseId) -> Result<()> {
+        sqlx::query("DELETE FROM databases WHERE id = $1").bind(id.as_str()).execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+/// Maps a unique violation on a database name to a precise conflict.
+fn unique_name(res: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>, name: &str) -> Result<()> {
+    match res {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(Error::Conflict(format!("tenant already has a database named '{name}'")))
+        }
+        other => other.map(|_| ()).map_err(Error::from),
     }
 }

@@ -2,20 +2,26 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cloudsync_tenants::payloads::{Op, PayloadStore};
 use serde::Deserialize;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Query;
 use crate::routes::sync::too_large;
+use crate::routes::sync::Payload;
 use crate::AppState;
 
 /// The query of a signed URL.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signed {
+    /// `put` or `get`.
     op: String,
+    /// Expiry, Unix ms.
     expires: i64,
+    /// HMAC-SHA256 signature, hex.
     sig: String,
 }
 
@@ -27,26 +33,39 @@ fn check(state: &AppState, key: &str, op: Op, q: &Signed) -> ApiResult<()> {
     Ok(())
 }
 
-/// `PUT /v1/blobs/<key>?op=put&expires=…&sig=…`.
+/// Upload a payload to a signed URL of the folder payload store.
+#[utoipa::path(put, path = "/v1/blobs/{*key}", tag = "sync",
+    params(("key" = String, Path, description = "Object key"), Signed),
+    request_body(content = Payload, content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored"), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 403, description = "Invalid or expired signature", body = ErrorBody),
+        (status = 404, description = "No folder store on this node", body = ErrorBody),
+        (status = 413, description = "Payload over the upload limit", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<Signed>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<StatusCode> {
-    check(&state, &key, Op::Put, &q)?;
+    check(&state, &key, Op::Put, &q?)?;
     let bytes = body.map_err(|e| too_large(e, state.limits.upload_bytes))?;
     state.metrics.bytes_in.inc_by(bytes.len() as u64);
     state.payloads.put(&key, bytes.to_vec()).await?;
     Ok(StatusCode::CREATED)
 }
 
-/// `GET /v1/blobs/<key>?op=get&expires=…&sig=…`.
+/// Download a payload from a signed URL of the folder payload store.
+#[utoipa::path(get, path = "/v1/blobs/{*key}", tag = "sync",
+    params(("key" = String, Path, description = "Object key"), Signed),
+    responses((status = 200, description = "The payload", body = Payload, content_type = "application/octet-stream"),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 403, description = "Invalid or expired signature", body = ErrorBody),
+        (status = 404, description = "No such object", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<Signed>,
 ) -> ApiResult<Vec<u8>> {
-    check(&state, &key, Op::Get, &q)?;
+    check(&state, &key, Op::Get, &q?)?;
     Ok(state.payloads.get(&key).await?)
 }

@@ -11,21 +11,24 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cloudsync_core::Cursor;
+use cloudsync_tenants::devices::Activity;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
+use cloudsync_tenants::jobs::DeviceStatus;
 use cloudsync_tenants::jobs::NewJob;
 use cloudsync_tenants::keys::Scope;
 use cloudsync_tenants::payloads::{Op, PayloadStore};
 use cloudsync_tenants::store::Database;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::AppState;
 
 /// The device's site id (32 hex characters).
@@ -78,24 +81,107 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
         .map_err(|_| ApiError::BadRequest(format!("header {name} is not text")))
 }
 
-/// Loads the database and checks the caller may sync with it; records the device.
-async fn device(state: &AppState, caller: &Caller, db: &str, site: &str) -> ApiResult<(Database, SiteHex)> {
+/// Loads the database and checks the caller may sync with it.
+async fn authorize(state: &AppState, caller: &Caller, db: &str) -> ApiResult<Database> {
     let db = state.control.database(&DatabaseId::parse(db)?).await?;
     caller.database(&db, Scope::Sync)?;
+    Ok(db)
+}
+
+/// Checks the device may sync (it is not blocked).
+async fn device(state: &AppState, db: Database, site: &str) -> ApiResult<(Database, SiteHex)> {
     let site = SiteHex::parse(site)?;
-    state.control.touch_device(&db.id, &site).await?;
+    if let Some(reason) = state.control.blocked(&db.id, &site).await? {
+        return Err(ApiError::DeviceBlocked(Some(reason).filter(|r| !r.is_empty())));
+    }
     Ok((db, site))
 }
 
-#[derive(Deserialize)]
+/// Counts a sync request in the device's and the database's usage.
+fn record(state: &AppState, caller: &Caller, db: &Database, site: SiteHex, mut activity: Activity) {
+    activity.user_id = caller.user_id().map(str::to_string);
+    state.usage.record(&db.tenant_id, &db.id, site, activity);
+}
+
+/// An upload by reference: a payload already put at a signed upload URL.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UploadRef {
+pub struct UploadRef {
+    /// The `object` returned by the uploads endpoint.
     object: String,
 }
 
-/// Checks a payload before it is accepted: it must decode, and every change in it must
-/// have been written by the uploading device.
-fn validate(bytes: &[u8], site: &SiteHex) -> ApiResult<u64> {
+/// A payload (the binary format of `docs/payload-format.md`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Payload(pub Vec<u8>);
+
+/// The answer to an accepted upload.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// The apply job.
+    job: i64,
+    /// The device feed position now durably accepted.
+    accepted: String,
+    /// Changes in the payload.
+    changes: u64,
+}
+
+/// A signed upload URL.
+#[derive(Serialize, ToSchema)]
+pub struct UploadTicket {
+    /// Pass back as `object` in the upload call.
+    object: String,
+    /// `PUT` the payload here.
+    upload_url: String,
+    /// Seconds the URL stays valid.
+    expires_in: u64,
+}
+
+/// What the server knows of a device.
+#[derive(Serialize, ToSchema)]
+pub struct SyncStatus {
+    /// Protocol version.
+    protocol: u32,
+    /// The central database's version.
+    server_db_version: u64,
+    /// The device's uploads.
+    device: DeviceStatus,
+}
+
+/// The headers every upload carries.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct UploadHeaders {
+    /// The device's site id (32 hex characters).
+    #[serde(rename = "x-cloudsync-site")]
+    #[param(rename = "x-cloudsync-site")]
+    site: String,
+    /// Device feed position the payload starts after (`<db_version>.<seq>`).
+    #[serde(rename = "x-cloudsync-from")]
+    #[param(rename = "x-cloudsync-from")]
+    from: String,
+    /// Device feed position the payload ends at.
+    #[serde(rename = "x-cloudsync-to")]
+    #[param(rename = "x-cloudsync-to")]
+    to: String,
+}
+
+/// The header identifying the device.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct SiteHeader {
+    /// The device's site id (32 hex characters).
+    #[serde(rename = "x-cloudsync-site")]
+    #[param(rename = "x-cloudsync-site")]
+    site: String,
+}
+
+/// Checks a payload before it is accepted: it must decode, every change in it must
+/// have been written by the uploading device, and none may touch a download-only table.
+fn validate(bytes: &[u8], site: &SiteHex, db: &Database) -> ApiResult<u64> {
     let cs =
         cloudsync_core::payload::decode(bytes).map_err(|e| ApiError::BadRequest(format!("invalid payload: {e}")))?;
     if let Some(other) = cs.sites.iter().find(|s| **s != site.0) {
@@ -103,18 +189,29 @@ fn validate(bytes: &[u8], site: &SiteHex) -> ApiResult<u64> {
             "the payload contains changes written by site {other}; a device uploads only its own changes"
         )));
     }
+    if let Some(t) = db.settings.download_only().find(|t| cs.tables.iter().any(|d| d.name.eq_ignore_ascii_case(t))) {
+        return Err(ApiError::Forbidden(format!(
+            "table '{t}' is download-only in this database; devices cannot change it"
+        )));
+    }
     Ok(cs.change_count() as u64)
 }
 
-/// `POST {sync_url}/changes`.
+/// Upload changes: a payload inline, or a reference to one put at a signed upload URL.
+/// Answered once its apply job is durable.
+#[utoipa::path(post, path = "/v1/sync/{db}/changes", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), UploadHeaders),
+    request_body(content((Payload = "application/vnd.cloudsync.payload"), (UploadRef = "application/json"))),
+    responses((status = 202, description = "Accepted: the apply job is durable", body = Accepted)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(db): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let (db, site) = device(&state, &caller, &db, header(&headers, SITE)?).await?;
+) -> ApiResult<(StatusCode, Json<Accepted>)> {
+    let db = authorize(&state, &caller, &db).await?;
+    let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
     let from = parse_cursor(header(&headers, FROM)?)?;
     let to = parse_cursor(header(&headers, TO)?)?;
     let body = body.map_err(|e| too_large(e, state.limits.inline_bytes))?;
@@ -138,7 +235,7 @@ pub async fn upload(
         let key = format!("{}/{}/{}.csyn", db.id, site, uuid::Uuid::now_v7().simple());
         (key, body.to_vec())
     };
-    let changes = validate(&bytes, &site)?;
+    let changes = validate(&bytes, &site, &db)?;
     let len = bytes.len();
     if !is_json {
         state.payloads.put(&object_key, bytes).await?;
@@ -158,43 +255,72 @@ pub async fn upload(
     state.metrics.uploads.inc();
     state.metrics.bytes_in.inc_by(len as u64);
     state.metrics.changes_in.inc_by(changes);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job.id, "accepted": job.to_cursor, "changes": changes }))))
+    let activity = Activity {
+        bytes_in: i64::try_from(len).unwrap_or(i64::MAX),
+        changes_in: i64::try_from(changes).unwrap_or(i64::MAX),
+        ..Activity::default()
+    };
+    record(&state, &caller, &db, site, activity);
+    Ok((StatusCode::ACCEPTED, Json(Accepted { job: job.id, accepted: job.to_cursor, changes })))
 }
 
-/// `POST {sync_url}/uploads`: a signed URL for a large payload.
+/// Get a signed URL to upload a large payload to the payload store.
+#[utoipa::path(post, path = "/v1/sync/{db}/uploads", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), SiteHeader),
+    responses((status = 201, description = "A signed upload URL", body = UploadTicket)))]
 pub async fn new_upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(db): Path<String>,
     headers: HeaderMap,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let (db, site) = device(&state, &caller, &db, header(&headers, SITE)?).await?;
+) -> ApiResult<(StatusCode, Json<UploadTicket>)> {
+    let db = authorize(&state, &caller, &db).await?;
+    let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
     let object = format!("{}/{}/{}.csyn", db.id, site, uuid::Uuid::now_v7().simple());
     let ttl = Duration::from_secs(900);
     let url = state.payloads.presign(&object, Op::Put, ttl).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "object": object, "upload_url": url, "expires_in": ttl.as_secs() }))))
+    Ok((StatusCode::CREATED, Json(UploadTicket { object, upload_url: url, expires_in: ttl.as_secs() })))
 }
 
 /// Query of a download.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// The device's site id (32 hex characters).
     site: String,
+    /// Server position to continue after (`<db_version>.<seq>`; default the beginning).
     #[serde(default)]
     after: Option<String>,
+    /// Wait up to this long (ms, at most 60000) for changes when there are none.
     #[serde(default)]
+    #[param(minimum = 0)]
     wait_ms: Option<u64>,
+    /// Largest chunk wanted (bytes; clamped to the server's chunk size).
     #[serde(default)]
+    #[param(minimum = 0)]
     max_bytes: Option<usize>,
 }
 
-/// `GET {sync_url}/changes?site=…&after=…&wait_ms=…&max_bytes=…`.
+/// Download the next chunk of changes the device did not write; long-polls with
+/// `wait_ms`. The chunk's end position is in `x-cloudsync-cursor`.
+#[utoipa::path(get, path = "/v1/sync/{db}/changes", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), DownloadQuery),
+    responses(
+        (status = 200, description = "A chunk of changes", body = Payload, content_type = "application/vnd.cloudsync.payload",
+            headers(("x-cloudsync-cursor" = String, description = "Position the chunk ends at"),
+                ("x-cloudsync-more" = String, description = "`1` when more changes follow"),
+                ("x-cloudsync-changes" = u64, description = "Changes in the chunk"))),
+        (status = 204, description = "No changes (within `wait_ms`)",
+            headers(("x-cloudsync-cursor" = String, description = "The current position")))))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
     Path(db): Path<String>,
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult<Response> {
-    let (db, site) = device(&state, &caller, &db, &q.site).await?;
+    let db = authorize(&state, &caller, &db).await?;
+    let q = q?;
+    let (db, site) = device(&state, db, &q.site).await?;
     let after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Cursor::ZERO);
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
@@ -206,7 +332,11 @@ pub async fn download(
         let backends = std::sync::Arc::clone(&state.backends);
         let id = db.id.clone();
         let chunk = state.blocking(move || backends.changes(&id, after, site.0, max_bytes)).await?;
+        let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
         if let Some(payload) = chunk.payload {
+            activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);
+            activity.changes_out = i64::try_from(chunk.changes).unwrap_or(i64::MAX);
+            record(&state, &caller, &db, site, activity);
             state.metrics.downloads.inc();
             state.metrics.bytes_out.inc_by(payload.len() as u64);
             state.metrics.changes_out.inc_by(chunk.changes);
@@ -222,6 +352,7 @@ pub async fn download(
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || *shutdown.borrow() {
+            record(&state, &caller, &db, site, activity);
             let mut resp = StatusCode::NO_CONTENT.into_response();
             resp.headers_mut().insert(
                 CURSOR,
@@ -239,24 +370,32 @@ pub async fn download(
 }
 
 /// Query of a status call.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// The device's site id (32 hex characters).
     site: String,
 }
 
-/// `GET {sync_url}/status?site=…`.
+/// What the server accepted, applied and failed for this device.
+#[utoipa::path(get, path = "/v1/sync/{db}/status", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), StatusQuery),
+    responses((status = 200, description = "The device's status", body = SyncStatus)))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
     Path(db): Path<String>,
     Query(q): Query<StatusQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let (db, site) = device(&state, &caller, &db, &q.site).await?;
+) -> ApiResult<Json<SyncStatus>> {
+    let db = authorize(&state, &caller, &db).await?;
+    let q = q?;
+    let (db, site) = device(&state, db, &q.site).await?;
+    record(&state, &caller, &db, site, Activity::default());
     let device = state.control.device_status(&db.id, &site).await?;
     let backends = std::sync::Arc::clone(&state.backends);
     let id = db.id.clone();
     let server = tokio::task::spawn_blocking(move || backends.db_version(&id))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))??;
-    Ok(Json(json!({ "protocol": 1, "server_db_version": server, "device": device })))
+    Ok(Json(SyncStatus { protocol: 1, server_db_version: server, device }))
 }

@@ -95,6 +95,33 @@ impl PayloadStore for FolderStore {
         Ok(format!("{}/v1/blobs/{key}?op={}&expires={expires}&sig={sig}", self.public_url, op.name()))
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        check_key(prefix)?;
+        let dir = self.root.join(prefix);
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let mut removed = 0;
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else { continue };
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(entry.path());
+                    } else {
+                        removed += 1;
+                    }
+                }
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::Io { path: dir.display().to_string(), source: e })
+                }
+                _ => Ok(removed),
+            }
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
     async fn expire(&self, age: Duration) -> Result<u64> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || -> Result<u64> {

@@ -54,6 +54,12 @@ impl PayloadStore for AnyStore {
             AnyStore::S3(s) => s.expire(age).await,
         }
     }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        match self {
+            AnyStore::Folder(s) => s.delete_prefix(prefix).await,
+            AnyStore::S3(s) => s.delete_prefix(prefix).await,
+        }
+    }
 }
 
 use crate::{Error, Result};
@@ -89,6 +95,8 @@ pub trait PayloadStore: Send + Sync {
     fn presign(&self, key: &str, op: Op, ttl: Duration) -> impl Future<Output = Result<String>> + Send;
     /// Deletes objects older than `age`; returns how many.
     fn expire(&self, age: Duration) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes every object under `prefix/` (a database's payloads); returns how many.
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// Checks an object key: 1–512 characters of `[A-Za-z0-9._-]` in `/`-separated

@@ -139,6 +139,35 @@ impl PayloadStore for S3Store {
         Ok(req.uri().to_string())
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        check_key(prefix)?;
+        let full = format!("{}/", self.key(prefix)?);
+        let mut removed = 0;
+        let mut token = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full);
+            if let Some(t) = token.take() {
+                req = req.continuation_token(t);
+            }
+            let page = req.send().await.map_err(|e| s3_err("list", e))?;
+            for k in page.contents().iter().filter_map(|o| o.key()) {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(k)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("delete", e))?;
+                removed += 1;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(removed)
+    }
+
     async fn expire(&self, age: Duration) -> Result<u64> {
         let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut removed = 0;

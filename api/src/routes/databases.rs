@@ -1,0 +1,200 @@
+//! A tenant's databases: lifecycle, settings, schema provisioning and usage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cloudsync_tenants::backend::Provisioned;
+use cloudsync_tenants::deletion::{self, Deleted};
+use cloudsync_tenants::devices::Usage;
+use cloudsync_tenants::ids::{DatabaseId, TenantId};
+use cloudsync_tenants::keys::Scope;
+use cloudsync_tenants::page::Page;
+use cloudsync_tenants::store::{BackendConfig, Database, DatabaseUpdate};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::tenants::{tenant_id, ConfirmQuery, ListQuery, RangeQuery};
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::extract::{body, Query};
+use crate::AppState;
+
+/// A database, with the URL its devices sync with.
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseView {
+    #[serde(flatten)]
+    database: Database,
+    /// The single string a device passes to `cloudsync_network_init`.
+    sync_url: String,
+}
+
+impl DatabaseView {
+    fn of(state: &AppState, database: Database) -> DatabaseView {
+        DatabaseView { sync_url: state.sync_url(&database.id), database }
+    }
+}
+
+/// Body of `POST /v1/tenants/{tenant}/databases`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDatabase {
+    /// Name, unique within the tenant.
+    name: String,
+    /// Where the central copy lives.
+    #[serde(default = "default_backend")]
+    backend: BackendConfig,
+}
+
+fn default_backend() -> BackendConfig {
+    BackendConfig::Sqlite
+}
+
+/// Body of the schema endpoint: SQLite `CREATE TABLE` statements and optional per-table algorithms.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schema {
+    /// `CREATE TABLE` / `CREATE INDEX` statements (SQLite dialect).
+    sql: String,
+    /// Algorithm per table (`cls`, `gos`, `dws`, `aws`; default `cls`).
+    #[serde(default)]
+    algo: BTreeMap<String, String>,
+}
+
+/// Tables provisioned by a schema call.
+#[derive(Serialize, ToSchema)]
+pub struct ProvisionedTables {
+    /// The tables.
+    tables: Vec<Provisioned>,
+}
+
+/// Loads a tenant's database after checking the caller may use it with `scope`.
+pub async fn load(state: &AppState, caller: &Caller, tenant: &str, db: &str, scope: Scope) -> ApiResult<Database> {
+    let tenant: TenantId = tenant_id(tenant)?;
+    caller.tenant(&tenant, scope)?;
+    Ok(state.control.tenant_database(&tenant, &DatabaseId::parse(db)?).await?)
+}
+
+/// Create a database.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/databases", tag = "databases", request_body = NewDatabase,
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 201, description = "Created", body = DatabaseView)))]
+pub async fn create_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    b: Result<Json<NewDatabase>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<DatabaseView>)> {
+    let tenant = tenant_id(&tenant)?;
+    caller.tenant(&tenant, Scope::Admin)?;
+    let req = body(b, state.limits.json_bytes)?;
+    let db = state.control.create_database(&tenant, &req.name, req.backend).await?;
+    let backends = Arc::clone(&state.backends);
+    let id = db.id.clone();
+    state.blocking(move || backends.create(&id)).await?;
+    Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
+}
+
+/// List a tenant's databases.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/databases", tag = "databases",
+    params(("tenant" = String, Path, description = "Tenant id"), ListQuery),
+    responses((status = 200, description = "A page of databases", body = Page<DatabaseView>)))]
+pub async fn list_databases(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Page<DatabaseView>>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.tenant(&tenant, Scope::Admin)?;
+    let q = q?;
+    let page = state.control.databases(&tenant, &q.page()?).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(|d| DatabaseView::of(&state, d)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Get a database.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/databases/{db}", tag = "databases",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "The database", body = DatabaseView)))]
+pub async fn get_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+) -> ApiResult<Json<DatabaseView>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    Ok(Json(DatabaseView::of(&state, db)))
+}
+
+/// Rename a database or replace its sync settings.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/databases/{db}", tag = "databases", request_body = DatabaseUpdate,
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "The updated database", body = DatabaseView)))]
+pub async fn update_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    b: Result<Json<DatabaseUpdate>, JsonRejection>,
+) -> ApiResult<Json<DatabaseView>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let req = body(b, state.limits.json_bytes)?;
+    let updated = state.control.update_database(&db.tenant_id, &db.id, req).await?;
+    Ok(Json(DatabaseView::of(&state, updated)))
+}
+
+/// Delete a database with its data, payloads, jobs and devices.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/databases/{db}", tag = "databases",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"), ConfirmQuery),
+    responses((status = 200, description = "What was deleted", body = Deleted)))]
+pub async fn delete_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    Query(q): Query<ConfirmQuery>,
+) -> ApiResult<Json<Deleted>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let q = q?;
+    q.require("database", db.id.as_str())?;
+    let deleted = deletion::delete_database(&state.control, &state.backends, state.payloads.as_ref(), &db).await?;
+    tracing::info!(database = %db.id, tenant = %db.tenant_id, "database deleted");
+    Ok(Json(deleted))
+}
+
+/// Provision tables: runs SQLite `CREATE TABLE` statements in the central database
+/// and enables sync on the new tables, all or nothing.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/schema", tag = "databases", request_body = Schema,
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "The provisioned tables", body = ProvisionedTables)))]
+pub async fn apply_schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    b: Result<Json<Schema>, JsonRejection>,
+) -> ApiResult<Json<ProvisionedTables>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Schema).await?;
+    let req = body(b, state.limits.json_bytes)?;
+    let backends = Arc::clone(&state.backends);
+    let tables = state.blocking(move || backends.provision(&db.id, &req.sql, &req.algo)).await?;
+    Ok(Json(ProvisionedTables { tables }))
+}
+
+/// Usage of one database over a time range.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/databases/{db}/usage", tag = "usage",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"), RangeQuery),
+    responses((status = 200, description = "Usage in the range", body = Usage)))]
+pub async fn database_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Usage>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let q = q?;
+    let (from, to) = q.range();
+    Ok(Json(state.control.usage(&db.tenant_id, Some(&db.id), from, to).await?))
+}

@@ -1,0 +1,223 @@
+//! Tenants (operator only, except reading one's own tenant and its usage).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cloudsync_tenants::deletion::{self, Deleted};
+use cloudsync_tenants::devices::Usage;
+use cloudsync_tenants::ids::{now_ms, TenantId};
+use cloudsync_tenants::keys::Scope;
+use cloudsync_tenants::page::Page;
+use cloudsync_tenants::store::Tenant;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{body, Query};
+use crate::AppState;
+
+/// `limit` and `cursor` of a list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Items per page (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The page requested.
+    pub fn page(&self) -> ApiResult<cloudsync_tenants::page::PageRequest> {
+        Ok(cloudsync_tenants::page::PageRequest::new(self.limit, self.cursor.as_deref())?)
+    }
+}
+
+/// A time range, Unix milliseconds (default: the last 30 days).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// Start (inclusive, rounded down to the hour).
+    pub from: Option<i64>,
+    /// End (exclusive; default now).
+    pub to: Option<i64>,
+}
+
+impl RangeQuery {
+    /// The range, with defaults.
+    pub fn range(&self) -> (i64, i64) {
+        let to = self.to.unwrap_or_else(|| now_ms() + 1);
+        (self.from.unwrap_or(to - 30 * 24 * 3_600_000), to)
+    }
+}
+
+/// Confirmation of a deletion.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfirmQuery {
+    /// The id of the resource being deleted, repeated.
+    pub confirm: Option<String>,
+}
+
+impl ConfirmQuery {
+    /// Requires `confirm` to repeat `id`.
+    pub fn require(&self, what: &str, id: &str) -> ApiResult<()> {
+        if self.confirm.as_deref() == Some(id) {
+            Ok(())
+        } else {
+            Err(ApiError::ConfirmationRequired(format!(
+                "deleting a {what} removes all its data; repeat its id as ?confirm={id}"
+            )))
+        }
+    }
+}
+
+/// Body of `POST /v1/tenants`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Display name.
+    name: String,
+}
+
+/// Body of `PATCH /v1/tenants/{tenant}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    /// New display name.
+    name: String,
+}
+
+/// Parses a tenant id from a path (unknown ids are `404`).
+pub fn tenant_id(s: &str) -> ApiResult<TenantId> {
+    Ok(TenantId::parse(s)?)
+}
+
+/// Create a tenant.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant,
+    responses((status = 201, description = "Created", body = Tenant)))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: Result<Json<NewTenant>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    caller.operator()?;
+    let req = body(b, state.limits.json_bytes)?;
+    Ok((StatusCode::CREATED, Json(state.control.create_tenant(&req.name).await?)))
+}
+
+/// List tenants.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(ListQuery),
+    responses((status = 200, description = "A page of tenants", body = Page<Tenant>)))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Page<Tenant>>> {
+    caller.operator()?;
+    let q = q?;
+    Ok(Json(state.control.tenants(&q.page()?).await?))
+}
+
+/// Get a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant", body = Tenant)))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.tenant(&tenant, Scope::Admin)?;
+    Ok(Json(state.control.tenant(&tenant).await?))
+}
+
+/// Rename a tenant.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = TenantUpdate,
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The renamed tenant", body = Tenant)))]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    b: Result<Json<TenantUpdate>, JsonRejection>,
+) -> ApiResult<Json<Tenant>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.operator()?;
+    let req = body(b, state.limits.json_bytes)?;
+    Ok(Json(state.control.rename_tenant(&tenant, &req.name).await?))
+}
+
+/// Delete a tenant with all its databases, payloads, keys and devices.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id"), ConfirmQuery),
+    responses((status = 200, description = "What was deleted", body = Deleted)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(q): Query<ConfirmQuery>,
+) -> ApiResult<Json<Deleted>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.operator()?;
+    let q = q?;
+    // No existence check first: a deletion interrupted half-way (the tenant already
+    // hidden) is finished by repeating it.
+    q.require("tenant", tenant.as_str())?;
+    let backends = Arc::clone(&state.backends);
+    let deleted = deletion::delete_tenant(&state.control, &backends, state.payloads.as_ref(), &tenant).await?;
+    tracing::info!(%tenant, databases = deleted.databases, "tenant deleted");
+    Ok(Json(deleted))
+}
+
+/// Suspend a tenant: its keys and tokens are refused until it is resumed.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/suspend", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The suspended tenant", body = Tenant)))]
+pub async fn suspend_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.operator()?;
+    Ok(Json(state.control.set_suspended(&tenant, true).await?))
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/resume", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The resumed tenant", body = Tenant)))]
+pub async fn resume_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Tenant>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.operator()?;
+    Ok(Json(state.control.set_suspended(&tenant, false).await?))
+}
+
+/// Usage of all of a tenant's databases over a time range.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/usage", tag = "usage",
+    params(("tenant" = String, Path, description = "Tenant id"), RangeQuery),
+    responses((status = 200, description = "Usage in the range", body = Usage)))]
+pub async fn tenant_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Usage>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.tenant(&tenant, Scope::Admin)?;
+    let q = q?;
+    state.control.tenant(&tenant).await?;
+    let (from, to) = q.range();
+    Ok(Json(state.control.usage(&tenant, None, from, to).await?))
+}

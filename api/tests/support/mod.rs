@@ -1,0 +1,211 @@
+//! The HTTP application in-process (`oneshot`, no socket) on a control plane of either
+//! engine, with helpers to call it, sign JWTs and make real payloads.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use cloudsync_api::{router, AppState, Inner, Limits, Metrics};
+use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::devices::UsageRecorder;
+use cloudsync_tenants::identity::Verifier;
+use cloudsync_tenants::notify::Notifier;
+use cloudsync_tenants::payloads::{AnyStore, FolderStore};
+use cloudsync_tenants::secrets::SecretBox;
+use cloudsync_tenants::store::ControlPlane;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+#[path = "../../../tenants/tests/common/mod.rs"]
+pub mod common;
+
+pub const TOKEN: &str = "csa_test_admin_token";
+
+/// An application under test.
+pub struct TestApp {
+    pub app: axum::Router,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+}
+
+/// Builds the application on `control`, with `limits` and an optional rate limit.
+pub fn app_on(control: ControlPlane, limits: Limits, rate: Option<(u32, u32)>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = FolderStore::new(dir.path().join("payloads"), "http://test".into(), b"k".to_vec()).unwrap();
+    let (tx, shutdown) = tokio::sync::watch::channel(false);
+    // Keep the sender alive for the test's duration.
+    std::mem::forget(tx);
+    let control = control.with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
+    let state = AppState(Arc::new(Inner {
+        control,
+        backends: Arc::new(SqliteBackends::new(dir.path().join("databases")).unwrap()),
+        payloads: Arc::new(AnyStore::Folder(folder.clone())),
+        folder: Some(folder),
+        notifier: Arc::new(Notifier::default()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        admin_token: TOKEN.into(),
+        public_url: "http://test".into(),
+        limits,
+        metrics: Metrics::new(),
+        shutdown,
+        db_permits: cloudsync_api::default_db_permits(),
+        verifier: Verifier::new(Duration::ZERO),
+        usage: UsageRecorder::default(),
+        limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
+    }));
+    TestApp { app: router(state.clone()), state, dir }
+}
+
+/// A response.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl TestApp {
+    /// Calls with a bearer token (or none) and an optional JSON body.
+    pub async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let r = self.request(method, uri, token.map(|t| format!("Bearer {t}")).as_deref(), body, &[]).await;
+        (r.status, r.body)
+    }
+
+    /// Calls with a raw Authorization header value, JSON body and extra headers.
+    pub async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    /// Sends a prepared request.
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let raw = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or_else(|_| json!(String::from_utf8_lossy(&raw)));
+        Resp { status, headers, body, raw }
+    }
+
+    /// Creates a tenant, returning its id.
+    pub async fn tenant(&self, name: &str) -> String {
+        let (s, t) = self.call("POST", "/v1/tenants", Some(TOKEN), Some(json!({ "name": name }))).await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        t["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a database with `sql` provisioned, returning its id.
+    pub async fn database(&self, tenant: &str, name: &str, sql: &str) -> String {
+        let (s, d) = self
+            .call("POST", &format!("/v1/tenants/{tenant}/databases"), Some(TOKEN), Some(json!({ "name": name })))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        let id = d["id"].as_str().unwrap().to_string();
+        let (s, v) = self
+            .call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/databases/{id}/schema"),
+                Some(TOKEN),
+                Some(json!({ "sql": sql })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        id
+    }
+
+    /// Creates an API key with `scopes`, returning `(id, secret)`.
+    pub async fn key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        let (s, k) = self
+            .call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/api-keys"),
+                Some(TOKEN),
+                Some(json!({ "name": scopes.join("+"), "scopes": scopes })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        (k["id"].as_str().unwrap().to_string(), k["key"].as_str().unwrap().to_string())
+    }
+
+    /// Uploads a payload inline as device `site`.
+    pub async fn upload(&self, db: &str, token: &str, site: &str, payload: Vec<u8>) -> Resp {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("/v1/sync/{db}/changes"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/vnd.cloudsync.payload")
+            .header("x-cloudsync-site", site)
+            .header("x-cloudsync-from", "0")
+            .header("x-cloudsync-to", "1.0")
+            .body(Body::from(payload))
+            .unwrap();
+        self.send(req).await
+    }
+}
+
+/// A device database: `sql` run, every table synced, `writes` run; returns its site
+/// id (hex) and the payload of all its changes.
+pub fn device_payload(sql: &str, tables: &[&str], writes: &str) -> (String, Vec<u8>) {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    cloudsync_sqlite::register(&conn).unwrap();
+    conn.execute_batch(sql).unwrap();
+    for t in tables {
+        let _: String = conn.query_row("SELECT cloudsync_init(?1)", [t], |r| r.get(0)).unwrap();
+    }
+    conn.execute_batch(writes).unwrap();
+    let site: String = conn.query_row("SELECT hex(cloudsync_siteid())", [], |r| r.get(0)).unwrap();
+    let payload: Vec<u8> = conn
+        .query_row(
+            "SELECT cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq) \
+             FROM cloudsync_changes",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (site.to_lowercase(), payload)
+}
+
+/// Signs HS256 claims with `secret`.
+pub fn hs256(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token with `alg: none` and no signature.
+pub fn alg_none(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(claims))
+}
+
+/// Unix seconds now.
+pub fn now_s() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}

@@ -1,0 +1,55 @@
+//! Deleting databases and tenants with their data.
+//!
+//! Data goes first (payload objects, then the database file), rows last, and every
+//! step is idempotent: a deletion interrupted by a crash is finished by running it
+//! again, and never leaves data without the row that lets an operator find it. A tenant
+//! is hidden before its data is removed, so it stops syncing at once.
+
+use std::sync::Arc;
+
+use crate::backend::SqliteBackends;
+use crate::ids::TenantId;
+use crate::payloads::PayloadStore;
+use crate::store::{ControlPlane, Database};
+use crate::{Error, Result};
+
+/// What a deletion removed.
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// Databases deleted.
+    pub databases: u64,
+    /// Payload objects deleted.
+    pub payload_objects: u64,
+}
+
+/// Deletes a database: its payload objects, its file, then its rows (jobs and devices
+/// with it).
+pub async fn delete_database<P: PayloadStore>(
+    cp: &ControlPlane,
+    backends: &Arc<SqliteBackends>,
+    payloads: &P,
+    db: &Database,
+) -> Result<Deleted> {
+    let objects = payloads.delete_prefix(db.id.as_str()).await?;
+    let (b, id) = (Arc::clone(backends), db.id.clone());
+    tokio::task::spawn_blocking(move || b.delete(&id)).await.map_err(|e| Error::Task(e.to_string()))??;
+    cp.delete_database_row(&db.id).await?;
+    Ok(Deleted { databases: 1, payload_objects: objects })
+}
+
+/// Deletes a tenant and everything it owns.
+pub async fn delete_tenant<P: PayloadStore>(
+    cp: &ControlPlane,
+    backends: &Arc<SqliteBackends>,
+    payloads: &P,
+    tenant: &TenantId,
+) -> Result<Deleted> {
+    let mut total = Deleted::default();
+    for db in cp.begin_tenant_deletion(tenant).await? {
+        let d = delete_database(cp, backends, payloads, &db).await?;
+        total.databases += d.databases;
+        total.payload_objects += d.payload_objects;
+    }
+    cp.purge_tenant(tenant).await?;
+    Ok(total)
+}
