@@ -104,7 +104,7 @@ pub struct Usage {
     pub changes_in: i64,
     /// Changes downloaded.
     pub changes_out: i64,
-    /// Distinct devices that made a request in the range.
+    /// Distinct devices (site ids) that made a request in the range.
     pub active_devices: i64,
 }
 
@@ -345,9 +345,10 @@ impl ControlPlane {
         let from = from - from.rem_euclid(HOUR_MS);
         let db_filter = db.map(DatabaseId::as_str).unwrap_or("");
         let row = sqlx::query(
-            "SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(bytes_in), 0) AS bytes_in, \
-             coalesce(sum(bytes_out), 0) AS bytes_out, coalesce(sum(changes_in), 0) AS changes_in, \
-             coalesce(sum(changes_out), 0) AS changes_out FROM usage_hours \
+            "SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests, \
+             CAST(coalesce(sum(bytes_in), 0) AS BIGINT) AS bytes_in, CAST(coalesce(sum(bytes_out), 0) AS BIGINT) AS bytes_out, \
+             CAST(coalesce(sum(changes_in), 0) AS BIGINT) AS changes_in, \
+             CAST(coalesce(sum(changes_out), 0) AS BIGINT) AS changes_out FROM usage_hours \
              WHERE tenant_id = $1 AND ($2 = '' OR database_id = $2) AND hour >= $3 AND hour < $4",
         )
         .bind(tenant.as_str())
@@ -357,7 +358,7 @@ impl ControlPlane {
         .fetch_one(&self.pool)
         .await?;
         let active: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT DISTINCT database_id, site_id FROM device_hours \
+            "SELECT count(*) FROM (SELECT DISTINCT site_id FROM device_hours \
              WHERE tenant_id = $1 AND ($2 = '' OR database_id = $2) AND hour >= $3 AND hour < $4) AS active",
         )
         .bind(tenant.as_str())
@@ -369,23 +370,12 @@ impl ControlPlane {
         Ok(Usage {
             from,
             to,
-            requests: sum(&row, "requests")?,
-            bytes_in: sum(&row, "bytes_in")?,
-            bytes_out: sum(&row, "bytes_out")?,
-            changes_in: sum(&row, "changes_in")?,
-            changes_out: sum(&row, "changes_out")?,
+            requests: row.try_get("requests")?,
+            bytes_in: row.try_get("bytes_in")?,
+            bytes_out: row.try_get("bytes_out")?,
+            changes_in: row.try_get("changes_in")?,
+            changes_out: row.try_get("changes_out")?,
             active_devices: active,
         })
-    }
-}
-
-/// `sum()` of BIGINT is NUMERIC in PostgreSQL and INTEGER in SQLite; read either.
-fn sum(row: &AnyRow, col: &str) -> Result<i64> {
-    match row.try_get::<i64, _>(col) {
-        Ok(v) => Ok(v),
-        Err(_) => {
-            let text: String = row.try_get(col)?;
-            text.parse().map_err(|_| Error::Invalid(format!("usage counter {col} is not an integer: {text}")))
-        }
     }
 }

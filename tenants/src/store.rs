@@ -279,6 +279,12 @@ impl ControlPlane {
         self.pool.close().await;
     }
 
+    /// The connection pool (for inspection in tests and tools; the store's methods are
+    /// the interface).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// The engine behind this store.
     pub fn engine(&self) -> Engine {
         self.engine

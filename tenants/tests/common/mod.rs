@@ -10,6 +10,8 @@ use sqlx::Executor;
 pub struct TestStore {
     pub name: &'static str,
     pub cp: ControlPlane,
+    /// The store's URL (to open a second pool on it).
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
@@ -34,7 +36,8 @@ pub fn pg_admin_url() -> String {
 pub async fn stores() -> Vec<TestStore> {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("control.sqlite").display());
+    let sqlite = ControlPlane::open(&sqlite_url).await.unwrap();
     let admin = pg_admin_url();
     let db = format!("cs_test_{}", uuid::Uuid::now_v7().simple());
     let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
@@ -47,7 +50,12 @@ pub async fn stores() -> Vec<TestStore> {
     };
     let pg = ControlPlane::open(&url).await.unwrap();
     vec![
-        TestStore { name: "sqlite", cp: sqlite, _dir: Some(dir), pg: None },
-        TestStore { name: "postgres", cp: pg, _dir: None, pg: Some((admin, db)) },
+        TestStore { name: "sqlite", cp: sqlite, url: sqlite_url, _dir: Some(dir), pg: None },
+        TestStore { name: "postgres", cp: pg, url, _dir: None, pg: Some((admin, db)) },
     ]
+}
+
+/// The pool behind a store, for tests that inspect what is stored.
+pub fn pool(cp: &ControlPlane) -> sqlx::AnyPool {
+    cp.pool().clone()
 }
