@@ -265,7 +265,7 @@ async fn devices_jobs_and_usage_are_accounted_and_devices_can_be_blocked() {
         let (_, sync) = app.key(&t, &["sync"]).await;
         let (site, payload) =
             device_payload(SQL, &["notes"], "INSERT INTO notes VALUES ('a', 'x'); INSERT INTO notes VALUES ('b', 'y')");
-        let len = payload.len() as i64;
+        let len = i64::try_from(payload.len()).unwrap();
         let r = app.upload(&db, &sync, &site, payload).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
         let job = r.body["job"].as_i64().unwrap();
