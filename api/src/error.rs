@@ -79,7 +79,9 @@ impl From<CpError> for ApiError {
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
             // Schema and payload problems are the caller's to fix: say what is wrong.
-            e @ (CpError::Backend(_) | CpError::Payload(_)) if !e.retryable() && e.code() != "internal" => {
+            e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_))
+                if !e.retryable() && e.code() != "internal" =>
+            {
                 ApiError::BadRequest(e.to_string())
             }
             other => ApiError::Internal(Box::new(other)),

@@ -342,7 +342,7 @@ impl ControlPlane {
         if from >= to {
             return Err(Error::Invalid("the range is empty: 'from' must be before 'to'".into()));
         }
-        let from = from - from.rem_euclid(HOUR_MS);
+        let from = from.saturating_sub(from.rem_euclid(HOUR_MS));
         let db_filter = db.map(DatabaseId::as_str).unwrap_or("");
         let row = sqlx::query(
             "SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests, \

@@ -71,11 +71,24 @@ impl Error {
             Error::Backend(cloudsync_sqlite::Error::Unsupported { .. } | cloudsync_sqlite::Error::Argument { .. }) => {
                 "invalid_schema"
             }
-            Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) | Error::Sqlite(e) if !is_transient(e) => {
-                "constraint_violation"
-            }
+            Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) | Error::Sqlite(e) => sqlite_code(e),
             _ => "internal",
         }
+    }
+}
+
+/// The caller's SQLite mistakes get their own codes; anything else (corruption,
+/// permissions, I/O) is the service's problem.
+fn sqlite_code(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::ConstraintViolation => "constraint_violation",
+            C::Unknown | C::TypeMismatch | C::TooBig | C::ParameterOutOfRange => "invalid_sql",
+            _ => "internal",
+        },
+        rusqlite::Error::SqlInputError { .. } => "invalid_sql",
+        _ => "internal",
     }
 }
 

@@ -49,7 +49,19 @@ pub fn test_hosts(so: &Path) -> Result<()> {
 
     step("End to end: the cloudsync binary with devices on the built extension (API keys, JWKS tokens)");
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "-p", "cloudsync", "--test", "e2e", "--test", "identity", "--", "--ignored", "--test-threads", "1"])
+        .args([
+            "test",
+            "-p",
+            "cloudsync",
+            "--test",
+            "e2e",
+            "--test",
+            "identity",
+            "--",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
         .env("CLOUDSYNC_EXTENSION", &so_arg)
         .current_dir(root()))?;
 

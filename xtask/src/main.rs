@@ -2,7 +2,8 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `test` | installs what the tests need (Debian packages, a Python venv with apsw, better-sqlite3), runs every Rust test, builds the loadable extension and runs it from the sqlite3 CLI, Python's sqlite3, apsw and Node |
+//! | `test` | installs and starts what the tests need (Debian packages, PostgreSQL, a Python venv with apsw, better-sqlite3, schemathesis), runs every Rust test (control-plane tests on SQLite and PostgreSQL), builds the loadable extension and runs it from the sqlite3 CLI, Python's sqlite3, apsw and Node, then fuzzes the live server's OpenAPI contract with schemathesis |
+//! | `contract` | starts a node and runs schemathesis against its OpenAPI document (also part of `test`) |
 //! | `build-extension` | builds `libcloudsync.so` in release mode, on its own, and prints its absolute path last |
 //! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
@@ -16,6 +17,7 @@
 //! extension is tested from real hosts that cargo does not install.
 
 mod bench;
+mod contract;
 mod ext;
 mod sys;
 
@@ -32,9 +34,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("bench") => bench::run(rest),
+        Some("contract") => contract::schemathesis(),
         Some("shell") => ext::shell(rest),
         Some("fuzz") => fuzz(rest),
-        _ => bail!("usage: cargo xtask <test | build-extension | bench sqlite|core | shell [DB] | fuzz>"),
+        _ => bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync | shell [DB] | fuzz>"),
     }
 }
 
@@ -95,6 +98,7 @@ fn test(args: &[String]) -> Result<()> {
     sys::step("Loadable extension");
     let so = ext::build()?;
     ext::test_hosts(&so)?;
+    contract::schemathesis()?;
     sys::step("All tests passed");
     Ok(())
 }

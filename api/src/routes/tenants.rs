@@ -52,7 +52,7 @@ impl RangeQuery {
     /// The range, with defaults.
     pub fn range(&self) -> (i64, i64) {
         let to = self.to.unwrap_or_else(|| now_ms() + 1);
-        (self.from.unwrap_or(to - 30 * 24 * 3_600_000), to)
+        (self.from.unwrap_or(to.saturating_sub(30 * 24 * 3_600_000)), to)
     }
 }
 
