@@ -1,10 +1,12 @@
 //! The CloudSync control plane.
 //!
 //! Everything the service knows and does besides speaking HTTP: the control-plane store
-//! ([`store::ControlPlane`]: tenants, databases, API keys, devices) and its durable
-//! apply queue ([`jobs`]), the payload stores ([`payloads`]), the tenant databases
-//! ([`backend::SqliteBackends`]), the apply workers ([`worker`]) and in-process change
-//! notifications ([`notify`]).
+//! ([`store::ControlPlane`], on SQLite or PostgreSQL: tenants and databases, API keys
+//! ([`keys`]), identity settings and JWT verification ([`identity`]), devices and usage
+//! ([`devices`]), secrets at rest ([`secrets`]), pagination ([`page`]), deletion with
+//! data ([`deletion`])) and its durable apply queue ([`jobs`]), the payload stores
+//! ([`payloads`]), the tenant databases ([`backend::SqliteBackends`]), the apply
+//! workers ([`worker`]) and in-process change notifications ([`notify`]).
 //!
 //! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
 //! (`cloudsync` binary). State that must survive a crash lives in the control-plane

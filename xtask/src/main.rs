@@ -37,7 +37,9 @@ fn main() -> Result<()> {
         Some("contract") => contract::schemathesis(),
         Some("shell") => ext::shell(rest),
         Some("fuzz") => fuzz(rest),
-        _ => bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync | shell [DB] | fuzz>"),
+        _ => {
+            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync | shell [DB] | fuzz>")
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub enum Error {
         message: String,
         /// Whether retrying later may succeed.
         retryable: bool,
+        /// How long the server asked to wait first (`Retry-After`, seconds).
+        retry_after: Option<u64>,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]

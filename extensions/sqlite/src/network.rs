@@ -74,7 +74,7 @@ fn checkpoint(conn: &Connection, key: &str) -> Result<Cursor> {
 }
 
 fn net_err(why: impl Into<String>) -> Error {
-    Error::Network { status: None, code: "network".into(), message: why.into(), retryable: true }
+    Error::Network { status: None, code: "network".into(), message: why.into(), retryable: true, retry_after: None }
 }
 
 /// `cloudsync_network_init(sync_url)`.
@@ -132,6 +132,7 @@ impl Reply {
             code,
             message,
             retryable: self.status == 408 || self.status == 429 || self.status >= 500,
+            retry_after: self.header("retry-after").and_then(|v| v.trim().parse().ok()),
         })
     }
 }
@@ -374,8 +375,12 @@ pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u
         let mut attempt = 0;
         loop {
             match what() {
-                Err(Error::Network { retryable: true, .. }) if attempt < max_retries => {
-                    std::thread::sleep(Duration::from_millis(100u64 << attempt.min(6)));
+                Err(Error::Network { retryable: true, retry_after, .. }) if attempt < max_retries => {
+                    // The server's Retry-After when it gave one (capped: a call must not
+                    // hang for minutes), exponential backoff otherwise.
+                    let backoff = Duration::from_millis(100u64 << attempt.min(6));
+                    let asked = retry_after.map(|s| Duration::from_secs(s.min(30)));
+                    std::thread::sleep(asked.map_or(backoff, |a| a.max(backoff)));
                     attempt += 1;
                 }
                 other => return other,
