@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, PathItem, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ErrorBody, ErrorDetail};
 
@@ -45,7 +45,7 @@ const METHODS: [HttpMethod; 5] =
     [HttpMethod::Get, HttpMethod::Post, HttpMethod::Put, HttpMethod::Patch, HttpMethod::Delete];
 
 /// The operation of `path` for `method`, if any.
-pub fn operation_mut<'a>(item: &'a mut utoipa::openapi::PathItem, method: &HttpMethod) -> Option<&'a mut Operation> {
+pub fn operation_mut<'a>(item: &'a mut PathItem, method: &HttpMethod) -> Option<&'a mut Operation> {
     match method {
         HttpMethod::Get => item.get.as_mut(),
         HttpMethod::Post => item.post.as_mut(),
@@ -56,17 +56,22 @@ pub fn operation_mut<'a>(item: &'a mut utoipa::openapi::PathItem, method: &HttpM
     }
 }
 
+/// The operations of a path, by method name.
+pub fn methods(item: &PathItem) -> [(&'static str, Option<&Operation>); 5] {
+    [
+        ("GET", item.get.as_ref()),
+        ("POST", item.post.as_ref()),
+        ("PUT", item.put.as_ref()),
+        ("PATCH", item.patch.as_ref()),
+        ("DELETE", item.delete.as_ref()),
+    ]
+}
+
 /// Every `(method, path)` the document describes.
 pub fn operations(api: &OpenApi) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for (path, item) in &api.paths.paths {
-        for (name, op) in [
-            ("GET", &item.get),
-            ("POST", &item.post),
-            ("PUT", &item.put),
-            ("PATCH", &item.patch),
-            ("DELETE", &item.delete),
-        ] {
+        for (name, op) in methods(item) {
             if op.is_some() {
                 out.push((name, path.clone()));
             }
@@ -162,13 +167,7 @@ pub fn html(api: &OpenApi) -> String {
         let desc = api.tags.iter().flatten().find(|t| &t.name == tag).and_then(|t| t.description.clone());
         let _ = write!(out, "<h2 id=\"{0}\">{0}</h2><p>{1}</p>", esc(tag), esc(desc.as_deref().unwrap_or("")));
         for (path, item) in &api.paths.paths {
-            for (name, op) in [
-                ("GET", &item.get),
-                ("POST", &item.post),
-                ("PUT", &item.put),
-                ("PATCH", &item.patch),
-                ("DELETE", &item.delete),
-            ] {
+            for (name, op) in methods(item) {
                 let Some(op) = op else { continue };
                 if !op.tags.iter().flatten().any(|t| t == tag) {
                     continue;

@@ -321,16 +321,6 @@ fn walk(dir: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-fn cli(server: &Server, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .args(["--server", &server.url, "--admin-token", &server.token, "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cloudsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 #[ignore = "needs the built extension; run by cargo xtask test"]
 fn operator_cli_provisions_and_the_network_functions_manage_state() {

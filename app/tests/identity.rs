@@ -118,16 +118,6 @@ fn psql(url: &str, sql: &str) {
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn cli(server: &Server, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args(args)
-        .args(["--server", &server.url, "--admin-token", &server.token, "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cloudsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn join_with_token(d: &mut dyn Device, sync_url: &str, jwt: &str) {
     d.sql(SCHEMA);
     d.sql("SELECT cloudsync_init('notes')");

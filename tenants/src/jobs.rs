@@ -289,40 +289,34 @@ impl ControlPlane {
     /// Operator action: apply a backing-off or dead job again now, with a fresh set of
     /// attempts.
     pub async fn retry_job(&self, db: &DatabaseId, id: i64) -> Result<Job> {
-        let now = now_ms();
-        let n = sqlx::query(
-            "UPDATE jobs SET state = 'pending', next_attempt_at = $1, attempts = 0, updated_at = $1, finished_at = NULL \
-             WHERE id = $2 AND database_id = $3 AND state IN ('pending', 'dead')",
+        self.operator_transition(
+            db,
+            id,
+            "state = 'pending', next_attempt_at = $1, attempts = 0, updated_at = $1, finished_at = NULL",
+            "retried",
         )
-        .bind(now)
-        .bind(id)
-        .bind(db.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let job = self.job(db, id).await?;
-        if n == 0 {
-            return Err(Error::Conflict(format!("job {id} is {:?} and cannot be retried", job.state).to_lowercase()));
-        }
-        Ok(job)
+        .await
     }
 
     /// Operator action: drop a waiting or dead job without applying it.
     pub async fn discard_job(&self, db: &DatabaseId, id: i64) -> Result<Job> {
-        let now = now_ms();
-        let n = sqlx::query(
-            "UPDATE jobs SET state = 'discarded', updated_at = $1, finished_at = $1 \
-             WHERE id = $2 AND database_id = $3 AND state IN ('pending', 'dead')",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(db.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        self.operator_transition(db, id, "state = 'discarded', updated_at = $1, finished_at = $1", "discarded").await
+    }
+
+    /// Applies `set` (with `$1` = now) to a pending or dead job; `Conflict` in any
+    /// other state (a running job belongs to a worker, a finished one is history).
+    async fn operator_transition(&self, db: &DatabaseId, id: i64, set: &'static str, verb: &str) -> Result<Job> {
+        let sql = format!("UPDATE jobs SET {set} WHERE id = $2 AND database_id = $3 AND state IN ('pending', 'dead')");
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(id)
+            .bind(db.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         let job = self.job(db, id).await?;
         if n == 0 {
-            return Err(Error::Conflict(format!("job {id} is {:?} and cannot be discarded", job.state).to_lowercase()));
+            return Err(Error::Conflict(format!("job {id} is {} and cannot be {verb}", job.state.name())));
         }
         Ok(job)
     }

@@ -94,6 +94,13 @@ async fn s3_store_roundtrip_presign_and_expire() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(s.expire(Duration::from_secs(0)).await.unwrap(), 1);
     assert!(matches!(s.get("db/site/two.csyn").await, Err(Error::NotFound { .. })));
+    // Deleting a database's payloads removes its prefix only (`db/` is not `db2/`).
+    for key in ["db/a/1.csyn", "db/b/2.csyn", "db2/a/3.csyn"] {
+        s.put(key, b"x".to_vec()).await.unwrap();
+    }
+    assert_eq!(s.delete_prefix("db").await.unwrap(), 2);
+    assert_eq!(s.get("db2/a/3.csyn").await.unwrap(), b"x");
+    assert!(s.delete_prefix("../db").await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

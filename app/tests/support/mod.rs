@@ -137,6 +137,17 @@ pub struct Provisioned {
     pub central: PathBuf,
 }
 
+/// Runs the operator CLI against `server` with `--json`; panics with its stderr on failure.
+pub fn cli(server: &Server, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(args)
+        .args(["--server", &server.url, "--admin-token", &server.token, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cloudsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// One HTTP request; returns status and body (transport errors as Err).
 pub fn http(
     method: &str,

@@ -72,6 +72,38 @@ impl S3Store {
         Ok(if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) })
     }
 
+    /// Deletes the objects under `prefix` (a full bucket key prefix) that `select`
+    /// picks, page by page; returns how many.
+    async fn delete_where(&self, prefix: &str, select: impl Fn(&aws_sdk_s3::types::Object) -> bool) -> Result<u64> {
+        let mut removed = 0;
+        let mut token = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket);
+            if !prefix.is_empty() {
+                req = req.prefix(prefix);
+            }
+            if let Some(t) = token.take() {
+                req = req.continuation_token(t);
+            }
+            let page = req.send().await.map_err(|e| s3_err("list", e))?;
+            for k in page.contents().iter().filter(|o| select(o)).filter_map(|o| o.key()) {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(k)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("delete", e))?;
+                removed += 1;
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(removed)
+    }
+
     /// Checks that the bucket is reachable with these credentials.
     pub async fn check(&self) -> Result<()> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| s3_err("head bucket", e))?;
@@ -141,64 +173,15 @@ impl PayloadStore for S3Store {
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         check_key(prefix)?;
-        let full = format!("{}/", self.key(prefix)?);
-        let mut removed = 0;
-        let mut token = None;
-        loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full);
-            if let Some(t) = token.take() {
-                req = req.continuation_token(t);
-            }
-            let page = req.send().await.map_err(|e| s3_err("list", e))?;
-            for k in page.contents().iter().filter_map(|o| o.key()) {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(k)
-                    .send()
-                    .await
-                    .map_err(|e| s3_err("delete", e))?;
-                removed += 1;
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(removed)
+        self.delete_where(&format!("{}/", self.key(prefix)?), |_| true).await
     }
 
     async fn expire(&self, age: Duration) -> Result<u64> {
         let cutoff = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut removed = 0;
-        let mut token = None;
-        loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket);
-            if !self.prefix.is_empty() {
-                req = req.prefix(format!("{}/", self.prefix));
-            }
-            if let Some(t) = token.take() {
-                req = req.continuation_token(t);
-            }
-            let page = req.send().await.map_err(|e| s3_err("list", e))?;
-            for obj in page.contents() {
-                let old = obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t < cutoff);
-                if let (true, Some(k)) = (old, obj.key()) {
-                    self.client
-                        .delete_object()
-                        .bucket(&self.bucket)
-                        .key(k)
-                        .send()
-                        .await
-                        .map_err(|e| s3_err("delete", e))?;
-                    removed += 1;
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(removed)
+        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        self.delete_where(&prefix, |obj| {
+            obj.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t < cutoff)
+        })
+        .await
     }
 }
