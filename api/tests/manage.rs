@@ -252,6 +252,13 @@ async fn identity_settings_are_validated_and_pin_the_algorithm() {
         assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is not stored in clear");
         let tok = hs256(SECRET, json!({ "uid": "u9", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
         assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::OK);
+        // A stored HS256 setting that lost its secret never verifies against an empty key.
+        sqlx::query("UPDATE identities SET secret = NULL")
+            .execute(&support::common::pool(&app.state.control))
+            .await
+            .unwrap();
+        let empty = hs256("", json!({ "uid": "u9", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
+        assert_eq!(app.call("GET", &status, Some(&empty), None).await.0, StatusCode::UNAUTHORIZED);
         assert_eq!(app.call("DELETE", &url, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
         assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::UNAUTHORIZED);
     });

@@ -382,7 +382,11 @@ impl Verifier {
             return Err(JwtError::Invalid(format!("token algorithm {:?} is not the tenant's {pinned:?}", header.alg)));
         }
         let key = match identity.method {
-            Method::Hs256 => DecodingKey::from_secret(secret.as_deref().unwrap_or_default()),
+            Method::Hs256 => match secret.as_deref() {
+                Some(s) if !s.is_empty() => DecodingKey::from_secret(s),
+                // Never verify against an empty key (anyone could sign with it).
+                _ => return Err(JwtError::Invalid("the tenant's HS256 secret is missing".into())),
+            },
             Method::Rs256 => DecodingKey::from_rsa_pem(identity.public_key.as_deref().unwrap_or("").as_bytes())
                 .map_err(|e| JwtError::Invalid(format!("stored public key: {e}")))?,
             Method::Es256 => DecodingKey::from_ec_pem(identity.public_key.as_deref().unwrap_or("").as_bytes())
