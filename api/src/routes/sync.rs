@@ -394,8 +394,6 @@ pub async fn status(
     let device = state.control.device_status(&db.id, &site).await?;
     let backends = std::sync::Arc::clone(&state.backends);
     let id = db.id.clone();
-    let server = tokio::task::spawn_blocking(move || backends.db_version(&id))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let server = state.blocking(move || backends.db_version(&id)).await?;
     Ok(Json(SyncStatus { protocol: 1, server_db_version: server, device }))
 }
