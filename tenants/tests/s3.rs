@@ -1,39 +1,18 @@
 //! The S3 payload store against a real S3-compatible server over HTTP on loopback:
 //! `s3s-fs`, run in-process, which checks SigV4 signatures.
 
+mod s3_server;
+
 use std::time::Duration;
 
 use cloudsync_tenants::payloads::{Op, PayloadStore, S3Config, S3Store};
 use cloudsync_tenants::Error;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
 
 const ACCESS: &str = "AKIACLOUDSYNCTEST";
 const SECRET: &str = "cloudsync-test-secret-key";
 
-/// Starts an S3 server on a free port; returns its endpoint.
-async fn s3_server(root: &std::path::Path) -> String {
-    std::fs::create_dir_all(root.join("payloads")).unwrap();
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut b = S3ServiceBuilder::new(fs);
-    b.set_auth(SimpleAuth::from_single(ACCESS, SECRET));
-    let service = b.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else { continue };
-            let conn = ConnBuilder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
-    format!("http://{addr}")
+fn server(root: &std::path::Path) -> String {
+    s3_server::s3_server(root, ACCESS, SECRET)
 }
 
 fn store(endpoint: &str, secret: &str) -> S3Store {
@@ -51,7 +30,7 @@ fn store(endpoint: &str, secret: &str) -> S3Store {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_roundtrip_presign_and_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = s3_server(dir.path()).await;
+    let endpoint = server(dir.path());
     let s = store(&endpoint, SECRET);
     s.check().await.unwrap();
 
@@ -106,7 +85,7 @@ async fn s3_store_roundtrip_presign_and_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = s3_server(dir.path()).await;
+    let endpoint = server(dir.path());
     let bad = store(&endpoint, "not-the-secret");
     let e = bad.put("db/site/x.csyn", b"x".to_vec()).await.unwrap_err();
     let msg = e.to_string();

@@ -349,33 +349,8 @@ pub fn drain(devices: &mut [&mut dyn Device]) {
     }
 }
 
-/// An S3-compatible server (`s3s-fs`, checking SigV4) on loopback, in a thread of this
-/// process with its own runtime. Returns the endpoint.
-pub fn s3_server(root: &Path, access: &str, secret: &str) -> String {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder as ConnBuilder;
-    std::fs::create_dir_all(root.join("payloads")).unwrap();
-    let fs = s3s_fs::FileSystem::new(root).unwrap();
-    let mut b = s3s::service::S3ServiceBuilder::new(fs);
-    b.set_auth(s3s::auth::SimpleAuth::from_single(access, secret));
-    let service = b.build();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
-                let conn = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-        });
-    });
-    format!("http://{addr}")
-}
+#[path = "../../../tenants/tests/s3_server/mod.rs"]
+mod s3_server;
+// Not every test crate including this module starts an S3 server.
+#[allow(unused_imports)]
+pub use s3_server::s3_server;
