@@ -136,11 +136,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, Api
     let tenant = addressed_tenant(parts, state).await?.ok_or_else(|| {
         ApiError::Unauthorized("a JWT is accepted only on the endpoints of an existing tenant's databases".into())
     })?;
-    let subject = state.verifier.verify(&state.control, &tenant, &token).await?;
-    if state.control.tenant(&tenant).await?.suspended {
-        return Err(ApiError::TenantSuspended);
-    }
-    Ok(Caller::Device(subject))
+    Ok(Caller::Device(state.verifier.verify(&state.control, &tenant, &token).await?))
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -93,6 +93,7 @@ impl From<JwtError> for ApiError {
     fn from(e: JwtError) -> Self {
         match e {
             JwtError::NotConfigured | JwtError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
+            JwtError::TenantSuspended => ApiError::TenantSuspended,
             JwtError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
             JwtError::Store(inner) => inner.into(),
         }

@@ -252,6 +252,12 @@ async fn identity_settings_are_validated_and_pin_the_algorithm() {
         assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is not stored in clear");
         let tok = hs256(SECRET, json!({ "uid": "u9", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
         assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::OK);
+        // A valid token of a suspended tenant is refused with the precise code.
+        app.call("POST", &format!("/v1/tenants/{t}/suspend"), Some(TOKEN), None).await;
+        let (s, v) = app.call("GET", &status, Some(&tok), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("tenant_suspended")));
+        app.call("POST", &format!("/v1/tenants/{t}/resume"), Some(TOKEN), None).await;
+        assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::OK);
         // A stored HS256 setting that lost its secret never verifies against an empty key.
         sqlx::query("UPDATE identities SET secret = NULL")
             .execute(&support::common::pool(&app.state.control))

@@ -268,12 +268,16 @@ impl ControlPlane {
         Ok(identity)
     }
 
-    /// A tenant's identity settings, and its opened HS256 secret.
-    async fn identity_with_secret(&self, tenant: &TenantId) -> Result<Option<(Identity, Option<Vec<u8>>)>> {
-        let row = sqlx::query("SELECT * FROM identities WHERE tenant_id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    /// What verifying a token of `tenant` needs, in one read: its identity settings,
+    /// the opened HS256 secret, and whether the tenant is suspended or being deleted.
+    async fn verification_settings(&self, tenant: &TenantId) -> Result<Option<VerificationSettings>> {
+        let row = sqlx::query(
+            "SELECT i.*, t.suspended AS tenant_suspended, t.deleting AS tenant_deleting \
+             FROM identities i JOIN tenants t ON t.id = i.tenant_id WHERE i.tenant_id = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(r) = row else { return Ok(None) };
         let sealed: Option<Vec<u8>> = r.try_get("secret")?;
         let secret = match (&sealed, &self.secrets) {
@@ -281,8 +285,12 @@ impl ControlPlane {
             (Some(_), None) => return Err(Error::Invalid("no secrets key configured to open the HS256 secret".into())),
             (None, _) => None,
         };
-        let identity = identity_of(&r, tenant)?;
-        Ok(Some((identity, secret)))
+        Ok(Some(VerificationSettings {
+            identity: identity_of(&r, tenant)?,
+            secret,
+            suspended: r.try_get::<i64, _>("tenant_suspended")? != 0,
+            deleting: r.try_get::<i64, _>("tenant_deleting")? != 0,
+        }))
     }
 
     /// A tenant's identity settings (without the secret).
@@ -331,12 +339,23 @@ pub enum JwtError {
     /// Not a token, or one that fails verification.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// A valid token of a suspended tenant.
+    #[error("this tenant is suspended")]
+    TenantSuspended,
     /// The JWKS could not be fetched.
     #[error("the tenant's JWKS cannot be fetched: {0}")]
     Unreachable(String),
     /// The control plane failed.
     #[error(transparent)]
     Store(#[from] Error),
+}
+
+/// What [`Verifier::verify`] reads from the store.
+struct VerificationSettings {
+    identity: Identity,
+    secret: Option<Vec<u8>>,
+    suspended: bool,
+    deleting: bool,
 }
 
 struct Cached {
@@ -376,7 +395,8 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
             JwtError::Invalid(format!("malformed token header ({e}); the algorithm must be the tenant's"))
         })?;
-        let (identity, secret) = cp.identity_with_secret(tenant).await?.ok_or(JwtError::NotConfigured)?;
+        let VerificationSettings { identity, secret, suspended, deleting } =
+            cp.verification_settings(tenant).await?.ok_or(JwtError::NotConfigured)?;
         let pinned = algorithm_of(identity.method, Some(&identity.algorithm)).map_err(JwtError::Store)?;
         if header.alg != pinned {
             return Err(JwtError::Invalid(format!("token algorithm {:?} is not the tenant's {pinned:?}", header.alg)));
@@ -416,6 +436,14 @@ impl Verifier {
             }
         };
         let role = data.claims.get(&identity.role_claim).and_then(|r| r.as_str()).map(str::to_string);
+        // Checked after the signature, as for API keys: only a valid credential learns
+        // the tenant's state.
+        if deleting {
+            return Err(JwtError::Store(Error::NotFound { what: "tenant" }));
+        }
+        if suspended {
+            return Err(JwtError::TenantSuspended);
+        }
         Ok(Subject { tenant: tenant.clone(), user_id, role })
     }
 
