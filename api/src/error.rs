@@ -130,14 +130,26 @@ impl IntoResponse for ApiError {
             }
             tracing::error!(error = %chain, "internal error");
         }
+        let store = match &self {
+            ApiError::Internal(source) => source.downcast_ref::<CpError>().and_then(CpError::failed_store),
+            _ => None,
+        };
         let body = ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string() } };
         let mut resp = (status, Json(body)).into_response();
+        if let Some(store) = store {
+            resp.extensions_mut().insert(StoreFailure(store));
+        }
         if let ApiError::RateLimited(secs) = self {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
 }
+
+/// Marks a response caused by a store failure (`control`, `payload`, `backend`); the
+/// metrics middleware counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreFailure(pub &'static str);
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -127,8 +127,13 @@ impl Inner {
 /// Permits for blocking database work: enough to keep every core busy while one call
 /// waits on I/O, few enough that a burst does not open a connection per request.
 pub fn default_db_permits() -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(db_permit_count())
+}
+
+/// How many permits [`default_db_permits`] hands out.
+pub fn db_permit_count() -> usize {
     let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2);
-    tokio::sync::Semaphore::new((cores * 4).min(cloudsync_tenants::backend::IDLE_PER_DATABASE))
+    (cores * 4).min(cloudsync_tenants::backend::IDLE_PER_DATABASE)
 }
 
 /// Shared state of the application (cheap to clone).
@@ -154,6 +159,9 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let started = Instant::now();
     let resp = next.run(req).await;
+    if let Some(error::StoreFailure(store)) = resp.extensions().get::<error::StoreFailure>() {
+        state.metrics.store_failed(store);
+    }
     state.metrics.requests.with_label_values(&[route.as_str(), resp.status().as_str()]).inc();
     state.metrics.latency.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
     resp
@@ -176,6 +184,7 @@ fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(databases::create_database, databases::list_databases))
         .routes(routes!(databases::get_database, databases::update_database, databases::delete_database))
         .routes(routes!(databases::apply_schema))
+        .routes(routes!(databases::list_tables))
         .routes(routes!(databases::database_usage))
         .routes(routes!(credentials::create_api_key, credentials::list_api_keys))
         .routes(routes!(credentials::get_api_key, credentials::revoke_api_key))
@@ -213,13 +222,34 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     api(Limits::default()).1
 }
 
+/// The header carrying a request's id (taken from the request when it has one, else
+/// generated), on every response and in every log line of the request.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The whole application with `extra` routes (the admin dashboard), which share its
+/// metrics, request ids, tracing and fallbacks.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let (routes, doc) = api(state.limits);
     let json = Arc::new(doc.to_json().unwrap_or_default());
     let page = Arc::new(openapi::html(&doc));
+    let request_id = header::HeaderName::from_static(REQUEST_ID);
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        })
+        .on_request(())
+        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG))
+        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN));
     Router::new()
         .merge(routes)
+        .merge(extra)
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json.as_str().to_owned()) }),
@@ -232,5 +262,8 @@ pub fn router(state: AppState) -> Router {
             resp
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }

@@ -129,6 +129,7 @@ pub async fn run(s: Settings) -> Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let node = format!("{}-{}", hostname(), std::process::id());
+    let metrics = Metrics::new();
     let ctx = Arc::new(worker::Context {
         control: control.clone(),
         backends: Arc::clone(&backends),
@@ -136,6 +137,7 @@ pub async fn run(s: Settings) -> Result<()> {
         notifier: Arc::clone(&notifier),
         wake: Arc::clone(&wake),
         node,
+        observer: Arc::new(metrics.clone()),
     });
     let workers = worker::spawn(s.workers, ctx, shutdown_rx.clone());
 
@@ -170,7 +172,7 @@ pub async fn run(s: Settings) -> Result<()> {
         admin_token: admin_token.clone(),
         public_url: public_url.clone(),
         limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
-        metrics: Metrics::new(),
+        metrics,
         shutdown: shutdown_rx.clone(),
         db_permits: cloudsync_api::default_db_permits(),
         verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs)),
@@ -178,9 +180,10 @@ pub async fn run(s: Settings) -> Result<()> {
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
     }));
     let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx);
-    let app = cloudsync_api::router(state.clone());
+    let app = cloudsync_api::router_with(state.clone(), cloudsync_dashboard::router(state.clone()));
 
     println!("cloudsync {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!("  dashboard:  {public_url}/admin   (sign in with the admin token below)");
     println!("  API:        {public_url}/v1");
     println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics");
     println!("  API docs:   {public_url}/docs   (OpenAPI: {public_url}/openapi.json)");
@@ -267,6 +270,9 @@ fn spawn_housekeeping(
             }
             if let Some(l) = &state.limiter {
                 l.retain_recent();
+            }
+            if let Err(e) = state.control.purge_sessions().await {
+                tracing::warn!(error = %e, "removing expired dashboard sessions failed");
             }
         }
     })

@@ -48,6 +48,32 @@ pub struct Provisioned {
     pub algo: String,
 }
 
+/// What provisioning did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Provisioning {
+    /// The statements run in the database, in order, as the database received them.
+    pub statements: Vec<String>,
+    /// The tables created, with the algorithm sync was enabled with.
+    pub tables: Vec<Provisioned>,
+}
+
+/// A synced table of a central database.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TableInfo {
+    /// Table name.
+    pub table: String,
+    /// Sync algorithm.
+    pub algo: String,
+    /// Whether writes are tracked.
+    pub enabled: bool,
+    /// Primary-key columns, in key order.
+    pub key: Vec<String>,
+    /// Synced non-key columns.
+    pub columns: Vec<String>,
+    /// Rows in the table.
+    pub rows: i64,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the data half-updated (they only
     // guard a map and a stack), so a poisoned lock is still usable.
@@ -135,19 +161,60 @@ impl SqliteBackends {
 
     /// Runs `CREATE TABLE` / `CREATE INDEX` statements and enables sync on the new
     /// tables (`algos` maps table names to algorithms; default `cls`), in one
-    /// transaction: all of it or nothing. Any other kind of statement is refused.
-    pub fn provision(&self, db: &DatabaseId, sql: &str, algos: &BTreeMap<String, String>) -> Result<Vec<Provisioned>> {
+    /// transaction: all of it or nothing. Any other kind of statement is refused. A
+    /// `dry_run` does all of it, reports what it did, and rolls back.
+    pub fn provision(
+        &self,
+        db: &DatabaseId,
+        sql: &str,
+        algos: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<Provisioning> {
         self.with(db, |conn, _| {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = provision_in_txn(conn, sql, algos);
             match &result {
-                Ok(_) => conn.execute_batch("COMMIT")?,
-                Err(_) => {
+                Ok(_) if !dry_run => conn.execute_batch("COMMIT")?,
+                _ => {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
             }
+            // A rolled-back init leaves nothing behind but cached metadata.
+            if dry_run {
+                cloudsync_sqlite::cache::invalidate();
+            }
             result
         })
+    }
+
+    /// The synced tables of `db`, by name.
+    pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
+        self.with(db, |conn, _| {
+            let mut out = Vec::new();
+            for name in cloudsync_sqlite::table::SyncTable::names(conn)? {
+                let t = cloudsync_sqlite::table::SyncTable::require(conn, &name)?;
+                let rows: i64 = conn.query_row(
+                    &format!("SELECT count(*) FROM {}", cloudsync_sqlite::sql::ident(&t.name)),
+                    [],
+                    |r| r.get(0),
+                )?;
+                out.push(TableInfo {
+                    table: t.name,
+                    algo: t.algo.name().to_string(),
+                    enabled: t.enabled,
+                    key: t.pk.into_iter().map(|k| k.name).collect(),
+                    columns: t.columns.into_iter().map(|c| c.name).collect(),
+                    rows,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Connections to tenant databases held idle by this node (all databases).
+    pub fn idle_connections(&self) -> usize {
+        let handles: Vec<Arc<Handle>> = lock(&self.handles).values().cloned().collect();
+        handles.iter().map(|h| lock(&h.idle).len()).sum()
     }
 
     /// Applies an uploaded payload. Every change in it must have been written by
@@ -190,14 +257,19 @@ fn statement_kind(sql: &str) -> Option<&'static str> {
     }
 }
 
-fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, String>) -> Result<Vec<Provisioned>> {
+fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, String>) -> Result<Provisioning> {
     let mut created = Vec::new();
+    let mut statements = Vec::new();
     let mut batch = rusqlite::Batch::new(conn, sql);
     while let Some(mut stmt) = batch.next()? {
         let text = stmt.expanded_sql().unwrap_or_default();
         let without_comments: String =
             text.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join(" ");
-        match statement_kind(&without_comments) {
+        let kind = statement_kind(&without_comments);
+        if kind.is_some() {
+            statements.push(text.trim().to_string());
+        }
+        match kind {
             Some("table") => {
                 let before = table_names(conn)?;
                 stmt.raw_execute()?;
@@ -229,7 +301,7 @@ fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, Strin
         cloudsync_sqlite::lifecycle::init(conn, &table, Some(&algo), 0)?;
         out.push(Provisioned { table, algo });
     }
-    Ok(out)
+    Ok(Provisioning { statements, tables: out })
 }
 
 fn table_names(conn: &Connection) -> Result<Vec<String>> {

@@ -57,6 +57,22 @@ impl Error {
         }
     }
 
+    /// The store that failed, when this is a failure of one (not the caller's mistake):
+    /// `control`, `payload` or `backend`. Counted by the `store_errors` metric.
+    pub fn failed_store(&self) -> Option<&'static str> {
+        match self {
+            Error::Store(_) | Error::Migrate(_) => Some("control"),
+            Error::PayloadStore(_) => Some("payload"),
+            Error::Io { .. } => Some("backend"),
+            Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
+                if self.retryable() || self.code() == "internal" =>
+            {
+                Some("backend")
+            }
+            _ => None,
+        }
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {

@@ -48,7 +48,8 @@ pub enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
+    /// The method's name.
+    pub fn name(self) -> &'static str {
         match self {
             Method::Hs256 => "hs256",
             Method::Rs256 => "rs256",

@@ -98,7 +98,7 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-fn job_of(r: &sqlx::any::AnyRow) -> Result<Job> {
+pub(crate) fn job_of(r: &sqlx::any::AnyRow) -> Result<Job> {
     Ok(Job {
         id: r.try_get("id")?,
         database_id: DatabaseId::parse(r.try_get::<&str, _>("database_id")?)?,

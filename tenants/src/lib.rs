@@ -9,7 +9,8 @@
 //! workers ([`worker`]) and in-process change notifications ([`notify`]).
 //!
 //! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
-//! (`cloudsync` binary). State that must survive a crash lives in the control-plane
+//! (`cloudsync` binary). Operators' aggregates are in [`overview`], admin dashboard
+//! sessions in [`sessions`]. State that must survive a crash lives in the control-plane
 //! store, the payload store and the tenant databases, never only in memory.
 
 pub mod backend;
@@ -21,9 +22,11 @@ pub mod ids;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
+pub mod overview;
 pub mod page;
 pub mod payloads;
 pub mod secrets;
+pub mod sessions;
 pub mod store;
 pub mod worker;
 

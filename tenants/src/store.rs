@@ -149,6 +149,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_management.sql"),
         include_str!("../migrations/postgres/0002_management.sql"),
     ),
+    (
+        3,
+        "dashboard",
+        include_str!("../migrations/sqlite/0003_dashboard.sql"),
+        include_str!("../migrations/postgres/0003_dashboard.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

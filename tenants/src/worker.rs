@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::backend::SqliteBackends;
 use crate::ids::SiteHex;
-use crate::jobs::Job;
+use crate::jobs::{Job, JobState};
 use crate::notify::Notifier;
 use crate::payloads::PayloadStore;
 use crate::store::ControlPlane;
@@ -17,6 +18,45 @@ use crate::{Error, Result};
 
 /// How long a claimed job stays ours without a heartbeat.
 pub const LEASE: Duration = Duration::from_secs(30);
+
+/// How one attempt at a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and recorded.
+    Applied,
+    /// Failed; it will be retried after a backoff.
+    Retrying,
+    /// Failed for good (dead letter).
+    Dead,
+    /// The outcome could not be recorded (the job will run again after its lease).
+    Unrecorded,
+}
+
+impl Outcome {
+    /// The outcome's name (a metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Retrying => "retrying",
+            Outcome::Dead => "dead",
+            Outcome::Unrecorded => "unrecorded",
+        }
+    }
+}
+
+/// Told of every attempt at a job (the service's metrics); must return quickly.
+pub trait Observer: Send + Sync {
+    /// An attempt ended with `outcome` after `elapsed`, applying `changes` changes.
+    fn attempt(&self, outcome: Outcome, elapsed: Duration, changes: i64);
+    /// A store failed during an attempt (see [`Error::failed_store`]).
+    fn store_error(&self, store: &'static str);
+}
+
+/// Observes nothing.
+impl Observer for () {
+    fn attempt(&self, _: Outcome, _: Duration, _: i64) {}
+    fn store_error(&self, _: &'static str) {}
+}
 
 /// Everything a worker needs, shared by the workers of a node.
 pub struct Context<P> {
@@ -32,6 +72,8 @@ pub struct Context<P> {
     pub wake: Arc<Notify>,
     /// This node's lease owner id.
     pub node: String,
+    /// Told of every attempt.
+    pub observer: Arc<dyn Observer>,
 }
 
 /// Starts `n` workers; they stop (releasing their leases) when `shutdown` turns true.
@@ -75,9 +117,13 @@ pub fn spawn<P: PayloadStore + 'static>(
         .collect()
 }
 
+/// One attempt at `job`, in a span naming it (every log line of the attempt carries it).
 async fn run<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     let span = tracing::info_span!("job", id = job.id, database = %job.database_id, site = %job.site_id);
-    let _enter = span.enter();
+    attempt(ctx, owner, job).instrument(span).await;
+}
+
+async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     let started = std::time::Instant::now();
     // Keep the lease alive while the apply runs.
     let heartbeat = {
@@ -95,19 +141,43 @@ async fn run<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     };
     let outcome = apply(ctx, &job).await;
     heartbeat.abort();
-    match outcome {
-        Ok(applied) => {
-            if let Err(e) = ctx.control.complete(job.id, owner, applied).await {
-                tracing::error!(error = %e, "recording a finished job failed; it will be applied again (harmless)");
-            }
-            ctx.notifier.notify(&job.database_id);
-            tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
+    let store_error = |e: &Error| {
+        if let Some(store) = e.failed_store() {
+            ctx.observer.store_error(store);
         }
-        Err(e) => match ctx.control.fail(&job, owner, &e).await {
-            Ok(state) => tracing::warn!(error = %e, code = e.code(), ?state, attempts = job.attempts, "job failed"),
-            Err(e2) => tracing::error!(error = %e, store_error = %e2, "recording a failed job failed"),
-        },
-    }
+    };
+    let (result, changes) = match outcome {
+        Ok(applied) => {
+            let recorded = ctx.control.complete(job.id, owner, applied).await;
+            ctx.notifier.notify(&job.database_id);
+            match recorded {
+                Ok(()) => {
+                    tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
+                    (Outcome::Applied, applied)
+                }
+                Err(e) => {
+                    store_error(&e);
+                    tracing::error!(error = %e, "recording a finished job failed; it will be applied again (harmless)");
+                    (Outcome::Unrecorded, applied)
+                }
+            }
+        }
+        Err(e) => {
+            store_error(&e);
+            match ctx.control.fail(&job, owner, &e).await {
+                Ok(state) => {
+                    tracing::warn!(error = %e, code = e.code(), ?state, attempts = job.attempts, "job failed");
+                    (if state == JobState::Dead { Outcome::Dead } else { Outcome::Retrying }, 0)
+                }
+                Err(e2) => {
+                    store_error(&e2);
+                    tracing::error!(error = %e, store_error = %e2, "recording a failed job failed");
+                    (Outcome::Unrecorded, 0)
+                }
+            }
+        }
+    };
+    ctx.observer.attempt(result, started.elapsed(), changes);
 }
 
 async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<i64> {

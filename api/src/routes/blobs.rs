@@ -49,7 +49,6 @@ pub async fn put(
 ) -> ApiResult<StatusCode> {
     check(&state, &key, Op::Put, &q?)?;
     let bytes = body.map_err(|e| too_large(e, state.limits.upload_bytes))?;
-    state.metrics.bytes_in.inc_by(bytes.len() as u64);
     state.payloads.put(&key, bytes.to_vec()).await?;
     Ok(StatusCode::CREATED)
 }

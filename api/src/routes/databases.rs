@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_tenants::backend::Provisioned;
+use cloudsync_tenants::backend::{Provisioning, TableInfo};
 use cloudsync_tenants::deletion::{self, Deleted};
 use cloudsync_tenants::devices::Usage;
 use cloudsync_tenants::ids::{DatabaseId, TenantId};
@@ -64,11 +64,19 @@ pub struct Schema {
     algo: BTreeMap<String, String>,
 }
 
-/// Tables provisioned by a schema call.
+/// Options of the schema endpoint.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SchemaQuery {
+    /// Validate and report the statements and tables without keeping anything.
+    pub dry_run: Option<bool>,
+}
+
+/// The synced tables of a database.
 #[derive(Serialize, ToSchema)]
-pub struct ProvisionedTables {
-    /// The tables.
-    tables: Vec<Provisioned>,
+pub struct Tables {
+    /// The tables, by name.
+    tables: Vec<TableInfo>,
 }
 
 /// Loads a tenant's database after checking the caller may use it with `scope`.
@@ -91,11 +99,17 @@ pub async fn create_database(
     let tenant = tenant_id(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
     let req = body(b, state.limits.json_bytes)?;
-    let db = state.control.create_database(&tenant, &req.name, req.backend).await?;
+    let db = create(&state, &tenant, &req.name, req.backend).await?;
+    Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
+}
+
+/// Creates a database: its control-plane row, then its central copy.
+pub async fn create(state: &AppState, tenant: &TenantId, name: &str, backend: BackendConfig) -> ApiResult<Database> {
+    let db = state.control.create_database(tenant, name, backend).await?;
     let backends = Arc::clone(&state.backends);
     let id = db.id.clone();
     state.blocking(move || backends.create(&id)).await?;
-    Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
+    Ok(db)
 }
 
 /// List a tenant's databases.
@@ -166,21 +180,59 @@ pub async fn delete_database(
 }
 
 /// Provision tables: runs SQLite `CREATE TABLE` statements in the central database
-/// and enables sync on the new tables, all or nothing.
+/// and enables sync on the new tables, all or nothing. With `?dry_run=true` nothing is
+/// kept: the answer says what would be run and synced.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/schema", tag = "databases", request_body = Schema,
-    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
-    responses((status = 200, description = "The provisioned tables", body = ProvisionedTables)))]
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"), SchemaQuery),
+    responses((status = 200, description = "The statements run and the tables provisioned", body = Provisioning)))]
 pub async fn apply_schema(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, db)): Path<(String, String)>,
+    Query(q): Query<SchemaQuery>,
     b: Result<Json<Schema>, JsonRejection>,
-) -> ApiResult<Json<ProvisionedTables>> {
+) -> ApiResult<Json<Provisioning>> {
     let db = load(&state, &caller, &tenant, &db, Scope::Schema).await?;
+    let dry_run = q?.dry_run.unwrap_or(false);
     let req = body(b, state.limits.json_bytes)?;
+    Ok(Json(provision(&state, &db, req.sql, req.algo, dry_run).await?))
+}
+
+/// Provisions `sql` in `db` (see [`apply_schema`]); the dashboard's path too.
+pub async fn provision(
+    state: &AppState,
+    db: &Database,
+    sql: String,
+    algo: BTreeMap<String, String>,
+    dry_run: bool,
+) -> ApiResult<Provisioning> {
     let backends = Arc::clone(&state.backends);
-    let tables = state.blocking(move || backends.provision(&db.id, &req.sql, &req.algo)).await?;
-    Ok(Json(ProvisionedTables { tables }))
+    let id = db.id.clone();
+    let done = state.blocking(move || backends.provision(&id, &sql, &algo, dry_run)).await?;
+    if !dry_run {
+        tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
+    }
+    Ok(done)
+}
+
+/// The synced tables of a database, with their algorithm, columns and row count.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/databases/{db}/tables", tag = "databases",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "The synced tables", body = Tables)))]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+) -> ApiResult<Json<Tables>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    Ok(Json(Tables { tables: tables(&state, &db).await? }))
+}
+
+/// The synced tables of `db`.
+pub async fn tables(state: &AppState, db: &Database) -> ApiResult<Vec<TableInfo>> {
+    let backends = Arc::clone(&state.backends);
+    let id = db.id.clone();
+    state.blocking(move || backends.tables(&id)).await
 }
 
 /// Usage of one database over a time range.

@@ -29,6 +29,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::metrics::Action;
 use crate::AppState;
 
 /// The device's site id (32 hex characters).
@@ -252,9 +253,8 @@ pub async fn upload(
         })
         .await?;
     state.wake.notify_one();
-    state.metrics.uploads.inc();
-    state.metrics.bytes_in.inc_by(len as u64);
-    state.metrics.changes_in.inc_by(changes);
+    let action = if is_json { Action::UploadSigned } else { Action::UploadInline };
+    state.metrics.payload(&db.tenant_id, action, len, changes);
     let activity = Activity {
         bytes_in: i64::try_from(len).unwrap_or(i64::MAX),
         changes_in: i64::try_from(changes).unwrap_or(i64::MAX),
@@ -337,9 +337,7 @@ pub async fn download(
             activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);
             activity.changes_out = i64::try_from(chunk.changes).unwrap_or(i64::MAX);
             record(&state, &caller, &db, site, activity);
-            state.metrics.downloads.inc();
-            state.metrics.bytes_out.inc_by(payload.len() as u64);
-            state.metrics.changes_out.inc_by(chunk.changes);
+            state.metrics.payload(&db.tenant_id, Action::Download, payload.len(), chunk.changes);
             let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, PAYLOAD_TYPE)], payload).into_response();
             let h = resp.headers_mut();
             h.insert(

@@ -125,6 +125,18 @@ pub enum SchemaCmd {
         /// Table algorithm, as table=algo (repeatable; default cls).
         #[arg(long = "algo")]
         algos: Vec<String>,
+        /// Show what would be run and synced, and keep nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List a database's synced tables.
+    Tables {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Database id.
+        #[arg(long)]
+        database: String,
     },
 }
 
@@ -368,7 +380,7 @@ pub fn database(cmd: DatabaseCmd, c: &ClientArgs) -> Result<()> {
 
 pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
     match cmd {
-        SchemaCmd::Apply { tenant, database, file, algos } => {
+        SchemaCmd::Apply { tenant, database, file, algos, dry_run } => {
             let sql = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
@@ -381,19 +393,44 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
             }
             let v = c.call(
                 "POST",
-                &format!("/v1/tenants/{tenant}/databases/{database}/schema"),
+                &format!("/v1/tenants/{tenant}/databases/{database}/schema?dry_run={dry_run}"),
                 Some(json!({ "sql": sql, "algo": algo })),
             )?;
+            let verb = if dry_run { "would sync" } else { "synced" };
+            c.show(&v, |v| {
+                let mut lines: Vec<String> = Vec::new();
+                if dry_run {
+                    lines.extend(v["statements"].as_array().into_iter().flatten().map(|s| format!("{};", cell(s))));
+                }
+                lines.extend(
+                    v["tables"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| format!("{verb} {} ({})", cell(&t["table"]), cell(&t["algo"]))),
+                );
+                lines.join("\n")
+            });
+        }
+        SchemaCmd::Tables { tenant, database } => {
+            let v = c.call("GET", &format!("/v1/tenants/{tenant}/databases/{database}/tables"), None)?;
             c.show(&v, |v| {
                 v["tables"]
                     .as_array()
-                    .map(|ts| {
-                        ts.iter()
-                            .map(|t| format!("synced {} ({})", cell(&t["table"]), cell(&t["algo"])))
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        format!(
+                            "{}\t{}\t{} rows\tkey ({})\t{}",
+                            cell(&t["table"]),
+                            cell(&t["algo"]),
+                            cell(&t["rows"]),
+                            t["key"].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>().join(", "),
+                            if t["enabled"].as_bool() == Some(false) { "disabled" } else { "enabled" },
+                        )
                     })
-                    .unwrap_or_default()
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
     }

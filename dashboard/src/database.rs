@@ -1,0 +1,484 @@
+//! A database's page: its tables, schema provisioning with a preview, devices (block,
+//! unblock), jobs (retry, discard, error detail) and usage; and a job's page.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use cloudsync_api::AppState;
+use cloudsync_tenants::backend::Provisioning;
+use cloudsync_tenants::devices::Device;
+use cloudsync_tenants::ids::{DatabaseId, SiteHex};
+use cloudsync_tenants::jobs::{Job, JobState};
+use cloudsync_tenants::keys::Scope as KeyScope;
+use cloudsync_tenants::overview::Scope;
+use cloudsync_tenants::page::PageRequest;
+use cloudsync_tenants::store::{Database, Tenant};
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use crate::pages::{is_input_api_error, usage_charts, PAGE};
+use crate::session::Admin;
+use crate::tenant::tenant;
+use crate::ui::{bytes, count, crumbs, document, when, when_opt, Csrf, Empty, Layout, Pager};
+use crate::{notice, Problem};
+
+/// Query of the database page.
+#[derive(Deserialize, Default)]
+pub struct DatabaseQuery {
+    device_cursor: Option<String>,
+    job_cursor: Option<String>,
+    job_state: Option<String>,
+    hours: Option<i64>,
+    notice: Option<String>,
+}
+
+/// The schema form's state when the page is shown again.
+#[derive(Default)]
+struct SchemaState {
+    sql: String,
+    algos: String,
+    preview: Option<Provisioning>,
+    error: Option<String>,
+}
+
+async fn load(state: &AppState, admin: &Admin, tenant_id: &str, db: &str) -> Result<(Tenant, Database), Problem> {
+    let t = tenant(state, admin, tenant_id).await?;
+    admin.caller.tenant(&t.id, KeyScope::Admin)?;
+    let db = state.control.tenant_database(&t.id, &DatabaseId::parse(db)?).await?;
+    Ok((t, db))
+}
+
+fn job_state(s: Option<&str>) -> Option<JobState> {
+    match s? {
+        "pending" => Some(JobState::Pending),
+        "running" => Some(JobState::Running),
+        "done" => Some(JobState::Done),
+        "dead" => Some(JobState::Dead),
+        "discarded" => Some(JobState::Discarded),
+        _ => None,
+    }
+}
+
+async fn render(
+    state: &AppState,
+    admin: &Admin,
+    (t, db): (Tenant, Database),
+    q: &DatabaseQuery,
+    schema: SchemaState,
+    status: StatusCode,
+) -> Result<Response, Problem> {
+    let base = format!("/admin/tenants/{}/databases/{}", t.id, db.id);
+    let tables = cloudsync_api::routes::databases::tables(state, &db).await?;
+    let devices = state.control.devices(&db.id, &PageRequest::new(Some(PAGE), q.device_cursor.as_deref())?).await?;
+    let filter = job_state(q.job_state.as_deref());
+    let jobs = state.control.jobs(&db.id, filter, &PageRequest::new(Some(PAGE), q.job_cursor.as_deref())?).await?;
+    let hours = if q.hours == Some(168) { 168 } else { 24 };
+    let charts = usage_charts(state, Scope::database(&t.id, &db.id), hours, &base).await?;
+    let csrf = admin.csrf.clone();
+
+    let table_list = if tables.is_empty() {
+        view! { <Empty text="No synced tables yet. Provision them below with SQLite CREATE TABLE statements."/> }
+            .into_any()
+    } else {
+        let rows = tables
+            .into_iter()
+            .map(|ti| {
+                view! {
+                    <tr>
+                        <td><code>{ti.table}</code></td>
+                        <td>{ti.algo}</td>
+                        <td>{ti.key.join(", ")}</td>
+                        <td class="wrap">{ti.columns.join(", ")}</td>
+                        <td class="num">{count(ti.rows)}</td>
+                        <td>{if ti.enabled { "tracked" } else { "disabled" }}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <div class="scroll"><table>
+                <thead><tr>
+                    <th scope="col">"Table"</th><th scope="col">"Algorithm"</th><th scope="col">"Key"</th>
+                    <th scope="col">"Columns"</th><th scope="col">"Rows"</th><th scope="col">"Writes"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table></div>
+        }
+        .into_any()
+    };
+
+    let preview = schema.preview.map(|p| {
+        let statements = p.statements.join(";\n\n") + ";";
+        let synced =
+            p.tables.into_iter().map(|t| view! { <li><code>{t.table}</code>" with "{t.algo}</li> }).collect_view();
+        view! {
+            <div class="preview" role="status" aria-labelledby="preview-h">
+                <h3 id="preview-h">"Preview: nothing has been created yet"</h3>
+                <p>"These statements will run in the central database, in one transaction:"</p>
+                <pre><code>{statements}</code></pre>
+                <p>"Then sync is enabled on:"</p>
+                <ul>{synced}</ul>
+            </div>
+        }
+    });
+    let sql_invalid = schema.error.is_some().then_some("true");
+    let sql_error = schema.error.map(|e| view! { <p class="error" id="f-sql-error">{e}</p> });
+    let sql_described = sql_error.as_ref().map(|_| "f-sql-error f-sql-hint").unwrap_or("f-sql-hint");
+
+    let device_rows = devices.items.into_iter().map(|d| device_row(&base, &csrf, d)).collect::<Vec<_>>();
+    let device_list = if device_rows.is_empty() && q.device_cursor.is_none() {
+        view! { <Empty text="No device has synced with this database yet."/> }.into_any()
+    } else {
+        view! {
+            <div class="scroll"><table>
+                <thead><tr>
+                    <th scope="col">"Device (site id)"</th><th scope="col">"User"</th><th scope="col">"Last seen"</th>
+                    <th scope="col">"Requests"</th><th scope="col">"Uploaded"</th><th scope="col">"Downloaded"</th>
+                    <th scope="col">"Last error"</th><th scope="col">"State"</th>
+                </tr></thead>
+                <tbody>{device_rows}</tbody>
+            </table></div>
+        }
+        .into_any()
+    };
+
+    let state_links = ["all", "pending", "running", "done", "dead", "discarded"]
+        .into_iter()
+        .map(|s| {
+            let current = (q.job_state.as_deref().unwrap_or("all") == s).then_some("page");
+            let href = if s == "all" { format!("{base}#jobs-h") } else { format!("{base}?job_state={s}#jobs-h") };
+            view! { <a href=href aria-current=current>{s}</a>" " }
+        })
+        .collect_view();
+    let job_rows = jobs.items.into_iter().map(|j| job_row(&base, &csrf, j)).collect::<Vec<_>>();
+    let job_list = if job_rows.is_empty() && q.job_cursor.is_none() {
+        view! { <Empty text="No jobs here. Each upload from a device becomes a job that applies it."/> }.into_any()
+    } else {
+        view! {
+            <div class="scroll"><table>
+                <thead><tr>
+                    <th scope="col">"Job"</th><th scope="col">"State"</th><th scope="col">"Device"</th>
+                    <th scope="col">"Size"</th><th scope="col">"Applied"</th><th scope="col">"Attempts"</th>
+                    <th scope="col">"Error"</th><th scope="col">"Uploaded"</th>
+                    <th scope="col"><span class="sr">"Actions"</span></th>
+                </tr></thead>
+                <tbody>{job_rows}</tbody>
+            </table></div>
+        }
+        .into_any()
+    };
+    let job_base = match &q.job_state {
+        Some(s) if filter.is_some() => format!("{base}?job_state={s}&"),
+        _ => format!("{base}?"),
+    };
+    let title = format!("Database {}", db.name);
+    let trail = crumbs(&[("Overview", "/admin".into()), (t.name.as_str(), format!("/admin/tenants/{}", t.id))]);
+    let sync_url = state.sync_url(&db.id);
+    let html = document(view! {
+        <Layout title=title admin=Some(admin.clone()) notice=notice(q.notice.as_deref()) crumbs=trail>
+            <dl class="pairs">
+                <div><dt>"Id"</dt><dd><code>{db.id.to_string()}</code></dd></div>
+                <div><dt>"Sync URL"</dt><dd><code id="sync-url">{sync_url}</code></dd></div>
+                <div><dt>"Created"</dt><dd>{when(db.created_at)}</dd></div>
+            </dl>
+            <section aria-labelledby="tables-h">
+                <h2 id="tables-h">"Tables"</h2>
+                {table_list}
+            </section>
+            <section aria-labelledby="schema-h">
+                <h2 id="schema-h">"Provision tables"</h2>
+                {preview}
+                <form method="post" action=format!("{base}/schema") class="card">
+                    <Csrf token=csrf.clone()/>
+                    <div class="field">
+                        <label for="f-sql">"SQLite CREATE TABLE / CREATE INDEX statements"</label>
+                        <textarea id="f-sql" name="sql" rows="8" required=true spellcheck="false"
+                            aria-invalid=sql_invalid aria-describedby=sql_described>{schema.sql}</textarea>
+                        <p class="hint" id="f-sql-hint">"Every statement runs in one transaction: all of them or none."</p>
+                        {sql_error}
+                    </div>
+                    <div class="field">
+                        <label for="f-algos">"Algorithms (optional)"</label>
+                        <input id="f-algos" name="algos" value=schema.algos aria-describedby="f-algos-hint"/>
+                        <p class="hint" id="f-algos-hint">"As table=algo, comma-separated: cls (default), aws, dws or gos."</p>
+                    </div>
+                    <button type="submit" name="action" value="preview">"Preview"</button>
+                    " "
+                    <button type="submit" name="action" value="apply">"Create tables"</button>
+                </form>
+            </section>
+            <section aria-labelledby="devices-h">
+                <h2 id="devices-h">"Devices"</h2>
+                {device_list}
+                <Pager base=format!("{base}?") param="device_cursor" next=devices.next_cursor/>
+            </section>
+            <section aria-labelledby="jobs-h">
+                <h2 id="jobs-h">"Jobs"</h2>
+                <p class="filter">"Show: "{state_links}</p>
+                {job_list}
+                <Pager base=job_base param="job_cursor" next=jobs.next_cursor/>
+            </section>
+            {charts}
+        </Layout>
+    });
+    Ok((status, Html(html)).into_response())
+}
+
+fn device_row(base: &str, csrf: &str, d: Device) -> impl IntoView {
+    let action = if d.blocked_at.is_some() {
+        view! {
+            <form method="post" action=format!("{base}/devices/{}/unblock", d.site_id) class="inline">
+                <Csrf token=csrf.to_string()/>
+                <span>{format!("blocked{}", d.blocked_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())}</span>
+                " "
+                <button type="submit">"Unblock"</button>
+            </form>
+        }
+        .into_any()
+    } else {
+        let id = format!("reason-{}", d.site_id);
+        view! {
+            <form method="post" action=format!("{base}/devices/{}/block", d.site_id) class="inline">
+                <Csrf token=csrf.to_string()/>
+                <label for=id.clone() class="sr">"Reason for blocking"</label>
+                <input id=id name="reason" placeholder="reason (optional)" size="14"/>
+                " "
+                <button type="submit" class="danger">"Block"</button>
+            </form>
+        }
+        .into_any()
+    };
+    view! {
+        <tr>
+            <td><code title=d.site_id.clone()>{d.site_id.get(..12).unwrap_or("").to_string()}</code></td>
+            <td>{d.user_id.unwrap_or_else(|| "-".into())}</td>
+            <td>{when(d.last_seen)}</td>
+            <td class="num">{count(d.requests)}</td>
+            <td class="num">{format!("{} · {} changes", bytes(d.bytes_in), count(d.changes_in))}</td>
+            <td class="num">{format!("{} · {} changes", bytes(d.bytes_out), count(d.changes_out))}</td>
+            <td class="wrap">{d.last_error.unwrap_or_else(|| "-".into())}</td>
+            <td>{action}</td>
+        </tr>
+    }
+}
+
+fn job_row(base: &str, csrf: &str, j: Job) -> impl IntoView {
+    let actionable = matches!(j.state, JobState::Pending | JobState::Dead);
+    let actions = actionable.then(|| {
+        view! {
+            <form method="post" action=format!("{base}/jobs/{}/retry", j.id) class="inline">
+                <Csrf token=csrf.to_string()/>
+                <button type="submit" aria-label=format!("Retry job {}", j.id)>"Retry"</button>
+            </form>
+            <form method="post" action=format!("{base}/jobs/{}/discard", j.id) class="inline">
+                <Csrf token=csrf.to_string()/>
+                <button type="submit" class="danger" aria-label=format!("Discard job {}", j.id)>"Discard"</button>
+            </form>
+        }
+    });
+    view! {
+        <tr>
+            <td><a href=format!("{base}/jobs/{}", j.id)>{format!("#{}", j.id)}</a></td>
+            <td>{j.state.name()}</td>
+            <td><code>{j.site_id.get(..12).unwrap_or("").to_string()}</code></td>
+            <td class="num">{bytes(j.bytes)}</td>
+            <td class="num">{j.applied.map_or_else(|| "-".to_string(), count)}</td>
+            <td class="num">{j.attempts.to_string()}</td>
+            <td><code>{j.error_code.unwrap_or_default()}</code></td>
+            <td>{when(j.created_at)}</td>
+            <td>{actions}</td>
+        </tr>
+    }
+}
+
+/// `GET /admin/tenants/{tenant}/databases/{db}`.
+pub async fn page(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db)): Path<(String, String)>,
+    Query(q): Query<DatabaseQuery>,
+) -> Result<Response, Problem> {
+    let loaded = load(&state, &admin, &t, &db).await?;
+    render(&state, &admin, loaded, &q, SchemaState::default(), StatusCode::OK).await
+}
+
+/// The schema form.
+#[derive(Deserialize)]
+pub struct SchemaForm {
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    algos: String,
+    #[serde(default)]
+    action: String,
+}
+
+fn parse_algos(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (t, a) = part.split_once('=').ok_or_else(|| format!("'{part}' is not table=algo"))?;
+        let a = a.trim().to_ascii_lowercase();
+        if !matches!(a.as_str(), "cls" | "aws" | "dws" | "gos") {
+            return Err(format!("unknown algorithm '{a}' for table '{}' (cls, aws, dws or gos)", t.trim()));
+        }
+        out.insert(t.trim().to_string(), a);
+    }
+    Ok(out)
+}
+
+/// `POST /admin/tenants/{tenant}/databases/{db}/schema`: preview (a dry run) or apply.
+pub async fn schema(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db)): Path<(String, String)>,
+    Form(f): Form<SchemaForm>,
+) -> Result<Response, Problem> {
+    let loaded = load(&state, &admin, &t, &db).await?;
+    let dry_run = f.action != "apply";
+    let outcome = match parse_algos(&f.algos) {
+        Ok(algos) => {
+            match cloudsync_api::routes::databases::provision(&state, &loaded.1, f.sql.clone(), algos, dry_run).await {
+                Ok(p) if dry_run => Ok(p),
+                Ok(_) => {
+                    let to =
+                        format!("/admin/tenants/{}/databases/{}?notice=tables-provisioned", loaded.0.id, loaded.1.id);
+                    return Ok(Redirect::to(&to).into_response());
+                }
+                Err(e) if is_input_api_error(&e) => Err(e.to_string()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(msg) => Err(msg),
+    };
+    let (schema, status) = match outcome {
+        Ok(p) => (SchemaState { sql: f.sql, algos: f.algos, preview: Some(p), error: None }, StatusCode::OK),
+        Err(e) => (
+            SchemaState { sql: f.sql, algos: f.algos, preview: None, error: Some(e) },
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    };
+    render(&state, &admin, loaded, &DatabaseQuery::default(), schema, status).await
+}
+
+/// The block form.
+#[derive(Deserialize)]
+pub struct BlockForm {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn set_blocked(
+    state: &AppState,
+    admin: &Admin,
+    (t, db, site): (String, String, String),
+    reason: Option<String>,
+) -> Result<Response, Problem> {
+    let (t, db) = load(state, admin, &t, &db).await?;
+    let blocking = reason.is_some();
+    let reason = reason.map(|r| r.trim().chars().take(200).collect::<String>()).filter(|r| !r.is_empty());
+    let site = SiteHex::parse(&site)?;
+    if blocking {
+        state
+            .control
+            .set_blocked(&db.id, &site, Some(reason.as_deref().unwrap_or("blocked from the dashboard")))
+            .await?;
+    } else {
+        state.control.set_blocked(&db.id, &site, None).await?;
+    }
+    let code = if blocking { "device-blocked" } else { "device-unblocked" };
+    Ok(Redirect::to(&format!("/admin/tenants/{}/databases/{}?notice={code}#devices-h", t.id, db.id)).into_response())
+}
+
+/// `POST …/devices/{site}/block`.
+pub async fn block(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(p): Path<(String, String, String)>,
+    Form(f): Form<BlockForm>,
+) -> Result<Response, Problem> {
+    set_blocked(&state, &admin, p, Some(f.reason)).await
+}
+
+/// `POST …/devices/{site}/unblock`.
+pub async fn unblock(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(p): Path<(String, String, String)>,
+) -> Result<Response, Problem> {
+    set_blocked(&state, &admin, p, None).await
+}
+
+/// `POST …/jobs/{job}/retry`.
+pub async fn retry(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db, job)): Path<(String, String, i64)>,
+) -> Result<Response, Problem> {
+    let (t, db) = load(&state, &admin, &t, &db).await?;
+    state.control.retry_job(&db.id, job).await?;
+    state.wake.notify_one();
+    Ok(Redirect::to(&format!("/admin/tenants/{}/databases/{}?notice=job-retried#jobs-h", t.id, db.id)).into_response())
+}
+
+/// `POST …/jobs/{job}/discard`.
+pub async fn discard(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db, job)): Path<(String, String, i64)>,
+) -> Result<Response, Problem> {
+    let (t, db) = load(&state, &admin, &t, &db).await?;
+    state.control.discard_job(&db.id, job).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{}/databases/{}?notice=job-discarded#jobs-h", t.id, db.id))
+        .into_response())
+}
+
+/// `GET …/jobs/{job}`: everything about one job, with its full error.
+pub async fn job(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db, job)): Path<(String, String, i64)>,
+) -> Result<Response, Problem> {
+    let (t, db) = load(&state, &admin, &t, &db).await?;
+    let j = state.control.job(&db.id, job).await?;
+    let base = format!("/admin/tenants/{}/databases/{}", t.id, db.id);
+    let trail = crumbs(&[
+        ("Overview", "/admin".into()),
+        (t.name.as_str(), format!("/admin/tenants/{}", t.id)),
+        (db.name.as_str(), base.clone()),
+    ]);
+    let retryable = match j.retryable {
+        Some(true) => "yes: the service retries it with backoff",
+        Some(false) => "no: the payload cannot be applied as it is",
+        None => "-",
+    };
+    let error = j.error_message.clone().map(|m| {
+        view! {
+            <section aria-labelledby="err-h">
+                <h2 id="err-h">"Error"</h2>
+                <p><code>{j.error_code.clone().unwrap_or_default()}</code></p>
+                <pre class="wrap">{m}</pre>
+            </section>
+        }
+    });
+    let html = document(view! {
+        <Layout title=format!("Job #{}", j.id) admin=Some(admin.clone()) crumbs=trail>
+            <dl class="pairs">
+                <div><dt>"State"</dt><dd>{j.state.name()}</dd></div>
+                <div><dt>"Device"</dt><dd><code>{j.site_id.clone()}</code></dd></div>
+                <div><dt>"Payload"</dt><dd>{format!("{} at {}", bytes(j.bytes), j.object_key)}</dd></div>
+                <div><dt>"Device positions"</dt><dd>{format!("{} → {}", j.from_cursor, j.to_cursor)}</dd></div>
+                <div><dt>"Changes applied"</dt><dd>{j.applied.map_or_else(|| "-".to_string(), count)}</dd></div>
+                <div><dt>"Attempts"</dt><dd>{j.attempts.to_string()}</dd></div>
+                <div><dt>"Retryable"</dt><dd>{retryable}</dd></div>
+                <div><dt>"Uploaded"</dt><dd>{when(j.created_at)}</dd></div>
+                <div><dt>"Last change"</dt><dd>{when_opt(Some(j.updated_at))}</dd></div>
+            </dl>
+            {error}
+            <p><a href=format!("{base}#jobs-h")>"← All jobs of this database"</a></p>
+        </Layout>
+    });
+    Ok(Html(html).into_response())
+}
