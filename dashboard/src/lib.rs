@@ -14,6 +14,8 @@
 //!
 //! [`Caller`]: cloudsync_api::auth::Caller
 
+#![recursion_limit = "512"]
+
 pub mod database;
 pub mod pages;
 pub mod session;

@@ -190,7 +190,7 @@ async fn render(
                 <form method="post" action=format!("{base}/databases") class="card">
                     <h3>"Create a database"</h3>
                     <Csrf token=csrf.clone()/>
-                    <TextField name="name" label="Name" value=db_name error=db_error required=true
+                    <TextField name="name" id=Some("db-name") label="Name" value=db_name error=db_error required=true
                         hint=Some("Unique within the tenant. Its central copy is a SQLite database managed by the service.")/>
                     <button type="submit">"Create database"</button>
                 </form>
@@ -203,7 +203,7 @@ async fn render(
                 <form method="post" action=format!("{base}/keys") class="card">
                     <h3>"Create an API key"</h3>
                     <Csrf token=csrf.clone()/>
-                    <TextField name="name" label="Key name" value=key_name error=key_error required=true/>
+                    <TextField name="name" id=Some("key-name") label="Key name" value=key_name error=key_error required=true/>
                     <fieldset>
                         <legend>"Scopes"</legend>
                         <label><input type="checkbox" name="scope_sync" value="on" checked=true/>" sync: upload and download changes"</label>

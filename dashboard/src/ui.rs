@@ -131,8 +131,11 @@ pub fn TextField(
     /// Input type (default text).
     #[prop(optional_no_strip)]
     kind: Option<&'static str>,
+    /// Element id, when two forms of a page share a field name (default `f-<name>`).
+    #[prop(optional_no_strip)]
+    id: Option<&'static str>,
 ) -> impl IntoView {
-    let id = format!("f-{name}");
+    let id = id.map_or_else(|| format!("f-{name}"), str::to_string);
     let err_id = format!("{id}-error");
     let hint_id = format!("{id}-hint");
     let described = match (&error, hint) {

@@ -81,6 +81,19 @@ fn fuzz(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The dashboard in headless Chromium; screenshots of its pages land in
+/// `<target dir>/artifacts/dashboard`.
+fn dashboard() -> Result<()> {
+    sys::step("Dashboard in headless Chromium");
+    let artifacts = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from)
+        .join("artifacts");
+    std::env::set_var("CLOUDSYNC_ARTIFACTS_DIR", &artifacts);
+    sys::cargo(&["test", "-p", "cloudsync-dashboard", "--test", "browser", "--", "--ignored"])?;
+    println!("screenshots: {}", artifacts.join("dashboard").display());
+    Ok(())
+}
+
 fn test(args: &[String]) -> Result<()> {
     let rust_only = args.iter().any(|a| a == "--rust-only");
     if !rust_only {
@@ -100,6 +113,7 @@ fn test(args: &[String]) -> Result<()> {
     sys::step("Loadable extension");
     let so = ext::build()?;
     ext::test_hosts(&so)?;
+    dashboard()?;
     contract::schemathesis()?;
     sys::step("All tests passed");
     Ok(())

@@ -50,7 +50,15 @@ pub fn have(cmd: &str) -> bool {
 
 /// Installs the Debian packages the tests use when any is missing.
 pub fn ensure_packages() -> Result<()> {
-    let needed = [("sqlite3", "sqlite3"), ("/usr/bin/python3", "python3"), ("node", "nodejs"), ("npm", "npm")];
+    let needed = [
+        ("sqlite3", "sqlite3"),
+        ("/usr/bin/python3", "python3"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+        // The dashboard's browser tests.
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+    ];
     let missing: Vec<&str> = needed.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
     let venv_ok = Command::new("python3").args(["-c", "import venv, ensurepip"]).status().is_ok_and(|s| s.success());
     let mut packages: Vec<&str> = missing;

@@ -60,6 +60,7 @@ pub fn app_on(control: ControlPlane, limits: Limits, rate: Option<(u32, u32)>) -
 }
 
 /// A response.
+#[derive(Debug)]
 pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,

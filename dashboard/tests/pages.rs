@@ -1,0 +1,203 @@
+//! The dashboard in-process: who may sign in and see what, CSRF on every form,
+//! cookie and security headers. (The browser test drives the main flows.)
+
+#[path = "../../api/tests/support/mod.rs"]
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cloudsync_api::Limits;
+use cloudsync_tenants::store::ControlPlane;
+use support::{Resp, TestApp, TOKEN};
+
+async fn app() -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let mut app = support::app_on(control, Limits::default(), None);
+    app.app = cloudsync_api::router_with(app.state.clone(), cloudsync_dashboard::router(app.state.clone()));
+    (app, dir)
+}
+
+fn html(r: &Resp) -> String {
+    String::from_utf8_lossy(&r.raw).into_owned()
+}
+
+fn set_cookie(r: &Resp, name: &str) -> Option<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string()
+}
+
+/// The value of the hidden `csrf` field of a page.
+fn csrf_field(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a csrf field") + r#"name="csrf" value=""#.len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn get(app: &TestApp, uri: &str, cookie: Option<&str>) -> Resp {
+    let mut req = Request::builder().uri(uri);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    app.send(req.body(Body::empty()).unwrap()).await
+}
+
+async fn post(app: &TestApp, uri: &str, cookie: Option<&str>, form: &str) -> Resp {
+    let mut req =
+        Request::builder().method("POST").uri(uri).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    app.send(req.body(Body::from(form.to_string())).unwrap()).await
+}
+
+/// Signs in with `token`; returns the session cookie (`name=value`) and the CSRF token.
+async fn sign_in(app: &TestApp, token: &str) -> Result<(String, String), Resp> {
+    let form = get(app, "/admin/login", None).await;
+    let login = cookie_value(&set_cookie(&form, "cloudsync_login").unwrap());
+    let field = csrf_field(&html(&form));
+    assert_eq!(login, field, "the sign-in form's double-submit token");
+    let body = format!(
+        "csrf={field}&token={}&next=%2Fadmin",
+        form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let r = post(app, "/admin/login", Some(&format!("cloudsync_login={login}")), &body).await;
+    if r.status != StatusCode::SEE_OTHER {
+        return Err(r);
+    }
+    let session = set_cookie(&r, "cloudsync_session").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+        assert!(session.contains(attr), "session cookie lacks {attr}: {session}");
+    }
+    let cookie = format!("cloudsync_session={}", cookie_value(&session));
+    let page = get(app, "/admin", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    Ok((cookie.clone(), csrf_field(&html(&page))))
+}
+
+#[tokio::test]
+async fn sign_in_is_refused_without_a_valid_admin_credential() {
+    let (app, _dir) = app().await;
+    let tenant = app.tenant("acme").await;
+    let (_, sync_key) = app.key(&tenant, &["sync"]).await;
+
+    // Signed out: pages redirect to the sign-in form, forms are refused.
+    let r = get(&app, "/admin/tenants", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/admin/login?next=%2Fadmin%2Ftenants");
+    assert_eq!(post(&app, "/admin/tenants", None, "name=x").await.status, StatusCode::UNAUTHORIZED);
+
+    let wrong = sign_in(&app, "csa_not_the_token").await.unwrap_err();
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(html(&wrong).contains("Invalid, expired or revoked token"));
+    let sync_only = sign_in(&app, &sync_key).await.unwrap_err();
+    assert_eq!(sync_only.status, StatusCode::FORBIDDEN);
+    assert!(html(&sync_only).contains("lacks the admin scope"));
+
+    // The sign-in form itself needs its double-submit token.
+    let r = post(&app, "/admin/login", None, &format!("token={TOKEN}")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(set_cookie(&r, "cloudsync_session").is_none());
+
+    // A redirect after sign-in never leaves the dashboard.
+    let form = get(&app, "/admin/login?next=https://evil.example/", None).await;
+    assert!(!html(&form).contains("evil.example"));
+}
+
+#[tokio::test]
+async fn every_form_needs_the_session_csrf_token() {
+    let (app, _dir) = app().await;
+    let (cookie, csrf) = sign_in(&app, TOKEN).await.unwrap();
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v TEXT);").await;
+    let (key, _) = app.key(&tenant, &["sync"]).await;
+    let site = "0123456789abcdef0123456789abcdef";
+    let base = format!("/admin/tenants/{tenant}");
+    let forms = [
+        "/admin/logout".to_string(),
+        "/admin/tenants".into(),
+        format!("{base}/databases"),
+        format!("{base}/keys"),
+        format!("{base}/keys/{key}/revoke"),
+        format!("{base}/identity"),
+        format!("{base}/databases/{db}/schema"),
+        format!("{base}/databases/{db}/devices/{site}/block"),
+        format!("{base}/databases/{db}/devices/{site}/unblock"),
+        format!("{base}/databases/{db}/jobs/1/retry"),
+        format!("{base}/databases/{db}/jobs/1/discard"),
+    ];
+    for uri in &forms {
+        for body in ["name=x".to_string(), "csrf=wrong&name=x".into(), format!("csrf={csrf}x&name=x")] {
+            let r = post(&app, uri, Some(&cookie), &body).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{uri} with {body}: {}", html(&r));
+        }
+    }
+    // Nothing was changed, and the session still works with its token.
+    let (_, tenants) = app.call("GET", "/v1/tenants", Some(TOKEN), None).await;
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 1);
+    let (_, k) = app.call("GET", &format!("/v1/tenants/{tenant}/api-keys/{key}"), Some(TOKEN), None).await;
+    assert!(k["revoked_at"].is_null());
+    let r = post(&app, "/admin/tenants", Some(&cookie), &format!("csrf={csrf}&name=second")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+
+    // Pages are not cached, framed or scripted.
+    let page = get(&app, &base, Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(!html(&page).contains("<script"));
+    assert!(page.headers.contains_key("x-request-id"));
+
+    // Signing out ends the session everywhere.
+    let r = post(&app, "/admin/logout", Some(&cookie), &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(get(&app, "/admin", Some(&cookie)).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_tenant_admin_sees_only_their_tenant_until_the_key_is_revoked() {
+    let (app, _dir) = app().await;
+    let mine = app.tenant("mine").await;
+    let other = app.tenant("other").await;
+    let other_db = app.database(&other, "secret-db", "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v TEXT);").await;
+    let (key_id, admin_key) = app.key(&mine, &["admin"]).await;
+    let (cookie, csrf) = sign_in(&app, &admin_key).await.unwrap();
+
+    let own = get(&app, &format!("/admin/tenants/{mine}"), Some(&cookie)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(html(&own).contains("Tenant mine"));
+    let overview = get(&app, "/admin", Some(&cookie)).await;
+    assert!(!html(&overview).contains("other") && !html(&overview).contains(&other));
+
+    // Another tenant's pages and forms: not found, and nothing of it shown.
+    for uri in [format!("/admin/tenants/{other}"), format!("/admin/tenants/{other}/databases/{other_db}")] {
+        let r = get(&app, &uri, Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(!html(&r).contains("secret-db"));
+    }
+    let r =
+        post(&app, &format!("/admin/tenants/{other}/databases"), Some(&cookie), &format!("csrf={csrf}&name=x")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Operator-only pages.
+    assert_eq!(get(&app, "/admin/tenants", Some(&cookie)).await.status, StatusCode::FORBIDDEN);
+    let r = post(&app, "/admin/tenants", Some(&cookie), &format!("csrf={csrf}&name=x")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Validation messages come back next to the field, with the page.
+    let r = post(&app, &format!("/admin/tenants/{mine}/databases"), Some(&cookie), &format!("csrf={csrf}&name=")).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html(&r).contains(r#"id="db-name-error""#), "{}", html(&r));
+
+    // Revoking the key ends the session.
+    let (s, _) = app.call("DELETE", &format!("/v1/tenants/{mine}/api-keys/{key_id}"), Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(get(&app, "/admin", Some(&cookie)).await.status, StatusCode::SEE_OTHER);
+}
