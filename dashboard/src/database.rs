@@ -12,7 +12,6 @@ use cloudsync_tenants::backend::Provisioning;
 use cloudsync_tenants::devices::Device;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{Job, JobState};
-use cloudsync_tenants::keys::Scope as KeyScope;
 use cloudsync_tenants::overview::Scope;
 use cloudsync_tenants::page::PageRequest;
 use cloudsync_tenants::store::{Database, Tenant};
@@ -46,7 +45,6 @@ struct SchemaState {
 
 async fn load(state: &AppState, admin: &Admin, tenant_id: &str, db: &str) -> Result<(Tenant, Database), Problem> {
     let t = tenant(state, admin, tenant_id).await?;
-    admin.caller.tenant(&t.id, KeyScope::Admin)?;
     let db = state.control.tenant_database(&t.id, &DatabaseId::parse(db)?).await?;
     Ok((t, db))
 }

@@ -13,21 +13,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudsync_api::{router_with, AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backend::SqliteBackends;
-use cloudsync_tenants::devices::UsageRecorder;
-use cloudsync_tenants::identity::Verifier;
+use cloudsync_api::{router_with, AppState, Limits};
 use cloudsync_tenants::ids::TenantId;
 use cloudsync_tenants::jobs::JobState;
-use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::page::PageRequest;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore};
-use cloudsync_tenants::secrets::SecretBox;
 use cloudsync_tenants::store::ControlPlane;
 use cloudsync_tenants::worker;
 use fantoccini::{Client, ClientBuilder, Locator};
 
-const TOKEN: &str = "csa_browser_test_token";
+#[path = "../../api/tests/support/mod.rs"]
+mod support;
+
+use support::TOKEN;
 const SCHEMA: &str = "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT, done INTEGER DEFAULT 0);";
 
 struct Server {
@@ -42,31 +39,11 @@ async fn serve() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let url = format!("http://{addr}");
-    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite"))
-        .await
-        .unwrap()
-        .with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
-    let folder = FolderStore::new(dir.path().join("payloads"), url.clone(), b"signing-key".to_vec()).unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let state = support::state_on(control, dir.path(), &url, Limits::default(), None);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let state = AppState(Arc::new(Inner {
-        control: control.clone(),
-        backends: Arc::new(SqliteBackends::new(dir.path().join("databases")).unwrap()),
-        payloads: Arc::new(AnyStore::Folder(folder.clone())),
-        folder: Some(folder),
-        notifier: Arc::new(Notifier::default()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        admin_token: TOKEN.into(),
-        public_url: url.clone(),
-        limits: Limits::default(),
-        metrics: Metrics::new(),
-        shutdown: shutdown.clone(),
-        db_permits: cloudsync_api::default_db_permits(),
-        verifier: Verifier::new(Duration::ZERO),
-        usage: UsageRecorder::default(),
-        limiter: None,
-    }));
     let ctx = Arc::new(worker::Context {
-        control,
+        control: state.control.clone(),
         backends: Arc::clone(&state.backends),
         payloads: Arc::clone(&state.payloads),
         notifier: Arc::clone(&state.notifier),

@@ -34,20 +34,33 @@ pub struct TestApp {
 /// Builds the application on `control`, with `limits` and an optional rate limit.
 pub fn app_on(control: ControlPlane, limits: Limits, rate: Option<(u32, u32)>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let folder = FolderStore::new(dir.path().join("payloads"), "http://test".into(), b"k".to_vec()).unwrap();
+    let state = state_on(control, dir.path(), "http://test", limits, rate);
+    TestApp { app: router(state.clone()), state, dir }
+}
+
+/// The application state on `control`, with its files under `dir`, reached at
+/// `public_url`, with the admin token [`TOKEN`]; never shut down.
+pub fn state_on(
+    control: ControlPlane,
+    dir: &std::path::Path,
+    public_url: &str,
+    limits: Limits,
+    rate: Option<(u32, u32)>,
+) -> AppState {
+    let folder = FolderStore::new(dir.join("payloads"), public_url.into(), b"k".to_vec()).unwrap();
     let (tx, shutdown) = tokio::sync::watch::channel(false);
     // Keep the sender alive for the test's duration.
     std::mem::forget(tx);
     let control = control.with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
-    let state = AppState(Arc::new(Inner {
+    AppState(Arc::new(Inner {
         control,
-        backends: Arc::new(SqliteBackends::new(dir.path().join("databases")).unwrap()),
+        backends: Arc::new(SqliteBackends::new(dir.join("databases")).unwrap()),
         payloads: Arc::new(AnyStore::Folder(folder.clone())),
         folder: Some(folder),
         notifier: Arc::new(Notifier::default()),
         wake: Arc::new(tokio::sync::Notify::new()),
         admin_token: TOKEN.into(),
-        public_url: "http://test".into(),
+        public_url: public_url.into(),
         limits,
         metrics: Metrics::new(),
         shutdown,
@@ -55,8 +68,7 @@ pub fn app_on(control: ControlPlane, limits: Limits, rate: Option<(u32, u32)>) -
         verifier: Verifier::new(Duration::ZERO),
         usage: UsageRecorder::default(),
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
-    }));
-    TestApp { app: router(state.clone()), state, dir }
+    }))
 }
 
 /// A response.
