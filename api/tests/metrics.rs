@@ -4,14 +4,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cloudsync_api::Limits;
 use cloudsync_tenants::store::ControlPlane;
-use cloudsync_tenants::worker;
 use serde_json::Value;
 use support::{device_payload, TestApp, TOKEN};
 
@@ -77,17 +75,7 @@ async fn metrics_count_a_scripted_sync_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
     let app = support::app_on(control, Limits::default(), None);
-    let (tx, shutdown) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(worker::Context {
-        control: app.state.control.clone(),
-        backends: Arc::clone(&app.state.backends),
-        payloads: Arc::clone(&app.state.payloads),
-        notifier: Arc::clone(&app.state.notifier),
-        wake: Arc::clone(&app.state.wake),
-        node: "test".into(),
-        observer: Arc::new(app.state.metrics.clone()),
-    });
-    let workers = worker::spawn(1, ctx, shutdown);
+    let (tx, workers) = support::workers(&app.state, 1);
 
     let tenant = app.tenant("acme").await;
     let db = app.database(&tenant, "main", SQL).await;

@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloudsync_api::{router_with, AppState, Limits};
@@ -18,7 +17,6 @@ use cloudsync_tenants::ids::TenantId;
 use cloudsync_tenants::jobs::JobState;
 use cloudsync_tenants::page::PageRequest;
 use cloudsync_tenants::store::ControlPlane;
-use cloudsync_tenants::worker;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 #[path = "../../api/tests/support/mod.rs"]
@@ -41,17 +39,7 @@ async fn serve() -> Server {
     let url = format!("http://{addr}");
     let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
     let state = support::state_on(control, dir.path(), &url, Limits::default(), None);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(worker::Context {
-        control: state.control.clone(),
-        backends: Arc::clone(&state.backends),
-        payloads: Arc::clone(&state.payloads),
-        notifier: Arc::clone(&state.notifier),
-        wake: Arc::clone(&state.wake),
-        node: "browser-test".into(),
-        observer: Arc::new(state.metrics.clone()),
-    });
-    worker::spawn(1, ctx, shutdown);
+    let (stop, _workers) = support::workers(&state, 1);
     let app = router_with(state.clone(), cloudsync_dashboard::router(state.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server { url, state, _dir: dir, _stop: stop }

@@ -71,6 +71,22 @@ pub fn state_on(
     }))
 }
 
+/// Starts `n` apply workers on `state`'s stores, reporting to its metrics; they stop
+/// when the returned sender sends `true` (or is dropped).
+pub fn workers(state: &AppState, n: usize) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let ctx = Arc::new(cloudsync_tenants::worker::Context {
+        control: state.control.clone(),
+        backends: Arc::clone(&state.backends),
+        payloads: Arc::clone(&state.payloads),
+        notifier: Arc::clone(&state.notifier),
+        wake: Arc::clone(&state.wake),
+        node: "test".into(),
+        observer: Arc::new(state.metrics.clone()),
+    });
+    (stop, cloudsync_tenants::worker::spawn(n, ctx, shutdown))
+}
+
 /// A response.
 #[derive(Debug)]
 pub struct Resp {
