@@ -8,6 +8,9 @@
 //! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
 //! | `bench sync [--devices N] [--rows M] [--listeners L] [--writes W]` | devices syncing through a release build of the service: apply throughput and propagation latency |
+//! | `pg install` | builds Postgres Sync (the pgrx extension) in release mode and installs it into the machine's PostgreSQL (`CREATE EXTENSION cloudsync`) |
+//! | `pg test` | installs the pgrx tooling when missing, runs the extension's `#[pg_test]`s in a throw-away cluster, installs it, then runs the scenarios and the cross-engine property test (also part of `test`) |
+//! | `bench pg [--rows N] [--rounds R]` | tracked vs untracked writes and payload apply vs plain INSERT in PostgreSQL |
 //! | `shell [DB]` | builds the extension and opens the sqlite3 shell with it loaded |
 //! | `fuzz [TARGET] [SECONDS]` | runs a `cargo fuzz` target of the core (default: all, 60 s each) on the committed corpus |
 //!
@@ -19,6 +22,7 @@
 mod bench;
 mod contract;
 mod ext;
+mod pg;
 mod sys;
 
 use anyhow::{bail, Result};
@@ -36,9 +40,10 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(rest),
         Some("contract") => contract::schemathesis(),
         Some("shell") => ext::shell(rest),
+        Some("pg") => pg::run_command(rest),
         Some("fuzz") => fuzz(rest),
         _ => {
-            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync | shell [DB] | fuzz>")
+            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync|pg | pg install|test | shell [DB] | fuzz>")
         }
     }
 }
@@ -104,15 +109,19 @@ fn test(args: &[String]) -> Result<()> {
     std::env::set_var("CLOUDSYNC_TEST_PG_URL", &pg);
     sys::step("Formatting and lints");
     sys::cargo(&["fmt", "--all", "--check"])?;
-    sys::cargo(&["clippy", "--workspace", "--exclude", "cloudsync-loadable", "--all-targets", "--", "-D", "warnings"])?;
+    // The loadable SQLite extension and the pgrx extension are built on their own
+    // (`build-extension`, `pg test`).
+    let others = ["--workspace", "--exclude", "cloudsync-loadable", "--exclude", "cloudsync-postgres"];
+    sys::cargo(&[&["clippy"], &others[..], &["--all-targets", "--", "-D", "warnings"]].concat())?;
     sys::step("Rust tests (unit, property, SQL-level, differential)");
-    sys::cargo(&["test", "--workspace", "--exclude", "cloudsync-loadable"])?;
+    sys::cargo(&[&["test"], &others[..]].concat())?;
     if rust_only {
         return Ok(());
     }
     sys::step("Loadable extension");
     let so = ext::build()?;
     ext::test_hosts(&so)?;
+    pg::test()?;
     dashboard()?;
     contract::schemathesis()?;
     sys::step("All tests passed");

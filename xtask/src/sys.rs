@@ -73,7 +73,7 @@ pub fn ensure_packages() -> Result<()> {
 }
 
 /// `apt-get update && apt-get install` (through sudo when not root).
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let sudo = if have("sudo") && !is_root() { vec!["sudo"] } else { vec![] };
     let apt = |args: &[&str]| -> Result<()> {
         let mut all: Vec<&str> = sudo.clone();
@@ -127,7 +127,7 @@ pub fn ensure_postgres() -> Result<String> {
     bail!("PostgreSQL did not become ready on 127.0.0.1:5432 (see /var/log/postgresql)")
 }
 
-fn installed_pg_version() -> Result<String> {
+pub fn installed_pg_version() -> Result<String> {
     let out = Command::new("pg_lsclusters").arg("-h").output().context("pg_lsclusters")?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()

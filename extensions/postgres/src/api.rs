@@ -1,0 +1,344 @@
+//! The SQL functions (the SQL edge): each runs its work over SPI and reports errors
+//! once, with their SQLSTATE, through [`report`].
+
+use cloudsync_core::{Cursor, SiteId, Value};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::error::{report, Error, Result};
+use crate::feed::{self, FeedQuery};
+use crate::lifecycle;
+use crate::sql::{exec, query_opt};
+use crate::{fold, meta, store};
+
+/// Global setting: target size of a payload frame in bytes.
+pub const FRAME_SIZE: &str = "payload_frame_size";
+/// Global setting: zstd level of payloads (0 disables compression).
+pub const COMPRESSION: &str = "payload_compression";
+
+fn spi<T>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<T>) -> T {
+    report(Spi::connect_mut(f))
+}
+
+/// The extension's version.
+#[pg_extern(immutable, parallel_safe)]
+fn cloudsync_version() -> &'static str {
+    cloudsync_core::VERSION
+}
+
+/// This database's site id (16 bytes).
+#[pg_extern(stable)]
+fn cloudsync_siteid() -> Vec<u8> {
+    spi(|c| Ok(meta::local_site(c)?.as_bytes().to_vec()))
+}
+
+/// The current `db_version` (pending local writes are folded first, so it covers them).
+#[pg_extern]
+fn cloudsync_db_version() -> i64 {
+    spi(|c| {
+        fold::fold_all(c)?;
+        crate::sql::i64_of(meta::db_version(c)?)
+    })
+}
+
+/// A new UUID version 7 (time-ordered), for primary keys.
+#[pg_extern]
+fn cloudsync_uuid() -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes())
+}
+
+/// Whether the current transaction is merging a payload (triggers record nothing then).
+#[pg_extern]
+fn cloudsync_is_merging() -> bool {
+    spi(|c| {
+        Ok(query_opt(c, "SELECT pg_catalog.current_setting('cloudsync.merging', true)", &[], |r| {
+            Ok(r.get::<String>(1)?)
+        })?
+        .flatten()
+        .as_deref()
+            == Some("on"))
+    })
+}
+
+/// Makes a table synced. `tbl` is a table name (schema-qualified or on the search
+/// path); `sync_name` is the name devices use (default: the table's own name).
+/// Returns the site id.
+#[pg_extern]
+fn cloudsync_init(
+    tbl: &str,
+    algo: default!(Option<&str>, "'cls'"),
+    flags: default!(i32, 0),
+    sync_name: default!(Option<&str>, "NULL"),
+) -> Vec<u8> {
+    spi(|c| Ok(lifecycle::init(c, tbl, algo, flags, sync_name)?.as_bytes().to_vec()))
+}
+
+/// Removes sync triggers and metadata from a table (the table and its rows stay).
+#[pg_extern]
+fn cloudsync_cleanup(tbl: &str) {
+    spi(|c| lifecycle::cleanup(c, tbl))
+}
+
+/// Starts tracking local writes again.
+#[pg_extern]
+fn cloudsync_enable(tbl: &str) {
+    spi(|c| lifecycle::set_enabled(c, tbl, true))
+}
+
+/// Stops tracking local writes (merges still apply).
+#[pg_extern]
+fn cloudsync_disable(tbl: &str) {
+    spi(|c| lifecycle::set_enabled(c, tbl, false))
+}
+
+/// Whether local writes to a table are tracked.
+#[pg_extern]
+fn cloudsync_is_enabled(tbl: &str) -> bool {
+    spi(|c| Ok(lifecycle::resolve(c, tbl)?.enabled))
+}
+
+/// Sets a row filter: only rows matching `expr` (over the table's columns) are synced.
+#[pg_extern]
+fn cloudsync_set_filter(tbl: &str, expr: &str) {
+    spi(|c| lifecycle::set_filter(c, tbl, Some(expr)))
+}
+
+/// Removes a row filter.
+#[pg_extern]
+fn cloudsync_clear_filter(tbl: &str) {
+    spi(|c| lifecycle::set_filter(c, tbl, None))
+}
+
+/// Call before altering a synced table, in the same transaction.
+#[pg_extern]
+fn cloudsync_begin_alter(tbl: &str) {
+    spi(|c| lifecycle::begin_alter(c, tbl))
+}
+
+/// Call after altering a synced table, in the same transaction.
+#[pg_extern]
+fn cloudsync_commit_alter(tbl: &str) {
+    spi(|c| lifecycle::commit_alter(c, tbl))
+}
+
+fn check_setting(key: &str, value: Option<&str>) -> Result<()> {
+    let int = |lo: i64, hi: i64| match value {
+        None => Ok(()),
+        Some(v) if v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)) => Ok(()),
+        Some(_) => Err(Error::Invalid(format!("'{key}' must be an integer in {lo}..={hi}"))),
+    };
+    match key {
+        "" => Err(Error::Invalid("the key is empty".into())),
+        FRAME_SIZE => int(4096, 64 << 20),
+        COMPRESSION => int(0, 19),
+        "db_version" | "layout" => Err(Error::Invalid(format!("'{key}' is maintained by cloudsync and cannot be set"))),
+        _ => Ok(()),
+    }
+}
+
+/// Sets (or with NULL, removes) a database-wide setting.
+#[pg_extern]
+fn cloudsync_set(key: &str, value: Option<&str>) {
+    spi(|c| {
+        check_setting(key, value)?;
+        match value {
+            Some(v) => exec(
+                c,
+                "INSERT INTO cloudsync.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[key.into(), v.into()],
+            )?,
+            None => exec(c, "DELETE FROM cloudsync.settings WHERE key = $1", &[key.into()])?,
+        };
+        Ok(())
+    })
+}
+
+fn set_table_setting(
+    c: &mut SpiClient<'_>,
+    tbl: &str,
+    col: Option<&str>,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Invalid("the key is empty".into()));
+    }
+    if matches!(key, "algo" | "filter") {
+        return Err(Error::Invalid(format!(
+            "'{key}' is set by cloudsync_init / cloudsync_set_filter, not as a setting"
+        )));
+    }
+    let t = lifecycle::resolve(c, tbl)?;
+    let col = match col {
+        None => String::new(),
+        Some(name) => t
+            .columns
+            .iter()
+            .map(|sc| sc.col.name.as_str())
+            .chain(t.pk.iter().map(|k| k.name.as_str()))
+            .find(|n| *n == name)
+            .ok_or_else(|| Error::Invalid(format!("table {} has no synced column \"{name}\"", t.display)))?
+            .to_string(),
+    };
+    match value {
+        Some(v) => exec(
+            c,
+            "INSERT INTO cloudsync.table_settings (tbl, col, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tbl, col, key) DO UPDATE SET value = excluded.value",
+            &[t.name.into(), col.into(), key.into(), v.into()],
+        )?,
+        None => exec(
+            c,
+            "DELETE FROM cloudsync.table_settings WHERE tbl = $1 AND col = $2 AND key = $3",
+            &[t.name.into(), col.into(), key.into()],
+        )?,
+    };
+    Ok(())
+}
+
+/// Sets (or with NULL, removes) a setting of a synced table.
+#[pg_extern]
+fn cloudsync_set_table(tbl: &str, key: &str, value: Option<&str>) {
+    spi(|c| set_table_setting(c, tbl, None, key, value))
+}
+
+/// Sets (or with NULL, removes) a setting of a column of a synced table.
+#[pg_extern]
+fn cloudsync_set_column(tbl: &str, col: &str, key: &str, value: Option<&str>) {
+    spi(|c| set_table_setting(c, tbl, Some(col), key, value))
+}
+
+fn since(db_version: i64) -> Result<Cursor> {
+    let v = u64::try_from(db_version).map_err(|_| Error::Invalid(format!("db_version {db_version} is negative")))?;
+    Ok(if v == 0 { Cursor::ZERO } else { Cursor::new(v, u64::MAX) })
+}
+
+/// Every change recorded after `since` (a `db_version`), in feed order. `col_value` is
+/// the value in the payload encoding (see `cloudsync_value_text` to read it).
+#[pg_extern]
+fn cloudsync_changes_since(
+    since_version: default!(i64, 0),
+) -> TableIterator<
+    'static,
+    (
+        name!(tbl, String),
+        name!(pk, Vec<u8>),
+        name!(col_name, Option<String>),
+        name!(col_value, Vec<u8>),
+        name!(col_version, i64),
+        name!(db_version, i64),
+        name!(site_id, Vec<u8>),
+        name!(cl, i64),
+        name!(seq, i64),
+    ),
+> {
+    let rows = spi(|c| {
+        let after = since(since_version)?;
+        fold::fold_all(c)?;
+        feed::read(c, &FeedQuery { after, except: None })?
+            .into_iter()
+            .map(|(_, ch)| {
+                let mut value = Vec::new();
+                ch.value.encode(&mut value);
+                Ok((
+                    ch.table,
+                    ch.pk,
+                    ch.column,
+                    value,
+                    crate::sql::i64_of(ch.col_version)?,
+                    crate::sql::i64_of(ch.at.db_version)?,
+                    ch.site.as_bytes().to_vec(),
+                    crate::sql::i64_of(ch.cl)?,
+                    i64::try_from(ch.at.seq).unwrap_or(i64::MAX),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// A `col_value` (or any value in the payload encoding) as text, for reading.
+#[pg_extern(immutable, parallel_safe)]
+fn cloudsync_value_text(value: &[u8]) -> Option<String> {
+    let mut input = value;
+    match report(Value::decode(&mut input).map_err(Error::from)) {
+        Value::Null => None,
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Real(r) => Some(format!("{r:?}")),
+        Value::Text(t) => Some(String::from_utf8_lossy(&t).into_owned()),
+        Value::Blob(b) => Some(format!("\\x{}", b.iter().map(|b| format!("{b:02x}")).collect::<String>())),
+    }
+}
+
+/// Encodes every change after `since_version`, leaving out those written by
+/// `except_site` (a peer's own changes). NULL when there is nothing to send.
+#[pg_extern]
+fn cloudsync_payload_encode_since(
+    since_version: default!(i64, 0),
+    except_site: default!(Option<&[u8]>, "NULL"),
+) -> Option<Vec<u8>> {
+    spi(|c| {
+        let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(feed::encode(c, &FeedQuery { after: since(since_version)?, except })?.0)
+    })
+}
+
+/// Merges a payload. Returns how many incoming changes changed local state.
+#[pg_extern]
+fn cloudsync_payload_apply(payload: &[u8]) -> i64 {
+    spi(|c| crate::sql::i64_of(store::apply_payload(c, payload)?.applied))
+}
+
+#[pg_schema]
+mod cloudsync {
+    use cloudsync_core::{Change, Cursor, SiteId, Value};
+    use pgrx::prelude::*;
+
+    use crate::error::{report, Error, Result};
+
+    fn u64_arg(v: i64, what: &str) -> Result<u64> {
+        u64::try_from(v).map_err(|_| Error::Invalid(format!("{what} {v} is negative")))
+    }
+
+    /// State function of `cloudsync_payload_encode`.
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern]
+    fn payload_encode_step(
+        state: Option<i64>,
+        tbl: Option<&str>,
+        pk: Option<&[u8]>,
+        col_name: Option<&str>,
+        col_value: Option<&[u8]>,
+        col_version: Option<i64>,
+        db_version: Option<i64>,
+        site_id: Option<&[u8]>,
+        cl: Option<i64>,
+        seq: Option<i64>,
+    ) -> Option<i64> {
+        let change = report((|| -> Result<Change> {
+            let missing = |what: &str| Error::Invalid(format!("cloudsync_payload_encode: {what} is NULL"));
+            let mut value_bytes = col_value.unwrap_or(&[0]);
+            Ok(Change {
+                table: tbl.ok_or_else(|| missing("tbl"))?.to_string(),
+                pk: pk.ok_or_else(|| missing("pk"))?.to_vec(),
+                column: col_name.map(str::to_string),
+                value: Value::decode(&mut value_bytes)?,
+                col_version: u64_arg(col_version.unwrap_or(0), "col_version")?,
+                at: Cursor::new(
+                    u64_arg(db_version.ok_or_else(|| missing("db_version"))?, "db_version")?,
+                    u64_arg(seq.unwrap_or(0), "seq")?,
+                ),
+                site: SiteId::from_slice(site_id.ok_or_else(|| missing("site_id"))?)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+                cl: u64_arg(cl.ok_or_else(|| missing("cl"))?, "cl")?,
+            })
+        })());
+        Some(report(Spi::connect(|c| crate::feed::aggregate_step(c, state, change))))
+    }
+
+    /// Final function of `cloudsync_payload_encode`.
+    #[pg_extern]
+    fn payload_encode_final(state: Option<i64>) -> Option<Vec<u8>> {
+        crate::feed::aggregate_final(state)
+    }
+}

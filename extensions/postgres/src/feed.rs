@@ -1,0 +1,221 @@
+//! Reading the change feed, and encoding payloads from it.
+//!
+//! Each table's clocks are read in `(dbv, seq)` order (indexed), joined with the user
+//! table for the values, turned into changes by the core's [`row_changes`], and the
+//! tables are merged so that the whole feed comes out ordered by each row's latest
+//! position.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use cloudsync_core::engine::row_changes;
+use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
+use cloudsync_core::value::encode_key;
+use cloudsync_core::{Algo, Change, Cursor, SiteId, Value};
+use pgrx::spi::SpiClient;
+
+use crate::error::{Error, Result};
+use crate::fold::decode_clock;
+use crate::sql::{get, i64_of, ident, query, read_value};
+use crate::table::SyncTable;
+use crate::{fold, meta};
+
+/// What to read.
+#[derive(Clone, Debug, Default)]
+pub struct FeedQuery {
+    /// Changes strictly after this position.
+    pub after: Cursor,
+    /// Leave out changes written by this site (what a peer needs: not its own).
+    pub except: Option<SiteId>,
+}
+
+/// Every change after `q.after`, in feed order, with the position of each row. The
+/// caller has folded pending local writes.
+pub fn read(c: &SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
+    let mut rows: Vec<(Cursor, Vec<Change>)> = Vec::new();
+    let mut sites: HashMap<u32, SiteId> = HashMap::new();
+    for t in SyncTable::all(c)? {
+        let info = t.info();
+        let keys = t.meta_keys();
+        let key_reads: Vec<_> = t.pk.iter().zip(&keys).map(|(k, mk)| k.kind.read_expr(&format!("m.{mk}"))).collect();
+        let col_reads: Vec<_> =
+            t.columns.iter().map(|sc| sc.col.kind.read_expr(&format!("u.{}", ident(&sc.col.name)))).collect();
+        let join =
+            t.pk.iter()
+                .zip(&keys)
+                .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+        let mut select: Vec<String> = key_reads.iter().map(|(e, _)| e.clone()).collect();
+        select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
+        select.extend(col_reads.iter().map(|(e, _)| e.clone()));
+        let sql = format!(
+            "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > ($1, $2) ORDER BY m.dbv, m.seq",
+            select.join(", "),
+            t.clock(),
+            t.rel,
+        );
+        let nk = keys.len();
+        let after = q.after;
+        let fetched = query(
+            c,
+            &sql,
+            &[i64_of(after.db_version)?.into(), i64::try_from(after.seq).unwrap_or(i64::MAX).into()],
+            |r| {
+                let key: Vec<Value> = key_reads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, rd))| read_value(r, i + 1, *rd))
+                    .collect::<Result<_>>()?;
+                let clock = decode_clock(
+                    get::<i64>(r, nk + 1, "cl")?,
+                    get::<i64>(r, nk + 2, "dbv")?,
+                    get::<i64>(r, nk + 3, "seq")?,
+                    &get::<Vec<u8>>(r, nk + 4, "clock")?,
+                )?;
+                let values: Vec<Value> = col_reads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, rd))| read_value(r, nk + 5 + i, *rd))
+                    .collect::<Result<_>>()?;
+                Ok((key, clock, values))
+            },
+        )?;
+        for (key, clock, values) in fetched {
+            let at = clock.max_stamp();
+            let changes = row_changes(
+                &info,
+                &encode_key(&key),
+                &clock,
+                after,
+                |ord| match sites.get(&ord) {
+                    Some(s) => Ok(*s),
+                    None => {
+                        let s = meta::site_id(c, ord)?;
+                        sites.insert(ord, s);
+                        Ok::<_, Error>(s)
+                    }
+                },
+                |ids| {
+                    Ok(ids
+                        .iter()
+                        .map(|id| {
+                            t.columns.iter().position(|sc| sc.id == *id).map_or(Value::Null, |p| values[p].clone())
+                        })
+                        .collect())
+                },
+            )?;
+            rows.push((at, changes));
+        }
+    }
+    // Stable: rows of one table keep their order; tables interleave by position.
+    rows.sort_by_key(|(at, _)| *at);
+    Ok(rows
+        .into_iter()
+        .flat_map(|(at, changes)| changes.into_iter().map(move |ch| (at, ch)))
+        .filter(|(_, ch)| q.except.is_none_or(|s| ch.site != s))
+        .collect())
+}
+
+/// Encoder settings from `cloudsync_set`.
+pub fn encode_options(c: &SpiClient<'_>) -> Result<EncodeOptions> {
+    let int = |key: &str, default: i64| -> Result<i64> {
+        Ok(meta::setting(c, key)?.and_then(|v| v.parse().ok()).unwrap_or(default))
+    };
+    let frame = int(crate::api::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
+    let level = int(crate::api::COMPRESSION, 3)?;
+    Ok(EncodeOptions {
+        frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),
+        compression: (level > 0).then(|| i32::try_from(level).unwrap_or(3)),
+    })
+}
+
+/// Folds pending local writes, then encodes every change after `q.after`. Returns the
+/// payload (None when there is nothing to send), its change count and the position
+/// to resume from.
+pub fn encode(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<(Option<Vec<u8>>, u64, Cursor)> {
+    fold::fold_all(c)?;
+    let changes = read(c, q)?;
+    let mut encoder = PayloadEncoder::new(encode_options(c)?);
+    let mut tables: HashMap<String, (Algo, u64)> = HashMap::new();
+    let mut cursor = q.after;
+    for (at, change) in changes {
+        if !tables.contains_key(&change.table) {
+            let t = SyncTable::require(c, &change.table)?;
+            tables.insert(t.name.clone(), (t.algo, t.fingerprint));
+        }
+        let info = tables.get(&change.table).copied().unwrap_or((Algo::Cls, 0));
+        encoder.push(change, |_| info).map_err(|e| Error::Corrupt(e.to_string()))?;
+        cursor = cursor.max(at);
+    }
+    let n = encoder.change_count();
+    Ok(((!encoder.is_empty()).then(|| encoder.finish()), n, cursor))
+}
+
+/// Encoders of running `cloudsync_payload_encode` aggregates, by handle. Aggregate
+/// states are plain `int8` handles into this backend-local map, so no pointer crosses
+/// the SQL boundary; the map is emptied when the transaction ends.
+struct Encoders {
+    next: i64,
+    open: HashMap<i64, (PayloadEncoder, HashMap<String, (Algo, u64)>)>,
+    cleanup_registered: bool,
+}
+
+thread_local! {
+    static ENCODERS: RefCell<Encoders> =
+        RefCell::new(Encoders { next: 1, open: HashMap::new(), cleanup_registered: false });
+}
+
+fn forget_all() {
+    ENCODERS.with(|e| {
+        let mut e = e.borrow_mut();
+        e.open.clear();
+        e.cleanup_registered = false;
+    });
+}
+
+/// One row of the aggregate: adds `change` to the encoder behind `state` (a new one
+/// when `state` is NULL). Returns the handle.
+pub fn aggregate_step(c: &SpiClient<'_>, state: Option<i64>, change: Change) -> Result<i64> {
+    let need_options = ENCODERS.with(|e| state.is_none_or(|h| !e.borrow().open.contains_key(&h)));
+    let options = if need_options { Some(encode_options(c)?) } else { None };
+    let table_known =
+        ENCODERS.with(|e| state.and_then(|h| e.borrow().open.get(&h).map(|(_, t)| t.contains_key(&change.table))));
+    let info = if table_known == Some(true) {
+        None
+    } else {
+        let t = SyncTable::load(c, &change.table)?;
+        Some(t.map_or((Algo::Cls, 0), |t| (t.algo, t.fingerprint)))
+    };
+    ENCODERS.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.cleanup_registered {
+            e.cleanup_registered = true;
+            pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, forget_all);
+            pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, forget_all);
+        }
+        let handle = match state.filter(|h| e.open.contains_key(h)) {
+            Some(h) => h,
+            None => {
+                let h = e.next;
+                e.next += 1;
+                e.open.insert(h, (PayloadEncoder::new(options.unwrap_or_default()), HashMap::new()));
+                h
+            }
+        };
+        let (encoder, tables) = e.open.get_mut(&handle).ok_or_else(|| Error::Corrupt("aggregate state".into()))?;
+        if let Some(i) = info {
+            tables.insert(change.table.clone(), i);
+        }
+        let i = tables.get(&change.table).copied().unwrap_or((Algo::Cls, 0));
+        encoder.push(change, |_| i).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(handle)
+    })
+}
+
+/// The aggregate's result: the payload of the encoder behind `state`, or NULL.
+pub fn aggregate_final(state: Option<i64>) -> Option<Vec<u8>> {
+    let h = state?;
+    let (encoder, _) = ENCODERS.with(|e| e.borrow_mut().open.remove(&h))?;
+    (!encoder.is_empty()).then(|| encoder.finish())
+}

@@ -1,0 +1,203 @@
+//! Folding the local write log into clocks.
+//!
+//! The triggers append `(op, mask, key)` to `tN_log`; folding takes the committed
+//! entries out of the log (one `DELETE … RETURNING`, so entries of transactions still
+//! running stay for the next fold), applies them in key order to the row clocks with
+//! the core's [`apply_local`], gives every changed row one position
+//! `(db_version, seq)` under a new `db_version`, and stores the clocks. It runs under
+//! the `db_version` lock at the start of everything that reads or merges clocks.
+
+use cloudsync_core::local::{apply_local, LocalOp};
+use cloudsync_core::{ColId, Cursor, RowClock, Stamp, Value};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{PreparedStatement, SpiClient};
+
+use crate::error::{Error, Result};
+use crate::sql::{datum, get, i64_of, oid_of, query, read_value, u64_of};
+use crate::table::{SyncTable, MASK_BITS};
+use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
+use crate::types::{convert_key, Bind};
+use crate::{meta, types};
+
+/// Whether `t` has local writes not yet folded.
+pub fn pending(c: &SpiClient<'_>, t: &SyncTable) -> Result<bool> {
+    let rows = query(c, &format!("SELECT EXISTS (SELECT 1 FROM {})", t.log()), &[], |r| get::<bool>(r, 1, "exists"))?;
+    Ok(rows.first().copied().unwrap_or(false))
+}
+
+/// Folds every synced table's log under one new `db_version`. Returns the number of
+/// rows whose clock changed.
+pub fn fold_all(c: &mut SpiClient<'_>) -> Result<u64> {
+    let tables: Vec<SyncTable> = SyncTable::all(c)?.into_iter().filter(|t| pending(c, t).unwrap_or(true)).collect();
+    if tables.is_empty() {
+        return Ok(0);
+    }
+    meta::lock(c)?;
+    let dbv = meta::db_version(c)? + 1;
+    let mut seq = 0u64;
+    for t in &tables {
+        fold_table(c, t, dbv, &mut seq)?;
+    }
+    if seq > 0 {
+        meta::set_db_version(c, dbv)?;
+    }
+    Ok(seq)
+}
+
+/// The SQL of a clock upsert for `t` (parameters: key columns, cl, dbv, seq, clock).
+pub fn clock_upsert_sql(t: &SyncTable) -> (String, Vec<PgOid>) {
+    let keys = t.meta_keys();
+    let mut oids = Vec::new();
+    let mut params = Vec::new();
+    for (i, k) in t.pk.iter().enumerate() {
+        let (bind, expr) = k.kind.write_expr(i + 1, &k.sql_type);
+        oids.push(oid_of(bind));
+        params.push(expr);
+    }
+    let n = keys.len();
+    for (i, b) in [Bind::Int, Bind::Int, Bind::Int, Bind::Bytes].into_iter().enumerate() {
+        oids.push(oid_of(b));
+        params.push(format!("${}", n + i + 1));
+    }
+    (
+        format!(
+            "INSERT INTO {clock} ({k}, cl, dbv, seq, clock) VALUES ({p}) ON CONFLICT ({k}) DO UPDATE SET \
+             cl = excluded.cl, dbv = excluded.dbv, seq = excluded.seq, clock = excluded.clock",
+            clock = t.clock(),
+            k = keys.join(", "),
+            p = params.join(", "),
+        ),
+        oids,
+    )
+}
+
+/// Key values as bound parameters.
+pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static>>> {
+    t.pk.iter()
+        .zip(key)
+        .map(|(k, v)| {
+            let (bind, _) = k.kind.write_expr(1, &k.sql_type);
+            Ok(datum(convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)?, bind))
+        })
+        .collect()
+}
+
+/// A clock's columns as bound parameters (after the key).
+pub fn clock_args(clock: &RowClock) -> Result<[DatumWithOid<'static>; 4]> {
+    let max = clock.max_stamp();
+    Ok([i64_of(clock.cl)?.into(), i64_of(max.db_version)?.into(), i64_of(max.seq)?.into(), clock.encode().into()])
+}
+
+/// Decodes a stored clock.
+pub fn decode_clock(cl: i64, dbv: i64, seq: i64, blob: &[u8]) -> Result<RowClock> {
+    let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
+    RowClock::decode(u64_of(cl, "causal length")?, at, blob).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn fold_table<'c>(c: &mut SpiClient<'c>, t: &SyncTable, dbv: u64, seq: &mut u64) -> Result<()> {
+    let keys = t.meta_keys();
+    let nk = keys.len();
+    let words = t.mask_words as usize;
+    let masks: Vec<String> = (0..words).map(|w| format!("m{w}")).collect();
+    let reads: Vec<(String, types::Read)> =
+        t.pk.iter().zip(&keys).map(|(k, mk)| k.kind.read_expr(&format!("d.{mk}"))).collect();
+    let select = format!(
+        "WITH d AS (DELETE FROM {log} RETURNING *) \
+         SELECT d.op, {dmasks}, {rkeys}, m.cl, m.dbv, m.seq, m.clock FROM d LEFT JOIN {clock} m ON {join} \
+         ORDER BY {order}, d.lsn",
+        log = t.log(),
+        clock = t.clock(),
+        dmasks = masks.iter().map(|m| format!("d.{m}")).collect::<Vec<_>>().join(", "),
+        rkeys = reads.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>().join(", "),
+        join = keys.iter().map(|k| format!("m.{k} = d.{k}")).collect::<Vec<_>>().join(" AND "),
+        order = keys.iter().map(|k| format!("d.{k}")).collect::<Vec<_>>().join(", "),
+    );
+    struct Entry {
+        op: i16,
+        masks: Vec<i64>,
+        key: Vec<Value>,
+        clock: Option<RowClock>,
+    }
+    let entries: Vec<Entry> = c
+        .update(select.as_str(), None, &[])?
+        .map(|r| {
+            let op = get::<i16>(&r, 1, "op")?;
+            let masks = (0..words).map(|w| get::<i64>(&r, 2 + w, "mask")).collect::<Result<Vec<_>>>()?;
+            let key = reads
+                .iter()
+                .enumerate()
+                .map(|(i, (_, rd))| read_value(&r, 2 + words + i, *rd))
+                .collect::<Result<Vec<_>>>()?;
+            let base = 2 + words + nk;
+            let clock = match r.get::<i64>(base)? {
+                None => None,
+                Some(cl) => Some(decode_clock(
+                    cl,
+                    get::<i64>(&r, base + 1, "dbv")?,
+                    get::<i64>(&r, base + 2, "seq")?,
+                    &get::<Vec<u8>>(&r, base + 3, "clock")?,
+                )?),
+            };
+            Ok(Entry { op, masks, key, clock })
+        })
+        .collect::<Result<_>>()?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+
+    let live: Vec<ColId> = t.columns.iter().map(|c| c.id).collect();
+    let (upsert_sql, oids) = clock_upsert_sql(t);
+    let upsert = c.prepare_mut(upsert_sql.as_str(), &oids)?;
+    let mut group: Option<(Vec<Value>, Option<RowClock>)> = None;
+    for e in entries {
+        if group.as_ref().is_none_or(|(k, _)| *k != e.key) {
+            flush(c, &upsert, t, group.take(), seq)?;
+            group = Some((e.key, e.clock));
+        }
+        let op = match e.op {
+            OP_INSERT => LocalOp::Insert,
+            OP_DELETE => LocalOp::Delete,
+            OP_UPDATE => {
+                let mut changed = Vec::new();
+                for (w, bits) in e.masks.iter().enumerate() {
+                    for b in 0..MASK_BITS {
+                        if bits & (1i64 << b) != 0 {
+                            let id =
+                                ColId::try_from(w).unwrap_or(ColId::MAX).saturating_mul(MASK_BITS).saturating_add(b);
+                            if live.contains(&id) {
+                                changed.push(id);
+                            }
+                        }
+                    }
+                }
+                if changed.is_empty() {
+                    continue;
+                }
+                LocalOp::Update(changed)
+            }
+            other => return Err(Error::Corrupt(format!("change log of table {}: op {other}", t.display))),
+        };
+        if let Some((_, clock)) = group.as_mut() {
+            *clock = apply_local(clock.take(), &op, t.algo, &live, Stamp::local(dbv, *seq));
+        }
+    }
+    flush(c, &upsert, t, group.take(), seq)?;
+    Ok(())
+}
+
+/// Stores the clock of a finished key group and moves to the next position.
+fn flush<'c>(
+    c: &mut SpiClient<'c>,
+    upsert: &PreparedStatement<'c>,
+    t: &SyncTable,
+    group: Option<(Vec<Value>, Option<RowClock>)>,
+    seq: &mut u64,
+) -> Result<()> {
+    let Some((key, Some(clock))) = group else { return Ok(()) };
+    let mut args = key_args(t, &key)?;
+    args.extend(clock_args(&clock)?);
+    c.update(upsert, None, &args)?;
+    *seq += 1;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The core's [`Store`] over SPI, and applying payloads.
+//!
+//! A store lives for one apply. For each table it touches it prepares the per-row
+//! statements once (clock lookup, clock upsert, delete, and one statement per set of
+//! written columns), so the per-row cost is binding and executing. Every value is
+//! checked against its column's type before it is bound ([`crate::types`]).
+
+use std::collections::HashMap;
+
+use cloudsync_core::engine::{apply_changeset, ApplyReport, RowKey, Store, TableInfo};
+use cloudsync_core::merge::{RowWrite, SeqAlloc};
+use cloudsync_core::{ColId, RowClock, SiteId, SiteOrd, Value};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::{PreparedStatement, SpiClient};
+
+use crate::error::{Error, Result};
+use crate::fold::{clock_args, clock_upsert_sql, decode_clock, key_args};
+use crate::sql::{datum, exec, get, ident, oid_of, read_value};
+use crate::table::SyncTable;
+use crate::types::convert;
+use crate::{fold, meta};
+
+/// Column-set-dependent statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `INSERT … ON CONFLICT DO NOTHING` of the key and these columns.
+    Create,
+    /// `UPDATE` of these columns.
+    Update,
+    /// `UPDATE` of these columns, every other column back to its default.
+    UpdateReset,
+    /// `SELECT` of these columns.
+    Select,
+}
+
+struct Prepared<'c> {
+    table: SyncTable,
+    clock_select: PreparedStatement<'c>,
+    clock_upsert: PreparedStatement<'c>,
+    delete: PreparedStatement<'c>,
+    by_columns: HashMap<(Kind, Vec<ColId>), PreparedStatement<'c>>,
+}
+
+/// `pk1 = $first AND pk2 = $first+1 …` with each parameter cast to its column type.
+fn key_where(t: &SyncTable, first: usize, names: &[String]) -> (String, Vec<PgOid>) {
+    let mut oids = Vec::new();
+    let cond =
+        t.pk.iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (k, name))| {
+                let (bind, expr) = k.kind.write_expr(first + i, &k.sql_type);
+                oids.push(oid_of(bind));
+                format!("{name} = {expr}")
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+    (cond, oids)
+}
+
+fn user_keys(t: &SyncTable) -> Vec<String> {
+    t.pk.iter().map(|k| ident(&k.name)).collect()
+}
+
+impl<'c> Prepared<'c> {
+    fn new(c: &SpiClient<'c>, table: SyncTable) -> Result<Self> {
+        let (cond, oids) = key_where(&table, 1, &table.meta_keys());
+        let clock_select =
+            c.prepare(format!("SELECT cl, dbv, seq, clock FROM {} WHERE {cond}", table.clock()).as_str(), &oids)?;
+        let (upsert, upsert_oids) = clock_upsert_sql(&table);
+        let clock_upsert = c.prepare_mut(upsert.as_str(), &upsert_oids)?;
+        let (cond, oids) = key_where(&table, 1, &user_keys(&table));
+        let delete = c.prepare_mut(format!("DELETE FROM {} WHERE {cond}", table.rel).as_str(), &oids)?;
+        Ok(Prepared { table, clock_select, clock_upsert, delete, by_columns: HashMap::new() })
+    }
+
+    fn statement(&mut self, c: &SpiClient<'c>, kind: Kind, cols: &[ColId]) -> Result<&PreparedStatement<'c>> {
+        let key = (kind, cols.to_vec());
+        if !self.by_columns.contains_key(&key) {
+            let (sql, oids) = self.sql(kind, cols);
+            let stmt = match kind {
+                Kind::Select => c.prepare(sql.as_str(), &oids)?,
+                _ => c.prepare_mut(sql.as_str(), &oids)?,
+            };
+            self.by_columns.insert(key.clone(), stmt);
+        }
+        self.by_columns.get(&key).ok_or_else(|| Error::Corrupt("statement cache".into()))
+    }
+
+    /// SQL and parameter types. Parameters: for `Create`, the key then the values; for
+    /// updates, the values then the key; for `Select`, the key.
+    fn sql(&self, kind: Kind, cols: &[ColId]) -> (String, Vec<PgOid>) {
+        let t = &self.table;
+        let picked: Vec<&crate::table::Column> = cols.iter().filter_map(|id| t.column(*id)).map(|c| &c.col).collect();
+        match kind {
+            Kind::Select => {
+                let (cond, oids) = key_where(t, 1, &user_keys(t));
+                let exprs: Vec<String> = picked.iter().map(|c| c.kind.read_expr(&ident(&c.name)).0).collect();
+                let list = if exprs.is_empty() { "NULL".to_string() } else { exprs.join(", ") };
+                (format!("SELECT {list} FROM {} WHERE {cond}", t.rel), oids)
+            }
+            Kind::Create => {
+                let mut oids = Vec::new();
+                let mut names = Vec::new();
+                let mut exprs = Vec::new();
+                for (i, k) in t.pk.iter().enumerate() {
+                    let (bind, expr) = k.kind.write_expr(i + 1, &k.sql_type);
+                    oids.push(oid_of(bind));
+                    names.push(ident(&k.name));
+                    exprs.push(expr);
+                }
+                for (i, col) in picked.iter().enumerate() {
+                    let (bind, expr) = col.kind.write_expr(t.pk.len() + i + 1, &col.sql_type);
+                    oids.push(oid_of(bind));
+                    names.push(ident(&col.name));
+                    exprs.push(expr);
+                }
+                (
+                    format!(
+                        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({}) ON CONFLICT ({}) DO NOTHING",
+                        t.rel,
+                        names.join(", "),
+                        exprs.join(", "),
+                        user_keys(t).join(", ")
+                    ),
+                    oids,
+                )
+            }
+            Kind::Update | Kind::UpdateReset => {
+                let mut oids = Vec::new();
+                let mut sets = Vec::new();
+                for (i, col) in picked.iter().enumerate() {
+                    let (bind, expr) = col.kind.write_expr(i + 1, &col.sql_type);
+                    oids.push(oid_of(bind));
+                    sets.push(format!("{} = {expr}", ident(&col.name)));
+                }
+                if kind == Kind::UpdateReset {
+                    for other in t.columns.iter().filter(|c| !cols.contains(&c.id)) {
+                        sets.push(format!("{} = DEFAULT", ident(&other.col.name)));
+                    }
+                }
+                let (cond, key_oids) = key_where(t, picked.len() + 1, &user_keys(t));
+                oids.extend(key_oids);
+                if sets.is_empty() {
+                    // Nothing to set: touch nothing, keep the caller simple.
+                    return (format!("SELECT 1 FROM {} WHERE false AND {cond}", t.rel), oids);
+                }
+                (format!("UPDATE {} SET {} WHERE {cond}", t.rel, sets.join(", ")), oids)
+            }
+        }
+    }
+
+    /// Checked values of live columns, as arguments.
+    fn value_args(&self, values: &[(ColId, &Value)]) -> Result<(Vec<ColId>, Vec<DatumWithOid<'static>>)> {
+        let t = &self.table;
+        let mut cols = Vec::new();
+        let mut args = Vec::new();
+        for (id, v) in values {
+            let Some(sc) = t.column(*id) else { continue };
+            let (bind, _) = sc.col.kind.write_expr(1, &sc.col.sql_type);
+            args.push(datum(convert(&sc.col.kind, v, &t.display, &sc.col.name, &sc.col.sql_type)?, bind));
+            cols.push(*id);
+        }
+        Ok((cols, args))
+    }
+}
+
+/// A [`Store`] over SPI for the duration of one apply.
+pub struct PgStore<'a, 'c> {
+    c: &'a mut SpiClient<'c>,
+    tables: HashMap<String, Prepared<'c>>,
+    sites: HashMap<SiteOrd, SiteId>,
+}
+
+impl<'a, 'c> PgStore<'a, 'c> {
+    /// A store over `c`. The caller owns the transaction.
+    pub fn new(c: &'a mut SpiClient<'c>) -> Self {
+        PgStore { c, tables: HashMap::new(), sites: HashMap::new() }
+    }
+
+    fn prepared(&mut self, info: &TableInfo) -> Result<&mut Prepared<'c>> {
+        self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))
+    }
+}
+
+impl Store for PgStore<'_, '_> {
+    type Error = Error;
+
+    fn table(&mut self, name: &str) -> Result<Option<TableInfo>> {
+        if !self.tables.contains_key(name) {
+            let Some(t) = SyncTable::load(self.c, name)? else { return Ok(None) };
+            if t.altering {
+                return Err(Error::State(format!(
+                    "table {} is being altered (cloudsync_begin_alter without cloudsync_commit_alter); payloads \
+                     cannot be applied until the alter is committed",
+                    t.display
+                )));
+            }
+            let p = Prepared::new(self.c, t)?;
+            self.tables.insert(name.to_string(), p);
+        }
+        Ok(self.tables.get(name).map(|p| p.table.info()))
+    }
+
+    fn clock(&mut self, info: &TableInfo, key: RowKey<'_>) -> Result<Option<RowClock>> {
+        let p = self.tables.get(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        let args = key_args(&p.table, key.values)?;
+        let row = self.c.select(&p.clock_select, None, &args)?.next();
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(decode_clock(
+                get::<i64>(&r, 1, "cl")?,
+                get::<i64>(&r, 2, "dbv")?,
+                get::<i64>(&r, 3, "seq")?,
+                &get::<Vec<u8>>(&r, 4, "clock")?,
+            )?)),
+        }
+    }
+
+    fn values(&mut self, info: &TableInfo, key: RowKey<'_>, cols: &[ColId]) -> Result<Vec<Value>> {
+        let c: &SpiClient<'_> = self.c;
+        let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        let wanted: Vec<ColId> = cols.iter().copied().filter(|id| p.table.column(*id).is_some()).collect();
+        let reads: Vec<_> =
+            wanted.iter().filter_map(|id| p.table.column(*id)).map(|sc| sc.col.kind.read_expr("x").1).collect();
+        let args = key_args(&p.table, key.values)?;
+        let stmt = p.statement(c, Kind::Select, &wanted)?;
+        let found = match c.select(stmt, None, &args)?.next() {
+            None => None,
+            Some(r) => {
+                Some(reads.iter().enumerate().map(|(i, rd)| read_value(&r, i + 1, *rd)).collect::<Result<Vec<_>>>()?)
+            }
+        };
+        Ok(cols
+            .iter()
+            .map(|id| match (&found, wanted.iter().position(|w| w == id)) {
+                (Some(vals), Some(i)) => vals[i].clone(),
+                _ => Value::Null,
+            })
+            .collect())
+    }
+
+    fn write_row(&mut self, info: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<()> {
+        let c: &mut SpiClient<'_> = self.c;
+        let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        match write {
+            RowWrite::None => {}
+            RowWrite::Delete => {
+                c.update(&p.delete, None, &key_args(&p.table, key.values)?)?;
+            }
+            RowWrite::Create(values) => {
+                let mut args = key_args(&p.table, key.values)?;
+                let (cols, vals) = p.value_args(values)?;
+                args.extend(vals);
+                let stmt = p.statement(c, Kind::Create, &cols)?;
+                let inserted = c.update(stmt, None, &args)?.len();
+                if inserted == 0 {
+                    // The key exists though its clock said otherwise (written while
+                    // tracking was off): overwrite it as the new life says.
+                    let (cols, mut args) = p.value_args(values)?;
+                    args.extend(key_args(&p.table, key.values)?);
+                    let stmt = p.statement(c, Kind::UpdateReset, &cols)?;
+                    c.update(stmt, None, &args)?;
+                }
+            }
+            RowWrite::Update { values, reset_others } => {
+                let (cols, mut args) = p.value_args(values)?;
+                if cols.is_empty() && !reset_others {
+                    return Ok(());
+                }
+                let kind = if *reset_others { Kind::UpdateReset } else { Kind::Update };
+                args.extend(key_args(&p.table, key.values)?);
+                let stmt = p.statement(c, kind, &cols)?;
+                c.update(stmt, None, &args)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_clock(&mut self, info: &TableInfo, key: RowKey<'_>, clock: &RowClock) -> Result<()> {
+        let p = self.prepared(info)?;
+        let mut args = key_args(&p.table, key.values)?;
+        args.extend(clock_args(clock)?);
+        let c: &mut SpiClient<'_> = self.c;
+        let p = self.tables.get(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        c.update(&p.clock_upsert, None, &args)?;
+        Ok(())
+    }
+
+    fn site_ord(&mut self, site: &SiteId) -> Result<SiteOrd> {
+        let ord = meta::site_ord(self.c, site)?;
+        self.sites.insert(ord, *site);
+        Ok(ord)
+    }
+
+    fn site_id(&mut self, site: SiteOrd) -> Result<SiteId> {
+        if let Some(s) = self.sites.get(&site) {
+            return Ok(*s);
+        }
+        let id = meta::site_id(self.c, site)?;
+        self.sites.insert(site, id);
+        Ok(id)
+    }
+
+    fn begin_merge(&mut self, at_least: u64) -> Result<SeqAlloc> {
+        meta::lock(self.c)?;
+        let next = meta::db_version(self.c)? + 1;
+        Ok(SeqAlloc::new(next.max(at_least), 0))
+    }
+
+    fn end_merge(&mut self, alloc: &SeqAlloc) -> Result<()> {
+        if alloc.next_seq() > 0 {
+            meta::set_db_version(self.c, alloc.db_version())?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets `cloudsync.merging` for the rest of the transaction (or until turned off).
+pub fn set_merging(c: &mut SpiClient<'_>, on: bool) -> Result<()> {
+    exec(c, "SELECT pg_catalog.set_config('cloudsync.merging', $1, true)", &[if on { "on" } else { "off" }.into()])?;
+    Ok(())
+}
+
+/// Decodes and merges a payload: local writes are folded first, the merge's own
+/// writes are not tracked, and any error aborts the statement (and so the whole
+/// payload).
+pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8]) -> Result<ApplyReport> {
+    let cs = cloudsync_core::payload::decode(bytes)?;
+    fold::fold_all(c)?;
+    set_merging(c, true)?;
+    let report = {
+        let mut store = PgStore::new(c);
+        apply_changeset(&mut store, &cs)?
+    };
+    set_merging(c, false)?;
+    Ok(report)
+}

@@ -1,0 +1,125 @@
+//! `cargo xtask pg install|test`: Postgres Sync (the pgrx extension).
+//!
+//! The extension is built against the machine's PostgreSQL (the major version of its
+//! cluster), with `cargo-pgrx` pinned to the `pgrx` version the crate uses. The plain
+//! workspace build never needs any of this: `extensions/postgres` is not a default
+//! member and the workspace-wide clippy/test runs exclude it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::sys::{self, root, run, step};
+
+/// The pgrx version the extension is built with (`extensions/postgres/Cargo.toml`).
+const PGRX_VERSION: &str = "0.18.1";
+
+pub fn run_command(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("install") => install().map(|_| ()),
+        Some("test") => test(),
+        _ => bail!("usage: cargo xtask pg <install | test>"),
+    }
+}
+
+/// The PostgreSQL major version of the machine's cluster and its `pg_config`.
+pub fn pg_config() -> Result<(String, PathBuf)> {
+    let major = sys::installed_pg_version()?;
+    let major = major.split('.').next().unwrap_or(&major).to_string();
+    let path = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/pg_config"));
+    Ok((major, path))
+}
+
+/// Installs what building the extension needs: the server headers and clang for
+/// bindgen (Debian packages), `cargo-pgrx` at the pinned version, and pgrx's config.
+pub fn ensure_tooling() -> Result<(String, PathBuf)> {
+    sys::ensure_postgres()?;
+    let (major, pg_config) = pg_config()?;
+    let headers = PathBuf::from(format!("/usr/include/postgresql/{major}/server/postgres.h"));
+    if !headers.exists() || !sys::have("clang") || !sys::have("sudo") || !pg_config.exists() {
+        step(&format!("Installing PostgreSQL {major} server headers and clang"));
+        let dev = format!("postgresql-server-dev-{major}");
+        let server = format!("postgresql-{major}");
+        sys::apt_install(&[
+            &server,
+            &dev,
+            "libclang-dev",
+            "clang",
+            "build-essential",
+            "pkg-config",
+            "libssl-dev",
+            "sudo",
+        ])?;
+    }
+    let installed = Command::new("cargo")
+        .args(["pgrx", "--version"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if !installed.ends_with(PGRX_VERSION) {
+        step(&format!("Installing cargo-pgrx {PGRX_VERSION} (a few minutes, once per machine)"));
+        sys::cargo(&["install", "cargo-pgrx", "--version", &format!("={PGRX_VERSION}"), "--locked"])?;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let config = std::fs::read_to_string(PathBuf::from(&home).join(".pgrx/config.toml")).unwrap_or_default();
+    if !config.contains(&format!("pg{major}")) {
+        step("cargo pgrx init (against the machine's PostgreSQL; nothing is downloaded)");
+        run(Command::new("cargo").args(["pgrx", "init", &format!("--pg{major}"), &pg_config.to_string_lossy()]))?;
+    }
+    // So that building the crate outside cargo-pgrx (clippy) finds the headers too.
+    std::env::set_var("PGRX_PG_CONFIG_PATH", &pg_config);
+    Ok((major, pg_config))
+}
+
+fn ext_dir() -> PathBuf {
+    root().join("extensions/postgres")
+}
+
+/// Builds the extension in release mode and installs it into the machine's
+/// PostgreSQL, so that `CREATE EXTENSION cloudsync` works in any of its databases.
+pub fn install() -> Result<PathBuf> {
+    let (major, pg_config) = ensure_tooling()?;
+    step(&format!("Installing the cloudsync extension into PostgreSQL {major} (release build)"));
+    run(Command::new("cargo")
+        .args(["pgrx", "install", "--release", "--pg-config", &pg_config.to_string_lossy()])
+        .args(["--no-default-features", "--features", &format!("pg{major}")])
+        .current_dir(ext_dir()))?;
+    let out = Command::new(&pg_config).arg("--pkglibdir").output().context("pg_config --pkglibdir")?;
+    let so = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("cloudsync.so");
+    println!("{}", so.display());
+    Ok(so)
+}
+
+/// Lints the extension, runs its `#[pg_test]`s in a throw-away cluster, installs the
+/// release build, then runs the scenarios, cross-engine property test and SQL
+/// regression files against the machine's PostgreSQL.
+pub fn test() -> Result<()> {
+    let (major, _) = ensure_tooling()?;
+    let feature = format!("pg{major}");
+    step("Postgres Sync: lints");
+    sys::cargo(&[
+        "clippy",
+        "-p",
+        "cloudsync-postgres",
+        "--all-targets",
+        "--no-default-features",
+        "--features",
+        &format!("{feature} pg_test"),
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    step("Postgres Sync: #[pg_test]s (cargo pgrx test, in a throw-away cluster)");
+    let pgdata = std::env::temp_dir().join(format!("cloudsync-pgrx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&pgdata);
+    run(Command::new("cargo")
+        .args(["pgrx", "test", &feature, "--runas", "postgres", "--pgdata", &pgdata.to_string_lossy()])
+        .args(["--no-default-features", "--features", &feature])
+        .current_dir(ext_dir()))?;
+    let _ = std::fs::remove_dir_all(&pgdata);
+    // `cargo pgrx test` installed its debug build into the machine's PostgreSQL.
+    install()?;
+    step("Postgres Sync: scenarios, SQL regression files and the cross-engine property test");
+    sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])
+}
