@@ -12,7 +12,8 @@ CREATE TABLE cloudsync.tables (
     flags int4 NOT NULL DEFAULT 0,
     next_col int4 NOT NULL DEFAULT 0,
     mask_words int4 NOT NULL DEFAULT 1,
-    altering bool NOT NULL DEFAULT false
+    altering bool NOT NULL DEFAULT false,
+    pk text[] NOT NULL -- key column names at init: a synced table's key never changes
 );
 CREATE TABLE cloudsync.columns (
     tbl int4 NOT NULL REFERENCES cloudsync.tables (id) ON DELETE CASCADE,

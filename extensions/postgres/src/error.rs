@@ -69,7 +69,13 @@ pub enum Error {
     /// A payload whose primary key does not fit the table's key columns.
     #[error("invalid payload: {0}")]
     BadKey(String),
-    /// A payload that does not fit this database's schema.
+    /// A payload naming a table this database does not sync.
+    #[error("{0}")]
+    UnknownTable(String),
+    /// A payload naming a column this database does not have.
+    #[error("{0}")]
+    UnknownColumn(String),
+    /// A payload that does not fit this database's schema otherwise.
     #[error("{0}")]
     Schema(String),
     /// Metadata that does not decode (written by something else than this extension).
@@ -89,7 +95,8 @@ impl Error {
         use PgSqlErrorCode as C;
         match self {
             Error::NotSynced(_) | Error::State(_) => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            Error::NoSuchTable(_) => C::ERRCODE_UNDEFINED_TABLE,
+            Error::NoSuchTable(_) | Error::UnknownTable(_) => C::ERRCODE_UNDEFINED_TABLE,
+            Error::UnknownColumn(_) => C::ERRCODE_UNDEFINED_COLUMN,
             Error::Invalid(_) => C::ERRCODE_INVALID_PARAMETER_VALUE,
             Error::Unsupported(_) => C::ERRCODE_FEATURE_NOT_SUPPORTED,
             Error::Value { problem, .. } => match problem {
@@ -112,6 +119,8 @@ impl From<ApplyError<Error>> for Error {
         match e {
             ApplyError::Store(e) => e,
             bad @ ApplyError::BadKey { .. } => Error::BadKey(bad.to_string()),
+            t @ ApplyError::UnknownTable(_) => Error::UnknownTable(t.to_string()),
+            c @ ApplyError::UnknownColumn { .. } => Error::UnknownColumn(c.to_string()),
             other => Error::Schema(other.to_string()),
         }
     }

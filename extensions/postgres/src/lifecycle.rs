@@ -89,10 +89,11 @@ pub fn init(
                     algo.unwrap_or_default()
                 )));
             }
+            let pk: Vec<String> = shape.pk().iter().map(|k| k.name.clone()).collect();
             exec(
                 c,
-                "INSERT INTO cloudsync.tables (name, relid, algo, flags) VALUES ($1, $2::oid::regclass, $3, $4)",
-                &[name.clone().into(), relid.into(), algo.unwrap_or_default().name().into(), flags.into()],
+                "INSERT INTO cloudsync.tables (name, relid, algo, flags, pk) VALUES ($1, $2::oid::regclass, $3, $4, $5)",
+                &[name.clone().into(), relid.into(), algo.unwrap_or_default().name().into(), flags.into(), pk.into()],
             )?;
             name
         }
@@ -186,10 +187,18 @@ pub fn commit_alter(c: &mut SpiClient<'_>, table: &str) -> Result<()> {
         )));
     }
     let shape = Shape::read(c, t.relid)?.ok_or_else(|| Error::NoSuchTable(t.display.clone()))?;
-    let new_pk: Vec<&str> = shape.pk().iter().map(|k| k.name.as_str()).collect();
-    let old_pk: Vec<&str> = t.pk.iter().map(|k| k.name.as_str()).collect();
-    let old_types: Vec<&str> = t.pk.iter().map(|k| k.sql_type.as_str()).collect();
-    let new_types: Vec<&str> = shape.pk().iter().map(|k| k.sql_type.as_str()).collect();
+    let new_pk: Vec<String> = shape.pk().iter().map(|k| k.name.clone()).collect();
+    let new_types: Vec<String> = shape.pk().iter().map(|k| k.sql_type.clone()).collect();
+    // The key as it was at init: its names in the registry, its types in the clock table.
+    let (old_pk, old_types) = query_opt(
+        c,
+        "SELECT t.pk, ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a \
+           WHERE a.attrelid = pg_catalog.to_regclass($2) AND a.attname ~ '^k[0-9]+$' \
+           ORDER BY substr(a.attname, 2)::int) FROM cloudsync.tables t WHERE t.id = $1",
+        &[t.id.into(), t.clock().into()],
+        |r| Ok((get::<Vec<String>>(r, 1, "key")?, get::<Vec<String>>(r, 2, "key types")?)),
+    )?
+    .ok_or_else(|| Error::Corrupt("table registry".into()))?;
     if new_pk != old_pk || new_types != old_types {
         return Err(Error::Unsupported(format!(
             "the primary key of table {} changed; a synced table's key identifies rows on every replica and cannot \

@@ -12,7 +12,12 @@ use cloudsync_core::merge::{RowWrite, SeqAlloc};
 use cloudsync_core::{ColId, RowClock, SiteId, SiteOrd, Value};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::pg_sys::PgTryBuilder;
 use pgrx::spi::{PreparedStatement, SpiClient};
+use pgrx::PgLogLevel;
 
 use crate::error::{Error, Result};
 use crate::fold::{clock_args, clock_upsert_sql, decode_clock, key_args};
@@ -182,6 +187,44 @@ impl<'a, 'c> PgStore<'a, 'c> {
     fn prepared(&mut self, info: &TableInfo) -> Result<&mut Prepared<'c>> {
         self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))
     }
+
+    /// [`Store::write_row`] without the error context.
+    fn write_row_unguarded(&mut self, info: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<()> {
+        let c: &mut SpiClient<'_> = self.c;
+        let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        match write {
+            RowWrite::None => {}
+            RowWrite::Delete => {
+                c.update(&p.delete, None, &key_args(&p.table, key.values)?)?;
+            }
+            RowWrite::Create(values) => {
+                let mut args = key_args(&p.table, key.values)?;
+                let (cols, vals) = p.value_args(values)?;
+                args.extend(vals);
+                let stmt = p.statement(c, Kind::Create, &cols)?;
+                let inserted = c.update(stmt, None, &args)?.len();
+                if inserted == 0 {
+                    // The key exists though its clock said otherwise (written while
+                    // tracking was off): overwrite it as the new life says.
+                    let (cols, mut args) = p.value_args(values)?;
+                    args.extend(key_args(&p.table, key.values)?);
+                    let stmt = p.statement(c, Kind::UpdateReset, &cols)?;
+                    c.update(stmt, None, &args)?;
+                }
+            }
+            RowWrite::Update { values, reset_others } => {
+                let (cols, mut args) = p.value_args(values)?;
+                if cols.is_empty() && !reset_others {
+                    return Ok(());
+                }
+                let kind = if *reset_others { Kind::UpdateReset } else { Kind::Update };
+                args.extend(key_args(&p.table, key.values)?);
+                let stmt = p.statement(c, kind, &cols)?;
+                c.update(stmt, None, &args)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Store for PgStore<'_, '_> {
@@ -242,40 +285,30 @@ impl Store for PgStore<'_, '_> {
     }
 
     fn write_row(&mut self, info: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<()> {
-        let c: &mut SpiClient<'_> = self.c;
-        let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
-        match write {
-            RowWrite::None => {}
-            RowWrite::Delete => {
-                c.update(&p.delete, None, &key_args(&p.table, key.values)?)?;
-            }
-            RowWrite::Create(values) => {
-                let mut args = key_args(&p.table, key.values)?;
-                let (cols, vals) = p.value_args(values)?;
-                args.extend(vals);
-                let stmt = p.statement(c, Kind::Create, &cols)?;
-                let inserted = c.update(stmt, None, &args)?.len();
-                if inserted == 0 {
-                    // The key exists though its clock said otherwise (written while
-                    // tracking was off): overwrite it as the new life says.
-                    let (cols, mut args) = p.value_args(values)?;
-                    args.extend(key_args(&p.table, key.values)?);
-                    let stmt = p.statement(c, Kind::UpdateReset, &cols)?;
-                    c.update(stmt, None, &args)?;
+        // An error PostgreSQL raises while writing the row (a constraint, a type's
+        // input function) is re-raised with its SQLSTATE and the table and key added.
+        let display = self.tables.get(&info.name).map_or_else(|| info.name.clone(), |p| p.table.display.clone());
+        let shown_key = key.values.iter().map(crate::types::show).collect::<Vec<_>>().join(", ");
+        PgTryBuilder::new(AssertUnwindSafe(|| self.write_row_unguarded(info, key, write)))
+            .catch_others(|e| match e {
+                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                    let mut report = ErrorReport::new(
+                        r.sql_error_code(),
+                        format!("cannot merge the row ({shown_key}) of table {display}: {}", r.message()),
+                        "cloudsync_payload_apply",
+                    );
+                    if let Some(d) = r.detail() {
+                        report = report.set_detail(d);
+                    }
+                    if let Some(h) = r.hint() {
+                        report = report.set_hint(h);
+                    }
+                    report.report(PgLogLevel::ERROR);
+                    unreachable!("an ERROR report does not return")
                 }
-            }
-            RowWrite::Update { values, reset_others } => {
-                let (cols, mut args) = p.value_args(values)?;
-                if cols.is_empty() && !reset_others {
-                    return Ok(());
-                }
-                let kind = if *reset_others { Kind::UpdateReset } else { Kind::Update };
-                args.extend(key_args(&p.table, key.values)?);
-                let stmt = p.statement(c, kind, &cols)?;
-                c.update(stmt, None, &args)?;
-            }
-        }
-        Ok(())
+                other => other.rethrow(),
+            })
+            .execute()
     }
 
     fn save_clock(&mut self, info: &TableInfo, key: RowKey<'_>, clock: &RowClock) -> Result<()> {
@@ -328,6 +361,10 @@ pub fn set_merging(c: &mut SpiClient<'_>, on: bool) -> Result<()> {
 /// payload).
 pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8]) -> Result<ApplyReport> {
     let cs = cloudsync_core::payload::decode(bytes)?;
+    // Exclusive for the rest of the transaction: local writers hold the lock shared
+    // until they commit, so the fold below sees every committed local write and none
+    // can interleave with the merge.
+    meta::lock(c)?;
     fold::fold_all(c)?;
     set_merging(c, true)?;
     let report = {

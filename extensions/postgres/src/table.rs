@@ -144,7 +144,9 @@ impl Shape {
                     bt.typcategory::text, pg_catalog.format_type(et.oid, NULL), et.typname::text, a.attndims, \
                     pg_catalog.pg_get_expr(d.adbin, d.adrelid), \
                     COALESCE((SELECT k.n FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(att, n) WHERE k.att = a.attnum), 0)::int4, \
-                    a.attidentity::text \
+                    a.attidentity::text, \
+                    (SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) \
+                       FROM pg_catalog.pg_enum e WHERE e.enumtypid = bt.oid) \
              FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
@@ -163,6 +165,7 @@ impl Shape {
                     element: r.get::<String>(7)?,
                     element_name: r.get::<String>(8)?,
                     ndims: get::<i32>(r, 9, "dimensions")?,
+                    labels: r.get::<Vec<String>>(13)?,
                 };
                 let (kind, refused) = match Kind::of(&facts) {
                     Ok(k) => (k, None),

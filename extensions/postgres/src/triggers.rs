@@ -18,7 +18,7 @@ use cloudsync_core::Algo;
 use pgrx::spi::SpiClient;
 
 use crate::error::Result;
-use crate::sql::{exec, ident, literal};
+use crate::sql::{exec, get, ident, literal, query_opt};
 use crate::table::{SyncTable, MASK_BITS};
 use crate::types::Kind;
 
@@ -37,28 +37,44 @@ fn function(t: &SyncTable, event: &str) -> String {
     format!("cloudsync.{}", ident(&format!("t{}_{event}", t.id)))
 }
 
+/// Whether a relation exists (`name` is qualified and quoted).
+fn relation_exists(c: &SpiClient<'_>, name: &str) -> Result<bool> {
+    Ok(query_opt(c, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[name.into()], |r| get::<bool>(r, 1, "exists"))?
+        .unwrap_or(false))
+}
+
 /// Creates the clock and log tables of `t` if missing, widening the log's masks.
+/// Existence is checked first, so no "already exists" notices reach the user.
 pub fn create_tables(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
-    let keys: Vec<String> =
-        t.pk.iter().zip(t.meta_keys()).map(|(k, mk)| format!("{mk} {} NOT NULL", k.sql_type)).collect();
-    let key_names = t.meta_keys().join(", ");
-    exec(
+    if !relation_exists(c, &t.clock())? {
+        let keys: Vec<String> =
+            t.pk.iter().zip(t.meta_keys()).map(|(k, mk)| format!("{mk} {} NOT NULL", k.sql_type)).collect();
+        let key_names = t.meta_keys().join(", ");
+        exec(
+            c,
+            &format!(
+                "CREATE TABLE {clock} ({keys}, cl int8 NOT NULL, dbv int8 NOT NULL, seq int8 NOT NULL, \
+                 clock bytea NOT NULL, PRIMARY KEY ({key_names}));
+                 CREATE INDEX {feed} ON {clock} (dbv, seq);
+                 CREATE TABLE {log} (lsn int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY, op int2 NOT NULL, {keys});",
+                clock = t.clock(),
+                feed = ident(&format!("t{}_feed", t.id)),
+                log = t.log(),
+                keys = keys.join(", "),
+            ),
+            &[],
+        )?;
+    }
+    let masks = query_opt(
         c,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {clock} ({keys}, cl int8 NOT NULL, dbv int8 NOT NULL, seq int8 NOT NULL, \
-             clock bytea NOT NULL, PRIMARY KEY ({key_names}));
-             CREATE INDEX IF NOT EXISTS {feed} ON {clock} (dbv, seq);
-             CREATE TABLE IF NOT EXISTS {log} (lsn int8 GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
-             op int2 NOT NULL, {keys});",
-            clock = t.clock(),
-            feed = ident(&format!("t{}_feed", t.id)),
-            log = t.log(),
-            keys = keys.join(", "),
-        ),
-        &[],
-    )?;
-    for w in 0..t.mask_words {
-        exec(c, &format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS m{w} int8 NOT NULL DEFAULT 0", t.log()), &[])?;
+        "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass($1) \
+         AND attname ~ '^m[0-9]+$' AND NOT attisdropped",
+        &[t.log().into()],
+        |r| get::<i64>(r, 1, "count"),
+    )?
+    .unwrap_or(0);
+    for w in masks..i64::from(t.mask_words) {
+        exec(c, &format!("ALTER TABLE {} ADD COLUMN m{w} int8 NOT NULL DEFAULT 0", t.log()), &[])?;
     }
     Ok(())
 }
@@ -66,14 +82,37 @@ pub fn create_tables(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
 /// Drops the triggers, trigger functions, clock and log of `t`.
 pub fn drop_all(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
     drop_triggers(c, t)?;
-    exec(c, &format!("DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};", t.clock(), t.log()), &[])?;
+    for table in [t.clock(), t.log()] {
+        if relation_exists(c, &table)? {
+            exec(c, &format!("DROP TABLE {table}"), &[])?;
+        }
+    }
     Ok(())
 }
 
-/// Drops the triggers and trigger functions of `t` (the table may be gone already).
+/// Drops the triggers and trigger functions of `t` that exist.
 pub fn drop_triggers(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
     for event in EVENTS {
-        exec(c, &format!("DROP FUNCTION IF EXISTS {}() CASCADE", function(t, event)), &[])?;
+        let trigger = format!("cloudsync_{event}");
+        let has_trigger = query_opt(
+            c,
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2)",
+            &[t.relid.into(), trigger.clone().into()],
+            |r| get::<bool>(r, 1, "exists"),
+        )?
+        .unwrap_or(false);
+        if has_trigger {
+            exec(c, &format!("DROP TRIGGER {} ON {}", ident(&trigger), t.rel), &[])?;
+        }
+        let f = function(t, event);
+        let has_function =
+            query_opt(c, "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", &[format!("{f}()").into()], |r| {
+                get::<bool>(r, 1, "exists")
+            })?
+            .unwrap_or(false);
+        if has_function {
+            exec(c, &format!("DROP FUNCTION {f}()"), &[])?;
+        }
     }
     Ok(())
 }
@@ -121,11 +160,16 @@ fn changed(col: &crate::table::Column) -> String {
     }
 }
 
+/// A trigger function. Local writers take the `db_version` lock in shared mode until
+/// they commit, so a merge (which takes it exclusively) never interleaves with a
+/// direct write: it sees every committed local write, and writers wait for it.
 fn body(function: &str, statements: &str) -> String {
     format!(
         "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $cs$\nBEGIN\n\
          IF pg_catalog.current_setting('cloudsync.merging', true) = 'on' THEN RETURN NULL; END IF;\n\
-         {statements}\nRETURN NULL;\nEND\n$cs$;\n"
+         PERFORM pg_catalog.pg_advisory_xact_lock_shared({lock});\n\
+         {statements}\nRETURN NULL;\nEND\n$cs$;\n",
+        lock = crate::meta::LOCK_KEY
     )
 }
 

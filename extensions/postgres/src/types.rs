@@ -52,6 +52,11 @@ pub enum Kind {
     Timestamp,
     /// `date`: TEXT `YYYY-MM-DD`.
     Date,
+    /// An enum type: TEXT, one of its labels.
+    Enum {
+        /// The labels, in sort order.
+        labels: Vec<String>,
+    },
     /// One-dimensional arrays of a mappable element type: TEXT holding a JSON array.
     Array {
         /// The element type as SQL (`integer`, `text`, …).
@@ -79,6 +84,8 @@ pub struct TypeFacts {
     pub element_name: Option<String>,
     /// Declared array dimensions (`attndims`); 0 when not declared.
     pub ndims: i32,
+    /// For enums: the labels.
+    pub labels: Option<Vec<String>>,
 }
 
 impl Kind {
@@ -116,6 +123,7 @@ impl Kind {
                     element: None,
                     element_name: None,
                     ndims: 0,
+                    labels: None,
                 };
                 match Kind::of(&elem_facts)? {
                     Kind::Array { .. } => return Err("arrays of arrays cannot be synced".into()),
@@ -133,6 +141,7 @@ impl Kind {
                 return Err(format!("type {} cannot be synced", t.sql));
             }
             _ if t.category == "C" => return Err(format!("composite type {} cannot be synced", t.sql)),
+            _ if t.labels.is_some() => Kind::Enum { labels: t.labels.clone().unwrap_or_default() },
             _ => Kind::Other,
         })
     }
@@ -173,7 +182,7 @@ impl Kind {
                 Read::Text,
             ),
             Kind::Array { .. } => (format!("pg_catalog.to_jsonb({col})::text"), Read::Text),
-            Kind::Text { .. } | Kind::Numeric { .. } | Kind::Uuid | Kind::Json { .. } | Kind::Other => {
+            Kind::Text { .. } | Kind::Numeric { .. } | Kind::Uuid | Kind::Json { .. } | Kind::Enum { .. } | Kind::Other => {
                 (format!("{col}::text"), Read::Text)
             }
         }
@@ -193,7 +202,8 @@ impl Kind {
             Kind::Array { element } => (
                 Bind::Text,
                 format!(
-                    "(SELECT pg_catalog.array_agg(e.v::{element} ORDER BY e.i) \
+                    "(SELECT CASE WHEN ${n} IS NULL THEN NULL \
+                     ELSE COALESCE(pg_catalog.array_agg(e.v::{element} ORDER BY e.i), '{{}}') END \
                      FROM pg_catalog.jsonb_array_elements_text(${n}::jsonb) WITH ORDINALITY AS e(v, i))"
                 ),
             ),
@@ -203,6 +213,7 @@ impl Kind {
             | Kind::TimestampTz
             | Kind::Timestamp
             | Kind::Date
+            | Kind::Enum { .. }
             | Kind::Other => (Bind::Text, format!("${n}::text::{sql_type}")),
         }
     }
@@ -364,13 +375,102 @@ impl Kind {
                 }
                 Ok(Param::Text(s))
             }
-            Kind::TimestampTz | Kind::Timestamp | Kind::Date | Kind::Other => match v {
+            Kind::Enum { labels } => {
+                let s = text_of(v)?;
+                if !labels.contains(&s) {
+                    return Err(P::Syntax("one of the enum's labels"));
+                }
+                Ok(Param::Text(s))
+            }
+            Kind::Date => {
+                let s = text_of(v)?;
+                iso_date(&s).ok_or(P::Syntax("an ISO 8601 date (YYYY-MM-DD)"))?;
+                Ok(Param::Text(s))
+            }
+            Kind::Timestamp => {
+                let s = text_of(v)?;
+                match iso_datetime(&s) {
+                    Some((_, false)) => Ok(Param::Text(s)),
+                    _ => Err(P::Syntax("an ISO 8601 timestamp without offset (YYYY-MM-DD HH:MM:SS[.ffffff])")),
+                }
+            }
+            Kind::TimestampTz => {
+                let s = text_of(v)?;
+                match iso_datetime(&s) {
+                    // Without an offset the time is UTC, whatever the server's TimeZone.
+                    Some((_, false)) => Ok(Param::Text(format!("{s}Z"))),
+                    Some((_, true)) => Ok(Param::Text(s)),
+                    None => Err(P::Syntax("an ISO 8601 timestamp (YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM])")),
+                }
+            }
+            Kind::Other => match v {
                 Value::Integer(i) => Ok(Param::Text(i.to_string())),
                 Value::Real(r) => Ok(Param::Text(format!("{r:?}"))),
                 _ => Ok(Param::Text(text_of(v)?)),
             },
         }
     }
+}
+
+/// `YYYY-MM-DD` (or ±infinity, which PostgreSQL's date/time types hold).
+fn iso_date(s: &str) -> Option<()> {
+    if s == "infinity" || s == "-infinity" {
+        return Some(());
+    }
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    (b.len() == 10 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)).then_some(())
+}
+
+/// `YYYY-MM-DD[T ]HH:MM[:SS[.f…f]]` with at most 6 fractional digits (PostgreSQL
+/// keeps microseconds and would round more), then an optional offset (`Z`, `±HH`,
+/// `±HH:MM`, `±HHMM`). Returns the input and whether it has an offset.
+fn iso_datetime(s: &str) -> Option<(&str, bool)> {
+    if s == "infinity" || s == "-infinity" {
+        return Some((s, true));
+    }
+    let b = s.as_bytes();
+    iso_date(s.get(..10)?)?;
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(digits(11..13) && b.get(13) == Some(&b':') && digits(14..16)) {
+        return None;
+    }
+    let mut i = 16;
+    if b.get(i) == Some(&b':') {
+        if !digits(i + 1..i + 3) {
+            return None;
+        }
+        i += 3;
+        if b.get(i) == Some(&b'.') {
+            let frac = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if frac == 0 || frac > 6 {
+                return None;
+            }
+            i += 1 + frac;
+        }
+    }
+    let zone = &s[i..];
+    let zb = zone.as_bytes();
+    let offset = match zb {
+        [] => false,
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', rest @ ..] => {
+            let ok = match rest {
+                [h1, h2] => h1.is_ascii_digit() && h2.is_ascii_digit(),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+                _ => false,
+            };
+            if !ok {
+                return None;
+            }
+            true
+        }
+        _ => return None,
+    };
+    Some((s, offset))
 }
 
 fn text_of(v: &Value) -> Result<String, ValueProblem> {
@@ -483,6 +583,7 @@ mod tests {
             element: None,
             element_name: None,
             ndims: 0,
+            labels: None,
         }
     }
 
@@ -537,6 +638,23 @@ mod tests {
         let bytea_array =
             TypeFacts { ndims: 1, element: Some("bytea".into()), element_name: Some("bytea".into()), ..two_dims };
         assert!(Kind::of(&bytea_array).is_err());
+    }
+
+    #[test]
+    fn dates_and_times_must_be_iso_8601() {
+        assert!(iso_date("2024-02-29").is_some());
+        assert!(iso_date("29/02/2024").is_none());
+        assert_eq!(iso_datetime("2024-05-06T07:08:09.123456Z"), Some(("2024-05-06T07:08:09.123456Z", true)));
+        assert_eq!(iso_datetime("2024-05-06 07:08:09"), Some(("2024-05-06 07:08:09", false)));
+        assert_eq!(iso_datetime("2024-05-06 07:08+02:00"), Some(("2024-05-06 07:08+02:00", true)));
+        assert!(iso_datetime("2024-05-06T07:08:09.1234567Z").is_none(), "would be rounded");
+        assert!(iso_datetime("yesterday").is_none());
+        assert!(iso_datetime("2024-05-06T07:08:09+2").is_none());
+        let tz = Kind::TimestampTz;
+        assert_eq!(tz.to_param(&Value::text("2024-05-06 07:08:09")), Ok(Param::Text("2024-05-06 07:08:09Z".into())));
+        let e = Kind::Enum { labels: vec!["sad".into(), "happy".into()] };
+        assert!(e.to_param(&Value::text("happy")).is_ok());
+        assert!(e.to_param(&Value::text("meh")).is_err());
     }
 
     #[test]
