@@ -5,6 +5,7 @@
 //! `docs/benchmarks.md`). Ratios are per round (tracked ÷ plain); the report shows the
 //! median over rounds.
 
+mod pg;
 mod sqlite;
 mod sync;
 
@@ -41,12 +42,13 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some("pg") => pg::run(rows, if rounds == 5 { 3 } else { rounds }),
         Some("sync") => {
             let server = server.ok_or_else(|| anyhow::anyhow!("sync needs --server <path of the cloudsync binary>"))?;
             sync::run(&server, devices, if rows == 100_000 { 2_000 } else { rows }, listeners, writes)
         }
         _ => anyhow::bail!(
-            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W]"
+            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W]"
         ),
     }
 }

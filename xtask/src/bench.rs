@@ -12,7 +12,8 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("sqlite") => sqlite(&args[1..]),
         Some("core") => core(),
         Some("sync") => sync(&args[1..]),
-        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | core>"),
+        Some("pg") => pg(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | core>"),
     }
 }
 
@@ -68,6 +69,26 @@ fn sqlite(args: &[String]) -> Result<()> {
     print!("{report}");
     let body = format!("_Recorded {} by `cargo xtask bench sqlite {}`._\n\n{report}", machine(), args.join(" "));
     record("<!-- bench:sqlite:start -->", "<!-- bench:sqlite:end -->", &body)
+}
+
+/// `cargo xtask bench pg`: Postgres Sync against plain PostgreSQL (installs the
+/// extension's release build first).
+fn pg(args: &[String]) -> Result<()> {
+    crate::pg::install()?;
+    step("Building the benchmark harness (release)");
+    cargo(&["build", "--release", "-p", "cloudsync-bench"])?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
+    let bin = target.join("release/cloudsync-bench");
+    step("Running the Postgres Sync workload");
+    let out =
+        Command::new(&bin).arg("pg").args(args).output().with_context(|| format!("cannot run {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report = String::from_utf8(out.stdout)?;
+    print!("{report}");
+    let body = format!("_Recorded {} by `cargo xtask bench pg {}`._\n\n{report}", machine(), args.join(" "));
+    record("<!-- bench:pg:start -->", "<!-- bench:pg:end -->", &body)
 }
 
 /// `cargo xtask bench sync`: devices syncing through a release build of the service.

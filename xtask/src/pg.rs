@@ -120,6 +120,6 @@ pub fn test() -> Result<()> {
     let _ = std::fs::remove_dir_all(&pgdata);
     // `cargo pgrx test` installed its debug build into the machine's PostgreSQL.
     install()?;
-    step("Postgres Sync: scenarios, SQL regression files and the cross-engine property test");
+    step("Postgres Sync: SQL scenarios against the installed extension and the cross-engine property test");
     sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])
 }

@@ -215,6 +215,8 @@ fn since(db_version: i64) -> Result<Cursor> {
 
 /// Every change recorded after `since` (a `db_version`), in feed order. `col_value` is
 /// the value in the payload encoding (see `cloudsync_value_text` to read it).
+// pgrx reads the column names from the `name!` types in the signature itself.
+#[allow(clippy::type_complexity)]
 #[pg_extern]
 fn cloudsync_changes_since(
     since_version: default!(i64, 0),

@@ -155,9 +155,12 @@ pub fn encode(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<(Option<Vec<u8>>, 
 /// Encoders of running `cloudsync_payload_encode` aggregates, by handle. Aggregate
 /// states are plain `int8` handles into this backend-local map, so no pointer crosses
 /// the SQL boundary; the map is emptied when the transaction ends.
+/// Algorithm and fingerprint of each table an encoder has seen.
+type TableInfos = HashMap<String, (Algo, u64)>;
+
 struct Encoders {
     next: i64,
-    open: HashMap<i64, (PayloadEncoder, HashMap<String, (Algo, u64)>)>,
+    open: HashMap<i64, (PayloadEncoder, TableInfos)>,
     cleanup_registered: bool,
 }
 

@@ -8,16 +8,17 @@
 //! the `db_version` lock at the start of everything that reads or merges clocks.
 
 use cloudsync_core::local::{apply_local, LocalOp};
+use cloudsync_core::value::encode_key;
 use cloudsync_core::{ColId, Cursor, RowClock, Stamp, Value};
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::PgOid;
-use pgrx::spi::{PreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
 
+use crate::batch::ClockWriter;
 use crate::error::{Error, Result};
-use crate::sql::{datum, get, i64_of, oid_of, query, read_value, u64_of};
+use crate::sql::{datum, get, query, read_value, u64_of};
 use crate::table::{SyncTable, MASK_BITS};
 use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
-use crate::types::{convert_key, Bind};
+use crate::types::convert_key;
 use crate::{meta, types};
 
 /// Whether `t` has local writes not yet folded.
@@ -45,33 +46,6 @@ pub fn fold_all(c: &mut SpiClient<'_>) -> Result<u64> {
     Ok(seq)
 }
 
-/// The SQL of a clock upsert for `t` (parameters: key columns, cl, dbv, seq, clock).
-pub fn clock_upsert_sql(t: &SyncTable) -> (String, Vec<PgOid>) {
-    let keys = t.meta_keys();
-    let mut oids = Vec::new();
-    let mut params = Vec::new();
-    for (i, k) in t.pk.iter().enumerate() {
-        let (bind, expr) = k.kind.write_expr(i + 1, &k.sql_type);
-        oids.push(oid_of(bind));
-        params.push(expr);
-    }
-    let n = keys.len();
-    for (i, b) in [Bind::Int, Bind::Int, Bind::Int, Bind::Bytes].into_iter().enumerate() {
-        oids.push(oid_of(b));
-        params.push(format!("${}", n + i + 1));
-    }
-    (
-        format!(
-            "INSERT INTO {clock} ({k}, cl, dbv, seq, clock) VALUES ({p}) ON CONFLICT ({k}) DO UPDATE SET \
-             cl = excluded.cl, dbv = excluded.dbv, seq = excluded.seq, clock = excluded.clock",
-            clock = t.clock(),
-            k = keys.join(", "),
-            p = params.join(", "),
-        ),
-        oids,
-    )
-}
-
 /// Key values as bound parameters.
 pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static>>> {
     t.pk.iter()
@@ -83,19 +57,13 @@ pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static
         .collect()
 }
 
-/// A clock's columns as bound parameters (after the key).
-pub fn clock_args(clock: &RowClock) -> Result<[DatumWithOid<'static>; 4]> {
-    let max = clock.max_stamp();
-    Ok([i64_of(clock.cl)?.into(), i64_of(max.db_version)?.into(), i64_of(max.seq)?.into(), clock.encode().into()])
-}
-
 /// Decodes a stored clock.
 pub fn decode_clock(cl: i64, dbv: i64, seq: i64, blob: &[u8]) -> Result<RowClock> {
     let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
     RowClock::decode(u64_of(cl, "causal length")?, at, blob).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
-fn fold_table<'c>(c: &mut SpiClient<'c>, t: &SyncTable, dbv: u64, seq: &mut u64) -> Result<()> {
+fn fold_table(c: &mut SpiClient<'_>, t: &SyncTable, dbv: u64, seq: &mut u64) -> Result<()> {
     let keys = t.meta_keys();
     let nk = keys.len();
     let words = t.mask_words as usize;
@@ -147,12 +115,11 @@ fn fold_table<'c>(c: &mut SpiClient<'c>, t: &SyncTable, dbv: u64, seq: &mut u64)
     }
 
     let live: Vec<ColId> = t.columns.iter().map(|c| c.id).collect();
-    let (upsert_sql, oids) = clock_upsert_sql(t);
-    let upsert = c.prepare_mut(upsert_sql.as_str(), &oids)?;
+    let mut writer = ClockWriter::new();
     let mut group: Option<(Vec<Value>, Option<RowClock>)> = None;
     for e in entries {
         if group.as_ref().is_none_or(|(k, _)| *k != e.key) {
-            flush(c, &upsert, t, group.take(), seq)?;
+            flush(&mut writer, t, group.take(), seq)?;
             group = Some((e.key, e.clock));
         }
         let op = match e.op {
@@ -182,22 +149,19 @@ fn fold_table<'c>(c: &mut SpiClient<'c>, t: &SyncTable, dbv: u64, seq: &mut u64)
             *clock = apply_local(clock.take(), &op, t.algo, &live, Stamp::local(dbv, *seq));
         }
     }
-    flush(c, &upsert, t, group.take(), seq)?;
-    Ok(())
+    flush(&mut writer, t, group.take(), seq)?;
+    writer.flush(c, t)
 }
 
-/// Stores the clock of a finished key group and moves to the next position.
-fn flush<'c>(
-    c: &mut SpiClient<'c>,
-    upsert: &PreparedStatement<'c>,
+/// Queues the clock of a finished key group and moves to the next position.
+fn flush(
+    writer: &mut ClockWriter,
     t: &SyncTable,
     group: Option<(Vec<Value>, Option<RowClock>)>,
     seq: &mut u64,
 ) -> Result<()> {
     let Some((key, Some(clock))) = group else { return Ok(()) };
-    let mut args = key_args(t, &key)?;
-    args.extend(clock_args(&clock)?);
-    c.update(upsert, None, &args)?;
+    writer.push(t, &encode_key(&key), &key, clock)?;
     *seq += 1;
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! See `docs/postgres.md` for the user's guide.
 
 mod api;
+mod batch;
 mod error;
 mod feed;
 mod fold;

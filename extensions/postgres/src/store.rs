@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use cloudsync_core::engine::{apply_changeset, ApplyReport, RowKey, Store, TableInfo};
 use cloudsync_core::merge::{RowWrite, SeqAlloc};
-use cloudsync_core::{ColId, RowClock, SiteId, SiteOrd, Value};
+use cloudsync_core::value::decode_key;
+use cloudsync_core::{Changeset, ColId, RowClock, SiteId, SiteOrd, Value};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use std::panic::AssertUnwindSafe;
@@ -19,8 +20,9 @@ use pgrx::pg_sys::PgTryBuilder;
 use pgrx::spi::{PreparedStatement, SpiClient};
 use pgrx::PgLogLevel;
 
+use crate::batch::{self, ClockWriter};
 use crate::error::{Error, Result};
-use crate::fold::{clock_args, clock_upsert_sql, decode_clock, key_args};
+use crate::fold::{decode_clock, key_args};
 use crate::sql::{datum, exec, get, ident, oid_of, read_value};
 use crate::table::SyncTable;
 use crate::types::convert;
@@ -42,7 +44,11 @@ enum Kind {
 struct Prepared<'c> {
     table: SyncTable,
     clock_select: PreparedStatement<'c>,
-    clock_upsert: PreparedStatement<'c>,
+    /// Clocks read before the merge, by encoded key (when prefetched, a key absent
+    /// here has no clock).
+    prefetched: Option<HashMap<Vec<u8>, RowClock>>,
+    /// Clocks to write after the merge.
+    writer: ClockWriter,
     delete: PreparedStatement<'c>,
     by_columns: HashMap<(Kind, Vec<ColId>), PreparedStatement<'c>>,
 }
@@ -73,11 +79,16 @@ impl<'c> Prepared<'c> {
         let (cond, oids) = key_where(&table, 1, &table.meta_keys());
         let clock_select =
             c.prepare(format!("SELECT cl, dbv, seq, clock FROM {} WHERE {cond}", table.clock()).as_str(), &oids)?;
-        let (upsert, upsert_oids) = clock_upsert_sql(&table);
-        let clock_upsert = c.prepare_mut(upsert.as_str(), &upsert_oids)?;
         let (cond, oids) = key_where(&table, 1, &user_keys(&table));
         let delete = c.prepare_mut(format!("DELETE FROM {} WHERE {cond}", table.rel).as_str(), &oids)?;
-        Ok(Prepared { table, clock_select, clock_upsert, delete, by_columns: HashMap::new() })
+        Ok(Prepared {
+            table,
+            clock_select,
+            prefetched: None,
+            writer: ClockWriter::new(),
+            delete,
+            by_columns: HashMap::new(),
+        })
     }
 
     fn statement(&mut self, c: &SpiClient<'c>, kind: Kind, cols: &[ColId]) -> Result<&PreparedStatement<'c>> {
@@ -188,6 +199,30 @@ impl<'a, 'c> PgStore<'a, 'c> {
         self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))
     }
 
+    /// Reads, in one statement per table, the clocks of every key `cs` touches.
+    pub fn prefetch(&mut self, cs: &Changeset) -> Result<()> {
+        for (i, desc) in cs.tables.iter().enumerate() {
+            let Some(info) = self.table(&desc.name)? else { continue };
+            let keys: Vec<Vec<Value>> =
+                cs.rows.iter().filter(|r| r.table == i).filter_map(|r| decode_key(&r.pk, info.pk_len).ok()).collect();
+            let c: &SpiClient<'_> = self.c;
+            let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+            let found = batch::prefetch(c, &p.table, &keys)?;
+            p.prefetched = Some(found);
+        }
+        Ok(())
+    }
+
+    /// Writes the clocks the merge produced.
+    pub fn finish(self) -> Result<()> {
+        let c = self.c;
+        for p in self.tables.into_values() {
+            let mut writer = p.writer;
+            writer.flush(c, &p.table)?;
+        }
+        Ok(())
+    }
+
     /// [`Store::write_row`] without the error context.
     fn write_row_unguarded(&mut self, info: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<()> {
         let c: &mut SpiClient<'_> = self.c;
@@ -248,6 +283,12 @@ impl Store for PgStore<'_, '_> {
 
     fn clock(&mut self, info: &TableInfo, key: RowKey<'_>) -> Result<Option<RowClock>> {
         let p = self.tables.get(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        if let Some(clock) = p.writer.get(key.bytes) {
+            return Ok(Some(clock.clone()));
+        }
+        if let Some(found) = &p.prefetched {
+            return Ok(found.get(key.bytes).cloned());
+        }
         let args = key_args(&p.table, key.values)?;
         let row = self.c.select(&p.clock_select, None, &args)?.next();
         match row {
@@ -313,12 +354,7 @@ impl Store for PgStore<'_, '_> {
 
     fn save_clock(&mut self, info: &TableInfo, key: RowKey<'_>, clock: &RowClock) -> Result<()> {
         let p = self.prepared(info)?;
-        let mut args = key_args(&p.table, key.values)?;
-        args.extend(clock_args(clock)?);
-        let c: &mut SpiClient<'_> = self.c;
-        let p = self.tables.get(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
-        c.update(&p.clock_upsert, None, &args)?;
-        Ok(())
+        p.writer.push(&p.table, key.bytes, key.values, clock.clone())
     }
 
     fn site_ord(&mut self, site: &SiteId) -> Result<SiteOrd> {
@@ -369,7 +405,10 @@ pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8]) -> Result<ApplyReport>
     set_merging(c, true)?;
     let report = {
         let mut store = PgStore::new(c);
-        apply_changeset(&mut store, &cs)?
+        store.prefetch(&cs)?;
+        let report = apply_changeset(&mut store, &cs)?;
+        store.finish()?;
+        report
     };
     set_merging(c, false)?;
     Ok(report)

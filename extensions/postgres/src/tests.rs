@@ -1,5 +1,7 @@
 //! `#[pg_test]`s: each runs inside a transaction of a real PostgreSQL (started by
 //! `cargo pgrx test`) with the extension installed, and is rolled back afterwards.
+//! Scenarios between replicas are in `extensions/postgres/interop`.
+
 use pgrx::prelude::*;
 
 #[pg_schema]
@@ -14,21 +16,150 @@ mod tests {
         Spi::run(sql).expect(sql);
     }
 
-    #[pg_test]
-    fn version_and_site_id() {
-        assert_eq!(one::<String>("SELECT cloudsync_version()").as_deref(), Some(cloudsync_core::VERSION));
-        assert_eq!(one::<Vec<u8>>("SELECT cloudsync_siteid()").map(|s| s.len()), Some(16));
+    fn todo() {
+        run("CREATE TABLE todo (id text PRIMARY KEY, title text, done bool NOT NULL DEFAULT false)");
+        run("SELECT cloudsync_init('todo')");
     }
 
     #[pg_test]
-    fn local_writes_are_tracked_and_round_trip() {
-        run("CREATE TABLE todo (id text PRIMARY KEY, title text, done bool NOT NULL DEFAULT false)");
-        run("SELECT cloudsync_init('todo')");
+    fn version_site_id_and_uuid() {
+        assert_eq!(one::<String>("SELECT cloudsync_version()").as_deref(), Some(cloudsync_core::VERSION));
+        assert_eq!(one::<Vec<u8>>("SELECT cloudsync_siteid()").map(|s| s.len()), Some(16));
+        // UUID v7: version nibble 7, RFC 4122 variant.
+        let u = one::<String>("SELECT cloudsync_uuid()::text").unwrap();
+        assert_eq!(&u[14..15], "7");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(u, one::<String>("SELECT cloudsync_uuid()::text").unwrap());
+    }
+
+    #[pg_test]
+    fn writes_become_changes_in_feed_order() {
+        todo();
+        let v0 = one::<i64>("SELECT cloudsync_db_version()").unwrap();
         run("INSERT INTO todo VALUES ('a', 'one', false), ('b', 'two', true)");
         run("UPDATE todo SET title = 'uno' WHERE id = 'a'");
         run("DELETE FROM todo WHERE id = 'b'");
-        let n = one::<i64>("SELECT count(*) FROM cloudsync_changes").unwrap();
-        // a: title and done cells; b: a delete event.
-        assert_eq!(n, 3);
+        // One fold: one new db_version for everything written since the last read.
+        assert_eq!(one::<i64>("SELECT cloudsync_db_version()"), Some(v0 + 1));
+        // a: its two columns; b: a delete event (col_name NULL).
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(coalesce(col_name, '<row>') || '=' || coalesce(cloudsync_value_text(col_value), 'NULL') \
+                 || '@' || cl, ', ' ORDER BY db_version, seq, col_name) FROM cloudsync_changes"
+            )
+            .as_deref(),
+            Some("done=0@1, title=uno@1, <row>=NULL@2")
+        );
+        // Nothing new: the same version, no new changes.
+        assert_eq!(one::<i64>("SELECT cloudsync_db_version()"), Some(v0 + 1));
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM cloudsync_changes WHERE db_version > {}", v0 + 1)),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn the_aggregate_and_the_function_encode_the_same_payload() {
+        todo();
+        run("INSERT INTO todo SELECT 'k' || g, 'title ' || g, g % 2 = 0 FROM generate_series(1, 300) g");
+        let aggregate = one::<Vec<u8>>(
+            "SELECT cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq) \
+             FROM cloudsync_changes",
+        )
+        .unwrap();
+        let function = one::<Vec<u8>>("SELECT cloudsync_payload_encode_since(0)").unwrap();
+        assert_eq!(aggregate, function);
+        assert_eq!(&aggregate[..4], b"CSYN");
+        // Nothing to send: NULL from both.
+        let v = one::<i64>("SELECT cloudsync_db_version()").unwrap();
+        assert_eq!(one::<Vec<u8>>(&format!("SELECT cloudsync_payload_encode_since({v})")), None);
+        assert_eq!(
+            one::<Vec<u8>>(&format!(
+                "SELECT cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq) \
+                 FROM cloudsync_changes WHERE db_version > {v}"
+            )),
+            None
+        );
+        // Applying our own payload back changes nothing.
+        assert_eq!(one::<i64>(&format!("SELECT cloudsync_payload_apply('\\x{}'::bytea)", hex(&function))), Some(0));
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[pg_test]
+    fn disabled_tables_and_filters_limit_what_is_tracked() {
+        todo();
+        run("SELECT cloudsync_disable('todo')");
+        assert_eq!(one::<bool>("SELECT cloudsync_is_enabled('todo')"), Some(false));
+        run("INSERT INTO todo VALUES ('untracked', 'x', false)");
+        run("SELECT cloudsync_enable('todo')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync_changes"), Some(0));
+        run("SELECT cloudsync_set_filter('todo', 'done')");
+        run("INSERT INTO todo VALUES ('open', 'o', false), ('closed', 'c', true)");
+        assert_eq!(
+            one::<String>("SELECT string_agg(DISTINCT tbl || ':' || length(pk), ',') FROM cloudsync_changes")
+                .as_deref(),
+            Some("todo:8")
+        );
+        run("SELECT cloudsync_clear_filter('todo')");
+        // Clearing the filter backfills the rows that were never tracked.
+        assert_eq!(one::<i64>("SELECT count(DISTINCT pk) FROM cloudsync_changes"), Some(3));
+    }
+
+    #[pg_test]
+    fn settings_are_validated() {
+        todo();
+        run("SELECT cloudsync_set('payload_compression', '0')");
+        run("SELECT cloudsync_set('app.owner', 'me')");
+        assert_eq!(
+            one::<String>("SELECT value FROM cloudsync.settings WHERE key = 'app.owner'").as_deref(),
+            Some("me")
+        );
+        run("SELECT cloudsync_set('app.owner', NULL)");
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync.settings WHERE key = 'app.owner'"), Some(0));
+        run("SELECT cloudsync_set_column('todo', 'title', 'label', 'Title')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync.table_settings"), Some(1));
+        run("SELECT cloudsync_cleanup('todo')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync.table_settings"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync_tables"), Some(0));
+    }
+
+    #[pg_test(error = "'payload_compression' must be an integer in 0..=19")]
+    fn out_of_range_settings_are_refused() {
+        run("SELECT cloudsync_set('payload_compression', '42')");
+    }
+
+    #[pg_test(
+        error = "table public.floaty cannot be synced: primary key column \"id\" has type double precision; key columns must be integer, text, varchar, uuid or bytea (their values are identical on every replica)"
+    )]
+    fn inexact_keys_are_refused() {
+        run("CREATE TABLE floaty (id float8 PRIMARY KEY)");
+        run("SELECT cloudsync_init('floaty')");
+    }
+
+    #[pg_test(
+        error = "table public.counters_b cannot be synced: its primary key \"id\" is a single integer column. Integer keys assigned on each replica collide when replicas sync; use a uuid or text key, or pass flag 1 to cloudsync_init if keys are globally unique"
+    )]
+    fn single_integer_keys_need_a_flag() {
+        // Allowed with flag 1…
+        run("CREATE TABLE counters (id bigint PRIMARY KEY, n int)");
+        run("SELECT cloudsync_init('counters', 'cls', 1)");
+        // …refused without.
+        run("CREATE TABLE counters_b (id bigint PRIMARY KEY, n int)");
+        run("SELECT cloudsync_init('counters_b')");
+    }
+
+    #[pg_test(error = "table does_not_exist does not exist")]
+    fn missing_tables_are_named() {
+        run("SELECT cloudsync_init('does_not_exist')");
+    }
+
+    #[pg_test(error = "unknown table algorithm 'lww' (expected one of: cls, gos, aws, dws)")]
+    fn unknown_algorithms_are_named() {
+        todo();
+        run("CREATE TABLE other (id text PRIMARY KEY)");
+        run("SELECT cloudsync_init('other', 'lww')");
     }
 }

@@ -260,21 +260,45 @@ fn triggers_sql(t: &SyncTable) -> String {
                 mask_sql.iter().map(|m| format!("{m} <> 0")).collect::<Vec<_>>().join(" OR ")
             };
             let zeros = vec!["0"; words].join(", ");
-            let update = format!(
-                "INSERT INTO {log} (op, {masks}, {keys})\n\
-                 SELECT CASE WHEN o.\"cloudsync hit\" IS NULL THEN {OP_INSERT} ELSE {OP_UPDATE} END, {mask_list}, {nk}\n\
-                 FROM {new_rows} n LEFT JOIN (SELECT true AS \"cloudsync hit\", * FROM {old_rows} x) o ON {kmatch}\n\
-                 WHERE o.\"cloudsync hit\" IS NULL OR {any_changed}\n\
-                 UNION ALL\n\
-                 SELECT {OP_DELETE}, {zeros}, {ok} FROM {old_rows} o WHERE NOT EXISTS (SELECT 1 FROM cs_new n WHERE {kmatch});",
-                masks = masks.join(", "),
-                mask_list = mask_sql.join(", "),
-                nk = key_cols(t, "n"),
-                ok = key_cols(t, "o"),
-                new_rows = filtered(t, "cs_new"),
-                old_rows = filtered(t, "cs_old"),
-                kmatch = key_match(t, "n", "o"),
-            );
+            let update = if t.filter.is_none() {
+                // One pass: a full join of old and new rows on the key. (The fold
+                // ignores the masks of inserts and deletes.)
+                format!(
+                    "INSERT INTO {log} (op, {masks}, {keys})\n\
+                     SELECT CASE WHEN n.\"cloudsync new\" IS NULL THEN {OP_DELETE} \
+                     WHEN o.\"cloudsync old\" IS NULL THEN {OP_INSERT} ELSE {OP_UPDATE} END, {mask_list}, {keys_either}\n\
+                     FROM (SELECT true AS \"cloudsync new\", * FROM cs_new) n \
+                     FULL JOIN (SELECT true AS \"cloudsync old\", * FROM cs_old) o ON {kmatch}\n\
+                     WHERE n.\"cloudsync new\" IS NULL OR o.\"cloudsync old\" IS NULL OR {any_changed};",
+                    masks = masks.join(", "),
+                    mask_list = mask_sql.join(", "),
+                    keys_either = t
+                        .pk
+                        .iter()
+                        .map(|k| format!("COALESCE(n.{c}, o.{c})", c = ident(&k.name)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    kmatch = key_match(t, "n", "o"),
+                )
+            } else {
+                // With a filter, a row that stops matching is not a delete: only keys
+                // gone from the (unfiltered) new rows are.
+                format!(
+                    "INSERT INTO {log} (op, {masks}, {keys})\n\
+                     SELECT CASE WHEN o.\"cloudsync hit\" IS NULL THEN {OP_INSERT} ELSE {OP_UPDATE} END, {mask_list}, {nk}\n\
+                     FROM {new_rows} n LEFT JOIN (SELECT true AS \"cloudsync hit\", * FROM {old_rows} x) o ON {kmatch}\n\
+                     WHERE o.\"cloudsync hit\" IS NULL OR {any_changed}\n\
+                     UNION ALL\n\
+                     SELECT {OP_DELETE}, {zeros}, {ok} FROM {old_rows} o WHERE NOT EXISTS (SELECT 1 FROM cs_new n WHERE {kmatch});",
+                    masks = masks.join(", "),
+                    mask_list = mask_sql.join(", "),
+                    nk = key_cols(t, "n"),
+                    ok = key_cols(t, "o"),
+                    new_rows = filtered(t, "cs_new"),
+                    old_rows = filtered(t, "cs_old"),
+                    kmatch = key_match(t, "n", "o"),
+                )
+            };
             on("update", "AFTER", "REFERENCING OLD TABLE AS cs_old NEW TABLE AS cs_new", update, &mut sql);
         }
     }

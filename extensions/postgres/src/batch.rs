@@ -1,0 +1,204 @@
+//! Clock reads and writes in batches: one statement per table and batch instead of
+//! one per row, by passing each column as an array (`unnest`).
+//!
+//! A fold or a merge touches many rows' clocks. Reading them before the merge
+//! ([`prefetch`]) and writing them after it ([`ClockWriter`]) turns two statements
+//! per row into two per table, which is most of what an apply costs besides the
+//! writes to the user's table.
+
+use std::collections::HashMap;
+
+use cloudsync_core::value::encode_key;
+use cloudsync_core::{RowClock, Value};
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::SpiClient;
+
+use crate::error::{Error, Result};
+use crate::fold::decode_clock;
+use crate::sql::{exec, get, i64_of, query, read_value};
+use crate::table::SyncTable;
+use crate::types::{convert_key, Bind, Param};
+
+/// Rows per statement.
+const CHUNK: usize = 5_000;
+
+/// One column of a batch, as a typed array.
+enum Array {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+impl Array {
+    /// The array for key values bound as `b` (keys are integers, text or bytea).
+    fn for_bind(b: Bind) -> (Array, &'static str) {
+        match b {
+            Bind::Int | Bind::Bool | Bind::Float => (Array::Int(Vec::new()), "int8[]"),
+            Bind::Text => (Array::Text(Vec::new()), "text[]"),
+            Bind::Bytes => (Array::Bytes(Vec::new()), "bytea[]"),
+        }
+    }
+
+    fn push(&mut self, p: Param) -> Result<()> {
+        match (self, p) {
+            (Array::Int(v), Param::Int(i)) => v.push(Some(i)),
+            (Array::Text(v), Param::Text(s)) => v.push(Some(s)),
+            (Array::Bytes(v), Param::Bytes(b)) => v.push(Some(b)),
+            (Array::Int(v), Param::Null) => v.push(None),
+            (Array::Text(v), Param::Null) => v.push(None),
+            (Array::Bytes(v), Param::Null) => v.push(None),
+            _ => return Err(Error::Corrupt("key value of an unexpected type".into())),
+        }
+        Ok(())
+    }
+
+    fn into_datum(self) -> DatumWithOid<'static> {
+        match self {
+            Array::Int(v) => v.into(),
+            Array::Text(v) => v.into(),
+            Array::Bytes(v) => v.into(),
+        }
+    }
+}
+
+/// `unnest($1::T[], …) AS u(k0, …)` over the key columns, and the casts back to the
+/// key columns' types.
+fn key_arrays(t: &SyncTable) -> (Vec<String>, Vec<String>) {
+    let mut params = Vec::new();
+    let mut casts = Vec::new();
+    for (i, (k, mk)) in t.pk.iter().zip(t.meta_keys()).enumerate() {
+        let (bind, _) = k.kind.write_expr(1, &k.sql_type);
+        let (_, array_type) = Array::for_bind(bind);
+        params.push(format!("${}::{array_type}", i + 1));
+        casts.push(format!("u.{mk}::{}", k.sql_type));
+    }
+    (params, casts)
+}
+
+fn key_columns(t: &SyncTable, keys: impl Iterator<Item = Vec<Param>>) -> Result<Vec<DatumWithOid<'static>>> {
+    let mut arrays: Vec<Array> = t.pk.iter().map(|k| Array::for_bind(k.kind.write_expr(1, &k.sql_type).0).0).collect();
+    for key in keys {
+        for (a, p) in arrays.iter_mut().zip(key) {
+            a.push(p)?;
+        }
+    }
+    Ok(arrays.into_iter().map(Array::into_datum).collect())
+}
+
+/// Checked key parameters of `key` for `t`.
+fn key_params(t: &SyncTable, key: &[Value]) -> Result<Vec<Param>> {
+    t.pk.iter().zip(key).map(|(k, v)| convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)).collect()
+}
+
+/// The stored clocks of those `keys` (decoded key values) that have one, by encoded
+/// key. Keys that do not fit the key columns are left out (writing them fails later,
+/// with the column named).
+pub fn prefetch(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, RowClock>> {
+    let (params, casts) = key_arrays(t);
+    let names = t.meta_keys();
+    let reads: Vec<_> = t.pk.iter().zip(&names).map(|(k, mk)| k.kind.read_expr(&format!("m.{mk}"))).collect();
+    let sql = format!(
+        "SELECT {reads}, m.cl, m.dbv, m.seq, m.clock FROM {clock} m JOIN unnest({params}) AS u({names}) ON {join}",
+        reads = reads.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>().join(", "),
+        clock = t.clock(),
+        params = params.join(", "),
+        names = names.join(", "),
+        join = names.iter().zip(&casts).map(|(mk, cast)| format!("m.{mk} = {cast}")).collect::<Vec<_>>().join(" AND "),
+    );
+    let nk = names.len();
+    let mut found = HashMap::new();
+    let valid: Vec<Vec<Param>> = keys.iter().filter_map(|k| key_params(t, k).ok()).collect();
+    for chunk in valid.chunks(CHUNK) {
+        let args = key_columns(t, chunk.iter().cloned())?;
+        let rows = query(c, &sql, &args, |r| {
+            let key =
+                reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<Vec<_>>>()?;
+            let clock = decode_clock(
+                get::<i64>(r, nk + 1, "cl")?,
+                get::<i64>(r, nk + 2, "dbv")?,
+                get::<i64>(r, nk + 3, "seq")?,
+                &get::<Vec<u8>>(r, nk + 4, "clock")?,
+            )?;
+            Ok((encode_key(&key), clock))
+        })?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Clocks to store for one table, written in batches; a key written twice keeps its
+/// last clock.
+pub struct ClockWriter {
+    rows: Vec<(Vec<Param>, RowClock)>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+impl ClockWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        ClockWriter { rows: Vec::new(), index: HashMap::new() }
+    }
+
+    /// The clock waiting to be written for an encoded key.
+    pub fn get(&self, key: &[u8]) -> Option<&RowClock> {
+        self.index.get(key).map(|&i| &self.rows[i].1)
+    }
+
+    /// Queues a clock (checking the key against the key columns).
+    pub fn push(&mut self, t: &SyncTable, encoded: &[u8], key: &[Value], clock: RowClock) -> Result<()> {
+        let params = key_params(t, key)?;
+        match self.index.get(encoded) {
+            Some(&i) => self.rows[i] = (params, clock),
+            None => {
+                self.index.insert(encoded.to_vec(), self.rows.len());
+                self.rows.push((params, clock));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every queued clock.
+    pub fn flush(&mut self, c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let (params, casts) = key_arrays(t);
+        let names = t.meta_keys();
+        let n = names.len();
+        let sql = format!(
+            "INSERT INTO {clock} ({k}, cl, dbv, seq, clock) SELECT {casts}, u.cl, u.dbv, u.seq, u.clock \
+             FROM unnest({params}, ${a}::int8[], ${b}::int8[], ${d}::int8[], ${e}::bytea[]) AS u({k}, cl, dbv, seq, clock) \
+             ON CONFLICT ({k}) DO UPDATE SET cl = excluded.cl, dbv = excluded.dbv, seq = excluded.seq, clock = excluded.clock",
+            clock = t.clock(),
+            k = names.join(", "),
+            casts = casts.join(", "),
+            params = params.join(", "),
+            a = n + 1,
+            b = n + 2,
+            d = n + 3,
+            e = n + 4,
+        );
+        let rows = std::mem::take(&mut self.rows);
+        self.index.clear();
+        for chunk in rows.chunks(CHUNK) {
+            let mut args = key_columns(t, chunk.iter().map(|(k, _)| k.clone()))?;
+            let (mut cl, mut dbv, mut seq, mut blob) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (_, clock) in chunk {
+                let max = clock.max_stamp();
+                cl.push(i64_of(clock.cl)?);
+                dbv.push(i64_of(max.db_version)?);
+                seq.push(i64_of(max.seq)?);
+                blob.push(clock.encode());
+            }
+            args.extend([cl.into(), dbv.into(), seq.into(), blob.into()]);
+            exec(c, &sql, &args)?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for ClockWriter {
+    fn default() -> Self {
+        ClockWriter::new()
+    }
+}
