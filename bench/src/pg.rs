@@ -14,19 +14,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use cloudsync_pg_interop::{server_url, url_for};
 use postgres::{Client, NoTls};
-
-fn server_url() -> String {
-    std::env::var("CLOUDSYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(db: &str) -> String {
-    let base = server_url();
-    match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{db}"),
-        None => format!("{base}/{db}"),
-    }
-}
 
 struct Db {
     name: String,

@@ -51,14 +51,16 @@ fn machine() -> String {
     format!("{date} on {cores} cores ({cpu})")
 }
 
-fn sqlite(args: &[String]) -> Result<()> {
+/// Builds the harness, runs `cloudsync-bench <workload> <args>`, prints its report and
+/// records it between the workload's markers in `docs/benchmarks.md`.
+fn run_recorded(workload: &str, title: &str, args: &[String]) -> Result<()> {
     step("Building the benchmark harness (release)");
     cargo(&["build", "--release", "-p", "cloudsync-bench"])?;
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
     let bin = target.join("release/cloudsync-bench");
-    step("Running the SQLite Sync workload");
+    step(&format!("Running the {title} workload"));
     let out = Command::new(&bin)
-        .arg("sqlite")
+        .arg(workload)
         .args(args)
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
@@ -67,28 +69,19 @@ fn sqlite(args: &[String]) -> Result<()> {
     }
     let report = String::from_utf8(out.stdout)?;
     print!("{report}");
-    let body = format!("_Recorded {} by `cargo xtask bench sqlite {}`._\n\n{report}", machine(), args.join(" "));
-    record("<!-- bench:sqlite:start -->", "<!-- bench:sqlite:end -->", &body)
+    let body = format!("_Recorded {} by `cargo xtask bench {workload} {}`._\n\n{report}", machine(), args.join(" "));
+    record(&format!("<!-- bench:{workload}:start -->"), &format!("<!-- bench:{workload}:end -->"), &body)
+}
+
+fn sqlite(args: &[String]) -> Result<()> {
+    run_recorded("sqlite", "SQLite Sync", args)
 }
 
 /// `cargo xtask bench pg`: Postgres Sync against plain PostgreSQL (installs the
 /// extension's release build first).
 fn pg(args: &[String]) -> Result<()> {
     crate::pg::install()?;
-    step("Building the benchmark harness (release)");
-    cargo(&["build", "--release", "-p", "cloudsync-bench"])?;
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
-    let bin = target.join("release/cloudsync-bench");
-    step("Running the Postgres Sync workload");
-    let out =
-        Command::new(&bin).arg("pg").args(args).output().with_context(|| format!("cannot run {}", bin.display()))?;
-    if !out.status.success() {
-        bail!("benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let report = String::from_utf8(out.stdout)?;
-    print!("{report}");
-    let body = format!("_Recorded {} by `cargo xtask bench pg {}`._\n\n{report}", machine(), args.join(" "));
-    record("<!-- bench:pg:start -->", "<!-- bench:pg:end -->", &body)
+    run_recorded("pg", "Postgres Sync", args)
 }
 
 /// `cargo xtask bench sync`: devices syncing through a release build of the service.

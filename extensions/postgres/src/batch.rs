@@ -14,8 +14,8 @@ use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 
 use crate::error::{Error, Result};
-use crate::fold::decode_clock;
-use crate::sql::{exec, get, i64_of, query, read_value};
+use crate::fold::clock_at;
+use crate::sql::{exec, i64_of, query, read_value};
 use crate::table::SyncTable;
 use crate::types::{convert_key, Bind, Param};
 
@@ -113,12 +113,7 @@ pub fn prefetch(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result
         let rows = query(c, &sql, &args, |r| {
             let key =
                 reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<Vec<_>>>()?;
-            let clock = decode_clock(
-                get::<i64>(r, nk + 1, "cl")?,
-                get::<i64>(r, nk + 2, "dbv")?,
-                get::<i64>(r, nk + 3, "seq")?,
-                &get::<Vec<u8>>(r, nk + 4, "clock")?,
-            )?;
+            let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
             Ok((encode_key(&key), clock))
         })?;
         found.extend(rows);

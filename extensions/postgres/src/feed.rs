@@ -15,8 +15,8 @@ use cloudsync_core::{Algo, Change, Cursor, SiteId, Value};
 use pgrx::spi::SpiClient;
 
 use crate::error::{Error, Result};
-use crate::fold::decode_clock;
-use crate::sql::{get, i64_of, ident, query, read_value};
+use crate::fold::clock_at;
+use crate::sql::{i64_of, ident, query, read_value};
 use crate::table::SyncTable;
 use crate::{fold, meta};
 
@@ -67,12 +67,7 @@ pub fn read(c: &SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
                     .enumerate()
                     .map(|(i, (_, rd))| read_value(r, i + 1, *rd))
                     .collect::<Result<_>>()?;
-                let clock = decode_clock(
-                    get::<i64>(r, nk + 1, "cl")?,
-                    get::<i64>(r, nk + 2, "dbv")?,
-                    get::<i64>(r, nk + 3, "seq")?,
-                    &get::<Vec<u8>>(r, nk + 4, "clock")?,
-                )?;
+                let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
                 let values: Vec<Value> = col_reads
                     .iter()
                     .enumerate()

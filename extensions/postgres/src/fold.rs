@@ -11,7 +11,7 @@ use cloudsync_core::local::{apply_local, LocalOp};
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{ColId, Cursor, RowClock, Stamp, Value};
 use pgrx::datum::DatumWithOid;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{SpiClient, SpiHeapTupleData};
 
 use crate::batch::ClockWriter;
 use crate::error::{Error, Result};
@@ -57,6 +57,18 @@ pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static
         .collect()
 }
 
+/// The clock stored in columns `base..base + 4` of a row (`cl, dbv, seq, clock`), or
+/// `None` when `cl` is NULL (no clock: an outer join found none).
+pub fn clock_at(r: &SpiHeapTupleData<'_>, base: usize) -> Result<Option<RowClock>> {
+    let Some(cl) = r.get::<i64>(base)? else { return Ok(None) };
+    Ok(Some(decode_clock(
+        cl,
+        get::<i64>(r, base + 1, "dbv")?,
+        get::<i64>(r, base + 2, "seq")?,
+        &get::<Vec<u8>>(r, base + 3, "clock")?,
+    )?))
+}
+
 /// Decodes a stored clock.
 pub fn decode_clock(cl: i64, dbv: i64, seq: i64, blob: &[u8]) -> Result<RowClock> {
     let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
@@ -97,16 +109,7 @@ fn fold_table(c: &mut SpiClient<'_>, t: &SyncTable, dbv: u64, seq: &mut u64) -> 
                 .enumerate()
                 .map(|(i, (_, rd))| read_value(&r, 2 + words + i, *rd))
                 .collect::<Result<Vec<_>>>()?;
-            let base = 2 + words + nk;
-            let clock = match r.get::<i64>(base)? {
-                None => None,
-                Some(cl) => Some(decode_clock(
-                    cl,
-                    get::<i64>(&r, base + 1, "dbv")?,
-                    get::<i64>(&r, base + 2, "seq")?,
-                    &get::<Vec<u8>>(&r, base + 3, "clock")?,
-                )?),
-            };
+            let clock = clock_at(&r, 2 + words + nk)?;
             Ok(Entry { op, masks, key, clock })
         })
         .collect::<Result<_>>()?;

@@ -22,8 +22,8 @@ use pgrx::PgLogLevel;
 
 use crate::batch::{self, ClockWriter};
 use crate::error::{Error, Result};
-use crate::fold::{decode_clock, key_args};
-use crate::sql::{datum, exec, get, ident, oid_of, read_value};
+use crate::fold::{clock_at, key_args};
+use crate::sql::{datum, exec, ident, oid_of, read_value};
 use crate::table::SyncTable;
 use crate::types::convert;
 use crate::{fold, meta};
@@ -290,15 +290,9 @@ impl Store for PgStore<'_, '_> {
             return Ok(found.get(key.bytes).cloned());
         }
         let args = key_args(&p.table, key.values)?;
-        let row = self.c.select(&p.clock_select, None, &args)?.next();
-        match row {
+        match self.c.select(&p.clock_select, None, &args)?.next() {
             None => Ok(None),
-            Some(r) => Ok(Some(decode_clock(
-                get::<i64>(&r, 1, "cl")?,
-                get::<i64>(&r, 2, "dbv")?,
-                get::<i64>(&r, 3, "seq")?,
-                &get::<Vec<u8>>(&r, 4, "clock")?,
-            )?)),
+            Some(r) => clock_at(&r, 1),
         }
     }
 

@@ -299,6 +299,16 @@ fn triggers_sql(t: &SyncTable) -> String {
                     kmatch = key_match(t, "n", "o"),
                 )
             };
+            // PL/pgSQL caches one plan per statement, made for the transition tables'
+            // sizes at its first run: a plan for one row reused for a million (or the
+            // reverse) is a disaster. Single-row statements (the ORM case) keep a
+            // cached plan; larger ones are planned for their actual size.
+            let update = format!(
+                "IF (SELECT count(*) FROM (SELECT 1 FROM cs_new LIMIT 2) x) \
+                 + (SELECT count(*) FROM (SELECT 1 FROM cs_old LIMIT 2) y) <= 2 THEN\n{update}\n\
+                 ELSE EXECUTE {};\nEND IF;",
+                literal(update.trim_end_matches(';'))
+            );
             on("update", "AFTER", "REFERENCING OLD TABLE AS cs_old NEW TABLE AS cs_new", update, &mut sql);
         }
     }

@@ -44,7 +44,8 @@ pub fn server_url() -> String {
     std::env::var("CLOUDSYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn url_for(db: &str) -> String {
+/// The URL of database `db` on the test server.
+pub fn url_for(db: &str) -> String {
     let base = server_url();
     match base.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{db}"),
