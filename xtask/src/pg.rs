@@ -76,15 +76,29 @@ fn ext_dir() -> PathBuf {
     root().join("extensions/postgres")
 }
 
+/// The target directory of the extension's builds: a subdirectory of the shared one,
+/// because its library and the SQLite extension's are both `libcloudsync.so`.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from).join("pgrx")
+}
+
+/// `cargo pgrx <args>` (or `cargo <args>`) on the extension's crate, in its target directory.
+fn cargo_pgrx(args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args(args).current_dir(ext_dir()).env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
 /// Builds the extension in release mode and installs it into the machine's
 /// PostgreSQL, so that `CREATE EXTENSION cloudsync` works in any of its databases.
 pub fn install() -> Result<PathBuf> {
     let (major, pg_config) = ensure_tooling()?;
     step(&format!("Installing the cloudsync extension into PostgreSQL {major} (release build)"));
-    run(Command::new("cargo")
-        .args(["pgrx", "install", "--release", "--pg-config", &pg_config.to_string_lossy()])
-        .args(["--no-default-features", "--features", &format!("pg{major}")])
-        .current_dir(ext_dir()))?;
+    run(cargo_pgrx(&["pgrx", "install", "--release", "--pg-config", &pg_config.to_string_lossy()]).args([
+        "--no-default-features",
+        "--features",
+        &format!("pg{major}"),
+    ]))?;
     let out = Command::new(&pg_config).arg("--pkglibdir").output().context("pg_config --pkglibdir")?;
     let so = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("cloudsync.so");
     println!("{}", so.display());
@@ -98,25 +112,25 @@ pub fn test() -> Result<()> {
     let (major, _) = ensure_tooling()?;
     let feature = format!("pg{major}");
     step("Postgres Sync: lints");
-    sys::cargo(&[
+    let features = format!("{feature} pg_test");
+    run(&mut cargo_pgrx(&[
         "clippy",
-        "-p",
-        "cloudsync-postgres",
         "--all-targets",
         "--no-default-features",
         "--features",
-        &format!("{feature} pg_test"),
+        &features,
         "--",
         "-D",
         "warnings",
-    ])?;
+    ]))?;
     step("Postgres Sync: #[pg_test]s (cargo pgrx test, in a throw-away cluster)");
     let pgdata = std::env::temp_dir().join(format!("cloudsync-pgrx-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&pgdata);
-    run(Command::new("cargo")
-        .args(["pgrx", "test", &feature, "--runas", "postgres", "--pgdata", &pgdata.to_string_lossy()])
-        .args(["--no-default-features", "--features", &feature])
-        .current_dir(ext_dir()))?;
+    run(cargo_pgrx(&["pgrx", "test", &feature, "--runas", "postgres", "--pgdata", &pgdata.to_string_lossy()]).args([
+        "--no-default-features",
+        "--features",
+        &feature,
+    ]))?;
     let _ = std::fs::remove_dir_all(&pgdata);
     // `cargo pgrx test` installed its debug build into the machine's PostgreSQL.
     install()?;

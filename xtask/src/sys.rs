@@ -5,9 +5,12 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// The workspace root.
+/// The workspace root. `cargo run` sets `CARGO_MANIFEST_DIR` at run time too; it wins
+/// over the compile-time value because checkouts that share one target directory
+/// (a session and its CI clone) also share the `xtask` binary cargo runs.
 pub fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest =
+        std::env::var("CARGO_MANIFEST_DIR").map_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 

@@ -44,3 +44,23 @@ BEGIN
 END
 $cs$;
 CREATE EVENT TRIGGER cloudsync_sql_drop ON sql_drop EXECUTE FUNCTION cloudsync.on_sql_drop();
+
+-- An ALTER TABLE of a synced table outside cloudsync_begin_alter/commit_alter (an ORM's
+-- migration, psql) is adopted when it ends: new columns synced, dropped ones
+-- remembered, triggers rebuilt for the new shape and name; a primary-key change is
+-- refused, which rolls the ALTER back.
+CREATE FUNCTION cloudsync.on_ddl_end() RETURNS event_trigger LANGUAGE plpgsql AS $cs$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT d.objid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+        JOIN cloudsync.tables t ON t.relid::oid = d.objid
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass
+    LOOP
+        PERFORM cloudsync.after_alter(r.objid);
+    END LOOP;
+END
+$cs$;
+CREATE EVENT TRIGGER cloudsync_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION cloudsync.on_ddl_end();

@@ -338,6 +338,13 @@ mod cloudsync {
         Some(report(Spi::connect(|c| crate::feed::aggregate_step(c, state, change))))
     }
 
+    /// Called by the `ddl_command_end` event trigger after an `ALTER TABLE` of a
+    /// synced table (see `lifecycle::after_alter`).
+    #[pg_extern]
+    fn after_alter(relid: pg_sys::Oid) {
+        report(Spi::connect_mut(|c| crate::lifecycle::after_alter(c, relid)));
+    }
+
     /// Final function of `cloudsync_payload_encode`.
     #[pg_extern]
     fn payload_encode_final(state: Option<i64>) -> Option<Vec<u8>> {

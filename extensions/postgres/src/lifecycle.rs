@@ -186,6 +186,26 @@ pub fn commit_alter(c: &mut SpiClient<'_>, table: &str) -> Result<()> {
             t.display
         )));
     }
+    adopt_schema(c, &t)
+}
+
+/// After an `ALTER TABLE` of a synced table outside a begin/commit bracket (an ORM's
+/// migration, psql): called by the extension's `ddl_command_end` event trigger. New
+/// columns are synced, dropped ones remembered, the triggers rebuilt for the table's
+/// new shape and name; an alter that changes the primary key is refused, which rolls
+/// the `ALTER TABLE` back.
+pub fn after_alter(c: &mut SpiClient<'_>, relid: Oid) -> Result<()> {
+    let Some(name) = SyncTable::name_of(c, relid)? else { return Ok(()) };
+    let t = SyncTable::require(c, &name)?;
+    if t.altering {
+        // Inside cloudsync_begin_alter … cloudsync_commit_alter: the commit does it.
+        return Ok(());
+    }
+    adopt_schema(c, &t)
+}
+
+/// Makes the metadata and triggers of `t` follow its current shape.
+fn adopt_schema(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
     let shape = Shape::read(c, t.relid)?.ok_or_else(|| Error::NoSuchTable(t.display.clone()))?;
     let new_pk: Vec<String> = shape.pk().iter().map(|k| k.name.clone()).collect();
     let new_types: Vec<String> = shape.pk().iter().map(|k| k.sql_type.clone()).collect();

@@ -322,11 +322,13 @@ impl Store for PgStore<'_, '_> {
     fn write_row(&mut self, info: &TableInfo, key: RowKey<'_>, write: &RowWrite<'_>) -> Result<()> {
         // An error PostgreSQL raises while writing the row (a constraint, a type's
         // input function) is re-raised with its SQLSTATE and the table and key added.
-        let display = self.tables.get(&info.name).map_or_else(|| info.name.clone(), |p| p.table.display.clone());
-        let shown_key = key.values.iter().map(crate::types::show).collect::<Vec<_>>().join(", ");
+        // (The message is only formatted when there is an error.)
+        let display = self.tables.get(&info.name).map_or(info.name.as_str(), |p| p.table.display.as_str()).to_string();
+        let values = key.values;
         PgTryBuilder::new(AssertUnwindSafe(|| self.write_row_unguarded(info, key, write)))
             .catch_others(|e| match e {
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                    let shown_key = values.iter().map(crate::types::show).collect::<Vec<_>>().join(", ");
                     let mut report = ErrorReport::new(
                         r.sql_error_code(),
                         format!("cannot merge the row ({shown_key}) of table {display}: {}", r.message()),

@@ -63,6 +63,8 @@ pub struct PgReplica {
 
 impl PgReplica {
     /// Creates the database and the extension.
+    // Not `Default`: each call creates a database on the server.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> PgReplica {
         let name = format!("cs_test_pg_{:016x}", rand::rng().random::<u64>());
         let mut admin = Client::connect(&server_url(), NoTls).expect("connect to the test PostgreSQL");
