@@ -30,7 +30,12 @@ pub fn pending(c: &SpiClient<'_>, t: &SyncTable) -> Result<bool> {
 /// Folds every synced table's log under one new `db_version`. Returns the number of
 /// rows whose clock changed.
 pub fn fold_all(c: &mut SpiClient<'_>) -> Result<u64> {
-    let tables: Vec<SyncTable> = SyncTable::all(c)?.into_iter().filter(|t| pending(c, t).unwrap_or(true)).collect();
+    let mut tables = Vec::new();
+    for t in SyncTable::all(c)? {
+        if pending(c, &t)? {
+            tables.push(t);
+        }
+    }
     if tables.is_empty() {
         return Ok(0);
     }

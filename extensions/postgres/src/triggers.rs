@@ -172,9 +172,14 @@ fn changed(col: &crate::table::Column) -> String {
 /// A trigger function. Local writers take the `db_version` lock in shared mode until
 /// they commit, so a merge (which takes it exclusively) never interleaves with a
 /// direct write: it sees every committed local write, and writers wait for it.
+///
+/// `SECURITY DEFINER` (with a fixed `search_path`): the roles an application writes
+/// with need privileges on their tables only, not on schema `cloudsync`; the function
+/// runs as the role that called `cloudsync_init`.
 fn body(function: &str, statements: &str) -> String {
     format!(
-        "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $cs$\nBEGIN\n\
+        "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+         SET search_path = pg_catalog, pg_temp AS $cs$\nBEGIN\n\
          IF pg_catalog.current_setting('cloudsync.merging', true) = 'on' THEN RETURN NULL; END IF;\n\
          PERFORM pg_catalog.pg_advisory_xact_lock_shared({lock});\n\
          {statements}\nRETURN NULL;\nEND\n$cs$;\n",

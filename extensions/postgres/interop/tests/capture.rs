@@ -157,3 +157,25 @@ fn a_direct_writer_during_an_apply_is_serialised_not_lost() {
     );
     assert_eq!(l.rows(ROWS), pg_rows(&mut p));
 }
+
+#[test]
+#[ignore = "needs the cloudsync extension installed in PostgreSQL: run `cargo xtask pg test`"]
+fn an_application_role_with_table_privileges_only_is_tracked() {
+    let (mut p, mut l) = pair();
+    let role = format!("cs_app_{}", &p.name[p.name.len() - 8..]);
+    p.exec(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON todo TO {role};
+         SET ROLE {role};
+         INSERT INTO todo VALUES ('a', 'written by the app role', 1);
+         UPDATE todo SET n = 2 WHERE id = 'a';
+         INSERT INTO todo VALUES ('b', 'gone', 1); DELETE FROM todo WHERE id = 'b';
+         RESET ROLE;"
+    ));
+    sync(&mut p, &mut l);
+    assert_eq!(l.rows(ROWS), vec![vec![t("a"), t("written by the app role"), Cell::Int(2)]]);
+    // The role has no privilege on the sync metadata itself.
+    p.exec(&format!("SET ROLE {role}"));
+    let (code, _) = p.fails("SELECT count(*) FROM cloudsync.t1_log");
+    assert_eq!(code, "42501");
+    p.exec(&format!("RESET ROLE; DROP OWNED BY {role}; DROP ROLE {role};"));
+}
