@@ -285,6 +285,26 @@ fn cloudsync_payload_encode_since(
     })
 }
 
+/// Like `cloudsync_payload_encode_since`, with what a peer needs to resume: the number
+/// of changes in the payload and the `db_version` the payload brings the receiver up
+/// to (the `since` of its next request), read in the same call so no change can fall
+/// between the two.
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn cloudsync_payload_encode_next(
+    since_version: default!(i64, 0),
+    except_site: default!(Option<&[u8]>, "NULL"),
+) -> TableIterator<'static, (name!(payload, Option<Vec<u8>>), name!(changes, i64), name!(db_version, i64))> {
+    let row = spi(|c| {
+        let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
+        let (payload, changes, cursor) = feed::encode(c, &FeedQuery { after: since(since_version)?, except })?;
+        // Everything up to the current db_version was read (the fold ran first).
+        let upto = meta::db_version(c)?.max(cursor.db_version);
+        Ok((payload, crate::sql::i64_of(changes)?, crate::sql::i64_of(upto)?))
+    });
+    TableIterator::once(row)
+}
+
 /// Merges a payload. Returns how many incoming changes changed local state.
 #[pg_extern]
 fn cloudsync_payload_apply(payload: &[u8]) -> i64 {

@@ -84,6 +84,27 @@ mod tests {
         assert_eq!(one::<i64>(&format!("SELECT cloudsync_payload_apply('\\x{}'::bytea)", hex(&function))), Some(0));
     }
 
+    #[pg_test]
+    fn encode_next_says_where_to_resume() {
+        todo();
+        run("INSERT INTO todo VALUES ('a', 'one', false)");
+        let (changes, upto) =
+            Spi::get_two::<i64, i64>("SELECT changes, db_version FROM cloudsync_payload_encode_next(0)")
+                .expect("encode_next");
+        assert_eq!(changes, Some(2));
+        assert_eq!(upto, one::<i64>("SELECT cloudsync_db_version()"));
+        // Resuming from there: nothing, and the same position.
+        let (payload, again) = Spi::get_two::<Vec<u8>, i64>(&format!(
+            "SELECT payload, db_version FROM cloudsync_payload_encode_next({})",
+            upto.unwrap()
+        ))
+        .expect("encode_next");
+        assert_eq!((payload, again), (None, upto));
+        run("UPDATE todo SET title = 'two'");
+        let changes = one::<i64>(&format!("SELECT changes FROM cloudsync_payload_encode_next({})", upto.unwrap()));
+        assert_eq!(changes, Some(1));
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
