@@ -14,6 +14,7 @@
 pub mod algo;
 pub mod change;
 pub mod clock;
+pub mod ddl;
 pub mod engine;
 pub mod error;
 pub mod ids;
