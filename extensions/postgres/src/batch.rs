@@ -67,8 +67,7 @@ fn key_arrays(t: &SyncTable) -> (Vec<String>, Vec<String>) {
     let mut params = Vec::new();
     let mut casts = Vec::new();
     for (i, (k, mk)) in t.pk.iter().zip(t.meta_keys()).enumerate() {
-        let (bind, _) = k.kind.write_expr(1, &k.sql_type);
-        let (_, array_type) = Array::for_bind(bind);
+        let (_, array_type) = Array::for_bind(k.kind.bind());
         params.push(format!("${}::{array_type}", i + 1));
         casts.push(format!("u.{mk}::{}", k.sql_type));
     }
@@ -76,7 +75,7 @@ fn key_arrays(t: &SyncTable) -> (Vec<String>, Vec<String>) {
 }
 
 fn key_columns(t: &SyncTable, keys: impl Iterator<Item = Vec<Param>>) -> Result<Vec<DatumWithOid<'static>>> {
-    let mut arrays: Vec<Array> = t.pk.iter().map(|k| Array::for_bind(k.kind.write_expr(1, &k.sql_type).0).0).collect();
+    let mut arrays: Vec<Array> = t.pk.iter().map(|k| Array::for_bind(k.kind.bind()).0).collect();
     for key in keys {
         for (a, p) in arrays.iter_mut().zip(key) {
             a.push(p)?;

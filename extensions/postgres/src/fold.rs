@@ -55,10 +55,7 @@ pub fn fold_all(c: &mut SpiClient<'_>) -> Result<u64> {
 pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static>>> {
     t.pk.iter()
         .zip(key)
-        .map(|(k, v)| {
-            let (bind, _) = k.kind.write_expr(1, &k.sql_type);
-            Ok(datum(convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)?, bind))
-        })
+        .map(|(k, v)| Ok(datum(convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)?, k.kind.bind())))
         .collect()
 }
 

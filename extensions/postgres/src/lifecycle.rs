@@ -9,11 +9,15 @@ use crate::sql::{exec, get, query_opt};
 use crate::table::{Shape, SyncTable};
 use crate::{fold, meta, triggers};
 
+/// The oid of the relation `name` names (schema-qualified or found on the search
+/// path), if any.
+fn to_regclass(c: &SpiClient<'_>, name: &str) -> Result<Option<Oid>> {
+    Ok(query_opt(c, "SELECT pg_catalog.to_regclass($1)::oid", &[name.into()], |r| Ok(r.get::<Oid>(1)?))?.flatten())
+}
+
 /// The oid of a table named by `name` (schema-qualified or found on the search path).
 pub fn regclass(c: &SpiClient<'_>, name: &str) -> Result<Oid> {
-    query_opt(c, "SELECT pg_catalog.to_regclass($1)::oid", &[name.into()], |r| Ok(r.get::<Oid>(1)?))?
-        .flatten()
-        .ok_or_else(|| Error::NoSuchTable(name.to_string()))
+    to_regclass(c, name)?.ok_or_else(|| Error::NoSuchTable(name.to_string()))
 }
 
 /// A synced table named by its sync name, or by a table name that resolves to one.
@@ -21,13 +25,12 @@ pub fn resolve(c: &SpiClient<'_>, name: &str) -> Result<SyncTable> {
     if let Some(t) = SyncTable::load(c, name)? {
         return Ok(t);
     }
-    let relid =
-        query_opt(c, "SELECT pg_catalog.to_regclass($1)::oid", &[name.into()], |r| Ok(r.get::<Oid>(1)?))?.flatten();
-    match relid {
-        Some(relid) => match SyncTable::name_of(c, relid)? {
-            Some(sync_name) => SyncTable::require(c, &sync_name),
-            None => Err(Error::NotSynced(name.to_string())),
-        },
+    let sync_name = match to_regclass(c, name)? {
+        Some(relid) => SyncTable::name_of(c, relid)?,
+        None => None,
+    };
+    match sync_name {
+        Some(sync_name) => SyncTable::require(c, &sync_name),
         None => Err(Error::NotSynced(name.to_string())),
     }
 }

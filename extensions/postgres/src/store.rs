@@ -174,8 +174,7 @@ impl<'c> Prepared<'c> {
         let mut args = Vec::new();
         for (id, v) in values {
             let Some(sc) = t.column(*id) else { continue };
-            let (bind, _) = sc.col.kind.write_expr(1, &sc.col.sql_type);
-            args.push(datum(convert(&sc.col.kind, v, &t.display, &sc.col.name, &sc.col.sql_type)?, bind));
+            args.push(datum(convert(&sc.col.kind, v, &t.display, &sc.col.name, &sc.col.sql_type)?, sc.col.kind.bind()));
             cols.push(*id);
         }
         Ok((cols, args))

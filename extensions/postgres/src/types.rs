@@ -188,24 +188,38 @@ impl Kind {
         }
     }
 
-    /// The parameter type a write binds, and the SQL turning parameter `$n` into the
-    /// column's type.
-    pub fn write_expr(&self, n: usize, sql_type: &str) -> (Bind, String) {
+    /// The parameter type a write of this kind binds.
+    pub fn bind(&self) -> Bind {
         match self {
-            Kind::Int { .. } => (Bind::Int, format!("${n}::{sql_type}")),
-            Kind::Float { .. } => (Bind::Float, format!("${n}::{sql_type}")),
-            Kind::Bool => (Bind::Bool, format!("${n}")),
-            Kind::Bytea => (Bind::Bytes, format!("${n}")),
-            // No explicit cast: an explicit cast to varchar(n) would truncate, while
-            // assignment refuses. Lengths are checked before binding anyway.
-            Kind::Text { .. } => (Bind::Text, format!("${n}")),
-            Kind::Array { element } => (
-                Bind::Text,
-                format!(
-                    "(SELECT CASE WHEN ${n} IS NULL THEN NULL \
-                     ELSE COALESCE(pg_catalog.array_agg(e.v::{element} ORDER BY e.i), '{{}}') END \
-                     FROM pg_catalog.jsonb_array_elements_text(${n}::jsonb) WITH ORDINALITY AS e(v, i))"
-                ),
+            Kind::Int { .. } => Bind::Int,
+            Kind::Float { .. } => Bind::Float,
+            Kind::Bool => Bind::Bool,
+            Kind::Bytea => Bind::Bytes,
+            Kind::Text { .. }
+            | Kind::Array { .. }
+            | Kind::Numeric { .. }
+            | Kind::Uuid
+            | Kind::Json { .. }
+            | Kind::TimestampTz
+            | Kind::Timestamp
+            | Kind::Date
+            | Kind::Enum { .. }
+            | Kind::Other => Bind::Text,
+        }
+    }
+
+    /// The parameter type a write binds ([`Kind::bind`]), and the SQL turning
+    /// parameter `$n` into the column's type.
+    pub fn write_expr(&self, n: usize, sql_type: &str) -> (Bind, String) {
+        let sql = match self {
+            Kind::Int { .. } | Kind::Float { .. } => format!("${n}::{sql_type}"),
+            // No explicit cast for text: an explicit cast to varchar(n) would truncate,
+            // while assignment refuses. Lengths are checked before binding anyway.
+            Kind::Bool | Kind::Bytea | Kind::Text { .. } => format!("${n}"),
+            Kind::Array { element } => format!(
+                "(SELECT CASE WHEN ${n} IS NULL THEN NULL \
+                 ELSE COALESCE(pg_catalog.array_agg(e.v::{element} ORDER BY e.i), '{{}}') END \
+                 FROM pg_catalog.jsonb_array_elements_text(${n}::jsonb) WITH ORDINALITY AS e(v, i))"
             ),
             Kind::Numeric { .. }
             | Kind::Uuid
@@ -214,8 +228,9 @@ impl Kind {
             | Kind::Timestamp
             | Kind::Date
             | Kind::Enum { .. }
-            | Kind::Other => (Bind::Text, format!("${n}::text::{sql_type}")),
-        }
+            | Kind::Other => format!("${n}::text::{sql_type}"),
+        };
+        (self.bind(), sql)
     }
 
     /// Checks and converts an incoming primary-key value. Keys identify rows on every
