@@ -80,6 +80,15 @@ enum Command {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Translate SQLite CREATE TABLE/INDEX statements to PostgreSQL (offline; prints
+    /// the DDL; docs/translate-ddl.md).
+    TranslateDdl {
+        /// File with the SQLite schema (default: standard input).
+        file: Option<std::path::PathBuf>,
+        /// Print the statements, tables and notes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply pending control-plane migrations (also done by `serve` at start-up).
     Migrate {
         /// Control-plane store (default: the SQLite file in --data-dir).
@@ -114,5 +123,6 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(serve::migrate(control_plane_url, data_dir, json)),
         Command::CheckHealth { url } => cli::check_health(&url),
+        Command::TranslateDdl { file, json } => cli::translate_ddl(file.as_deref(), json),
     }
 }

@@ -547,3 +547,36 @@ pub fn job(cmd: JobCmd, c: &ClientArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cloudsync translate-ddl [FILE] [--json]`: the PostgreSQL DDL for a SQLite schema,
+/// on standard output; notes about tables on standard error; every refused construct
+/// in the error.
+pub fn translate_ddl(file: Option<&std::path::Path>, as_json: bool) -> Result<()> {
+    let sql = match file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
+    };
+    let t = cloudsync_core::ddl::translate(&sql)?;
+    if as_json {
+        let tables: Vec<Value> = t
+            .tables
+            .iter()
+            .map(|x| json!({"table": x.name, "key": x.key, "rowid_key": x.rowid_key, "unsynced": x.unsynced}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"statements": t.statements, "tables": tables}))?);
+        return Ok(());
+    }
+    for x in &t.tables {
+        if let Some(why) = &x.unsynced {
+            eprintln!("note: table \"{}\" cannot be synced: {why}", x.name);
+        } else if x.rowid_key {
+            eprintln!(
+                "note: table \"{}\" is keyed by SQLite's rowid: devices assign its ids, which must then be unique \
+                 across devices (cloudsync_init flag 1)",
+                x.name
+            );
+        }
+    }
+    print!("{}", t.script());
+    Ok(())
+}

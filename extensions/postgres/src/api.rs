@@ -26,6 +26,15 @@ fn cloudsync_version() -> &'static str {
     cloudsync_core::VERSION
 }
 
+/// SQLite `CREATE TABLE`/`CREATE INDEX` statements translated to PostgreSQL, as one
+/// script (`docs/translate-ddl.md`). Nothing is run: `EXECUTE` it, or read it first.
+/// Refused constructs are all listed in one error (SQLSTATE 0A000), a syntax error
+/// gives 42601.
+#[pg_extern(immutable, parallel_safe)]
+fn cloudsync_translate_ddl(sqlite_sql: &str) -> String {
+    report(cloudsync_core::ddl::translate(sqlite_sql).map(|t| t.script()).map_err(Error::from))
+}
+
 /// This database's site id (16 bytes).
 #[pg_extern(stable)]
 fn cloudsync_siteid() -> Vec<u8> {

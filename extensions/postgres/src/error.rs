@@ -81,6 +81,9 @@ pub enum Error {
     /// Metadata that does not decode (written by something else than this extension).
     #[error("corrupt cloudsync metadata: {0}")]
     Corrupt(String),
+    /// SQLite DDL that does not translate (`cloudsync_translate_ddl`).
+    #[error("{0}")]
+    Translate(#[from] cloudsync_core::ddl::TranslateError),
     /// SPI failed.
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
@@ -109,6 +112,11 @@ impl Error {
             Error::Payload(_) | Error::BadKey(_) => C::ERRCODE_INVALID_BINARY_REPRESENTATION,
             Error::Schema(_) => C::ERRCODE_INVALID_SCHEMA_DEFINITION,
             Error::Corrupt(_) => C::ERRCODE_DATA_CORRUPTED,
+            Error::Translate(t) => match t {
+                cloudsync_core::ddl::TranslateError::Syntax(_) => C::ERRCODE_SYNTAX_ERROR,
+                cloudsync_core::ddl::TranslateError::Empty => C::ERRCODE_INVALID_PARAMETER_VALUE,
+                cloudsync_core::ddl::TranslateError::Refused(_) => C::ERRCODE_FEATURE_NOT_SUPPORTED,
+            },
             Error::Spi(_) => C::ERRCODE_INTERNAL_ERROR,
         }
     }

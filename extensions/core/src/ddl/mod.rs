@@ -7,14 +7,19 @@
 //! `ON CONFLICT` clauses, `WITHOUT ROWID` and `STRICT`, partial and expression
 //! indexes. Expressions (`DEFAULT (…)`, `CHECK`, `WHERE`, generated columns, index
 //! terms) are kept as token lists for the translator to rewrite. Other statements are
-//! refused with their line. The translation itself is not written yet
-//! (`docs/roadmap.md`).
+//! refused with their line. [`translate`] turns the tree into PostgreSQL statements
+//! (`docs/translate-ddl.md`).
 
 mod lex;
 mod parse;
+mod translate;
 
 pub use lex::{lex, Spanned, Tok};
 pub use parse::parse;
+pub use translate::{
+    ident, translate, translate_against, Existing, Reason, Refusal, TranslateError, TranslatedTable, Translation,
+    NOCASE_COLLATION,
+};
 
 /// Why schema SQL could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
