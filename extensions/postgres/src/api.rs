@@ -246,7 +246,7 @@ fn cloudsync_changes_since(
     let rows = spi(|c| {
         let after = since(since_version)?;
         fold::fold_all(c)?;
-        feed::read(c, &FeedQuery { after, except: None })?
+        feed::read(c, &FeedQuery { after, ..FeedQuery::default() })?
             .into_iter()
             .map(|(_, ch)| {
                 let mut value = Vec::new();
@@ -290,7 +290,7 @@ fn cloudsync_payload_encode_since(
 ) -> Option<Vec<u8>> {
     spi(|c| {
         let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(feed::encode(c, &FeedQuery { after: since(since_version)?, except })?.0)
+        Ok(feed::encode(c, &FeedQuery { after: since(since_version)?, except, visible_to: None })?.0)
     })
 }
 
@@ -298,15 +298,21 @@ fn cloudsync_payload_encode_since(
 /// of changes in the payload and the `db_version` the payload brings the receiver up
 /// to (the `since` of its next request), read in the same call so no change can fall
 /// between the two.
+///
+/// With `visible_to`, only rows that role can see are sent (its privileges and
+/// row-level security, evaluated with the transaction's settings such as
+/// `request.jwt.claims`), each whole; deletions go to everyone (key only).
 #[allow(clippy::type_complexity)]
 #[pg_extern]
 fn cloudsync_payload_encode_next(
     since_version: default!(i64, 0),
     except_site: default!(Option<&[u8]>, "NULL"),
+    visible_to: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(payload, Option<Vec<u8>>), name!(changes, i64), name!(db_version, i64))> {
     let row = spi(|c| {
         let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
-        let (payload, changes, cursor) = feed::encode(c, &FeedQuery { after: since(since_version)?, except })?;
+        let q = FeedQuery { after: since(since_version)?, except, visible_to: visible_to.map(str::to_string) };
+        let (payload, changes, cursor) = feed::encode(c, &q)?;
         // Everything up to the current db_version was read (the fold ran first).
         let upto = meta::db_version(c)?.max(cursor.db_version);
         Ok((payload, crate::sql::i64_of(changes)?, crate::sql::i64_of(upto)?))
@@ -315,9 +321,14 @@ fn cloudsync_payload_encode_next(
 }
 
 /// Merges a payload. Returns how many incoming changes changed local state.
+///
+/// With `as_role`, the synced tables are read and written as that role (the caller
+/// must be allowed to `SET ROLE` to it): its privileges and row-level security
+/// policies decide, and a change to a row it cannot see is refused (42501) instead of
+/// being skipped. The sync metadata is still read and written as the caller.
 #[pg_extern]
-fn cloudsync_payload_apply(payload: &[u8]) -> i64 {
-    spi(|c| crate::sql::i64_of(store::apply_payload(c, payload)?.applied))
+fn cloudsync_payload_apply(payload: &[u8], as_role: default!(Option<&str>, "NULL")) -> i64 {
+    spi(|c| crate::sql::i64_of(store::apply_payload(c, payload, as_role)?.applied))
 }
 
 #[pg_schema]

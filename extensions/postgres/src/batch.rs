@@ -120,6 +120,41 @@ pub fn prefetch(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result
     Ok(found)
 }
 
+/// Those of `keys` (decoded key values) whose row the current role can read in the
+/// user's table, by encoded key: run as an impersonated role, this is the row-level
+/// security filter of a feed.
+pub fn existing(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<std::collections::HashSet<Vec<u8>>> {
+    let (params, casts) = key_arrays(t);
+    let names = t.meta_keys();
+    let reads: Vec<_> = t.pk.iter().map(|k| k.kind.read_expr(&format!("x.{}", crate::sql::ident(&k.name)))).collect();
+    let sql = format!(
+        "SELECT {reads} FROM {rel} x JOIN unnest({params}) AS u({names}) ON {join}",
+        reads = reads.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>().join(", "),
+        rel = t.rel,
+        params = params.join(", "),
+        names = names.join(", "),
+        join = t
+            .pk
+            .iter()
+            .zip(&casts)
+            .map(|(k, cast)| format!("x.{} = {cast}", crate::sql::ident(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    );
+    let mut found = std::collections::HashSet::new();
+    let valid: Vec<Vec<Param>> = keys.iter().filter_map(|k| key_params(t, k).ok()).collect();
+    for chunk in valid.chunks(CHUNK) {
+        let args = key_columns(t, chunk.iter().cloned())?;
+        let rows = query(c, &sql, &args, |r| {
+            let key =
+                reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<Vec<_>>>()?;
+            Ok(encode_key(&key))
+        })?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
 /// Clocks to store for one table, written in batches; a key written twice keeps its
 /// last clock.
 pub struct ClockWriter {

@@ -81,6 +81,16 @@ pub enum Error {
     /// Metadata that does not decode (written by something else than this extension).
     #[error("corrupt cloudsync metadata: {0}")]
     Corrupt(String),
+    /// A row the impersonated role cannot see (row-level security) would be changed.
+    #[error("row ({key}) of table {table} is not visible to role {role} (row-level security): the change is refused")]
+    Hidden {
+        /// Table.
+        table: String,
+        /// The row's key, shown.
+        key: String,
+        /// The role.
+        role: String,
+    },
     /// SQLite DDL that does not translate (`cloudsync_translate_ddl`).
     #[error("{0}")]
     Translate(#[from] cloudsync_core::ddl::TranslateError),
@@ -112,6 +122,7 @@ impl Error {
             Error::Payload(_) | Error::BadKey(_) => C::ERRCODE_INVALID_BINARY_REPRESENTATION,
             Error::Schema(_) => C::ERRCODE_INVALID_SCHEMA_DEFINITION,
             Error::Corrupt(_) => C::ERRCODE_DATA_CORRUPTED,
+            Error::Hidden { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Error::Translate(t) => match t {
                 cloudsync_core::ddl::TranslateError::Syntax(_) => C::ERRCODE_SYNTAX_ERROR,
                 cloudsync_core::ddl::TranslateError::Empty => C::ERRCODE_INVALID_PARAMETER_VALUE,

@@ -16,6 +16,7 @@ use pgrx::spi::SpiClient;
 
 use crate::error::{Error, Result};
 use crate::fold::clock_at;
+use crate::role::RoleSwitch;
 use crate::sql::{i64_of, ident, query, read_value};
 use crate::table::SyncTable;
 use crate::{fold, meta};
@@ -27,11 +28,22 @@ pub struct FeedQuery {
     pub after: Cursor,
     /// Leave out changes written by this site (what a peer needs: not its own).
     pub except: Option<SiteId>,
+    /// Only rows this role can see (privileges and row-level security, with the
+    /// transaction's settings such as `request.jwt.claims`), each sent whole; see
+    /// [`read`].
+    pub visible_to: Option<String>,
 }
 
 /// Every change after `q.after`, in feed order, with the position of each row. The
 /// caller has folded pending local writes.
-pub fn read(c: &SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
+///
+/// With `q.visible_to`, a live row is sent only if that role can see it, and then
+/// whole (every column's latest change, not only those after `q.after`): a row that
+/// became visible to the role by a change of some of its columns (its owner, say)
+/// reaches the reader complete. Deletions are sent to every reader (the key only): a
+/// deleted row has nothing left to check a policy against.
+pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
+    let mut role = RoleSwitch::new(c, q.visible_to.as_deref())?;
     let mut rows: Vec<(Cursor, Vec<Change>)> = Vec::new();
     let mut sites: HashMap<u32, SiteId> = HashMap::new();
     for t in SyncTable::all(c)? {
@@ -58,7 +70,7 @@ pub fn read(c: &SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
         let nk = keys.len();
         let after = q.after;
         let fetched = query(
-            c,
+            &*c,
             &sql,
             &[i64_of(after.db_version)?.into(), i64::try_from(after.seq).unwrap_or(i64::MAX).into()],
             |r| {
@@ -76,17 +88,35 @@ pub fn read(c: &SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
                 Ok((key, clock, values))
             },
         )?;
+        let visible = match role.target() {
+            None => None,
+            Some(_) => {
+                let alive: Vec<Vec<Value>> =
+                    fetched.iter().filter(|(_, clock, _)| clock.is_alive()).map(|(k, _, _)| k.clone()).collect();
+                role.user(c)?;
+                let seen = crate::batch::existing(c, &t, &alive);
+                role.caller(c)?;
+                Some(seen?)
+            }
+        };
         for (key, clock, values) in fetched {
             let at = clock.max_stamp();
+            let encoded = encode_key(&key);
+            let since = match &visible {
+                None => after,
+                Some(_) if !clock.is_alive() => after,
+                Some(seen) if seen.contains(&encoded) => Cursor::ZERO,
+                Some(_) => continue,
+            };
             let changes = row_changes(
                 &info,
-                &encode_key(&key),
+                &encoded,
                 &clock,
-                after,
+                since,
                 |ord| match sites.get(&ord) {
                     Some(s) => Ok(*s),
                     None => {
-                        let s = meta::site_id(c, ord)?;
+                        let s = meta::site_id(&*c, ord)?;
                         sites.insert(ord, s);
                         Ok::<_, Error>(s)
                     }

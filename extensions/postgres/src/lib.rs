@@ -16,6 +16,7 @@ mod feed;
 mod fold;
 mod lifecycle;
 mod meta;
+mod role;
 mod sql;
 mod store;
 mod table;

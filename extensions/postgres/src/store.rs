@@ -21,6 +21,7 @@ use pgrx::spi::{PreparedStatement, SpiClient};
 use pgrx::PgLogLevel;
 
 use crate::batch::{self, ClockWriter};
+use crate::role::RoleSwitch;
 use crate::error::{Error, Result};
 use crate::fold::{clock_at, key_args};
 use crate::sql::{datum, exec, ident, oid_of, read_value};
@@ -186,12 +187,16 @@ pub struct PgStore<'a, 'c> {
     c: &'a mut SpiClient<'c>,
     tables: HashMap<String, Prepared<'c>>,
     sites: HashMap<SiteOrd, SiteId>,
+    /// The role user-table reads and writes run as ([`crate::role`]).
+    role: RoleSwitch,
 }
 
 impl<'a, 'c> PgStore<'a, 'c> {
-    /// A store over `c`. The caller owns the transaction.
-    pub fn new(c: &'a mut SpiClient<'c>) -> Self {
-        PgStore { c, tables: HashMap::new(), sites: HashMap::new() }
+    /// A store over `c` writing user tables as `role` (None: as the caller). The
+    /// caller owns the transaction.
+    pub fn new(c: &'a mut SpiClient<'c>, role: Option<&str>) -> Result<Self> {
+        let role = RoleSwitch::new(c, role)?;
+        Ok(PgStore { c, tables: HashMap::new(), sites: HashMap::new(), role })
     }
 
     fn prepared(&mut self, info: &TableInfo) -> Result<&mut Prepared<'c>> {
@@ -213,7 +218,8 @@ impl<'a, 'c> PgStore<'a, 'c> {
     }
 
     /// Writes the clocks the merge produced.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        self.role.caller(self.c)?;
         let c = self.c;
         for p in self.tables.into_values() {
             let mut writer = p.writer;
@@ -229,7 +235,10 @@ impl<'a, 'c> PgStore<'a, 'c> {
         match write {
             RowWrite::None => {}
             RowWrite::Delete => {
-                c.update(&p.delete, None, &key_args(&p.table, key.values)?)?;
+                let deleted = c.update(&p.delete, None, &key_args(&p.table, key.values)?)?.len();
+                if deleted == 0 {
+                    return self.refuse_if_hidden(info, key);
+                }
             }
             RowWrite::Create(values) => {
                 let mut args = key_args(&p.table, key.values)?;
@@ -243,7 +252,9 @@ impl<'a, 'c> PgStore<'a, 'c> {
                     let (cols, mut args) = p.value_args(values)?;
                     args.extend(key_args(&p.table, key.values)?);
                     let stmt = p.statement(c, Kind::UpdateReset, &cols)?;
-                    c.update(stmt, None, &args)?;
+                    if c.update(stmt, None, &args)?.is_empty() {
+                        return self.refuse_if_hidden(info, key);
+                    }
                 }
             }
             RowWrite::Update { values, reset_others } => {
@@ -254,10 +265,33 @@ impl<'a, 'c> PgStore<'a, 'c> {
                 let kind = if *reset_others { Kind::UpdateReset } else { Kind::Update };
                 args.extend(key_args(&p.table, key.values)?);
                 let stmt = p.statement(c, kind, &cols)?;
-                c.update(stmt, None, &args)?;
+                if c.update(stmt, None, &args)?.is_empty() {
+                    return self.refuse_if_hidden(info, key);
+                }
             }
         }
         Ok(())
+    }
+
+    /// An `UPDATE` or `DELETE` as the impersonated role touched no row: if the row
+    /// exists, the role cannot see it (row-level security), and PostgreSQL would have
+    /// skipped it silently; the merge refuses it instead. A row that does not exist
+    /// (deleted while tracking was off) is nothing to refuse.
+    fn refuse_if_hidden(&mut self, info: &TableInfo, key: RowKey<'_>) -> Result<()> {
+        let Some(role) = self.role.target().map(str::to_string) else { return Ok(()) };
+        self.role.caller(self.c)?;
+        let c: &SpiClient<'_> = self.c;
+        let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
+        let args = key_args(&p.table, key.values)?;
+        let stmt = p.statement(c, Kind::Select, &[])?;
+        if c.select(stmt, None, &args)?.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Hidden {
+            table: p.table.display.clone(),
+            key: key.values.iter().map(crate::types::show).collect::<Vec<_>>().join(", "),
+            role,
+        })
     }
 }
 
@@ -266,6 +300,7 @@ impl Store for PgStore<'_, '_> {
 
     fn table(&mut self, name: &str) -> Result<Option<TableInfo>> {
         if !self.tables.contains_key(name) {
+            self.role.caller(self.c)?;
             let Some(t) = SyncTable::load(self.c, name)? else { return Ok(None) };
             if t.altering {
                 return Err(Error::State(format!(
@@ -289,6 +324,7 @@ impl Store for PgStore<'_, '_> {
             return Ok(found.get(key.bytes).cloned());
         }
         let args = key_args(&p.table, key.values)?;
+        self.role.caller(self.c)?;
         match self.c.select(&p.clock_select, None, &args)?.next() {
             None => Ok(None),
             Some(r) => clock_at(&r, 1),
@@ -296,6 +332,7 @@ impl Store for PgStore<'_, '_> {
     }
 
     fn values(&mut self, info: &TableInfo, key: RowKey<'_>, cols: &[ColId]) -> Result<Vec<Value>> {
+        self.role.user(self.c)?;
         let c: &SpiClient<'_> = self.c;
         let p = self.tables.get_mut(&info.name).ok_or_else(|| Error::NotSynced(info.name.clone()))?;
         let wanted: Vec<ColId> = cols.iter().copied().filter(|id| p.table.column(*id).is_some()).collect();
@@ -322,6 +359,7 @@ impl Store for PgStore<'_, '_> {
         // An error PostgreSQL raises while writing the row (a constraint, a type's
         // input function) is re-raised with its SQLSTATE and the table and key added.
         // (The message is only formatted when there is an error.)
+        self.role.user(self.c)?;
         let display = self.tables.get(&info.name).map_or(info.name.as_str(), |p| p.table.display.as_str()).to_string();
         let values = key.values;
         PgTryBuilder::new(AssertUnwindSafe(|| self.write_row_unguarded(info, key, write)))
@@ -353,6 +391,7 @@ impl Store for PgStore<'_, '_> {
     }
 
     fn site_ord(&mut self, site: &SiteId) -> Result<SiteOrd> {
+        self.role.caller(self.c)?;
         let ord = meta::site_ord(self.c, site)?;
         self.sites.insert(ord, *site);
         Ok(ord)
@@ -362,18 +401,21 @@ impl Store for PgStore<'_, '_> {
         if let Some(s) = self.sites.get(&site) {
             return Ok(*s);
         }
+        self.role.caller(self.c)?;
         let id = meta::site_id(self.c, site)?;
         self.sites.insert(site, id);
         Ok(id)
     }
 
     fn begin_merge(&mut self, at_least: u64) -> Result<SeqAlloc> {
+        self.role.caller(self.c)?;
         meta::lock(self.c)?;
         let next = meta::db_version(self.c)? + 1;
         Ok(SeqAlloc::new(next.max(at_least), 0))
     }
 
     fn end_merge(&mut self, alloc: &SeqAlloc) -> Result<()> {
+        self.role.caller(self.c)?;
         if alloc.next_seq() > 0 {
             meta::set_db_version(self.c, alloc.db_version())?;
         }
@@ -390,7 +432,11 @@ pub fn set_merging(c: &mut SpiClient<'_>, on: bool) -> Result<()> {
 /// Decodes and merges a payload: local writes are folded first, the merge's own
 /// writes are not tracked, and any error aborts the statement (and so the whole
 /// payload).
-pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8]) -> Result<ApplyReport> {
+///
+/// With `as_role`, the user's tables are read and written as that role (its
+/// privileges and row-level security apply; a row it cannot see is refused with
+/// 42501), the sync metadata as the caller.
+pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8], as_role: Option<&str>) -> Result<ApplyReport> {
     let cs = cloudsync_core::payload::decode(bytes)?;
     // Exclusive for the rest of the transaction: local writers hold the lock shared
     // until they commit, so the fold below sees every committed local write and none
@@ -399,7 +445,7 @@ pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8]) -> Result<ApplyReport>
     fold::fold_all(c)?;
     set_merging(c, true)?;
     let report = {
-        let mut store = PgStore::new(c);
+        let mut store = PgStore::new(c, as_role)?;
         store.prefetch(&cs)?;
         let report = apply_changeset(&mut store, &cs)?;
         store.finish()?;
