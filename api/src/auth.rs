@@ -8,6 +8,7 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
+use cloudsync_tenants::actor::Actor;
 use cloudsync_tenants::identity::Subject;
 use cloudsync_tenants::ids::{DatabaseId, TenantId};
 use cloudsync_tenants::keys::{ApiKey, KeyCheck, Scope, PREFIX};
@@ -69,6 +70,27 @@ impl Caller {
         match self {
             Caller::Device(s) => Some(&s.user_id),
             _ => None,
+        }
+    }
+
+    /// The identity a device's changes are applied and its downloads read with
+    /// (`docs/rls.md`): a JWT's role claim (which the database must allow) or the
+    /// database's default role, with the token's claims; for an API key the
+    /// database's API-key role.
+    pub fn actor(&self, db: &Database) -> Result<Actor, ApiError> {
+        let roles = &db.settings.roles;
+        match self {
+            Caller::Device(s) => Ok(Actor {
+                role: roles.resolve(s.role.as_deref())?,
+                user_id: Some(s.user_id.clone()),
+                claims: s.claims.clone(),
+            }),
+            Caller::Key(k) => Ok(Actor {
+                role: roles.api_key.clone(),
+                user_id: None,
+                claims: serde_json::json!({ "role": roles.api_key, "key_id": k.id }),
+            }),
+            Caller::Operator => Err(ApiError::Forbidden("sync endpoints are for devices (a JWT or an API key)".into())),
         }
     }
 

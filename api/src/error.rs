@@ -78,8 +78,10 @@ impl From<CpError> for ApiError {
             CpError::NotFound { what } => ApiError::NotFound(what.to_string()),
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
+            CpError::Forbidden(m) => ApiError::Forbidden(m),
+            e @ CpError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
             // Schema and payload problems are the caller's to fix: say what is wrong.
-            e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_))
+            e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_) | CpError::Postgres { .. })
                 if !e.retryable() && e.code() != "internal" =>
             {
                 ApiError::BadRequest(e.to_string())

@@ -37,7 +37,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::backends::Backends;
 use cloudsync_tenants::devices::UsageRecorder;
 use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::ids::DatabaseId;
@@ -83,7 +83,7 @@ pub struct Inner {
     /// Control-plane store.
     pub control: ControlPlane,
     /// Tenant databases.
-    pub backends: Arc<SqliteBackends>,
+    pub backends: Arc<Backends>,
     /// Payload store.
     pub payloads: Arc<AnyStore>,
     /// The folder store, when that is the payload store (its signed URLs are served here).
@@ -102,9 +102,6 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Turns true when the node shuts down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
-    /// Bounds concurrent blocking database work of requests (a wave of long-polls
-    /// woken together queues here instead of opening a connection each).
-    pub db_permits: tokio::sync::Semaphore,
     /// Verifies tenants' JWTs (caches JWKS documents).
     pub verifier: Verifier,
     /// Sync-request counters, flushed to the control plane periodically.
@@ -113,24 +110,9 @@ pub struct Inner {
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
 }
 
-impl Inner {
-    /// Runs blocking tenant-database work on the blocking pool, within a permit.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> cloudsync_tenants::Result<T> + Send + 'static,
-    ) -> Result<T, error::ApiError> {
-        let _permit = self.db_permits.acquire().await.map_err(|e| error::ApiError::Internal(Box::new(e)))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| error::ApiError::Internal(Box::new(e)))?.map_err(Into::into)
-    }
-}
-
-/// Permits for blocking database work: enough to keep every core busy while one call
-/// waits on I/O, few enough that a burst does not open a connection per request.
-pub fn default_db_permits() -> tokio::sync::Semaphore {
-    tokio::sync::Semaphore::new(db_permit_count())
-}
-
-/// How many permits [`default_db_permits`] hands out.
+/// Concurrent blocking calls to SQLite tenant databases ([`Backends::new`]): enough to
+/// keep every core busy while one call waits on I/O, few enough that a burst (a wave
+/// of long-polls woken together) queues instead of opening a connection per request.
 pub fn db_permit_count() -> usize {
     let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2);
     (cores * 4).min(cloudsync_tenants::backend::IDLE_PER_DATABASE)

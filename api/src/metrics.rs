@@ -284,11 +284,9 @@ impl Metrics {
         self.pool
             .with_label_values(&["backend", "idle"])
             .set(i64::try_from(state.backends.idle_connections()).unwrap_or(i64::MAX));
-        let permits = crate::db_permit_count();
-        let free = state.db_permits.available_permits();
         self.pool
             .with_label_values(&["backend", "in_use"])
-            .set(i64::try_from(permits.saturating_sub(free)).unwrap_or(0));
+            .set(i64::try_from(state.backends.in_use()).unwrap_or(i64::MAX));
     }
 
     /// The text exposition format.

@@ -61,6 +61,7 @@ async fn fixture(app: &TestApp) -> Fixture {
             bytes: 1,
             from_cursor: "0.0".into(),
             to_cursor: "1.0".into(),
+            actor: cloudsync_tenants::actor::Actor::default(),
         })
         .await
         .unwrap()

@@ -111,9 +111,19 @@ async fn databases_update_settings_and_download_only_tables() {
         let settings = json!({ "tables": { "prices": { "direction": "download_only" } } });
         let (s, v) = app.call("PATCH", &url, Some(TOKEN), Some(json!({ "name": "main2", "settings": settings }))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!((v["name"].as_str(), &v["settings"]), (Some("main2"), &settings));
+        assert_eq!((v["name"].as_str(), &v["settings"]["tables"]), (Some("main2"), &settings["tables"]));
+        // Roles devices act as: the defaults (docs/rls.md).
+        assert_eq!(
+            v["settings"]["roles"],
+            json!({ "allowed": ["authenticated"], "default": "authenticated", "api_key": "authenticated" })
+        );
         let (_, got) = app.call("GET", &url, Some(TOKEN), None).await;
-        assert_eq!(got["settings"], settings);
+        assert_eq!(got["settings"], v["settings"]);
+        // A default role outside the allow-list, or a name PostgreSQL could not hold, is refused.
+        for roles in [json!({ "allowed": ["a"], "default": "b" }), json!({ "allowed": ["x".repeat(64)] })] {
+            let (s, v) = app.call("PATCH", &url, Some(TOKEN), Some(json!({ "settings": { "roles": roles } }))).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        }
         let (_, list) = app.call("GET", &format!("/v1/tenants/{t}/databases"), Some(TOKEN), None).await;
         assert_eq!(list["items"].as_array().unwrap().len(), 2);
         // Devices cannot change a download-only table; other tables sync.

@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Seconds between usage flushes to the control plane.
     #[arg(long, env = "CLOUDSYNC_USAGE_FLUSH_SECS")]
     pub usage_flush_secs: Option<u64>,
+    /// Connections this node keeps at most to each PostgreSQL backend (default 8).
+    #[arg(long, env = "CLOUDSYNC_POSTGRES_POOL_SIZE")]
+    pub postgres_pool_size: Option<u32>,
 }
 
 /// The same settings in the config file.
@@ -111,6 +114,7 @@ struct FileSettings {
     rate_burst: Option<u32>,
     jwks_refresh_secs: Option<u64>,
     usage_flush_secs: Option<u64>,
+    postgres_pool_size: Option<u32>,
 }
 
 /// Resolved settings.
@@ -132,6 +136,7 @@ pub struct Settings {
     pub rate_burst: u32,
     pub jwks_refresh_secs: u64,
     pub usage_flush_secs: u64,
+    pub postgres_pool_size: u32,
 }
 
 impl Settings {
@@ -161,6 +166,11 @@ impl Settings {
             rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(rate_limit.saturating_mul(2)),
             jwks_refresh_secs: args.jwks_refresh_secs.or(file.jwks_refresh_secs).unwrap_or(10),
             usage_flush_secs,
+            postgres_pool_size: args
+                .postgres_pool_size
+                .or(file.postgres_pool_size)
+                .unwrap_or(cloudsync_tenants::postgres::DEFAULT_POOL_SIZE)
+                .max(1),
             listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cloudsync-data")),
             admin_token: args.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),

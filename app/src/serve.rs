@@ -8,10 +8,12 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use cloudsync_api::{AppState, Inner, Limits, Metrics};
 use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::backends::Backends;
 use cloudsync_tenants::devices::UsageRecorder;
 use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
+use cloudsync_tenants::postgres::PgBackends;
 use cloudsync_tenants::secrets::SecretBox;
 use cloudsync_tenants::store::{redact, ControlPlane};
 use cloudsync_tenants::worker;
@@ -123,7 +125,12 @@ pub async fn run(s: Settings) -> Result<()> {
             (Arc::new(AnyStore::Folder(folder.clone())), Some(folder))
         }
     };
-    let backends = Arc::new(SqliteBackends::new(s.data_dir.join("databases"))?);
+    let backends = Arc::new(Backends::new(
+        SqliteBackends::new(s.data_dir.join("databases"))?,
+        PgBackends::new(s.postgres_pool_size),
+        control.clone(),
+        cloudsync_api::db_permit_count(),
+    ));
     let notifier = Arc::new(Notifier::default());
     let wake = Arc::new(Notify::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -174,7 +181,6 @@ pub async fn run(s: Settings) -> Result<()> {
         limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
         metrics,
         shutdown: shutdown_rx.clone(),
-        db_permits: cloudsync_api::default_db_permits(),
         verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs)),
         usage: UsageRecorder::default(),
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),

@@ -338,7 +338,16 @@ pub async fn schema(
     let dry_run = f.action != "apply";
     let outcome = match parse_algos(&f.algos) {
         Ok(algos) => {
-            match cloudsync_api::routes::databases::provision(&state, &loaded.1, f.sql.clone(), algos, dry_run).await {
+            match cloudsync_api::routes::databases::provision(
+                &state,
+                &loaded.1,
+                f.sql.clone(),
+                algos,
+                BTreeMap::new(),
+                dry_run,
+            )
+            .await
+            {
                 Ok(p) if dry_run => Ok(p),
                 Ok(_) => {
                     let to =

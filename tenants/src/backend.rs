@@ -168,11 +168,12 @@ impl SqliteBackends {
         db: &DatabaseId,
         sql: &str,
         algos: &BTreeMap<String, String>,
+        flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
         self.with(db, |conn, _| {
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let result = provision_in_txn(conn, sql, algos);
+            let result = provision_in_txn(conn, sql, algos, flags);
             match &result {
                 Ok(_) if !dry_run => conn.execute_batch("COMMIT")?,
                 _ => {
@@ -257,7 +258,12 @@ fn statement_kind(sql: &str) -> Option<&'static str> {
     }
 }
 
-fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, String>) -> Result<Provisioning> {
+fn provision_in_txn(
+    conn: &Connection,
+    sql: &str,
+    algos: &BTreeMap<String, String>,
+    flags: &BTreeMap<String, i64>,
+) -> Result<Provisioning> {
     let mut created = Vec::new();
     let mut statements = Vec::new();
     let mut batch = rusqlite::Batch::new(conn, sql);
@@ -289,8 +295,11 @@ fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, Strin
     if created.is_empty() {
         return Err(Error::Invalid("the SQL creates no table".into()));
     }
-    if let Some(unknown) = algos.keys().find(|t| !created.iter().any(|c| c.eq_ignore_ascii_case(t))) {
-        return Err(Error::Invalid(format!("algo given for table '{unknown}', which this SQL does not create")));
+    if let Some(unknown) = algos.keys().chain(flags.keys()).find(|t| !created.iter().any(|c| c.eq_ignore_ascii_case(t)))
+    {
+        return Err(Error::Invalid(format!(
+            "algo or flags given for table '{unknown}', which this SQL does not create"
+        )));
     }
     let mut out = Vec::new();
     for table in created {
@@ -298,7 +307,8 @@ fn provision_in_txn(conn: &Connection, sql: &str, algos: &BTreeMap<String, Strin
             .iter()
             .find(|(t, _)| t.eq_ignore_ascii_case(&table))
             .map_or_else(|| "cls".to_string(), |(_, a)| a.clone());
-        cloudsync_sqlite::lifecycle::init(conn, &table, Some(&algo), 0)?;
+        let flag = flags.iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map_or(0, |(_, f)| *f);
+        cloudsync_sqlite::lifecycle::init(conn, &table, Some(&algo), flag)?;
         out.push(Provisioned { table, algo });
     }
     Ok(Provisioning { statements, tables: out })

@@ -5,13 +5,11 @@
 //! again, and never leaves data without the row that lets an operator find it. A tenant
 //! is hidden before its data is removed, so it stops syncing at once.
 
-use std::sync::Arc;
-
-use crate::backend::SqliteBackends;
+use crate::backends::Backends;
 use crate::ids::TenantId;
 use crate::payloads::PayloadStore;
 use crate::store::{ControlPlane, Database};
-use crate::{Error, Result};
+use crate::Result;
 
 /// What a deletion removed.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
@@ -22,17 +20,16 @@ pub struct Deleted {
     pub payload_objects: u64,
 }
 
-/// Deletes a database: its payload objects, its file, then its rows (jobs and devices
-/// with it).
+/// Deletes a database: its payload objects, its file (a PostgreSQL backend is the
+/// tenant's and keeps its data), then its rows (jobs and devices with it).
 pub async fn delete_database<P: PayloadStore>(
     cp: &ControlPlane,
-    backends: &Arc<SqliteBackends>,
+    backends: &Backends,
     payloads: &P,
     db: &Database,
 ) -> Result<Deleted> {
     let objects = payloads.delete_prefix(db.id.as_str()).await?;
-    let (b, id) = (Arc::clone(backends), db.id.clone());
-    tokio::task::spawn_blocking(move || b.delete(&id)).await.map_err(|e| Error::Task(e.to_string()))??;
+    backends.delete(db).await?;
     cp.delete_database_row(&db.id).await?;
     Ok(Deleted { databases: 1, payload_objects: objects })
 }
@@ -40,7 +37,7 @@ pub async fn delete_database<P: PayloadStore>(
 /// Deletes a tenant and everything it owns.
 pub async fn delete_tenant<P: PayloadStore>(
     cp: &ControlPlane,
-    backends: &Arc<SqliteBackends>,
+    backends: &Backends,
     payloads: &P,
     tenant: &TenantId,
 ) -> Result<Deleted> {

@@ -21,6 +21,20 @@ pub enum Error {
     /// A request that is invalid as given.
     #[error("{0}")]
     Invalid(String),
+    /// A request the caller may not make (a role outside the allow-list…).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A tenant's PostgreSQL backend refused or failed a statement.
+    #[error("database: {message} (SQLSTATE {sqlstate})")]
+    Postgres {
+        /// SQLSTATE (empty when the server gave none).
+        sqlstate: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A tenant's PostgreSQL backend cannot be reached.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     /// A tenant database failed.
     #[error("database: {0}")]
     Backend(#[from] cloudsync_sqlite::Error),
@@ -50,7 +64,14 @@ impl Error {
     /// Whether retrying the same operation later may succeed (the queue's retry rule).
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Store(_) | Error::PayloadStore(_) | Error::Io { .. } | Error::Task(_) => true,
+            Error::Store(_) | Error::PayloadStore(_) | Error::Io { .. } | Error::Task(_) | Error::Unreachable(_) => {
+                true
+            }
+            // Connection, serialization/deadlock, resources, operator intervention,
+            // lock timeouts: the same statement may succeed later.
+            Error::Postgres { sqlstate, .. } => {
+                ["08", "40", "53", "57"].iter().any(|c| sqlstate.starts_with(c)) || sqlstate == "55P03"
+            }
             Error::Sqlite(e) => is_transient(e),
             Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) => is_transient(e),
             _ => false,
@@ -63,7 +84,8 @@ impl Error {
         match self {
             Error::Store(_) | Error::Migrate(_) => Some("control"),
             Error::PayloadStore(_) => Some("payload"),
-            Error::Io { .. } => Some("backend"),
+            Error::Io { .. } | Error::Unreachable(_) => Some("backend"),
+            Error::Postgres { .. } if self.retryable() => Some("backend"),
             Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
                 if self.retryable() || self.code() == "internal" =>
             {
@@ -79,6 +101,15 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Invalid(_) => "invalid_request",
+            Error::Forbidden(_) => "forbidden",
+            Error::Unreachable(_) => "unavailable",
+            Error::Postgres { sqlstate, .. } => match sqlstate.get(..2) {
+                _ if sqlstate == "42501" => "permission_denied",
+                Some("23") => "constraint_violation",
+                Some("22") => "invalid_value",
+                Some("42") => "incompatible_payload",
+                _ => "internal",
+            },
             Error::Payload(_) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Apply(_) | cloudsync_sqlite::Error::NotSynced(_)) => {

@@ -329,6 +329,8 @@ pub struct Subject {
     pub user_id: String,
     /// The role claim, if present.
     pub role: Option<String>,
+    /// Every claim of the verified token (what `request.jwt.claims` gets).
+    pub claims: serde_json::Value,
 }
 
 /// Why a token was refused.
@@ -445,7 +447,7 @@ impl Verifier {
         if suspended {
             return Err(JwtError::TenantSuspended);
         }
-        Ok(Subject { tenant: tenant.clone(), user_id, role })
+        Ok(Subject { tenant: tenant.clone(), user_id, role, claims: serde_json::Value::Object(data.claims) })
     }
 
     async fn jwks_key(&self, url: &str, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, JwtError> {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::actor::{Actor, RefusedRow};
 use crate::ids::{now_ms, DatabaseId, SiteHex};
 use crate::page::{Page, PageRequest};
 use crate::store::ControlPlane;
@@ -92,6 +93,11 @@ pub struct Job {
     pub retryable: Option<bool>,
     /// Changes applied (when done).
     pub applied: Option<i64>,
+    /// Rows the database refused when the job was applied (the rest was applied).
+    pub refused: Vec<RefusedRow>,
+    /// Who uploaded it; the job is applied as them.
+    #[serde(skip)]
+    pub actor: Option<Actor>,
     /// Upload time (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -113,6 +119,14 @@ pub(crate) fn job_of(r: &sqlx::any::AnyRow) -> Result<Job> {
         error_message: r.try_get("error_message")?,
         retryable: r.try_get::<Option<i64>, _>("retryable")?.map(|v| v != 0),
         applied: r.try_get("applied")?,
+        refused: match r.try_get::<Option<String>, _>("refused")? {
+            Some(j) => serde_json::from_str(&j).map_err(|e| Error::Invalid(format!("stored refused rows: {e}")))?,
+            None => Vec::new(),
+        },
+        actor: match r.try_get::<Option<String>, _>("actor")? {
+            Some(j) => Some(serde_json::from_str(&j).map_err(|e| Error::Invalid(format!("stored actor: {e}")))?),
+            None => None,
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -133,6 +147,23 @@ pub struct NewJob {
     pub from_cursor: String,
     /// Device feed position the payload ends at.
     pub to_cursor: String,
+    /// Who uploaded it.
+    pub actor: Actor,
+}
+
+/// A row the central database refused, as a device sees it: final, the server will
+/// not retry it (`docs/rls.md`).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Refusal {
+    /// The job that carried it.
+    pub job: i64,
+    /// The row.
+    #[serde(flatten)]
+    pub row: RefusedRow,
+    /// Always false: the same change would be refused again.
+    pub retryable: bool,
+    /// When the job was applied (Unix ms).
+    pub refused_at: i64,
 }
 
 /// A failure as a device sees it.
@@ -161,6 +192,9 @@ pub struct DeviceStatus {
     pub pending: i64,
     /// Uploads that failed (retrying or dead), most recent first.
     pub failures: Vec<Failure>,
+    /// Rows of applied uploads that the central database refused (row-level
+    /// security, constraints), most recent first (of the last 20 such uploads).
+    pub refused: Vec<Refusal>,
 }
 
 /// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes.
@@ -179,7 +213,8 @@ impl ControlPlane {
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO jobs (database_id, site_id, object_key, bytes, from_cursor, to_cursor, state, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7) RETURNING *",
+             next_attempt_at, created_at, updated_at, actor) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7, $8) \
+             RETURNING *",
         )
         .bind(job.database_id.as_str())
         .bind(job.site.to_string())
@@ -188,6 +223,7 @@ impl ControlPlane {
         .bind(&job.from_cursor)
         .bind(&job.to_cursor)
         .bind(now)
+        .bind(serde_json::to_string(&job.actor).map_err(|e| Error::Invalid(e.to_string()))?)
         .fetch_one(&self.pool)
         .await?;
         job_of(&row)
@@ -231,16 +267,23 @@ impl ControlPlane {
     }
 
     /// Marks a job applied.
-    pub async fn complete(&self, id: i64, owner: &str, applied: i64) -> Result<()> {
+    pub async fn complete(&self, id: i64, owner: &str, applied: i64, refused: &[RefusedRow]) -> Result<()> {
         let now = now_ms();
+        let refused = if refused.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(refused).map_err(|e| Error::Invalid(e.to_string()))?)
+        };
         sqlx::query(
             "UPDATE jobs SET state = 'done', applied = $1, lease_owner = NULL, lease_until = NULL, updated_at = $2, \
-             finished_at = $2, error_code = NULL, error_message = NULL, retryable = NULL WHERE id = $3 AND lease_owner = $4",
+             finished_at = $2, error_code = NULL, error_message = NULL, retryable = NULL, refused = $5 \
+             WHERE id = $3 AND lease_owner = $4",
         )
         .bind(applied)
         .bind(now)
         .bind(id)
         .bind(owner)
+        .bind(refused)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -399,7 +442,28 @@ impl ControlPlane {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT id, refused, finished_at FROM jobs WHERE database_id = $1 AND site_id = $2 \
+             AND refused IS NOT NULL ORDER BY id DESC LIMIT 20",
+        )
+        .bind(db.as_str())
+        .bind(&site)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut refused = Vec::new();
+        for r in &rows {
+            let job: i64 = r.try_get("id")?;
+            let at: Option<i64> = r.try_get("finished_at")?;
+            let list: Vec<RefusedRow> = serde_json::from_str(&r.try_get::<String, _>("refused")?)
+                .map_err(|e| Error::Invalid(format!("stored refused rows: {e}")))?;
+            refused.extend(list.into_iter().map(|row| Refusal {
+                job,
+                row,
+                retryable: false,
+                refused_at: at.unwrap_or(0),
+            }));
+        }
         tx.commit().await?;
-        Ok(DeviceStatus { accepted, confirmed, pending, failures })
+        Ok(DeviceStatus { accepted, confirmed, pending, failures, refused })
     }
 }

@@ -5,7 +5,9 @@
 //! ([`keys`]), identity settings and JWT verification ([`identity`]), devices and usage
 //! ([`devices`]), secrets at rest ([`secrets`]), pagination ([`page`]), deletion with
 //! data ([`deletion`])) and its durable apply queue ([`jobs`]), the payload stores
-//! ([`payloads`]), the tenant databases ([`backend::SqliteBackends`]), the apply
+//! ([`payloads`]), the tenant databases ([`backends::Backends`]: SQLite files
+//! ([`backend`]) or tenants' PostgreSQL ([`postgres`]), used as each device's
+//! [`actor::Actor`]), the apply
 //! workers ([`worker`]) and in-process change notifications ([`notify`]).
 //!
 //! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
@@ -13,7 +15,9 @@
 //! sessions in [`sessions`]. State that must survive a crash lives in the control-plane
 //! store, the payload store and the tenant databases, never only in memory.
 
+pub mod actor;
 pub mod backend;
+pub mod backends;
 pub mod deletion;
 pub mod devices;
 pub mod error;
@@ -25,6 +29,7 @@ pub mod notify;
 pub mod overview;
 pub mod page;
 pub mod payloads;
+pub mod postgres;
 pub mod secrets;
 pub mod sessions;
 pub mod store;

@@ -40,6 +40,78 @@ pub struct Tenant {
 pub enum BackendConfig {
     /// A SQLite file managed by the service, in its data directory.
     Sqlite,
+    /// The tenant's own PostgreSQL database, with the `cloudsync` extension
+    /// (`docs/rls.md`). The service connects as the URL's user: a role with
+    /// `BYPASSRLS` used only for operator actions; devices' changes are applied as
+    /// their own role.
+    Postgres {
+        /// `postgres://user:password@host:port/database?…`. The password is sealed at
+        /// rest and never shown: the stored and displayed URL has none.
+        url: String,
+        /// Schema new tables are created in (default `public`).
+        #[serde(default = "default_schema")]
+        schema: String,
+        /// Schema of individual tables, overriding `schema` (table name → schema).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tables: BTreeMap<String, String>,
+    },
+}
+
+fn default_schema() -> String {
+    "public".into()
+}
+
+impl BackendConfig {
+    /// The backend's kind, as in its JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Sqlite => "sqlite",
+            BackendConfig::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Checks names and splits a PostgreSQL URL's password out (for sealing): the
+    /// config to store, and the password.
+    fn without_password(self) -> Result<(BackendConfig, Option<String>)> {
+        match self {
+            BackendConfig::Sqlite => Ok((BackendConfig::Sqlite, None)),
+            BackendConfig::Postgres { url, schema, tables } => {
+                let mut parsed = url::Url::parse(url.trim()).map_err(|e| {
+                    Error::Invalid(format!("backend url is not a URL ({e}); expected postgres://user:password@host/db"))
+                })?;
+                if !matches!(parsed.scheme(), "postgres" | "postgresql") || parsed.host_str().is_none() {
+                    return Err(Error::Invalid(
+                        "backend url must be postgres://user[:password]@host[:port]/database".into(),
+                    ));
+                }
+                if parsed.username().is_empty() || parsed.path().trim_matches('/').is_empty() {
+                    return Err(Error::Invalid("backend url must name a user and a database".into()));
+                }
+                let password = parsed
+                    .password()
+                    .map(|p| {
+                        url::form_urlencoded::parse(format!("p={p}").as_bytes()).map(|(_, v)| v.into_owned()).collect()
+                    })
+                    .filter(|p: &String| !p.is_empty());
+                parsed.set_password(None).map_err(|()| Error::Invalid("backend url cannot hold a password".into()))?;
+                for name in std::iter::once(&schema).chain(tables.values()) {
+                    pg_name("schema", name)?;
+                }
+                for name in tables.keys() {
+                    pg_name("table", name)?;
+                }
+                Ok((BackendConfig::Postgres { url: parsed.to_string(), schema, tables }, password))
+            }
+        }
+    }
+}
+
+/// A PostgreSQL identifier given in settings: 1 to 63 bytes, no control characters.
+pub fn pg_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!("invalid {what} name '{}': 1 to 63 bytes, printable", name.escape_debug())));
+    }
+    Ok(())
 }
 
 /// A synced database of a tenant.
@@ -53,6 +125,9 @@ pub struct Database {
     pub name: String,
     /// Backend.
     pub backend: BackendConfig,
+    /// The sealed password of a PostgreSQL backend (never serialized).
+    #[serde(skip)]
+    pub(crate) backend_secret: Option<Vec<u8>>,
     /// Sync settings.
     pub settings: DatabaseSettings,
     /// Creation time (Unix ms).
@@ -68,6 +143,67 @@ pub struct DatabaseSettings {
     /// Settings of individual tables, by table name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableSettings>,
+    /// Which roles devices act as (`docs/rls.md`).
+    #[serde(default)]
+    pub roles: RoleSettings,
+}
+
+/// The roles devices' changes are applied and their downloads read as: on PostgreSQL
+/// backends the database role (`SET LOCAL ROLE`), on SQLite backends the value of
+/// `auth_role()` in row policies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSettings {
+    /// Roles a device may act as (a JWT's role claim must be one of them).
+    #[serde(default = "default_roles")]
+    pub allowed: Vec<String>,
+    /// Role of a JWT without a role claim.
+    #[serde(default = "default_role")]
+    pub default: String,
+    /// Role of devices authenticated by API key.
+    #[serde(default = "default_role")]
+    pub api_key: String,
+}
+
+fn default_role() -> String {
+    "authenticated".into()
+}
+
+fn default_roles() -> Vec<String> {
+    vec![default_role()]
+}
+
+impl Default for RoleSettings {
+    fn default() -> Self {
+        RoleSettings { allowed: default_roles(), default: default_role(), api_key: default_role() }
+    }
+}
+
+impl RoleSettings {
+    /// Checks the role names: PostgreSQL identifiers, the defaults allowed.
+    pub fn validate(&self) -> Result<()> {
+        for r in self.allowed.iter().chain([&self.default, &self.api_key]) {
+            pg_name("role", r)?;
+        }
+        for (what, r) in [("default", &self.default), ("api_key", &self.api_key)] {
+            if !self.allowed.contains(r) {
+                return Err(Error::Invalid(format!("roles.{what} '{r}' is not in roles.allowed")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The role a device acts as: its claim (which must be allowed), else the default.
+    pub fn resolve(&self, claimed: Option<&str>) -> Result<String> {
+        match claimed {
+            None => Ok(self.default.clone()),
+            Some(r) if self.allowed.iter().any(|a| a == r) => Ok(r.to_string()),
+            Some(r) => Err(Error::Forbidden(format!(
+                "role '{r}' is not allowed for this database (allowed: {})",
+                self.allowed.join(", ")
+            ))),
+        }
+    }
 }
 
 /// How one table syncs.
@@ -92,8 +228,9 @@ pub enum Direction {
 }
 
 impl DatabaseSettings {
-    /// Checks the settings: table names as SQLite would accept them.
+    /// Checks the settings: table names as SQLite would accept them, role names.
     pub fn validate(&self) -> Result<()> {
+        self.roles.validate()?;
         for name in self.tables.keys() {
             if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
                 return Err(Error::Invalid(format!("invalid table name in settings: '{}'", name.escape_debug())));
@@ -155,6 +292,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_dashboard.sql"),
         include_str!("../migrations/postgres/0003_dashboard.sql"),
     ),
+    (
+        4,
+        "postgres backends",
+        include_str!("../migrations/sqlite/0004_postgres_backends.sql"),
+        include_str!("../migrations/postgres/0004_postgres_backends.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.
@@ -187,11 +330,13 @@ fn tenant_of(r: &AnyRow) -> Result<Tenant> {
 fn database_of(r: &AnyRow) -> Result<Database> {
     let backend: String = r.try_get("backend")?;
     let settings: String = r.try_get("settings")?;
+    let backend_secret: Option<Vec<u8>> = r.try_get("backend_secret")?;
     Ok(Database {
         id: DatabaseId::parse(r.try_get::<&str, _>("id")?)?,
         tenant_id: TenantId::parse(r.try_get::<&str, _>("tenant_id")?)?,
         name: r.try_get("name")?,
         backend: serde_json::from_str(&backend).map_err(|e| Error::Invalid(format!("stored backend config: {e}")))?,
+        backend_secret,
         settings: serde_json::from_str(&settings).map_err(|e| Error::Invalid(format!("stored settings: {e}")))?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -409,33 +554,72 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Creates a database for a tenant.
-    pub async fn create_database(&self, tenant: &TenantId, name: &str, backend: BackendConfig) -> Result<Database> {
-        self.tenant(tenant).await?;
+    /// A database as [`ControlPlane::create_database`] would store it, not stored:
+    /// what a backend check needs before the row exists. A PostgreSQL URL's password
+    /// is split out and sealed.
+    pub fn new_database(&self, tenant: &TenantId, name: &str, backend: BackendConfig) -> Result<Database> {
         let now = now_ms();
-        let d = Database {
-            id: DatabaseId::generate(),
+        let id = DatabaseId::generate();
+        let (backend, password) = backend.without_password()?;
+        let backend_secret = match password {
+            None => None,
+            Some(p) => Some(self.secret_box()?.seal(p.as_bytes(), id.as_str())?),
+        };
+        Ok(Database {
+            id,
             tenant_id: tenant.clone(),
             name: valid_name("database", name)?,
             backend,
+            backend_secret,
             settings: DatabaseSettings::default(),
             created_at: now,
             updated_at: now,
-        };
+        })
+    }
+
+    /// Creates a database for a tenant.
+    pub async fn create_database(&self, tenant: &TenantId, name: &str, backend: BackendConfig) -> Result<Database> {
+        let d = self.new_database(tenant, name, backend)?;
+        self.insert_database(&d).await?;
+        Ok(d)
+    }
+
+    /// Stores a database made by [`ControlPlane::new_database`].
+    pub async fn insert_database(&self, d: &Database) -> Result<()> {
+        self.tenant(&d.tenant_id).await?;
         let backend_json = serde_json::to_string(&d.backend).map_err(|e| Error::Invalid(e.to_string()))?;
         let res = sqlx::query(
-            "INSERT INTO databases (id, tenant_id, name, backend, settings, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, '{}', $5, $5)",
+            "INSERT INTO databases (id, tenant_id, name, backend, settings, created_at, updated_at, backend_secret) \
+             VALUES ($1, $2, $3, $4, '{}', $5, $5, $6)",
         )
         .bind(d.id.as_str())
         .bind(d.tenant_id.as_str())
         .bind(&d.name)
         .bind(backend_json)
         .bind(d.created_at)
+        .bind(d.backend_secret.clone())
         .execute(&self.pool)
         .await;
         unique_name(res, &d.name)?;
-        Ok(d)
+        Ok(())
+    }
+
+    /// The full connection URL of a PostgreSQL backend (its password opened); never
+    /// log it.
+    pub fn backend_url(&self, d: &Database) -> Result<Option<String>> {
+        let BackendConfig::Postgres { url, .. } = &d.backend else { return Ok(None) };
+        let Some(sealed) = &d.backend_secret else { return Ok(Some(url.clone())) };
+        let password = self.secret_box()?.open(sealed, d.id.as_str())?;
+        let password = String::from_utf8(password).map_err(|_| Error::Invalid("stored backend password".into()))?;
+        let mut parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("stored backend url: {e}")))?;
+        parsed.set_password(Some(&password)).map_err(|()| Error::Invalid("stored backend url".into()))?;
+        Ok(Some(parsed.to_string()))
+    }
+
+    fn secret_box(&self) -> Result<&SecretBox> {
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("this node has no secrets key to seal passwords with".into()))
     }
 
     /// A database by id (not one of a tenant being deleted).

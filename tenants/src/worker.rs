@@ -8,11 +8,13 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::backend::SqliteBackends;
+use crate::actor::Actor;
+use crate::backends::Backends;
 use crate::ids::SiteHex;
 use crate::jobs::{Job, JobState};
 use crate::notify::Notifier;
 use crate::payloads::PayloadStore;
+use crate::postgres::Applied;
 use crate::store::ControlPlane;
 use crate::{Error, Result};
 
@@ -63,7 +65,7 @@ pub struct Context<P> {
     /// Control plane.
     pub control: ControlPlane,
     /// Tenant databases.
-    pub backends: Arc<SqliteBackends>,
+    pub backends: Arc<Backends>,
     /// Payload store.
     pub payloads: Arc<P>,
     /// Download wake-ups.
@@ -147,12 +149,21 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
         }
     };
     let (result, changes) = match outcome {
-        Ok(applied) => {
-            let recorded = ctx.control.complete(job.id, owner, applied).await;
+        Ok(Applied { applied, refused }) => {
+            let recorded = ctx.control.complete(job.id, owner, applied, &refused).await;
             ctx.notifier.notify(&job.database_id);
             match recorded {
                 Ok(()) => {
-                    tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
+                    if refused.is_empty() {
+                        tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
+                    } else {
+                        tracing::warn!(
+                            applied,
+                            refused = refused.len(),
+                            first = %format!("{}: ({}) {} {}", refused[0].table, refused[0].key, refused[0].sqlstate, refused[0].message),
+                            "job applied; the database refused some rows"
+                        );
+                    }
                     (Outcome::Applied, applied)
                 }
                 Err(e) => {
@@ -180,13 +191,14 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     ctx.observer.attempt(result, started.elapsed(), changes);
 }
 
-async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<i64> {
+async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<Applied> {
+    let db = ctx.control.database(&job.database_id).await?;
     let bytes = ctx.payloads.get(&job.object_key).await?;
     let site = SiteHex::parse(&job.site_id)?.0;
-    let backends = Arc::clone(&ctx.backends);
-    let db = job.database_id.clone();
-    let report = tokio::task::spawn_blocking(move || backends.apply(&db, &bytes, site))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
-    Ok(i64::try_from(report.applied).unwrap_or(i64::MAX))
+    // Jobs queued before identities were recorded act as an API-key device.
+    let actor = job.actor.clone().unwrap_or_else(|| {
+        let role = db.settings.roles.api_key.clone();
+        Actor { claims: serde_json::json!({ "role": role }), role, user_id: None }
+    });
+    ctx.backends.apply(&db, bytes, site, &actor).await
 }

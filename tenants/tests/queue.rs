@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use cloudsync_tenants::actor::{Actor, RefusedRow};
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{JobState, NewJob, MAX_ATTEMPTS};
 use cloudsync_tenants::store::{BackendConfig, ControlPlane};
@@ -28,6 +29,11 @@ fn job(db: &DatabaseId, n: u64) -> NewJob {
         bytes: 1,
         from_cursor: format!("{}.0", n - 1),
         to_cursor: format!("{n}.0"),
+        actor: Actor {
+            role: "authenticated".into(),
+            user_id: Some("u1".into()),
+            claims: serde_json::json!({ "sub": "u1", "role": "authenticated" }),
+        },
     }
 }
 
@@ -54,11 +60,11 @@ async fn order_and_parallelism(cp: &ControlPlane) {
     let w2 = cp.claim("w2", LEASE).await.unwrap().unwrap();
     assert_eq!((w1.id, w2.id), (a1.id, b1.id));
     assert!(cp.claim("w3", LEASE).await.unwrap().is_none(), "a2 must wait for a1");
-    cp.complete(a1.id, "w1", 3).await.unwrap();
+    cp.complete(a1.id, "w1", 3, &[]).await.unwrap();
     let next = cp.claim("w3", LEASE).await.unwrap().unwrap();
     assert_eq!((next.id, next.attempts), (a2.id, 1));
     // Completing with the wrong owner does nothing.
-    cp.complete(a2.id, "someone-else", 1).await.unwrap();
+    cp.complete(a2.id, "someone-else", 1, &[]).await.unwrap();
     assert_eq!(cp.job(&dbs[0], a2.id).await.unwrap().state, JobState::Running);
 }
 
@@ -141,7 +147,7 @@ async fn status(cp: &ControlPlane) {
     let s = cp.device_status(&dbs[0], &site).await.unwrap();
     assert_eq!((s.accepted.as_deref(), s.confirmed.as_deref(), s.pending), (Some("2.0"), None, 2));
     let c = cp.claim("w", LEASE).await.unwrap().unwrap();
-    cp.complete(c.id, "w", 1).await.unwrap();
+    cp.complete(c.id, "w", 1, &[]).await.unwrap();
     let s = cp.device_status(&dbs[0], &site).await.unwrap();
     assert_eq!((s.confirmed.as_deref(), s.pending), (Some("1.0"), 1));
     let c = cp.claim("w", LEASE).await.unwrap().unwrap();
@@ -173,7 +179,7 @@ async fn concurrent_claims(cp: &ControlPlane) {
             for _ in 0..50 {
                 match cp.claim(&owner, LEASE).await.unwrap() {
                     Some(j) => {
-                        cp.complete(j.id, &owner, 1).await.unwrap();
+                        cp.complete(j.id, &owner, 1, &[]).await.unwrap();
                         done.push(j.id);
                     }
                     None => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -196,4 +202,35 @@ async fn concurrent_claims(cp: &ControlPlane) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_never_share_a_job() {
     on_both!(concurrent_claims);
+}
+
+async fn actor_and_refusals(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
+    let queued = cp.enqueue(job(&dbs[0], 1)).await.unwrap();
+    let claimed = cp.claim("w", LEASE).await.unwrap().unwrap();
+    // The uploader's identity travels with the job, to whichever node applies it.
+    assert_eq!(claimed.id, queued.id);
+    assert_eq!(claimed.actor, Some(job(&dbs[0], 1).actor));
+    let refused = vec![RefusedRow {
+        table: "todos".into(),
+        key: "'x1'".into(),
+        sqlstate: "42501".into(),
+        message: "new row violates row-level security policy for table \"todos\"".into(),
+    }];
+    cp.complete(claimed.id, "w", 2, &refused).await.unwrap();
+    let done = cp.job(&dbs[0], claimed.id).await.unwrap();
+    assert_eq!((done.state, done.applied, done.refused.clone()), (JobState::Done, Some(2), refused.clone()));
+    let site = SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap();
+    let status = cp.device_status(&dbs[0], &site).await.unwrap();
+    assert_eq!(status.refused.len(), 1);
+    let r = &status.refused[0];
+    assert_eq!((r.job, &r.row, r.retryable), (claimed.id, &refused[0], false));
+    assert!(status.failures.is_empty(), "a refused row is not a failed upload");
+    // Another database's device status is untouched.
+    assert!(cp.device_status(&dbs[1], &site).await.unwrap().refused.is_empty());
+}
+
+#[tokio::test]
+async fn jobs_carry_their_actor_and_record_refused_rows() {
+    on_both!(actor_and_refusals);
 }

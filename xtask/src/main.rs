@@ -121,7 +121,7 @@ fn test(args: &[String]) -> Result<()> {
     sys::step("Loadable extension");
     let so = ext::build()?;
     ext::test_hosts(&so)?;
-    pg::test()?;
+    pg::test(&so)?;
     dashboard()?;
     contract::schemathesis()?;
     sys::step("All tests passed");

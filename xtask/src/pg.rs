@@ -18,7 +18,7 @@ const PGRX_VERSION: &str = "0.18.1";
 pub fn run_command(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("install") => install().map(|_| ()),
-        Some("test") => test(),
+        Some("test") => test(&crate::ext::build()?),
         _ => bail!("usage: cargo xtask pg <install | test>"),
     }
 }
@@ -108,7 +108,10 @@ pub fn install() -> Result<PathBuf> {
 /// Lints the extension, runs its `#[pg_test]`s in a throw-away cluster, installs the
 /// release build, then runs the scenarios, cross-engine property test and SQL
 /// regression files against the machine's PostgreSQL.
-pub fn test() -> Result<()> {
+/// Lints, `#[pg_test]`s, install, the scenarios against the installed extension, then
+/// the service with a PostgreSQL backend end to end (devices on the loadable SQLite
+/// extension `so`).
+pub fn test(so: &std::path::Path) -> Result<()> {
     let (major, _) = ensure_tooling()?;
     let feature = format!("pg{major}");
     step("Postgres Sync: lints");
@@ -135,5 +138,10 @@ pub fn test() -> Result<()> {
     // `cargo pgrx test` installed its debug build into the machine's PostgreSQL.
     install()?;
     step("Postgres Sync: SQL scenarios against the installed extension and the cross-engine property test");
-    sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])
+    sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])?;
+    step("PostgreSQL backends in the service: JWT-impersonated applies and downloads, row-level security");
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "-p", "cloudsync", "--test", "rls", "--", "--ignored"])
+        .env("CLOUDSYNC_EXTENSION", so)
+        .current_dir(root()))
 }

@@ -1,8 +1,5 @@
 //! A tenant's databases: lifecycle, settings, schema provisioning and usage.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,6 +12,7 @@ use cloudsync_tenants::keys::Scope;
 use cloudsync_tenants::page::Page;
 use cloudsync_tenants::store::{BackendConfig, Database, DatabaseUpdate};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use super::tenants::{tenant_id, ConfirmQuery, ListQuery, RangeQuery};
@@ -62,6 +60,11 @@ pub struct Schema {
     /// Algorithm per table (`cls`, `gos`, `dws`, `aws`; default `cls`).
     #[serde(default)]
     algo: BTreeMap<String, String>,
+    /// `cloudsync_init` flags per table (default 0): 1 allows a single integer key
+    /// (a rowid alias: the application must make ids unique across devices), 2 a
+    /// `NOT NULL` column without `DEFAULT`.
+    #[serde(default)]
+    flags: BTreeMap<String, i64>,
 }
 
 /// Options of the schema endpoint.
@@ -103,12 +106,18 @@ pub async fn create_database(
     Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
 }
 
-/// Creates a database: its control-plane row, then its central copy.
+/// Creates a database: checks a PostgreSQL backend first (reachable, extension
+/// created), then stores its control-plane row, then makes a SQLite central copy.
 pub async fn create(state: &AppState, tenant: &TenantId, name: &str, backend: BackendConfig) -> ApiResult<Database> {
-    let db = state.control.create_database(tenant, name, backend).await?;
-    let backends = Arc::clone(&state.backends);
-    let id = db.id.clone();
-    state.blocking(move || backends.create(&id)).await?;
+    let db = state.control.new_database(tenant, name, backend)?;
+    if matches!(db.backend, BackendConfig::Postgres { .. }) {
+        state.backends.create(&db).await?;
+        state.control.insert_database(&db).await?;
+    } else {
+        state.control.insert_database(&db).await?;
+        state.backends.create(&db).await?;
+    }
+    tracing::info!(database = %db.id, tenant = %db.tenant_id, backend = db.backend.kind(), "database created");
     Ok(db)
 }
 
@@ -180,7 +189,8 @@ pub async fn delete_database(
 }
 
 /// Provision tables: runs SQLite `CREATE TABLE` statements in the central database
-/// and enables sync on the new tables, all or nothing. With `?dry_run=true` nothing is
+/// (translated for a PostgreSQL backend, `docs/translate-ddl.md`; tables that exist
+/// there get their new columns) and enables sync on the new tables, all or nothing. With `?dry_run=true` nothing is
 /// kept: the answer says what would be run and synced.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/schema", tag = "databases", request_body = Schema,
     params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"), SchemaQuery),
@@ -195,7 +205,7 @@ pub async fn apply_schema(
     let db = load(&state, &caller, &tenant, &db, Scope::Schema).await?;
     let dry_run = q?.dry_run.unwrap_or(false);
     let req = body(b, state.limits.json_bytes)?;
-    Ok(Json(provision(&state, &db, req.sql, req.algo, dry_run).await?))
+    Ok(Json(provision(&state, &db, req.sql, req.algo, req.flags, dry_run).await?))
 }
 
 /// Provisions `sql` in `db` (see [`apply_schema`]); the dashboard's path too.
@@ -204,11 +214,10 @@ pub async fn provision(
     db: &Database,
     sql: String,
     algo: BTreeMap<String, String>,
+    flags: BTreeMap<String, i64>,
     dry_run: bool,
 ) -> ApiResult<Provisioning> {
-    let backends = Arc::clone(&state.backends);
-    let id = db.id.clone();
-    let done = state.blocking(move || backends.provision(&id, &sql, &algo, dry_run)).await?;
+    let done = state.backends.provision(db, sql, algo, flags, dry_run).await?;
     if !dry_run {
         tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
     }
@@ -230,9 +239,7 @@ pub async fn list_tables(
 
 /// The synced tables of `db`.
 pub async fn tables(state: &AppState, db: &Database) -> ApiResult<Vec<TableInfo>> {
-    let backends = Arc::clone(&state.backends);
-    let id = db.id.clone();
-    state.blocking(move || backends.tables(&id)).await
+    Ok(state.backends.tables(db).await?)
 }
 
 /// Usage of one database over a time range.

@@ -213,6 +213,8 @@ pub async fn upload(
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let db = authorize(&state, &caller, &db).await?;
     let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
+    // Refused before anything is stored when the device's role is not allowed.
+    caller.actor(&db)?;
     let from = parse_cursor(header(&headers, FROM)?)?;
     let to = parse_cursor(header(&headers, TO)?)?;
     let body = body.map_err(|e| too_large(e, state.limits.inline_bytes))?;
@@ -237,6 +239,7 @@ pub async fn upload(
         (key, body.to_vec())
     };
     let changes = validate(&bytes, &site, &db)?;
+    let actor = caller.actor(&db)?;
     let len = bytes.len();
     if !is_json {
         state.payloads.put(&object_key, bytes).await?;
@@ -250,6 +253,7 @@ pub async fn upload(
             bytes: i64::try_from(len).unwrap_or(i64::MAX),
             from_cursor: cursor_text(from),
             to_cursor: cursor_text(to),
+            actor,
         })
         .await?;
     state.wake.notify_one();
@@ -321,6 +325,7 @@ pub async fn download(
     let db = authorize(&state, &caller, &db).await?;
     let q = q?;
     let (db, site) = device(&state, db, &q.site).await?;
+    let actor = caller.actor(&db)?;
     let after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Cursor::ZERO);
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
@@ -329,9 +334,7 @@ pub async fn download(
     let mut changed = state.notifier.subscribe(&db.id);
     let mut shutdown = state.shutdown.clone();
     loop {
-        let backends = std::sync::Arc::clone(&state.backends);
-        let id = db.id.clone();
-        let chunk = state.blocking(move || backends.changes(&id, after, site.0, max_bytes)).await?;
+        let chunk = state.backends.changes(&db, after, site.0, max_bytes, &actor).await?;
         let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
         if let Some(payload) = chunk.payload {
             activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);
@@ -390,8 +393,6 @@ pub async fn status(
     let (db, site) = device(&state, db, &q.site).await?;
     record(&state, &caller, &db, site, Activity::default());
     let device = state.control.device_status(&db.id, &site).await?;
-    let backends = std::sync::Arc::clone(&state.backends);
-    let id = db.id.clone();
-    let server = state.blocking(move || backends.db_version(&id)).await?;
+    let server = state.backends.db_version(&db).await?;
     Ok(Json(SyncStatus { protocol: 1, server_db_version: server, device }))
 }

@@ -1,7 +1,5 @@
 //! Tenants (operator only, except reading one's own tenant and its usage).
 
-use std::sync::Arc;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -170,8 +168,7 @@ pub async fn delete_tenant(
     // No existence check first: a deletion interrupted half-way (the tenant already
     // hidden) is finished by repeating it.
     q.require("tenant", tenant.as_str())?;
-    let backends = Arc::clone(&state.backends);
-    let deleted = deletion::delete_tenant(&state.control, &backends, state.payloads.as_ref(), &tenant).await?;
+    let deleted = deletion::delete_tenant(&state.control, &state.backends, state.payloads.as_ref(), &tenant).await?;
     tracing::info!(%tenant, databases = deleted.databases, "tenant deleted");
     Ok(Json(deleted))
 }

@@ -9,10 +9,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use cloudsync_api::{router, AppState, Inner, Limits, Metrics};
 use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::backends::Backends;
 use cloudsync_tenants::devices::UsageRecorder;
 use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore};
+use cloudsync_tenants::postgres::PgBackends;
 use cloudsync_tenants::secrets::SecretBox;
 use cloudsync_tenants::store::ControlPlane;
 use http_body_util::BodyExt;
@@ -53,8 +55,13 @@ pub fn state_on(
     std::mem::forget(tx);
     let control = control.with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
     AppState(Arc::new(Inner {
-        control,
-        backends: Arc::new(SqliteBackends::new(dir.join("databases")).unwrap()),
+        control: control.clone(),
+        backends: Arc::new(Backends::new(
+            SqliteBackends::new(dir.join("databases")).unwrap(),
+            PgBackends::new(4),
+            control.clone(),
+            cloudsync_api::db_permit_count(),
+        )),
         payloads: Arc::new(AnyStore::Folder(folder.clone())),
         folder: Some(folder),
         notifier: Arc::new(Notifier::default()),
@@ -64,7 +71,6 @@ pub fn state_on(
         limits,
         metrics: Metrics::new(),
         shutdown,
-        db_permits: cloudsync_api::default_db_permits(),
         verifier: Verifier::new(Duration::ZERO),
         usage: UsageRecorder::default(),
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),

@@ -34,7 +34,21 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Server {
+        Self::spawn(data_dir, port, extra, None)
+    }
+
+    /// Like [`Server::start`], logging everything (debug level) to `log`.
+    #[allow(dead_code)]
+    pub fn start_logged(data_dir: &Path, port: u16, extra: &[&str], log: &Path) -> Server {
+        Self::spawn(data_dir, port, extra, Some(log))
+    }
+
+    fn spawn(data_dir: &Path, port: u16, extra: &[&str], log: Option<&Path>) -> Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (level, stderr) = match log {
+            Some(path) => ("debug", Stdio::from(std::fs::File::create(path).unwrap())),
+            None => ("warn", Stdio::inherit()),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
             .arg("serve")
             .arg("--listen")
@@ -42,9 +56,9 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(&extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start cloudsync serve");
         // The first line says where it listens; later lines are drained by a thread so

@@ -213,6 +213,17 @@ impl Changeset {
         })
     }
 
+    /// The changeset split into one changeset per row, in order: what applying a
+    /// payload row by row needs (a row refused by the receiver's rules must not take
+    /// the others with it, and must not be half-applied itself).
+    pub fn single_rows(&self) -> impl Iterator<Item = Changeset> + '_ {
+        self.rows.iter().map(move |row| Changeset {
+            sites: self.sites.clone(),
+            tables: self.tables.clone(),
+            rows: vec![row.clone()],
+        })
+    }
+
     /// The largest sender position in the changeset (its checkpoint once applied).
     pub fn max_cursor(&self) -> Option<Cursor> {
         self.rows.iter().flat_map(|r| r.event.iter().map(|o| o.at).chain(r.cells.iter().map(|c| c.origin.at))).max()

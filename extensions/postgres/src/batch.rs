@@ -133,13 +133,12 @@ pub fn existing(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result
         rel = t.rel,
         params = params.join(", "),
         names = names.join(", "),
-        join = t
-            .pk
-            .iter()
-            .zip(&casts)
-            .map(|(k, cast)| format!("x.{} = {cast}", crate::sql::ident(&k.name)))
-            .collect::<Vec<_>>()
-            .join(" AND "),
+        join =
+            t.pk.iter()
+                .zip(&casts)
+                .map(|(k, cast)| format!("x.{} = {cast}", crate::sql::ident(&k.name)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
     );
     let mut found = std::collections::HashSet::new();
     let valid: Vec<Vec<Param>> = keys.iter().filter_map(|k| key_params(t, k).ok()).collect();

@@ -21,9 +21,9 @@ use pgrx::spi::{PreparedStatement, SpiClient};
 use pgrx::PgLogLevel;
 
 use crate::batch::{self, ClockWriter};
-use crate::role::RoleSwitch;
 use crate::error::{Error, Result};
 use crate::fold::{clock_at, key_args};
+use crate::role::RoleSwitch;
 use crate::sql::{datum, exec, ident, oid_of, read_value};
 use crate::table::SyncTable;
 use crate::types::convert;

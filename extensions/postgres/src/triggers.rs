@@ -101,6 +101,11 @@ pub fn drop_all(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
 
 /// Drops the triggers and trigger functions of `t` that exist.
 pub fn drop_triggers(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
+    drop_triggers_keeping(c, t, false)
+}
+
+/// Drops the triggers of `t`, and its trigger functions unless `keep_functions`.
+pub fn drop_triggers_keeping(c: &mut SpiClient<'_>, t: &SyncTable, keep_functions: bool) -> Result<()> {
     for event in EVENTS {
         let trigger = format!("cloudsync_{event}");
         let has_trigger = query_opt(
@@ -112,6 +117,9 @@ pub fn drop_triggers(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
         .unwrap_or(false);
         if has_trigger {
             exec(c, &format!("DROP TRIGGER {} ON {}", ident(&trigger), t.rel), &[])?;
+        }
+        if keep_functions {
+            continue;
         }
         let f = function(t, event);
         let has_function =
@@ -129,8 +137,12 @@ pub fn drop_triggers(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
 /// (Re)creates the triggers of `t` for its current columns, filter and algorithm.
 /// Tracking triggers exist only while the table is enabled; the guards of grow-only
 /// and delete-wins tables always do.
+///
+/// The functions are replaced in place (`CREATE OR REPLACE`), never dropped and made
+/// again: they are `SECURITY DEFINER`, and must keep running as the role that called
+/// `cloudsync_init` even when someone else (a DBA's `ALTER TABLE`) rebuilds them.
 pub fn create_triggers(c: &mut SpiClient<'_>, t: &SyncTable) -> Result<()> {
-    drop_triggers(c, t)?;
+    drop_triggers_keeping(c, t, true)?;
     exec(c, &triggers_sql(t), &[])?;
     Ok(())
 }
@@ -178,7 +190,7 @@ fn changed(col: &crate::table::Column) -> String {
 /// runs as the role that called `cloudsync_init`.
 fn body(function: &str, statements: &str) -> String {
     format!(
-        "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
          SET search_path = pg_catalog, pg_temp AS $cs$\nBEGIN\n\
          IF pg_catalog.current_setting('cloudsync.merging', true) = 'on' THEN RETURN NULL; END IF;\n\
          PERFORM pg_catalog.pg_advisory_xact_lock_shared({lock});\n\

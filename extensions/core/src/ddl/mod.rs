@@ -17,8 +17,8 @@ mod translate;
 pub use lex::{lex, Spanned, Tok};
 pub use parse::parse;
 pub use translate::{
-    ident, translate, translate_against, Existing, Reason, Refusal, TranslateError, TranslatedTable, Translation,
-    NOCASE_COLLATION,
+    ident, translate, translate_against, translate_into, Existing, Reason, Refusal, Target, TranslateError,
+    TranslatedTable, Translation, NOCASE_COLLATION,
 };
 
 /// Why schema SQL could not be parsed.

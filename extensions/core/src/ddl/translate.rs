@@ -150,6 +150,16 @@ impl Translation {
 /// schema posted again adds columns instead of failing on `CREATE TABLE`.
 pub type Existing = BTreeMap<String, Vec<String>>;
 
+/// Where the translated tables go: a schema for all (None: unqualified names, found
+/// on the `search_path`), and per-table overrides (table name → schema).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Schema of every table not in `tables`, and of the NOCASE collation.
+    pub schema: Option<String>,
+    /// Schema per table (names compared case-insensitively, as SQLite does).
+    pub tables: BTreeMap<String, String>,
+}
+
 /// Translates SQLite `CREATE TABLE`/`CREATE INDEX` statements to PostgreSQL.
 pub fn translate(sql: &str) -> Result<Translation, TranslateError> {
     translate_against(sql, &Existing::new())
@@ -159,8 +169,14 @@ pub fn translate(sql: &str) -> Result<Translation, TranslateError> {
 /// again gets `ALTER TABLE … ADD COLUMN` for its new columns (other changes are
 /// refused); an index declared again is created `IF NOT EXISTS`.
 pub fn translate_against(sql: &str, existing: &Existing) -> Result<Translation, TranslateError> {
+    translate_into(sql, existing, &Target::default())
+}
+
+/// [`translate_against`], with every table name qualified by its schema in `target`.
+pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result<Translation, TranslateError> {
     let stmts = super::parse(sql)?;
-    let mut tr = Translator { tables: Vec::new(), existing: existing.clone(), refusals: Vec::new() };
+    let mut tr =
+        Translator { tables: Vec::new(), existing: existing.clone(), target: target.clone(), refusals: Vec::new() };
     let mut indexes = Vec::new();
     for s in stmts {
         match s {
@@ -184,7 +200,7 @@ pub fn translate_against(sql: &str, existing: &Existing) -> Result<Translation, 
     if nocase {
         out.statements.push(format!(
             "CREATE COLLATION IF NOT EXISTS {} (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
-            ident(NOCASE_COLLATION)
+            tr.qualified_collation()
         ));
     }
     let mut foreign_keys = Vec::new();
@@ -293,6 +309,7 @@ fn pg_type(decl: &str) -> Option<PgType> {
 struct Translator {
     tables: Vec<Table>,
     existing: Existing,
+    target: Target,
     refusals: Vec<Refusal>,
 }
 
@@ -303,6 +320,22 @@ struct Scope<'a> {
 }
 
 impl Translator {
+    /// A table's name as statements use it: qualified by its target schema.
+    fn qualified(&self, table: &str) -> String {
+        let schema = self.target.tables.iter().find(|(t, _)| t.eq_ignore_ascii_case(table)).map(|(_, s)| s);
+        match schema.or(self.target.schema.as_ref()) {
+            Some(s) => format!("{}.{}", ident(s), ident(table)),
+            None => ident(table),
+        }
+    }
+
+    fn qualified_collation(&self) -> String {
+        match &self.target.schema {
+            Some(s) => format!("{}.{}", ident(s), ident(NOCASE_COLLATION)),
+            None => ident(NOCASE_COLLATION),
+        }
+    }
+
     fn refuse(&mut self, reason: Reason, table: &str, column: Option<&str>, construct: &str, detail: &str) {
         self.refusals.push(Refusal {
             reason,
@@ -386,7 +419,7 @@ impl Translator {
         out.push(format!(
             "CREATE TABLE {}{} (\n    {}\n)",
             if t.if_not_exists { "IF NOT EXISTS " } else { "" },
-            ident(&t.name),
+            self.qualified(&t.name),
             lines.join(",\n    ")
         ));
         Some(TranslatedTable {
@@ -438,7 +471,7 @@ impl Translator {
                 continue;
             }
             if let Some(line) = self.column(t, c, &mut fks) {
-                out.push(format!("ALTER TABLE {} ADD COLUMN {line}", ident(name)));
+                out.push(format!("ALTER TABLE {} ADD COLUMN {line}", self.qualified(name)));
                 added.push(c.name.clone());
             }
         }
@@ -546,7 +579,7 @@ impl Translator {
     fn collation(&mut self, table: &str, column: Option<&str>, name: &str, ty: PgType) -> Option<String> {
         match name.to_ascii_uppercase().as_str() {
             "BINARY" => Some(String::new()),
-            "NOCASE" if ty == PgType::Text => Some(format!(" COLLATE {}", ident(NOCASE_COLLATION))),
+            "NOCASE" if ty == PgType::Text => Some(format!(" COLLATE {}", self.qualified_collation())),
             "NOCASE" => Some(String::new()),
             _ => {
                 self.refuse(
@@ -621,9 +654,9 @@ impl Translator {
     fn foreign_key_sql(&self, t: &Table, columns: &[String], target: &str, targets: &str, fk: &ForeignKey) -> String {
         let mut s = format!(
             "ALTER TABLE {} ADD FOREIGN KEY ({}) REFERENCES {}{targets}",
-            ident(&t.name),
+            self.qualified(&t.name),
             columns.iter().map(|c| ident(&canonical_column(t, c))).collect::<Vec<_>>().join(", "),
-            ident(target),
+            self.qualified(target),
         );
         for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
             if let Some(a) = action {
@@ -661,7 +694,7 @@ impl Translator {
                     "CREATE {}INDEX IF NOT EXISTS {} ON {} ({terms})",
                     if i.unique { "UNIQUE " } else { "" },
                     ident(&i.name),
-                    ident(&name)
+                    self.qualified(&name)
                 ));
             }
             self.refuse(
@@ -693,7 +726,7 @@ impl Translator {
             "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
             if i.unique { "UNIQUE " } else { "" },
             ident(&i.name),
-            ident(&table.name),
+            self.qualified(&table.name),
             terms.join(", ")
         );
         if let Some(p) = &i.predicate {
@@ -1221,6 +1254,31 @@ mod tests {
         assert!(matches!(translate("CREATE INDEX i ON t (x)"),
             Err(TranslateError::Refused(r)) if r[0].reason == Reason::UnknownTable));
         assert!(matches!(translate("  -- nothing\n"), Err(TranslateError::Empty)));
+    }
+
+    #[test]
+    fn tables_go_to_their_target_schema() {
+        let mut target = Target { schema: Some("app".into()), ..Target::default() };
+        target.tables.insert("Audit".into(), "private".into());
+        let t = translate_into(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT COLLATE NOCASE);
+             CREATE TABLE audit (id TEXT PRIMARY KEY NOT NULL, note TEXT REFERENCES notes(id));
+             CREATE INDEX notes_title ON notes (title);",
+            &Existing::new(),
+            &target,
+        )
+        .unwrap();
+        let s = t.script();
+        for want in [
+            "CREATE COLLATION IF NOT EXISTS \"app\".\"cloudsync_nocase\"",
+            "CREATE TABLE \"app\".\"notes\" (",
+            "\"title\" text COLLATE \"app\".\"cloudsync_nocase\"",
+            "CREATE TABLE \"private\".\"audit\" (",
+            "ALTER TABLE \"private\".\"audit\" ADD FOREIGN KEY (\"note\") REFERENCES \"app\".\"notes\" (\"id\")",
+            "CREATE INDEX IF NOT EXISTS \"notes_title\" ON \"app\".\"notes\" (\"title\")",
+        ] {
+            assert!(s.contains(want), "{want} in\n{s}");
+        }
     }
 
     #[test]

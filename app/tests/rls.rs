@@ -1,0 +1,288 @@
+//! End-to-end: a database whose central copy is the tenant's own PostgreSQL, with
+//! Supabase-style roles and row-level security policies (`owner_id = auth.uid()`).
+//! Devices sync through the service with JWTs; each user's changes are applied, and
+//! each download read, as that user; what a policy refuses is reported back.
+//! Needs PostgreSQL 15 with the cloudsync extension installed (`cargo xtask test`
+//! installs it).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const SCHEMA: &str = "CREATE TABLE todos (id TEXT PRIMARY KEY NOT NULL, owner_id TEXT NOT NULL DEFAULT '', \
+                      title TEXT, shared BOOLEAN NOT NULL DEFAULT 0)";
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!!";
+const ISSUER: &str = "https://auth.example.test";
+const PASSWORD: &str = "s3rv1ce-pa55word";
+
+/// Supabase's shape: roles `authenticated` and a BYPASSRLS service login, `auth.uid()`
+/// reading the request's JWT claims.
+const SUPABASE: &str = r#"
+DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE cs_test_service LOGIN BYPASSRLS; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+GRANT authenticated TO cs_test_service;
+CREATE EXTENSION cloudsync;
+GRANT USAGE, CREATE ON SCHEMA cloudsync TO cs_test_service;
+GRANT ALL ON ALL TABLES IN SCHEMA cloudsync TO cs_test_service;
+GRANT CREATE, USAGE ON SCHEMA public TO cs_test_service;
+CREATE SCHEMA auth;
+CREATE FUNCTION auth.uid() RETURNS text LANGUAGE sql STABLE AS $f$
+    SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
+                    nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub') $f$;
+GRANT USAGE ON SCHEMA auth TO authenticated;
+"#;
+
+/// Policies added by the application's migration once the table exists.
+const POLICIES: &str = r#"
+ALTER TABLE todos ENABLE ROW LEVEL SECURITY;
+CREATE POLICY todos_read ON todos FOR SELECT TO authenticated USING (owner_id = auth.uid() OR shared);
+CREATE POLICY todos_insert ON todos FOR INSERT TO authenticated WITH CHECK (owner_id = auth.uid());
+CREATE POLICY todos_update ON todos FOR UPDATE TO authenticated
+    USING (owner_id = auth.uid() OR shared) WITH CHECK (owner_id = auth.uid() OR shared);
+CREATE POLICY todos_delete ON todos FOR DELETE TO authenticated USING (owner_id = auth.uid());
+GRANT SELECT, INSERT, UPDATE, DELETE ON todos TO authenticated;
+"#;
+
+fn server_base() -> String {
+    let url =
+        std::env::var("CLOUDSYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    url[..url.rfind('/').unwrap()].to_string()
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql").args([url, "-XAtqc", sql]).output().expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A throw-away PostgreSQL database, dropped at the end.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn new(setup: &str) -> PgDb {
+        let admin = format!("{}/postgres", server_base());
+        let name = format!("cs_test_rls_{}", std::process::id());
+        psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", server_base());
+        if !setup.is_empty() {
+            psql(&url, setup);
+        }
+        PgDb { admin, name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        psql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn jwt(user: &str, role: Option<&str>) -> String {
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let mut claims = json!({ "sub": user, "iss": ISSUER, "aud": "todo-app", "iat": now, "exp": now + 3600, "email": format!("{user}@example.test") });
+    if let Some(r) = role {
+        claims["role"] = json!(r);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let (status, bytes) = http(
+        method,
+        &format!("{}{path}", server.url),
+        Some(&server.token),
+        body.map(|b| b.to_string().into_bytes()),
+        &[("content-type", "application/json")],
+    )
+    .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn join(d: &mut dyn Device, sync_url: &str, token: &str) {
+    d.sql(SCHEMA);
+    d.sql("SELECT cloudsync_init('todos')");
+    d.exec("SELECT cloudsync_network_init(?1)", &[json!(sync_url)]).unwrap();
+    d.exec("SELECT cloudsync_network_set_token(?1)", &[json!(token)]).unwrap();
+}
+
+fn ids(d: &mut dyn Device) -> Vec<String> {
+    d.sql("SELECT id FROM todos ORDER BY id").into_iter().map(|r| r[0].as_str().unwrap().to_string()).collect()
+}
+
+/// Syncs until the device's uploads are applied and a download brought nothing new.
+fn settle(d: &mut dyn Device) -> Value {
+    d.sync(0).unwrap();
+    drain(&mut [d]);
+    d.sync(0).unwrap();
+    let rows = d.exec("SELECT cloudsync_network_status()", &[]).unwrap();
+    serde_json::from_str(rows[0][0].as_str().unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs the built extension and the cloudsync extension in PostgreSQL; run by cargo xtask test"]
+fn postgres_backend_applies_and_reads_as_each_user() {
+    let pg = PgDb::new(SUPABASE);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_logged(&dir.path().join("data"), free_port(), &[], &log);
+    let tenant = server.admin("/v1/tenants", json!({ "name": "todo-app" }));
+    let t = tenant["id"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &server,
+        "PUT",
+        &format!("/v1/tenants/{t}/identity"),
+        Some(json!({ "method": "hs256", "secret": SECRET, "issuer": ISSUER, "audience": "todo-app" })),
+    );
+    assert_eq!(s, 200, "{v}");
+
+    // Creating the database checks the backend: a database without the extension is
+    // refused with how to install it, an unreachable server is a 503.
+    let bare = PgDb { admin: pg.admin.clone(), name: format!("{}_bare", pg.name), url: format!("{}_bare", pg.url) };
+    psql(&bare.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", bare.name));
+    psql(&bare.admin, &format!("CREATE DATABASE {}", bare.name));
+    let (s, v) = call(
+        &server,
+        "POST",
+        &format!("/v1/tenants/{t}/databases"),
+        Some(json!({ "name": "bare", "backend": { "kind": "postgres", "url": bare.url } })),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("CREATE EXTENSION cloudsync"), "{v}");
+    let (s, v) = call(
+        &server,
+        "POST",
+        &format!("/v1/tenants/{t}/databases"),
+        Some(
+            json!({ "name": "down", "backend": { "kind": "postgres", "url": format!("postgres://x:y@127.0.0.1:{}/db", free_port()) } }),
+        ),
+    );
+    assert_eq!(s, 503, "{v}");
+    drop(bare);
+
+    // The real one. The URL's password is sealed: never shown, never logged.
+    let service_url = pg.url.replacen("postgres@", &format!("cs_test_service:{PASSWORD}@"), 1);
+    let (s, db) = call(
+        &server,
+        "POST",
+        &format!("/v1/tenants/{t}/databases"),
+        Some(json!({ "name": "main", "backend": { "kind": "postgres", "url": service_url } })),
+    );
+    assert_eq!(s, 201, "{db}");
+    assert!(!db.to_string().contains(PASSWORD), "{db}");
+    assert_eq!(db["backend"]["schema"], "public");
+    let d = db["id"].as_str().unwrap().to_string();
+    let sync_url = db["sync_url"].as_str().unwrap().to_string();
+
+    // Provisioning translates the SQLite DDL; a dry run creates nothing.
+    let schema_path = format!("/v1/tenants/{t}/databases/{d}/schema");
+    let (s, dry) = call(&server, "POST", &format!("{schema_path}?dry_run=true"), Some(json!({ "sql": SCHEMA })));
+    assert_eq!(s, 200, "{dry}");
+    assert!(dry["statements"][0].as_str().unwrap().starts_with("CREATE TABLE \"public\".\"todos\""), "{dry}");
+    assert!(dry["statements"][0].as_str().unwrap().contains("\"shared\" boolean NOT NULL DEFAULT false"), "{dry}");
+    assert_eq!(psql(&pg.url, "SELECT count(*) FROM pg_tables WHERE tablename = 'todos'"), "0");
+    let (s, v) =
+        call(&server, "POST", &schema_path, Some(json!({ "sql": "CREATE TABLE bad (id TEXT PRIMARY KEY, v)" })));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("[typeless-column] table \"bad\", column \"v\""), "{v}");
+    let (s, v) = call(&server, "POST", &schema_path, Some(json!({ "sql": SCHEMA })));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tables"][0]["table"], "todos");
+    psql(&pg.url, POLICIES);
+
+    // Two users on separate devices (one in Python's sqlite3, one in Rust).
+    let mut alice = PyDevice::open("alice", &dir.path().join("alice.db"));
+    let mut bob = RustDevice::open("bob", &dir.path().join("bob.db"));
+    join(&mut alice, &sync_url, &jwt("alice", None));
+    join(&mut bob, &sync_url, &jwt("bob", Some("authenticated")));
+    alice.sql("INSERT INTO todos (id, owner_id, title) VALUES ('a1', 'alice', 'milk'), ('a2', 'alice', 'eggs')");
+    bob.sql("INSERT INTO todos (id, owner_id, title) VALUES ('b1', 'bob', 'bread')");
+    settle(&mut alice);
+    settle(&mut bob);
+    settle(&mut alice);
+    assert_eq!(
+        psql(&pg.url, "SELECT string_agg(id || ':' || owner_id, ',' ORDER BY id) FROM todos"),
+        "a1:alice,a2:alice,b1:bob"
+    );
+    // Each sees only their rows.
+    assert_eq!(ids(&mut alice), ["a1", "a2"]);
+    assert_eq!(ids(&mut bob), ["b1"]);
+
+    // A write the policy refuses is reported to the device, final; the rest of the
+    // upload is applied.
+    alice.sql("INSERT INTO todos (id, owner_id, title) VALUES ('x1', 'bob', 'forged'), ('a3', 'alice', 'jam')");
+    let status = settle(&mut alice);
+    let refused = status["device"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{status}");
+    assert_eq!((refused[0]["table"].as_str(), refused[0]["key"].as_str()), (Some("todos"), Some("'x1'")));
+    assert_eq!((refused[0]["sqlstate"].as_str(), refused[0]["retryable"].as_bool()), (Some("42501"), Some(false)));
+    assert!(refused[0]["message"].as_str().unwrap().contains("row-level security"), "{status}");
+    assert_eq!(psql(&pg.url, "SELECT string_agg(id, ',' ORDER BY id) FROM todos"), "a1,a2,a3,b1");
+    // Bob cannot change alice's row by making up its key either.
+    bob.sql("INSERT INTO todos (id, owner_id, title) VALUES ('a1', 'bob', 'mine')");
+    let status = settle(&mut bob);
+    assert_eq!(status["device"]["refused"][0]["key"], "'a1'", "{status}");
+    assert_eq!(psql(&pg.url, "SELECT title FROM todos WHERE id = 'a1'"), "milk");
+
+    // A shared row and direct changes in PostgreSQL reach exactly who may see them.
+    psql(&pg.url, "INSERT INTO todos (id, owner_id, title, shared) VALUES ('s1', 'alice', 'party', true)");
+    psql(&pg.url, "UPDATE todos SET title = 'oat milk' WHERE id = 'a1'");
+    settle(&mut alice);
+    settle(&mut bob);
+    assert!(ids(&mut bob).contains(&"s1".to_string()));
+    assert_eq!(alice.one("SELECT title FROM todos WHERE id = 'a1'"), json!("oat milk"));
+    assert_eq!(bob.one("SELECT title FROM todos WHERE id = 'a1'"), json!("mine"), "bob's own refused copy, untouched");
+    bob.sql("UPDATE todos SET title = 'party at 8' WHERE id = 's1'");
+    settle(&mut bob);
+    settle(&mut alice);
+    assert_eq!(alice.one("SELECT title FROM todos WHERE id = 's1'"), json!("party at 8"));
+    // Ownership moves to bob: the whole row reaches him.
+    psql(&pg.url, "UPDATE todos SET owner_id = 'bob' WHERE id = 'a2'");
+    settle(&mut bob);
+    assert_eq!(bob.sql("SELECT owner_id, title FROM todos WHERE id = 'a2'"), [vec![json!("bob"), json!("eggs")]]);
+
+    // A role outside the database's allow-list is refused at the door.
+    let mut mallory = RustDevice::open("mallory", &dir.path().join("m.db"));
+    join(&mut mallory, &sync_url, &jwt("mallory", Some("service_role")));
+    let e = mallory.sync(0).unwrap_err();
+    assert!(e.contains("role 'service_role' is not allowed"), "{e}");
+
+    // Operator actions use the service role (BYPASSRLS): every row counts.
+    let (s, tables) = call(&server, "GET", &format!("/v1/tenants/{t}/databases/{d}/tables"), None);
+    assert_eq!(s, 200, "{tables}");
+    assert_eq!(tables["tables"][0]["rows"], json!(5), "{tables}");
+    assert_eq!(tables["tables"][0]["key"], json!(["id"]));
+
+    // Schema changes go through the same path: a new column.
+    let (s, v) = call(&server, "POST", &schema_path, Some(json!({ "sql": SCHEMA.replace(")", ", due TEXT)") })));
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["statements"][0].as_str().unwrap().starts_with("ALTER TABLE \"public\".\"todos\" ADD COLUMN \"due\" text"),
+        "{v}"
+    );
+    assert_eq!(
+        psql(
+            &pg.url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'todos' AND column_name = 'due'"
+        ),
+        "1"
+    );
+
+    std::thread::sleep(Duration::from_millis(200));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.is_empty(), "the server logs at debug level in this test");
+    assert!(!logged.contains(PASSWORD), "the backend password must never be logged");
+}

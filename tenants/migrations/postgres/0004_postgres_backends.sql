@@ -1,0 +1,8 @@
+-- Control plane, version 4: PostgreSQL backends and identity-aware applies.
+-- databases.backend_secret: the sealed password of a PostgreSQL backend's URL (the URL
+-- in `backend` never holds it). jobs.actor: who uploaded (JSON: verified JWT claims,
+-- user, role, or API key), applied under that identity. jobs.refused: rows the
+-- database refused when the job was applied (JSON list; NULL when none).
+ALTER TABLE databases ADD COLUMN backend_secret BYTEA;
+ALTER TABLE jobs ADD COLUMN actor TEXT;
+ALTER TABLE jobs ADD COLUMN refused TEXT;

@@ -1,0 +1,168 @@
+//! Every tenant database, whatever its backend: one async interface over the SQLite
+//! files this service manages ([`crate::backend::SqliteBackends`], blocking, run on
+//! tokio's blocking pool within a permit) and tenants' own PostgreSQL databases
+//! ([`crate::postgres::PgBackends`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cloudsync_core::{Cursor, SiteId};
+use cloudsync_sqlite::payload::Chunk;
+use tokio::sync::Semaphore;
+
+use crate::actor::Actor;
+use crate::backend::{Provisioning, SqliteBackends, TableInfo};
+use crate::postgres::{Applied, PgBackends};
+use crate::store::{BackendConfig, ControlPlane, Database};
+use crate::{Error, Result};
+
+/// The tenant databases of this node.
+pub struct Backends {
+    /// SQLite files in the data directory.
+    pub sqlite: Arc<SqliteBackends>,
+    /// Tenants' PostgreSQL databases.
+    pub postgres: PgBackends,
+    control: ControlPlane,
+    permits: Semaphore,
+    permit_count: usize,
+}
+
+impl Backends {
+    /// `permits` bounds concurrent blocking SQLite calls.
+    pub fn new(sqlite: SqliteBackends, postgres: PgBackends, control: ControlPlane, permits: usize) -> Backends {
+        let permit_count = permits.max(1);
+        Backends { sqlite: Arc::new(sqlite), postgres, control, permits: Semaphore::new(permit_count), permit_count }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteBackends) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self.permits.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
+        let sqlite = Arc::clone(&self.sqlite);
+        tokio::task::spawn_blocking(move || f(&sqlite)).await.map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    fn url(&self, db: &Database) -> Result<String> {
+        self.control.backend_url(db)?.ok_or_else(|| Error::Invalid("not a PostgreSQL backend".into()))
+    }
+
+    /// Makes a new database's central copy (SQLite), or checks the tenant's
+    /// PostgreSQL database is usable (reachable, extension created, schemas exist).
+    pub async fn create(&self, db: &Database) -> Result<()> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.create(&id)).await
+            }
+            BackendConfig::Postgres { .. } => self.postgres.check(&self.url(db)?, &db.backend).await,
+        }
+    }
+
+    /// Removes a database's central copy. A PostgreSQL backend is the tenant's: its
+    /// data stays; only this node's connections to it are closed.
+    pub async fn delete(&self, db: &Database) -> Result<()> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.delete(&id)).await
+            }
+            BackendConfig::Postgres { .. } => {
+                self.postgres.forget(&db.id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates tables (SQLite DDL; translated for PostgreSQL) and enables sync on them.
+    pub async fn provision(
+        &self,
+        db: &Database,
+        sql: String,
+        algos: BTreeMap<String, String>,
+        flags: BTreeMap<String, i64>,
+        dry_run: bool,
+    ) -> Result<Provisioning> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
+            }
+            BackendConfig::Postgres { .. } => {
+                self.postgres.provision(&db.id, &self.url(db)?, &db.backend, &sql, &algos, &flags, dry_run).await
+            }
+        }
+    }
+
+    /// The synced tables, with row counts.
+    pub async fn tables(&self, db: &Database) -> Result<Vec<TableInfo>> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.tables(&id)).await
+            }
+            BackendConfig::Postgres { .. } => self.postgres.tables(&db.id, &self.url(db)?).await,
+        }
+    }
+
+    /// Applies a payload uploaded by `site`, acting as `actor`. Every change in it
+    /// must have been written by `site`: a device cannot speak for another.
+    pub async fn apply(&self, db: &Database, payload: Vec<u8>, site: SiteId, actor: &Actor) -> Result<Applied> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                let report = self.blocking(move |s| s.apply(&id, &payload, site)).await?;
+                Ok(Applied { applied: i64::try_from(report.applied).unwrap_or(i64::MAX), refused: Vec::new() })
+            }
+            BackendConfig::Postgres { .. } => {
+                let cs = cloudsync_core::payload::decode(&payload)?;
+                if let Some(other) = cs.sites.iter().find(|s| **s != site) {
+                    return Err(Error::Invalid(format!(
+                        "payload contains changes attributed to site {other}, but was uploaded by {site}"
+                    )));
+                }
+                self.postgres.apply(&db.id, &self.url(db)?, &payload, actor).await
+            }
+        }
+    }
+
+    /// The next chunk of changes after `after` that `device` did not write, as
+    /// `actor` may see them.
+    pub async fn changes(
+        &self,
+        db: &Database,
+        after: Cursor,
+        device: SiteId,
+        max_bytes: usize,
+        actor: &Actor,
+    ) -> Result<Chunk> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.changes(&id, after, device, max_bytes)).await
+            }
+            BackendConfig::Postgres { .. } => self.postgres.changes(&db.id, &self.url(db)?, after, device, actor).await,
+        }
+    }
+
+    /// The central database's feed position.
+    pub async fn db_version(&self, db: &Database) -> Result<u64> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| s.db_version(&id)).await
+            }
+            BackendConfig::Postgres { .. } => self.postgres.db_version(&db.id, &self.url(db)?).await,
+        }
+    }
+
+    /// Blocking SQLite calls running now, and PostgreSQL connections in use.
+    pub fn in_use(&self) -> usize {
+        self.permit_count.saturating_sub(self.permits.available_permits()) + self.postgres.in_use()
+    }
+
+    /// Idle connections held by this node, over all backends.
+    pub fn idle_connections(&self) -> usize {
+        self.sqlite.idle_connections() + self.postgres.idle_connections()
+    }
+}

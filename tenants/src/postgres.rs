@@ -1,0 +1,421 @@
+//! Tenant databases on the tenant's own PostgreSQL (with the `cloudsync` extension):
+//! a bounded connection pool per database, provisioning by translating SQLite DDL,
+//! and applies and downloads under each device's identity (`docs/rls.md`).
+//!
+//! The service connects as the backend URL's user. That role owns the sync metadata
+//! and should have `BYPASSRLS` (or be the tables' owner): it is used as-is only for
+//! operator actions (provisioning, listing tables). Every device apply and download
+//! runs in a transaction that sets `request.jwt.claims` and reads/writes the user's
+//! tables as the device's role (`cloudsync_payload_apply(…, as_role)`,
+//! `cloudsync_payload_encode_next(…, visible_to)`), so the database's privileges and
+//! row-level security decide.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cloudsync_core::ddl::{self, Existing, Target, TranslateError};
+use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
+use cloudsync_core::{Cursor, SiteId};
+use cloudsync_sqlite::payload::Chunk;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
+
+use crate::actor::{refuses_row, show_key, Actor, RefusedRow};
+use crate::backend::{Provisioned, Provisioning, TableInfo};
+use crate::ids::DatabaseId;
+use crate::store::BackendConfig;
+use crate::{Error, Result};
+
+/// Connections per PostgreSQL backend, per node.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// How long a request waits for a connection or a server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an apply did: changes applied, rows refused.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Changes that changed the database.
+    pub applied: i64,
+    /// Rows the database refused (the rest was applied).
+    pub refused: Vec<RefusedRow>,
+}
+
+/// The PostgreSQL backends this node has connected to.
+pub struct PgBackends {
+    pools: Mutex<HashMap<DatabaseId, PgPool>>,
+    pool_size: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The SQLSTATE of a database error, if it is one.
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// A tenant database's error, as the control plane reports it. Connection failures
+/// are `Unreachable` (retried); the server's errors keep their SQLSTATE.
+pub fn pg_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) => Error::Postgres {
+            sqlstate: d.code().map(|c| c.into_owned()).unwrap_or_default(),
+            message: d.message().to_string(),
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Error::Unreachable(e.to_string()),
+        _ => Error::Postgres { sqlstate: String::new(), message: e.to_string() },
+    }
+}
+
+fn options(url: &str) -> Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| Error::Invalid(format!("backend url: {e}")))?
+        .application_name("cloudsync"))
+}
+
+/// Sets the device's identity for the rest of the transaction: `request.jwt.claims`
+/// (and the older per-claim settings some policies read).
+async fn set_identity(tx: &mut Transaction<'_, Postgres>, actor: &Actor) -> Result<()> {
+    let claims = actor.claims.to_string();
+    let sub = actor.user_id.clone().unwrap_or_default();
+    sqlx::query(
+        "SELECT set_config('request.jwt.claims', $1, true), set_config('request.jwt.claim.sub', $2, true), \
+         set_config('request.jwt.claim.role', $3, true)",
+    )
+    .bind(claims)
+    .bind(sub)
+    .bind(&actor.role)
+    .execute(&mut **tx)
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+impl PgBackends {
+    /// No pools yet; each backend gets up to `pool_size` connections.
+    pub fn new(pool_size: u32) -> PgBackends {
+        PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1) }
+    }
+
+    fn pool(&self, db: &DatabaseId, url: &str) -> Result<PgPool> {
+        if let Some(p) = lock(&self.pools).get(db) {
+            return Ok(p.clone());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(self.pool_size)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options(url)?);
+        Ok(lock(&self.pools).entry(db.clone()).or_insert(pool).clone())
+    }
+
+    /// Closes and forgets a database's pool (deleted, or its URL changed).
+    pub fn forget(&self, db: &DatabaseId) {
+        if let Some(p) = lock(&self.pools).remove(db) {
+            tokio::spawn(async move { p.close().await });
+        }
+    }
+
+    /// Connections in use by this node (all PostgreSQL backends).
+    pub fn in_use(&self) -> usize {
+        lock(&self.pools).values().map(|p| usize::try_from(p.size()).unwrap_or(0).saturating_sub(p.num_idle())).sum()
+    }
+
+    /// Idle connections held by this node (all PostgreSQL backends).
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.pools).values().map(PgPool::num_idle).sum()
+    }
+
+    /// Checks a backend before it is used: the server answers, the extension is
+    /// created in the database (with how to install it if not), the schemas exist.
+    pub async fn check(&self, url: &str, backend: &BackendConfig) -> Result<()> {
+        let BackendConfig::Postgres { schema, tables, .. } = backend else { return Ok(()) };
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options(url)?))
+            .await
+            .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
+            .map_err(|e| match pg_error(e) {
+                Error::Postgres { message, .. } => Error::Invalid(format!("cannot connect to the backend: {message}")),
+                other => other,
+            })?;
+        let installed: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'cloudsync'")
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(pg_error)?;
+        if installed.is_none() {
+            let available: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'cloudsync')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(pg_error)?;
+            return Err(Error::Invalid(if available {
+                "the cloudsync extension is not created in this database: run CREATE EXTENSION cloudsync \
+                 (as its owner) and create the database again"
+                    .into()
+            } else {
+                "the cloudsync extension is not installed on this PostgreSQL server: build and install it with \
+                 `cargo xtask pg install` on the server (docs/postgres.md), then CREATE EXTENSION cloudsync"
+                    .into()
+            }));
+        }
+        for s in std::iter::once(schema).chain(tables.values()) {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(s)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(pg_error)?;
+            if !exists {
+                return Err(Error::Invalid(format!("schema '{s}' does not exist in the backend database")));
+            }
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    /// Creates tables from SQLite DDL, translated (`docs/translate-ddl.md`), and
+    /// enables sync on them, in one transaction (rolled back for a dry run). Tables
+    /// that exist get their new columns. Runs as the backend's own role.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn provision(
+        &self,
+        db: &DatabaseId,
+        url: &str,
+        backend: &BackendConfig,
+        sql: &str,
+        algos: &BTreeMap<String, String>,
+        flags: &BTreeMap<String, i64>,
+        dry_run: bool,
+    ) -> Result<Provisioning> {
+        let BackendConfig::Postgres { schema, tables: per_table, .. } = backend else {
+            return Err(Error::Invalid("not a PostgreSQL backend".into()));
+        };
+        let pool = self.pool(db, url)?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        let mut schemas: Vec<String> = per_table.values().cloned().collect();
+        schemas.push(schema.clone());
+        let mut existing = Existing::new();
+        for r in sqlx::query(
+            "SELECT c.relname::text AS t, a.attname::text AS c, n.nspname::text AS s FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid \
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY c.relname, a.attnum",
+        )
+        .bind(&schemas)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg_error)?
+        {
+            let (table, column, in_schema): (String, String, String) = (r.get("t"), r.get("c"), r.get("s"));
+            let wanted = per_table.iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map_or(schema, |(_, s)| s);
+            if *wanted == in_schema {
+                existing.entry(table).or_default().push(column);
+            }
+        }
+        let target = Target { schema: Some(schema.clone()), tables: per_table.clone() };
+        let translation = ddl::translate_into(sql, &existing, &target).map_err(|e| match e {
+            TranslateError::Refused(_) | TranslateError::Syntax(_) | TranslateError::Empty => {
+                Error::Invalid(e.to_string())
+            }
+        })?;
+        if let Some(unknown) = algos
+            .keys()
+            .chain(flags.keys())
+            .find(|t| !translation.tables.iter().any(|x| !x.existing && x.name.eq_ignore_ascii_case(t)))
+        {
+            return Err(Error::Invalid(format!(
+                "algo or flags given for table '{unknown}', which this SQL does not create"
+            )));
+        }
+        let mut statements = Vec::new();
+        for stmt in &translation.statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| with_statement(pg_error(e), stmt))?;
+            statements.push(stmt.clone());
+        }
+        let mut out = Vec::new();
+        for t in translation.tables.iter().filter(|t| !t.existing) {
+            if let Some(why) = &t.unsynced {
+                return Err(Error::Invalid(format!("table '{}' cannot be synced: {why}", t.name)));
+            }
+            let pick = |m: &BTreeMap<String, String>| {
+                m.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.name)).map(|(_, v)| v.clone())
+            };
+            let algo = pick(algos).unwrap_or_else(|| "cls".into());
+            let flag = flags.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.name)).map_or(0, |(_, v)| *v);
+            let in_schema = pick(per_table).unwrap_or_else(|| schema.clone());
+            let init = "SELECT cloudsync_init(format('%I.%I', $1::text, $2::text), $3, $4::int)";
+            sqlx::query(init)
+                .bind(&in_schema)
+                .bind(&t.name)
+                .bind(&algo)
+                .bind(flag)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| with_statement(pg_error(e), &format!("cloudsync_init of table {}", t.name)))?;
+            statements.push(format!(
+                "SELECT cloudsync_init('{}.{}', '{algo}', {flag})",
+                ddl::ident(&in_schema),
+                ddl::ident(&t.name)
+            ));
+            out.push(Provisioned { table: t.name.clone(), algo });
+        }
+        if dry_run {
+            tx.rollback().await.map_err(pg_error)?;
+        } else {
+            tx.commit().await.map_err(pg_error)?;
+        }
+        Ok(Provisioning { statements, tables: out })
+    }
+
+    /// The synced tables, with their row counts (all rows: the backend's own role).
+    pub async fn tables(&self, db: &DatabaseId, url: &str) -> Result<Vec<TableInfo>> {
+        let pool = self.pool(db, url)?;
+        let mut conn = pool.acquire().await.map_err(pg_error)?;
+        let rows = sqlx::query(
+            "SELECT t.name, t.algo, t.enabled, t.pk, t.relid::text AS rel, \
+             coalesce((SELECT array_agg(c.name ORDER BY c.id) FROM cloudsync.columns c WHERE c.tbl = t.id AND NOT c.dropped), \
+             '{}') AS columns FROM cloudsync.tables t ORDER BY t.name",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(pg_error)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let rel: String = r.get("rel");
+            // `rel` is regclass output: a quoted, schema-qualified name.
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {rel}")))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(pg_error)?;
+            out.push(TableInfo {
+                table: r.get("name"),
+                algo: r.get("algo"),
+                enabled: r.get("enabled"),
+                key: r.get("pk"),
+                columns: r.get("columns"),
+                rows: count,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a device's payload as its actor. A row the database refuses (a policy,
+    /// a constraint, a value) is left out and reported; the others are applied, each
+    /// whole; any other failure fails the apply (and it is retried).
+    pub async fn apply(&self, db: &DatabaseId, url: &str, payload: &[u8], actor: &Actor) -> Result<Applied> {
+        let cs = cloudsync_core::payload::decode(payload)?;
+        let pool = self.pool(db, url)?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        // Fast path: the whole payload in one call.
+        tx.execute("SAVEPOINT cloudsync_whole").await.map_err(pg_error)?;
+        match apply_one(&mut tx, payload, &actor.role).await {
+            Ok(n) => {
+                tx.commit().await.map_err(pg_error)?;
+                return Ok(Applied { applied: n, refused: Vec::new() });
+            }
+            Err(e) if sqlstate(&e).is_some_and(|s| refuses_row(&s)) => {
+                tx.execute("ROLLBACK TO SAVEPOINT cloudsync_whole").await.map_err(pg_error)?;
+            }
+            Err(e) => return Err(pg_error(e)),
+        }
+        // Something was refused: row by row, each in its own savepoint.
+        let mut done = Applied::default();
+        for row in cs.single_rows() {
+            let bytes = PayloadEncoder::encode(&row, EncodeOptions::default());
+            tx.execute("SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
+            match apply_one(&mut tx, &bytes, &actor.role).await {
+                Ok(n) => {
+                    done.applied += n;
+                    tx.execute("RELEASE SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
+                }
+                Err(e) => {
+                    let state = sqlstate(&e).unwrap_or_default();
+                    if !refuses_row(&state) {
+                        return Err(pg_error(e));
+                    }
+                    tx.execute("ROLLBACK TO SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
+                    let r = &row.rows[0];
+                    done.refused.push(RefusedRow {
+                        table: row.tables[r.table].name.clone(),
+                        key: show_key(&r.pk),
+                        sqlstate: state,
+                        message: match e {
+                            sqlx::Error::Database(d) => d.message().to_string(),
+                            other => other.to_string(),
+                        },
+                    });
+                }
+            }
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(done)
+    }
+
+    /// What `device` may download after `after`: every change it did not write, of
+    /// the rows its actor can see (each whole), in one chunk.
+    pub async fn changes(
+        &self,
+        db: &DatabaseId,
+        url: &str,
+        after: Cursor,
+        device: SiteId,
+        actor: &Actor,
+    ) -> Result<Chunk> {
+        let pool = self.pool(db, url)?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        let since = i64::try_from(after.db_version).map_err(|_| Error::Invalid("cursor out of range".into()))?;
+        let row = sqlx::query("SELECT payload, changes, db_version FROM cloudsync_payload_encode_next($1, $2, $3)")
+            .bind(since)
+            .bind(device.as_bytes().to_vec())
+            .bind(&actor.role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        let upto: i64 = row.get("db_version");
+        let changes: i64 = row.get("changes");
+        Ok(Chunk {
+            payload: row.get("payload"),
+            changes: u64::try_from(changes).unwrap_or(0),
+            cursor: Cursor::new(u64::try_from(upto).unwrap_or(0).max(after.db_version), 0),
+            more: false,
+        })
+    }
+
+    /// The database's feed position.
+    pub async fn db_version(&self, db: &DatabaseId, url: &str) -> Result<u64> {
+        let pool = self.pool(db, url)?;
+        let v: i64 = sqlx::query_scalar("SELECT cloudsync_db_version()").fetch_one(&pool).await.map_err(pg_error)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+}
+
+async fn apply_one(tx: &mut Transaction<'_, Postgres>, payload: &[u8], role: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT cloudsync_payload_apply($1, $2)").bind(payload).bind(role).fetch_one(&mut **tx).await
+}
+
+fn with_statement(e: Error, stmt: &str) -> Error {
+    match e {
+        Error::Postgres { sqlstate, message } => Error::Invalid(format!(
+            "PostgreSQL refused the provisioning ({sqlstate}: {message}) at: {}",
+            stmt.chars().take(300).collect::<String>()
+        )),
+        other => other,
+    }
+}
