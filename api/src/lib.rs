@@ -167,6 +167,7 @@ fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(databases::get_database, databases::update_database, databases::delete_database))
         .routes(routes!(databases::apply_schema))
         .routes(routes!(databases::list_tables))
+        .routes(routes!(databases::set_policy))
         .routes(routes!(databases::database_usage))
         .routes(routes!(credentials::create_api_key, credentials::list_api_keys))
         .routes(routes!(credentials::get_api_key, credentials::revoke_api_key))

@@ -230,9 +230,9 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(e.contains("404"), "{e}");
     d1.exec("SELECT cloudsync_network_init(?1)", &[json!(p.sync_url)]).unwrap();
 
-    // A payload the central database refuses (its schema has a CHECK the device lacks):
-    // the job dead-letters with the reason, nothing of it is applied, the device sees
-    // the failure as not retryable.
+    // A row the central database refuses (its schema has a CHECK the device lacks): the
+    // row is left out and reported to the device as final, with its SQLSTATE; the rest
+    // of the upload is applied; nothing is half-applied (docs/rls.md).
     let q = server.provision(
         "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT, body TEXT, n INTEGER DEFAULT 0 CHECK (n < 10))",
     );
@@ -242,19 +242,25 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let sent = d3.sync(0).unwrap();
     assert_eq!(sent["send"]["status"], json!("sent"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let failure = loop {
+    let refused = loop {
         let v: Value = serde_json::from_str(d3.one("SELECT cloudsync_network_status()").as_str().unwrap()).unwrap();
-        if let Some(f) = v["device"]["failures"].as_array().and_then(|f| f.first()).cloned() {
+        if let Some(f) = v["device"]["refused"].as_array().and_then(|f| f.first()).cloned() {
+            assert!(v["device"]["failures"].as_array().unwrap().is_empty(), "{v}");
             break f;
         }
-        assert!(std::time::Instant::now() < deadline, "the failure was never reported");
+        assert!(std::time::Instant::now() < deadline, "the refusal was never reported");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(failure["retryable"], json!(false), "{failure}");
-    assert!(failure["message"].as_str().unwrap().contains("CHECK"), "{failure}");
-    assert!(file_rows(&q.central, "SELECT * FROM notes").is_empty(), "a refused payload is not half-applied");
+    assert_eq!(
+        (refused["key"].as_str(), refused["sqlstate"].as_str()),
+        (Some("'too-big'"), Some("23514")),
+        "{refused}"
+    );
+    assert_eq!(refused["retryable"], json!(false), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("CHECK"), "{refused}");
+    assert_eq!(file_rows(&q.central, "SELECT id, n FROM notes"), [vec![json!("ok"), json!(1)]], "nothing half-applied");
     let again = d3.sync(0).unwrap();
-    assert_eq!(again["send"]["last_failure"]["retryable"], json!(false));
+    assert_eq!(again["send"]["status"], json!("nothing_to_send"), "{again}");
 }
 
 #[test]

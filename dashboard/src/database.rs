@@ -470,6 +470,32 @@ pub async fn job(
             </section>
         }
     });
+    let refused = (!j.refused.is_empty()).then(|| {
+        let rows = j
+            .refused
+            .iter()
+            .map(|r| {
+                view! {
+                    <tr>
+                        <td>{r.table.clone()}</td>
+                        <td><code>{r.key.clone()}</code></td>
+                        <td><code>{r.sqlstate.clone()}</code></td>
+                        <td class="wrap">{r.message.clone()}</td>
+                    </tr>
+                }
+            })
+            .collect::<Vec<_>>();
+        view! {
+            <section aria-labelledby="refused-h">
+                <h2 id="refused-h">"Rows refused by the database"</h2>
+                <p>"These rows were left out (the rest of the upload was applied); the device sees them as final."</p>
+                <table>
+                    <thead><tr><th scope="col">"Table"</th><th scope="col">"Key"</th><th scope="col">"SQLSTATE"</th><th scope="col">"Reason"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </section>
+        }
+    });
     let html = document(view! {
         <Layout title=format!("Job #{}", j.id) admin=Some(admin.clone()) crumbs=trail>
             <dl class="pairs">
@@ -484,6 +510,7 @@ pub async fn job(
                 <div><dt>"Last change"</dt><dd>{when_opt(Some(j.updated_at))}</dd></div>
             </dl>
             {error}
+            {refused}
             <p><a href=format!("{base}#jobs-h")>"← All jobs of this database"</a></p>
         </Layout>
     });

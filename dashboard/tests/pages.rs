@@ -201,3 +201,45 @@ async fn a_tenant_admin_sees_only_their_tenant_until_the_key_is_revoked() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(get(&app, "/admin", Some(&cookie)).await.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn a_job_page_lists_the_rows_the_database_refused() {
+    use cloudsync_tenants::actor::{Actor, RefusedRow};
+    use cloudsync_tenants::ids::{DatabaseId, SiteHex};
+    use cloudsync_tenants::jobs::NewJob;
+    let (app, _dir) = app().await;
+    let (cookie, _) = sign_in(&app, TOKEN).await.unwrap();
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v TEXT);").await;
+    let cp = &app.state.control;
+    let job = cp
+        .enqueue(NewJob {
+            database_id: DatabaseId::parse(&db).unwrap(),
+            site: SiteHex::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            object_key: "k".into(),
+            bytes: 1,
+            from_cursor: "0.0".into(),
+            to_cursor: "1.0".into(),
+            actor: Actor::default(),
+        })
+        .await
+        .unwrap();
+    let claimed = cp.claim("w", std::time::Duration::from_secs(30)).await.unwrap().unwrap();
+    assert_eq!(claimed.id, job.id);
+    let row = RefusedRow {
+        table: "t".into(),
+        key: "'x<1>'".into(),
+        sqlstate: "42501".into(),
+        message: "new row violates row-level security policy for table \"t\"".into(),
+    };
+    cp.complete(job.id, "w", 0, std::slice::from_ref(&row)).await.unwrap();
+    let page = get(&app, &format!("/admin/tenants/{tenant}/databases/{db}/jobs/{}", job.id), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = html(&page);
+    assert!(body.contains("Rows refused by the database"), "{body}");
+    assert!(
+        body.contains("<code>&#x27;x&lt;1&gt;&#x27;</code>") || body.contains("<code>'x&lt;1&gt;'</code>"),
+        "{body}"
+    );
+    assert!(body.contains("42501") && body.contains("row-level security policy"), "{body}");
+}

@@ -38,6 +38,15 @@ pub struct RefusedRow {
     pub message: String,
 }
 
+/// What applying a payload did: changes applied, rows refused.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Changes that changed the database.
+    pub applied: i64,
+    /// Rows the database refused (the rest was applied).
+    pub refused: Vec<RefusedRow>,
+}
+
 /// A primary key (the payload's encoding) as people read it.
 pub fn show_key(mut pk: &[u8]) -> String {
     let mut parts = Vec::new();
@@ -69,6 +78,12 @@ fn show_value(v: &Value) -> String {
 /// (class 22).
 pub fn refuses_row(sqlstate: &str) -> bool {
     sqlstate == "42501" || sqlstate.starts_with("23") || sqlstate.starts_with("22")
+}
+
+/// The value at a dot-separated `path` of JSON claims (`email`,
+/// `app_metadata.tenant`), as `auth_claim()` returns it to SQL.
+pub fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(claims, |v, part| v.get(part))
 }
 
 #[cfg(test)]

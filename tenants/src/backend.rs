@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudsync_core::engine::ApplyReport;
+use cloudsync_core::value::decode_key;
+use cloudsync_core::Changeset;
 use cloudsync_core::{Cursor, SiteId};
 use cloudsync_sqlite::changes::{FeedQuery, SiteFilter};
 use cloudsync_sqlite::payload::Chunk;
@@ -16,6 +17,7 @@ use cloudsync_sqlite::state::ConnState;
 use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::Connection;
 
+use crate::actor::{show_key, Actor, Applied, RefusedRow};
 use crate::ids::DatabaseId;
 use crate::{Error, Result};
 
@@ -26,6 +28,8 @@ pub const IDLE_PER_DATABASE: usize = 16;
 struct Conn {
     conn: Connection,
     state: Arc<ConnState>,
+    /// Who `auth_uid()`, `auth_role()` and `auth_claim()` answer for (row policies).
+    actor: Arc<Mutex<Option<Actor>>>,
 }
 
 #[derive(Default)]
@@ -104,7 +108,24 @@ impl SqliteBackends {
         // undone by a power loss.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         let state = cloudsync_sqlite::register(&conn)?;
-        Ok(Conn { conn, state })
+        let actor = Arc::new(Mutex::new(None));
+        register_auth(&conn, &actor)?;
+        Ok(Conn { conn, state, actor })
+    }
+
+    /// Runs `f` on a pooled connection to `db` with `auth_*()` answering for `actor`.
+    fn with_actor<T>(
+        &self,
+        db: &DatabaseId,
+        actor: &Actor,
+        f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
+    ) -> Result<T> {
+        self.with_conn(db, false, |c| {
+            *lock(&c.actor) = Some(actor.clone());
+            let result = f(&c.conn, &c.state);
+            *lock(&c.actor) = None;
+            result
+        })
     }
 
     /// Runs `f` on a pooled connection to `db`.
@@ -118,13 +139,17 @@ impl SqliteBackends {
         create: bool,
         f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
     ) -> Result<T> {
+        self.with_conn(db, create, |c| f(&c.conn, &c.state))
+    }
+
+    fn with_conn<T>(&self, db: &DatabaseId, create: bool, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         let handle = Arc::clone(lock(&self.handles).entry(db.clone()).or_default());
         let conn = lock(&handle.idle).pop();
         let conn = match conn {
             Some(c) => c,
             None => self.open(db, create)?,
         };
-        let result = cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn.conn, &conn.state));
+        let result = cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn));
         // A connection left inside a transaction by an error is not reused.
         if conn.conn.is_autocommit() {
             let mut idle = lock(&handle.idle);
@@ -218,22 +243,84 @@ impl SqliteBackends {
         handles.iter().map(|h| lock(&h.idle).len()).sum()
     }
 
-    /// Applies an uploaded payload. Every change in it must have been written by
-    /// `site` (the uploading device): a device cannot speak for another.
-    pub fn apply(&self, db: &DatabaseId, payload: &[u8], site: SiteId) -> Result<ApplyReport> {
+    /// Applies an uploaded payload as `actor`. Every change in it must have been
+    /// written by `site` (the uploading device): a device cannot speak for another.
+    ///
+    /// A row its table's write policy refuses (`policies`: table → SQL expression,
+    /// checked on the row before and after the merge), or that breaks a constraint, is
+    /// left out and reported, the others applied, each whole (`docs/rls.md`).
+    pub fn apply(
+        &self,
+        db: &DatabaseId,
+        payload: &[u8],
+        site: SiteId,
+        actor: &Actor,
+        policies: &[(String, String)],
+    ) -> Result<Applied> {
         let cs = cloudsync_core::payload::decode(payload)?;
         if let Some(other) = cs.sites.iter().find(|s| **s != site) {
             return Err(Error::Invalid(format!(
                 "payload contains changes attributed to site {other}, but was uploaded by {site}"
             )));
         }
-        self.with(db, |conn, state| Ok(cloudsync_sqlite::apply::apply(conn, state, &cs)?))
+        let policed = cs.tables.iter().any(|t| policy_of(policies, &t.name).is_some());
+        self.with_actor(db, actor, |conn, state| {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| {
+                if !policed {
+                    match cloudsync_sqlite::apply::apply(conn, state, &cs) {
+                        Ok(report) => {
+                            let applied = i64::try_from(report.applied).unwrap_or(i64::MAX);
+                            return Ok(Applied { applied, refused: Vec::new() });
+                        }
+                        Err(e) if refusal_of(&e).is_none() => return Err(e.into()),
+                        // A constraint refused a row: find which, row by row.
+                        Err(_) => {}
+                    }
+                }
+                apply_rows(conn, state, &cs, policies)
+            })();
+            match &result {
+                Ok(_) => conn.execute_batch("COMMIT")?,
+                Err(_) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            result
+        })
     }
 
-    /// The changes after `after` that `device` did not write, as one bounded chunk.
-    pub fn changes(&self, db: &DatabaseId, after: Cursor, device: SiteId, max_bytes: usize) -> Result<Chunk> {
+    /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
+    /// functions), as a single expression.
+    pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
         self.with(db, |conn, _| {
-            let query = FeedQuery { after, sites: SiteFilter::Except(device), ..FeedQuery::default() };
+            let t = cloudsync_sqlite::table::SyncTable::load(conn, table)?
+                .ok_or_else(|| Error::Invalid(format!("table '{table}' is not a synced table of this database")))?;
+            conn.prepare(&format!("SELECT 1 FROM {} WHERE ({expr})", t.quoted()))
+                .map(|_| ())
+                .map_err(|e| Error::Invalid(format!("invalid policy for table '{table}': {e}")))
+        })
+    }
+
+    /// The changes after `after` that `device` did not write, as one bounded chunk,
+    /// of the rows `actor` may read (`policies`: table → read policy; see
+    /// [`FeedQuery::visible`]).
+    pub fn changes(
+        &self,
+        db: &DatabaseId,
+        after: Cursor,
+        device: SiteId,
+        max_bytes: usize,
+        actor: &Actor,
+        policies: &[(String, String)],
+    ) -> Result<Chunk> {
+        self.with_actor(db, actor, |conn, _| {
+            let query = FeedQuery {
+                after,
+                sites: SiteFilter::Except(device),
+                visible: policies.to_vec(),
+                ..FeedQuery::default()
+            };
             Ok(cloudsync_sqlite::payload::encode_chunk(conn, query, max_bytes)?)
         })
     }
@@ -242,6 +329,140 @@ impl SqliteBackends {
     pub fn db_version(&self, db: &DatabaseId) -> Result<u64> {
         self.with(db, |conn, _| Ok(cloudsync_sqlite::meta::db_version(conn)?))
     }
+}
+
+fn policy_of<'a>(policies: &'a [(String, String)], table: &str) -> Option<&'a str> {
+    policies.iter().find(|(t, _)| t.eq_ignore_ascii_case(table)).map(|(_, e)| e.as_str())
+}
+
+/// The SQLSTATE-like code of an error that refuses one row (a constraint), if it is one.
+fn refusal_of(e: &cloudsync_sqlite::Error) -> Option<&'static str> {
+    let cloudsync_sqlite::Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) = e else { return None };
+    if f.code != rusqlite::ErrorCode::ConstraintViolation {
+        return None;
+    }
+    Some(match f.extended_code {
+        275 => "23514",         // CHECK
+        1299 => "23502",        // NOT NULL
+        2067 | 1555 => "23505", // UNIQUE, PRIMARY KEY
+        787 => "23503",         // FOREIGN KEY
+        3091 => "22000",        // a value of the wrong type in a STRICT table
+        _ => "23000",
+    })
+}
+
+/// Whether the row `key` of `t` satisfies `expr`: None when there is no such row.
+fn row_allowed(
+    conn: &Connection,
+    t: &cloudsync_sqlite::table::SyncTable,
+    key: &[cloudsync_core::Value],
+    expr: &str,
+) -> Result<Option<bool>> {
+    let cond =
+        t.pk.iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} = ?{}", cloudsync_sqlite::sql::ident(&k.name), i + 1))
+            .collect::<Vec<_>>();
+    let sql = format!("SELECT coalesce(({expr}), 0) FROM {} WHERE {}", t.quoted(), cond.join(" AND "));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(key.iter().map(cloudsync_sqlite::sql::Bind)))?;
+    Ok(match rows.next()? {
+        None => None,
+        Some(r) => Some(r.get::<_, i64>(0)? != 0),
+    })
+}
+
+/// Applies `cs` one row at a time, each in a savepoint, checking write policies
+/// before and after the merge; refused rows are rolled back and reported.
+fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[(String, String)]) -> Result<Applied> {
+    let mut done = Applied::default();
+    for row_cs in cs.single_rows() {
+        let row = &row_cs.rows[0];
+        let table = row_cs.tables[row.table].name.clone();
+        let key = show_key(&row.pk);
+        let policy = policy_of(policies, &table);
+        let synced = cloudsync_sqlite::table::SyncTable::load(conn, &table)?;
+        let values = match (&synced, policy) {
+            (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
+            _ => None,
+        };
+        let refuse = |sqlstate: &str, message: String| RefusedRow {
+            table: table.clone(),
+            key: key.clone(),
+            sqlstate: sqlstate.into(),
+            message,
+        };
+        conn.execute_batch("SAVEPOINT cloudsync_row")?;
+        let check = |when: &str| -> Result<Option<RefusedRow>> {
+            let (Some(t), Some(expr), Some(k)) = (&synced, policy, &values) else { return Ok(None) };
+            Ok(match (row_allowed(conn, t, k, expr)?, when) {
+                (Some(false), "before") => Some(refuse(
+                    "42501",
+                    format!("row ({key}) of table \"{table}\" may not be changed by this user (row-level security: write policy)"),
+                )),
+                (Some(false), _) => Some(refuse(
+                    "42501",
+                    format!("new row violates row-level security (write policy) for table \"{table}\""),
+                )),
+                _ => None,
+            })
+        };
+        let outcome = match check("before")? {
+            Some(r) => Err(r),
+            None => match cloudsync_sqlite::apply::apply(conn, state, &row_cs) {
+                Ok(report) => match check("after")? {
+                    Some(r) => Err(r),
+                    None => Ok(report.applied),
+                },
+                Err(e) => match refusal_of(&e) {
+                    Some(code) => Err(refuse(code, e.to_string())),
+                    None => {
+                        let _ = conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row");
+                        return Err(e.into());
+                    }
+                },
+            },
+        };
+        match outcome {
+            Ok(n) => {
+                conn.execute_batch("RELEASE cloudsync_row")?;
+                done.applied += i64::try_from(n).unwrap_or(i64::MAX);
+            }
+            Err(refused) => {
+                conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row")?;
+                done.refused.push(refused);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// `auth_uid()`, `auth_role()`, `auth_claim('a.b')`: the acting device's identity, for
+/// row policies (NULL outside a device's apply or download).
+fn register_auth(conn: &Connection, actor: &Arc<Mutex<Option<Actor>>>) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::Value as V;
+    let flags = FunctionFlags::SQLITE_UTF8;
+    let a = Arc::clone(actor);
+    conn.create_scalar_function("auth_uid", 0, flags, move |_| Ok(lock(&a).as_ref().and_then(|x| x.user_id.clone())))?;
+    let a = Arc::clone(actor);
+    conn.create_scalar_function("auth_role", 0, flags, move |_| Ok(lock(&a).as_ref().map(|x| x.role.clone())))?;
+    let a = Arc::clone(actor);
+    conn.create_scalar_function("auth_claim", 1, flags, move |ctx| {
+        let path: String = ctx.get(0)?;
+        let guard = lock(&a);
+        let Some(actor) = guard.as_ref() else { return Ok(V::Null) };
+        Ok(match crate::actor::claim(&actor.claims, &path) {
+            None | Some(serde_json::Value::Null) => V::Null,
+            Some(serde_json::Value::String(s)) => V::Text(s.clone()),
+            Some(serde_json::Value::Bool(b)) => V::Integer(i64::from(*b)),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_i64().map_or_else(|| V::Real(n.as_f64().unwrap_or(0.0)), V::Integer)
+            }
+            Some(other) => V::Text(other.to_string()),
+        })
+    })?;
+    Ok(())
 }
 
 /// Statement kinds provisioning accepts.

@@ -11,8 +11,9 @@ use cloudsync_sqlite::payload::Chunk;
 use tokio::sync::Semaphore;
 
 use crate::actor::Actor;
+use crate::actor::Applied;
 use crate::backend::{Provisioning, SqliteBackends, TableInfo};
-use crate::postgres::{Applied, PgBackends};
+use crate::postgres::PgBackends;
 use crate::store::{BackendConfig, ControlPlane, Database};
 use crate::{Error, Result};
 
@@ -110,9 +111,8 @@ impl Backends {
     pub async fn apply(&self, db: &Database, payload: Vec<u8>, site: SiteId, actor: &Actor) -> Result<Applied> {
         match &db.backend {
             BackendConfig::Sqlite => {
-                let id = db.id.clone();
-                let report = self.blocking(move |s| s.apply(&id, &payload, site)).await?;
-                Ok(Applied { applied: i64::try_from(report.applied).unwrap_or(i64::MAX), refused: Vec::new() })
+                let (id, actor, policies) = (db.id.clone(), actor.clone(), db.settings.write_policies());
+                self.blocking(move |s| s.apply(&id, &payload, site, &actor, &policies)).await
             }
             BackendConfig::Postgres { .. } => {
                 let cs = cloudsync_core::payload::decode(&payload)?;
@@ -138,10 +138,38 @@ impl Backends {
     ) -> Result<Chunk> {
         match &db.backend {
             BackendConfig::Sqlite => {
-                let id = db.id.clone();
-                self.blocking(move |s| s.changes(&id, after, device, max_bytes)).await
+                let (id, actor, policies) = (db.id.clone(), actor.clone(), db.settings.read_policies());
+                self.blocking(move |s| s.changes(&id, after, device, max_bytes, &actor, &policies)).await
             }
             BackendConfig::Postgres { .. } => self.postgres.changes(&db.id, &self.url(db)?, after, device, actor).await,
+        }
+    }
+
+    /// Checks the row policies of `settings` against `db`: they compile against
+    /// their tables (SQLite); a PostgreSQL backend has none (its own row-level
+    /// security decides).
+    pub async fn check_settings(&self, db: &Database, settings: &crate::store::DatabaseSettings) -> Result<()> {
+        let policies: Vec<(String, String)> =
+            settings.read_policies().into_iter().chain(settings.write_policies()).collect();
+        if policies.is_empty() {
+            return Ok(());
+        }
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let id = db.id.clone();
+                self.blocking(move |s| {
+                    for (table, expr) in &policies {
+                        s.check_policy(&id, table, expr)?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            BackendConfig::Postgres { .. } => Err(Error::Invalid(
+                "row policies are for SQLite backends; on PostgreSQL, use the database's row-level security \
+                 (CREATE POLICY), which devices' changes are applied under"
+                    .into(),
+            )),
         }
     }
 

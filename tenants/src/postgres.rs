@@ -22,7 +22,7 @@ use cloudsync_sqlite::payload::Chunk;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
-use crate::actor::{refuses_row, show_key, Actor, RefusedRow};
+use crate::actor::{refuses_row, show_key, Actor, Applied, RefusedRow};
 use crate::backend::{Provisioned, Provisioning, TableInfo};
 use crate::ids::DatabaseId;
 use crate::store::BackendConfig;
@@ -32,15 +32,6 @@ use crate::{Error, Result};
 pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// How long a request waits for a connection or a server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What an apply did: changes applied, rows refused.
-#[derive(Clone, Debug, Default)]
-pub struct Applied {
-    /// Changes that changed the database.
-    pub applied: i64,
-    /// Rows the database refused (the rest was applied).
-    pub refused: Vec<RefusedRow>,
-}
 
 /// The PostgreSQL backends this node has connected to.
 pub struct PgBackends {

@@ -213,6 +213,15 @@ pub struct TableSettings {
     /// Which way changes flow.
     #[serde(default)]
     pub direction: Direction,
+    /// SQLite backends: which rows a device may read, as a SQL expression over the
+    /// row's columns and `auth_uid()`, `auth_role()`, `auth_claim('path')`
+    /// (`docs/rls.md`). PostgreSQL backends use the database's row-level security.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_policy: Option<String>,
+    /// SQLite backends: which rows a device may create, change or delete (checked on
+    /// the row before and after each change), same form as `read_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_policy: Option<String>,
 }
 
 /// Which way a table's changes flow.
@@ -231,12 +240,30 @@ impl DatabaseSettings {
     /// Checks the settings: table names as SQLite would accept them, role names.
     pub fn validate(&self) -> Result<()> {
         self.roles.validate()?;
-        for name in self.tables.keys() {
+        for (name, t) in &self.tables {
             if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
                 return Err(Error::Invalid(format!("invalid table name in settings: '{}'", name.escape_debug())));
             }
+            for p in [&t.read_policy, &t.write_policy].into_iter().flatten() {
+                if p.trim().is_empty() || p.len() > 4096 || p.contains(';') {
+                    return Err(Error::Invalid(format!(
+                        "invalid policy for table '{}': one SQL expression, at most 4096 bytes, no ';'",
+                        name.escape_debug()
+                    )));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Read policies, by table.
+    pub fn read_policies(&self) -> Vec<(String, String)> {
+        self.tables.iter().filter_map(|(n, t)| t.read_policy.clone().map(|p| (n.clone(), p))).collect()
+    }
+
+    /// Write policies, by table.
+    pub fn write_policies(&self) -> Vec<(String, String)> {
+        self.tables.iter().filter_map(|(n, t)| t.write_policy.clone().map(|p| (n.clone(), p))).collect()
     }
 
     /// The tables devices may not change.

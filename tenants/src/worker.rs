@@ -9,12 +9,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::actor::Actor;
+use crate::actor::Applied;
 use crate::backends::Backends;
 use crate::ids::SiteHex;
 use crate::jobs::{Job, JobState};
 use crate::notify::Notifier;
 use crate::payloads::PayloadStore;
-use crate::postgres::Applied;
 use crate::store::ControlPlane;
 use crate::{Error, Result};
 

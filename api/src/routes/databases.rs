@@ -166,7 +166,52 @@ pub async fn update_database(
 ) -> ApiResult<Json<DatabaseView>> {
     let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
     let req = body(b, state.limits.json_bytes)?;
+    if let Some(settings) = &req.settings {
+        settings.validate()?;
+        state.backends.check_settings(&db, settings).await?;
+    }
     let updated = state.control.update_database(&db.tenant_id, &db.id, req).await?;
+    Ok(Json(DatabaseView::of(&state, updated)))
+}
+
+/// Body of the policy endpoint: a table's row policies (SQLite backends).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Which rows a device may read: a SQL expression over the row's columns and
+    /// `auth_uid()`, `auth_role()`, `auth_claim('path')`; absent or null: every row.
+    #[serde(default)]
+    read: Option<String>,
+    /// Which rows a device may create, change or delete (checked before and after
+    /// each change); absent or null: every row.
+    #[serde(default)]
+    write: Option<String>,
+}
+
+/// Set a table's row policies (SQLite backends; `docs/rls.md`). Each expression is
+/// checked against the table before it is stored.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/databases/{db}/tables/{table}/policy", tag = "databases",
+    request_body = Policy,
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"),
+        ("table" = String, Path, description = "Synced table")),
+    responses((status = 200, description = "The updated database", body = DatabaseView)))]
+pub async fn set_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db, table)): Path<(String, String, String)>,
+    b: Result<Json<Policy>, JsonRejection>,
+) -> ApiResult<Json<DatabaseView>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let req = body(b, state.limits.json_bytes)?;
+    let mut settings = db.settings.clone();
+    let entry = settings.tables.entry(table.clone()).or_default();
+    entry.read_policy = req.read.filter(|p| !p.trim().is_empty());
+    entry.write_policy = req.write.filter(|p| !p.trim().is_empty());
+    settings.validate()?;
+    state.backends.check_settings(&db, &settings).await?;
+    let update = DatabaseUpdate { name: None, settings: Some(settings) };
+    let updated = state.control.update_database(&db.tenant_id, &db.id, update).await?;
+    tracing::info!(database = %db.id, table, "row policies set");
     Ok(Json(DatabaseView::of(&state, updated)))
 }
 

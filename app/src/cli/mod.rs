@@ -55,7 +55,8 @@ pub enum TenantCmd {
 /// `cloudsync database …`
 #[derive(Subcommand, Debug)]
 pub enum DatabaseCmd {
-    /// Create a database (SQLite backend managed by the service).
+    /// Create a database: a SQLite file managed by the service, or with --postgres-url
+    /// the tenant's own PostgreSQL (with the cloudsync extension).
     Create {
         /// Owning tenant id.
         #[arg(long)]
@@ -63,6 +64,31 @@ pub enum DatabaseCmd {
         /// Name.
         #[arg(long)]
         name: String,
+        /// PostgreSQL backend: postgres://user:password@host/db (the password is
+        /// sealed by the service and never shown again).
+        #[arg(long, env = "CLOUDSYNC_BACKEND_URL", hide_env_values = true)]
+        postgres_url: Option<String>,
+        /// PostgreSQL backend: schema new tables go to (default public).
+        #[arg(long, requires = "postgres_url")]
+        schema: Option<String>,
+    },
+    /// Set a table's row policies (SQLite backends): SQL expressions over the row
+    /// and auth_uid(), auth_role(), auth_claim('path'). Omitted: every row.
+    Policy {
+        #[arg(long)]
+        tenant: String,
+        /// Database id.
+        #[arg(long)]
+        database: String,
+        /// Synced table.
+        #[arg(long)]
+        table: String,
+        /// Which rows a device may read.
+        #[arg(long)]
+        read: Option<String>,
+        /// Which rows a device may create, change or delete.
+        #[arg(long)]
+        write: Option<String>,
     },
     /// List a tenant's databases.
     List {
@@ -342,13 +368,24 @@ pub fn tenant(cmd: TenantCmd, c: &ClientArgs) -> Result<()> {
 
 pub fn database(cmd: DatabaseCmd, c: &ClientArgs) -> Result<()> {
     match cmd {
-        DatabaseCmd::Create { tenant, name } => {
+        DatabaseCmd::Create { tenant, name, postgres_url, schema } => {
+            let backend = match postgres_url {
+                Some(url) => {
+                    json!({ "kind": "postgres", "url": url, "schema": schema.unwrap_or_else(|| "public".into()) })
+                }
+                None => json!({ "kind": "sqlite" }),
+            };
             let v = c.call(
                 "POST",
                 &format!("/v1/tenants/{tenant}/databases"),
-                Some(json!({ "name": name, "backend": { "kind": "sqlite" } })),
+                Some(json!({ "name": name, "backend": backend })),
             )?;
             c.show(&v, |v| format!("database {}\nsync_url {}", cell(&v["id"]), cell(&v["sync_url"])));
+        }
+        DatabaseCmd::Policy { tenant, database, table, read, write } => {
+            let path = format!("/v1/tenants/{tenant}/databases/{database}/tables/{}/policy", encode(&table));
+            let v = c.call("PUT", &path, Some(json!({ "read": read, "write": write })))?;
+            c.object(&v["settings"]["tables"][&table]);
         }
         DatabaseCmd::List { tenant, paging } => c.table(
             &c.list(&format!("/v1/tenants/{tenant}/databases"), &[], paging.limit)?,

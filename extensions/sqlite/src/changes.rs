@@ -42,11 +42,20 @@ pub struct FeedQuery {
     pub sites: SiteFilter,
     /// Only this table.
     pub table: Option<String>,
+    /// Read policies (table name → SQL expression over the row's columns): a live
+    /// row of such a table is read only when its expression is true, and then whole
+    /// (every column's latest change, not just those after `after`), so a row that
+    /// becomes visible through a change of some of its columns arrives complete.
+    /// Deletions are read for every reader (the key only). The central service's row
+    /// policies (`docs/rls.md`); validated by the caller.
+    pub visible: Vec<(String, String)>,
 }
 
 struct TableFeed {
     table: SyncTable,
     sql: String,
+    /// Whether the page query has a visibility column (a read policy).
+    policed: bool,
     /// Position of the last row fetched from this table.
     fetched: Cursor,
     rows: VecDeque<(Cursor, Vec<Change>)>,
@@ -73,8 +82,16 @@ impl FeedReader {
                 continue;
             }
             let Some(table) = SyncTable::load(conn, &name)? else { continue };
-            let sql = page_sql(&table);
-            feeds.push(TableFeed { table, sql, fetched: query.after, rows: VecDeque::new(), exhausted: false });
+            let policy = query.visible.iter().find(|(t, _)| t.eq_ignore_ascii_case(&name)).map(|(_, e)| e.as_str());
+            let sql = page_sql(&table, policy);
+            feeds.push(TableFeed {
+                table,
+                sql,
+                policed: policy.is_some(),
+                fetched: query.after,
+                rows: VecDeque::new(),
+                exhausted: false,
+            });
         }
         let position = query.after;
         Ok(FeedReader { query, feeds, current: VecDeque::new(), position, previous: position })
@@ -153,12 +170,22 @@ impl FeedReader {
             let clock = RowClock::decode(cl, at, &blob)?;
             let values: Vec<Value> =
                 (0..cols.len()).map(|c| r.get_ref(nk + 4 + c).map(value_of)).collect::<rusqlite::Result<_>>()?;
+            feed.fetched = at;
+            let since = if !feed.policed || !clock.is_alive() {
+                after
+            } else if r.get::<_, Option<bool>>(nk + 4 + cols.len())?.unwrap_or(false) {
+                Cursor::ZERO
+            } else {
+                // Not visible to this reader: skipped (the position still moves on).
+                feed.rows.push_back((at, Vec::new()));
+                continue;
+            };
             let pk = encode_key(&key);
             let changes = row_changes(
                 &info,
                 &pk,
                 &clock,
-                after,
+                since,
                 |ord| match site_cache.iter().find(|(o, _)| *o == ord) {
                     Some((_, s)) => Ok(*s),
                     None => {
@@ -175,7 +202,6 @@ impl FeedReader {
                     )
                 },
             )?;
-            feed.fetched = at;
             feed.rows.push_back((at, changes));
         }
         if n < PAGE {
@@ -185,7 +211,7 @@ impl FeedReader {
     }
 }
 
-fn page_sql(t: &SyncTable) -> String {
+fn page_sql(t: &SyncTable, policy: Option<&str>) -> String {
     let keys = t.meta_keys();
     let join =
         t.pk.iter()
@@ -196,6 +222,11 @@ fn page_sql(t: &SyncTable) -> String {
     let mut select: Vec<String> = keys.iter().map(|k| format!("m.{k}")).collect();
     select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
     select.extend(t.columns.iter().map(|c| format!("u.{}", ident(&c.name))));
+    if let Some(expr) = policy {
+        // In a subquery of its own, so the expression's names are the row's columns.
+        let key = t.pk.iter().zip(&keys).map(|(k, mk)| format!("p.{} = m.{mk}", ident(&k.name))).collect::<Vec<_>>();
+        select.push(format!("EXISTS (SELECT 1 FROM {} AS p WHERE {} AND ({expr}))", t.quoted(), key.join(" AND ")));
+    }
     format!(
         "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > (?1, ?2) AND m.dbv <= ?3 \
          ORDER BY m.dbv, m.seq LIMIT ?4",
