@@ -139,15 +139,7 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let server = Server::start_logged(&dir.path().join("data"), free_port(), &[], &log);
-    let tenant = server.admin("/v1/tenants", json!({ "name": "todo-app" }));
-    let t = tenant["id"].as_str().unwrap().to_string();
-    let (s, v) = call(
-        &server,
-        "PUT",
-        &format!("/v1/tenants/{t}/identity"),
-        Some(json!({ "method": "hs256", "secret": SECRET, "issuer": ISSUER, "audience": "todo-app" })),
-    );
-    assert_eq!(s, 200, "{v}");
+    let t = tenant_with_identity(&server);
 
     // Creating the database checks the backend: a database without the extension is
     // refused with how to install it, an unreachable server is a 503.
@@ -203,9 +195,19 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     assert_eq!(v["tables"][0]["table"], "todos");
     psql(&pg.url, POLICIES);
 
-    scenario(&server, &t, &d, &sync_url, dir.path(), &|sql| {
-        psql(&pg.url, sql);
-    });
+    scenario(
+        &server,
+        &t,
+        &d,
+        &sync_url,
+        dir.path(),
+        &|sql| {
+            psql(&pg.url, sql);
+        },
+        &|| {
+            psql(&pg.url, "ALTER POLICY todos_read ON todos USING (owner_id = auth.uid() OR shared OR title = 'jam')");
+        },
+    );
     assert_eq!(psql(&pg.url, "SELECT title FROM todos WHERE id = 'a1'"), "oat milk");
 
     // Schema changes go through the same path: a new column.
@@ -234,15 +236,7 @@ fn postgres_backend_applies_and_reads_as_each_user() {
 fn sqlite_backend_row_policies_give_the_same_outcomes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), free_port(), &[]);
-    let tenant = server.admin("/v1/tenants", json!({ "name": "todo-app" }));
-    let t = tenant["id"].as_str().unwrap().to_string();
-    let (s, v) = call(
-        &server,
-        "PUT",
-        &format!("/v1/tenants/{t}/identity"),
-        Some(json!({ "method": "hs256", "secret": SECRET, "issuer": ISSUER, "audience": "todo-app" })),
-    );
-    assert_eq!(s, 200, "{v}");
+    let t = tenant_with_identity(&server);
     let db = server.admin(&format!("/v1/tenants/{t}/databases"), json!({ "name": "main" }));
     let d = db["id"].as_str().unwrap().to_string();
     let sync_url = db["sync_url"].as_str().unwrap().to_string();
@@ -271,11 +265,52 @@ fn sqlite_backend_row_policies_give_the_same_outcomes() {
     assert_eq!((set["read_policy"].as_str(), set["write_policy"].as_str()), (Some(rule), Some(rule)), "{set}");
 
     let central = dir.path().join("data").join("databases").join(format!("{d}.sqlite"));
-    scenario(&server, &t, &d, &sync_url, dir.path(), &|sql| {
-        let mut dba = RustDevice::open("dba", &central);
-        dba.sql(sql);
-    });
+    scenario(
+        &server,
+        &t,
+        &d,
+        &sync_url,
+        dir.path(),
+        &|sql| {
+            let mut dba = RustDevice::open("dba", &central);
+            dba.sql(sql);
+        },
+        &|| {
+            let wider = format!("{rule} OR title = 'jam'");
+            cli(
+                &server,
+                &[
+                    "database",
+                    "policy",
+                    "--tenant",
+                    &t,
+                    "--database",
+                    &d,
+                    "--table",
+                    "todos",
+                    "--read",
+                    &wider,
+                    "--write",
+                    rule,
+                ],
+            );
+        },
+    );
     assert_eq!(file_rows(&central, "SELECT title FROM todos WHERE id = 'a1'"), [vec![json!("oat milk")]]);
+}
+
+/// A tenant whose devices sign in with HS256 JWTs (see [`jwt`]).
+fn tenant_with_identity(server: &Server) -> String {
+    let tenant = server.admin("/v1/tenants", json!({ "name": "todo-app" }));
+    let t = tenant["id"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        server,
+        "PUT",
+        &format!("/v1/tenants/{t}/identity"),
+        Some(json!({ "method": "hs256", "secret": SECRET, "issuer": ISSUER, "audience": "todo-app" })),
+    );
+    assert_eq!(s, 200, "{v}");
+    t
 }
 
 /// The synced table `todos` as the operator sees it (the backend's own role: every row).
@@ -287,7 +322,17 @@ fn tables(server: &Server, t: &str, d: &str) -> Value {
 
 /// The same users, writes and checks on either backend: `direct` runs SQL in the
 /// central database, as a DBA or a server-side job would.
-fn scenario(server: &Server, t: &str, d: &str, sync_url: &str, dir: &std::path::Path, direct: &dyn Fn(&str)) {
+/// `widen_rules` changes the read rules so that rows titled 'jam' are visible to every
+/// user.
+fn scenario(
+    server: &Server,
+    t: &str,
+    d: &str,
+    sync_url: &str,
+    dir: &std::path::Path,
+    direct: &dyn Fn(&str),
+    widen_rules: &dyn Fn(),
+) {
     // Two users on separate devices (one in Python's sqlite3, one in Rust).
     let mut alice = PyDevice::open("alice", &dir.join("alice.db"));
     let mut bob = RustDevice::open("bob", &dir.join("bob.db"));
@@ -335,6 +380,19 @@ fn scenario(server: &Server, t: &str, d: &str, sync_url: &str, dir: &std::path::
     direct("UPDATE todos SET owner_id = 'bob' WHERE id = 'a2'");
     settle(&mut bob);
     assert_eq!(bob.sql("SELECT owner_id, title FROM todos WHERE id = 'a2'"), [vec![json!("bob"), json!("eggs")]]);
+    // For alice it stopped being visible: her copy stays as it was, no longer updated.
+    settle(&mut alice);
+    assert_eq!(alice.sql("SELECT owner_id FROM todos WHERE id = 'a2'"), [vec![json!("alice")]]);
+
+    // The read rules change: a row that became visible without being written reaches
+    // bob on his next sync (he downloads everything visible again).
+    assert!(!ids(&mut bob).contains(&"a3".to_string()));
+    widen_rules();
+    settle(&mut bob);
+    assert_eq!(bob.sql("SELECT owner_id, title FROM todos WHERE id = 'a3'"), [vec![json!("alice"), json!("jam")]]);
+    let before = ids(&mut bob);
+    settle(&mut bob);
+    assert_eq!(ids(&mut bob), before, "one full download per change of the rules");
 
     // A role outside the database's allow-list is refused at the door.
     let mut mallory = RustDevice::open("mallory", &dir.join("m.db"));

@@ -280,13 +280,12 @@ impl SqliteBackends {
                 }
                 apply_rows(conn, state, &cs, policies)
             })();
-            match &result {
-                Ok(_) => conn.execute_batch("COMMIT")?,
-                Err(_) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
+            // A commit can still fail (a deferred foreign key): roll back then too.
+            let committed = result.and_then(|v| conn.execute_batch("COMMIT").map(|()| v).map_err(Error::from));
+            if committed.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
-            result
+            committed
         })
     }
 

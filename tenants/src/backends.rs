@@ -173,6 +173,25 @@ impl Backends {
         }
     }
 
+    /// A fingerprint of what decides which rows a device may read: the read policies
+    /// (SQLite), or the row-level security of the synced tables (PostgreSQL: whether it
+    /// is enabled, every policy's command, roles and expressions). None when nothing
+    /// restricts reads. When it changes, devices download everything visible again.
+    pub async fn visibility(&self, db: &Database) -> Result<Option<String>> {
+        use sha2::Digest;
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let policies = db.settings.read_policies();
+                if policies.is_empty() {
+                    return Ok(None);
+                }
+                let text = serde_json::to_string(&policies).map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(Some(hex::encode(sha2::Sha256::digest(text.as_bytes()))))
+            }
+            BackendConfig::Postgres { .. } => self.postgres.visibility(&db.id, &self.url(db)?).await,
+        }
+    }
+
     /// The central database's feed position.
     pub async fn db_version(&self, db: &Database) -> Result<u64> {
         match &db.backend {

@@ -324,6 +324,43 @@ impl ControlPlane {
         self.device(db, site).await
     }
 
+    /// The read-rules fingerprint last served to a device in full, and the cursor that
+    /// full download ended at (`docs/rls.md`).
+    pub async fn device_visibility(&self, db: &DatabaseId, site: &SiteHex) -> Result<(Option<String>, Option<String>)> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT visibility, visibility_cursor FROM devices WHERE database_id = $1 AND site_id = $2")
+                .bind(db.as_str())
+                .bind(site.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.unwrap_or((None, None)))
+    }
+
+    /// Records that a device was served a full download under `fingerprint`, ending at
+    /// `cursor`.
+    pub async fn set_device_visibility(
+        &self,
+        db: &DatabaseId,
+        site: &SiteHex,
+        fingerprint: &str,
+        cursor: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO devices (database_id, site_id, first_seen, last_seen, visibility, visibility_cursor) \
+             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (database_id, site_id) DO UPDATE SET \
+             visibility = excluded.visibility, visibility_cursor = excluded.visibility_cursor",
+        )
+        .bind(db.as_str())
+        .bind(site.to_string())
+        .bind(now)
+        .bind(fingerprint)
+        .bind(cursor)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Why a device is blocked, if it is (one indexed read per sync request).
     pub async fn blocked(&self, db: &DatabaseId, site: &SiteHex) -> Result<Option<String>> {
         let row: Option<Option<String>> = sqlx::query_scalar(

@@ -237,8 +237,13 @@ impl PgBackends {
                 .map_err(|e| with_statement(pg_error(e), stmt))?;
             statements.push(stmt.clone());
         }
+        // New tables, and tables that existed without being synced, get synced.
+        let synced: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM cloudsync.tables").fetch_all(&mut *tx).await.map_err(pg_error)?;
         let mut out = Vec::new();
-        for t in translation.tables.iter().filter(|t| !t.existing) {
+        for t in
+            translation.tables.iter().filter(|t| !t.existing || !synced.iter().any(|s| s.eq_ignore_ascii_case(&t.name)))
+        {
             if let Some(why) = &t.unsynced {
                 return Err(Error::Invalid(format!("table '{}' cannot be synced: {why}", t.name)));
             }
@@ -387,6 +392,23 @@ impl PgBackends {
             cursor: Cursor::new(u64::try_from(upto).unwrap_or(0).max(after.db_version), 0),
             more: false,
         })
+    }
+
+    /// A fingerprint of the row-level security of the synced tables (see
+    /// [`crate::backends::Backends::visibility`]); None when none of them has RLS on.
+    pub async fn visibility(&self, db: &DatabaseId, url: &str) -> Result<Option<String>> {
+        let pool = self.pool(db, url)?;
+        let row: (bool, Option<String>) = sqlx::query_as(
+            "SELECT coalesce(bool_or(c.relrowsecurity), false), md5(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, \
+             (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)), ';' ORDER BY p.polname) \
+              FROM pg_policy p WHERE p.polrelid = c.oid)), ',' ORDER BY t.name)) \
+             FROM cloudsync.tables t JOIN pg_class c ON c.oid = t.relid",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(pg_error)?;
+        Ok(if row.0 { row.1 } else { None })
     }
 
     /// The database's feed position.

@@ -214,7 +214,7 @@ pub async fn upload(
     let db = authorize(&state, &caller, &db).await?;
     let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
     // Refused before anything is stored when the device's role is not allowed.
-    caller.actor(&db)?;
+    let actor = caller.actor(&db)?;
     let from = parse_cursor(header(&headers, FROM)?)?;
     let to = parse_cursor(header(&headers, TO)?)?;
     let body = body.map_err(|e| too_large(e, state.limits.inline_bytes))?;
@@ -239,7 +239,6 @@ pub async fn upload(
         (key, body.to_vec())
     };
     let changes = validate(&bytes, &site, &db)?;
-    let actor = caller.actor(&db)?;
     let len = bytes.len();
     if !is_json {
         state.payloads.put(&object_key, bytes).await?;
@@ -326,7 +325,19 @@ pub async fn download(
     let q = q?;
     let (db, site) = device(&state, db, &q.site).await?;
     let actor = caller.actor(&db)?;
-    let after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Cursor::ZERO);
+    let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Cursor::ZERO);
+    // When the rules deciding what this device may read changed since it last
+    // downloaded everything (or it never stored that download), it starts over: rows
+    // that became visible reach it although they did not change (docs/rls.md).
+    let mut restart = None;
+    if let Some(rules) = state.backends.visibility(&db).await? {
+        let (seen, upto) = state.control.device_visibility(&db.id, &site).await?;
+        let unfinished = upto.as_deref().map(parse_cursor).transpose()?.is_some_and(|c| after < c);
+        if seen.as_deref() != Some(rules.as_str()) || unfinished {
+            after = Cursor::ZERO;
+            restart = Some(rules);
+        }
+    }
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
@@ -335,6 +346,9 @@ pub async fn download(
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.changes(&db, after, site.0, max_bytes, &actor).await?;
+        if let Some(rules) = restart.take() {
+            state.control.set_device_visibility(&db.id, &site, &rules, &cursor_text(chunk.cursor)).await?;
+        }
         let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
         if let Some(payload) = chunk.payload {
             activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);

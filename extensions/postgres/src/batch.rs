@@ -6,7 +6,7 @@
 //! per row into two per table, which is most of what an apply costs besides the
 //! writes to the user's table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{RowClock, Value};
@@ -15,7 +15,7 @@ use pgrx::spi::SpiClient;
 
 use crate::error::{Error, Result};
 use crate::fold::clock_at;
-use crate::sql::{exec, i64_of, query, read_value};
+use crate::sql::{exec, i64_of, ident, query, read_value};
 use crate::table::SyncTable;
 use crate::types::{convert_key, Bind, Param};
 
@@ -89,69 +89,63 @@ fn key_params(t: &SyncTable, key: &[Value]) -> Result<Vec<Param>> {
     t.pk.iter().zip(key).map(|(k, v)| convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)).collect()
 }
 
-/// The stored clocks of those `keys` (decoded key values) that have one, by encoded
-/// key. Keys that do not fit the key columns are left out (writing them fails later,
-/// with the column named).
-pub fn prefetch(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, RowClock>> {
+/// Runs `SELECT <key columns><extra> FROM <from> JOIN unnest(<keys>) …` over `keys`
+/// (decoded key values), a chunk at a time, and maps each row found with its encoded
+/// key. `key_cols` are the key columns as `from` names them. Keys that do not fit the
+/// key columns are left out (writing them fails later, with the column named).
+fn select_by_keys<T>(
+    c: &SpiClient<'_>,
+    t: &SyncTable,
+    keys: &[Vec<Value>],
+    from: &str,
+    key_cols: &[String],
+    extra: &str,
+    mut row: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>, Vec<u8>) -> Result<T>,
+) -> Result<Vec<T>> {
     let (params, casts) = key_arrays(t);
     let names = t.meta_keys();
-    let reads: Vec<_> = t.pk.iter().zip(&names).map(|(k, mk)| k.kind.read_expr(&format!("m.{mk}"))).collect();
+    let reads: Vec<_> = t.pk.iter().zip(key_cols).map(|(k, col)| k.kind.read_expr(col)).collect();
     let sql = format!(
-        "SELECT {reads}, m.cl, m.dbv, m.seq, m.clock FROM {clock} m JOIN unnest({params}) AS u({names}) ON {join}",
+        "SELECT {reads}{extra} FROM {from} JOIN unnest({params}) AS u({names}) ON {join}",
         reads = reads.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>().join(", "),
-        clock = t.clock(),
         params = params.join(", "),
         names = names.join(", "),
-        join = names.iter().zip(&casts).map(|(mk, cast)| format!("m.{mk} = {cast}")).collect::<Vec<_>>().join(" AND "),
+        join =
+            key_cols.iter().zip(&casts).map(|(col, cast)| format!("{col} = {cast}")).collect::<Vec<_>>().join(" AND "),
     );
-    let nk = names.len();
-    let mut found = HashMap::new();
+    let mut out = Vec::new();
     let valid: Vec<Vec<Param>> = keys.iter().filter_map(|k| key_params(t, k).ok()).collect();
     for chunk in valid.chunks(CHUNK) {
         let args = key_columns(t, chunk.iter().cloned())?;
-        let rows = query(c, &sql, &args, |r| {
+        out.extend(query(c, &sql, &args, |r| {
             let key =
                 reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<Vec<_>>>()?;
-            let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
-            Ok((encode_key(&key), clock))
-        })?;
-        found.extend(rows);
+            row(r, encode_key(&key))
+        })?);
     }
-    Ok(found)
+    Ok(out)
+}
+
+/// The stored clocks of those `keys` (decoded key values) that have one, by encoded
+/// key.
+pub fn prefetch(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, RowClock>> {
+    let cols: Vec<String> = t.meta_keys().iter().map(|mk| format!("m.{mk}")).collect();
+    let nk = cols.len();
+    let found =
+        select_by_keys(c, t, keys, &format!("{} m", t.clock()), &cols, ", m.cl, m.dbv, m.seq, m.clock", |r, key| {
+            let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
+            Ok((key, clock))
+        })?;
+    Ok(found.into_iter().collect())
 }
 
 /// Those of `keys` (decoded key values) whose row the current role can read in the
 /// user's table, by encoded key: run as an impersonated role, this is the row-level
 /// security filter of a feed.
-pub fn existing(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<std::collections::HashSet<Vec<u8>>> {
-    let (params, casts) = key_arrays(t);
-    let names = t.meta_keys();
-    let reads: Vec<_> = t.pk.iter().map(|k| k.kind.read_expr(&format!("x.{}", crate::sql::ident(&k.name)))).collect();
-    let sql = format!(
-        "SELECT {reads} FROM {rel} x JOIN unnest({params}) AS u({names}) ON {join}",
-        reads = reads.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>().join(", "),
-        rel = t.rel,
-        params = params.join(", "),
-        names = names.join(", "),
-        join =
-            t.pk.iter()
-                .zip(&casts)
-                .map(|(k, cast)| format!("x.{} = {cast}", crate::sql::ident(&k.name)))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-    );
-    let mut found = std::collections::HashSet::new();
-    let valid: Vec<Vec<Param>> = keys.iter().filter_map(|k| key_params(t, k).ok()).collect();
-    for chunk in valid.chunks(CHUNK) {
-        let args = key_columns(t, chunk.iter().cloned())?;
-        let rows = query(c, &sql, &args, |r| {
-            let key =
-                reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<Vec<_>>>()?;
-            Ok(encode_key(&key))
-        })?;
-        found.extend(rows);
-    }
-    Ok(found)
+pub fn existing(c: &SpiClient<'_>, t: &SyncTable, keys: &[Vec<Value>]) -> Result<HashSet<Vec<u8>>> {
+    let cols: Vec<String> = t.pk.iter().map(|k| format!("x.{}", ident(&k.name))).collect();
+    let found = select_by_keys(c, t, keys, &format!("{} x", t.rel), &cols, "", |_, key| Ok(key))?;
+    Ok(found.into_iter().collect())
 }
 
 /// Clocks to store for one table, written in batches; a key written twice keeps its

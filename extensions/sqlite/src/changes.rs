@@ -223,9 +223,12 @@ fn page_sql(t: &SyncTable, policy: Option<&str>) -> String {
     select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
     select.extend(t.columns.iter().map(|c| format!("u.{}", ident(&c.name))));
     if let Some(expr) = policy {
-        // In a subquery of its own, so the expression's names are the row's columns.
-        let key = t.pk.iter().zip(&keys).map(|(k, mk)| format!("p.{} = m.{mk}", ident(&k.name))).collect::<Vec<_>>();
-        select.push(format!("EXISTS (SELECT 1 FROM {} AS p WHERE {} AND ({expr}))", t.quoted(), key.join(" AND ")));
+        // In a subquery of its own over the table under its own name (as the policy was
+        // checked), so the expression's names are the row's columns.
+        let table = t.quoted();
+        let key =
+            t.pk.iter().zip(&keys).map(|(k, mk)| format!("{table}.{} = m.{mk}", ident(&k.name))).collect::<Vec<_>>();
+        select.push(format!("EXISTS (SELECT 1 FROM {table} WHERE {} AND ({expr}))", key.join(" AND ")));
     }
     format!(
         "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > (?1, ?2) AND m.dbv <= ?3 \
