@@ -383,6 +383,27 @@ fn scenario(
     // For alice it stopped being visible: her copy stays as it was, no longer updated.
     settle(&mut alice);
     assert_eq!(alice.sql("SELECT owner_id FROM todos WHERE id = 'a2'"), [vec![json!("alice")]]);
+    // ...and is flagged when she asks which of her rows she may no longer see. Bob's
+    // refused copy of a1 is flagged for him; rows the server never had are not.
+    for (d, key) in [(&mut alice as &mut dyn Device, "6132"), (&mut bob, "6131")] {
+        let v: Value =
+            serde_json::from_str(d.one("SELECT cloudsync_network_check_visibility()").as_str().unwrap()).unwrap();
+        assert_eq!(v["hidden"], json!(1), "{}: {v}", d.name());
+        let flagged =
+            d.one(&format!("SELECT count(*) FROM cloudsync_hidden WHERE tbl = 'todos' AND hex(pk) LIKE '%{key}'"));
+        assert_eq!(flagged, json!(1), "{}", d.name());
+    }
+
+    // The visibility check refuses what it cannot answer precisely.
+    let (url, token, site) = (format!("{sync_url}/visibility"), jwt("alice", None), "0123456789abcdef0123456789abcdef");
+    let ask = |body: Value| {
+        let headers = [("content-type", "application/json"), ("x-cloudsync-site", site)];
+        http("POST", &url, Some(&token), Some(body.to_string().into_bytes()), &headers).unwrap().0
+    };
+    assert_eq!(ask(json!({ "table": "todos", "keys": ["zz"] })), 400);
+    assert_eq!(ask(json!({ "table": "todos", "keys": vec!["00"; 1001] })), 400);
+    assert_eq!(ask(json!({ "table": "nope", "keys": [] })), 404);
+    assert_eq!(ask(json!({ "table": "todos", "keys": [] })), 200);
 
     // The read rules change: a row that became visible without being written reaches
     // bob on his next sync (he downloads everything visible again).

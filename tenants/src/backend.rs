@@ -289,6 +289,32 @@ impl SqliteBackends {
         })
     }
 
+    /// Of `keys` of `table`, those whose row exists but `actor` may not read
+    /// (`policy`: the table's read policy; without one every row is readable).
+    pub fn invisible(
+        &self,
+        db: &DatabaseId,
+        actor: &Actor,
+        table: &str,
+        keys: &[Vec<u8>],
+        policy: Option<&str>,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.with_actor(db, actor, |conn, _| {
+            let Some(t) = cloudsync_sqlite::table::SyncTable::load(conn, table)? else {
+                return Err(Error::NotFound { what: "synced table" });
+            };
+            let Some(expr) = policy else { return Ok(Vec::new()) };
+            let mut hidden = Vec::new();
+            for pk in keys {
+                let Ok(key) = decode_key(pk, t.pk.len()) else { continue };
+                if row_allowed(conn, &t, &key, expr)? == Some(false) {
+                    hidden.push(pk.clone());
+                }
+            }
+            Ok(hidden)
+        })
+    }
+
     /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {

@@ -173,6 +173,33 @@ impl Backends {
         }
     }
 
+    /// Of `keys` (a device's rows of `table`, payload-encoded), those that exist
+    /// centrally but `actor` may not read: what a device flags as no longer visible
+    /// (`docs/rls.md`).
+    pub async fn invisible(
+        &self,
+        db: &Database,
+        actor: &Actor,
+        table: String,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let policy = db
+                    .settings
+                    .read_policies()
+                    .into_iter()
+                    .find(|(t, _)| t.eq_ignore_ascii_case(&table))
+                    .map(|(_, p)| p);
+                let (id, actor) = (db.id.clone(), actor.clone());
+                self.blocking(move |s| s.invisible(&id, &actor, &table, &keys, policy.as_deref())).await
+            }
+            BackendConfig::Postgres { .. } => {
+                self.postgres.invisible(&db.id, &self.url(db)?, actor, &table, &keys).await
+            }
+        }
+    }
+
     /// A fingerprint of what decides which rows a device may read: the read policies
     /// (SQLite), or the row-level security of the synced tables (PostgreSQL: whether it
     /// is enabled, every policy's command, roles and expressions). None when nothing

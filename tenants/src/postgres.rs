@@ -411,6 +411,34 @@ impl PgBackends {
         Ok(if row.0 { row.1 } else { None })
     }
 
+    /// Of `keys` of `table`, those whose row exists but `actor` cannot see.
+    pub async fn invisible(
+        &self,
+        db: &DatabaseId,
+        url: &str,
+        actor: &Actor,
+        table: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>> {
+        let pool = self.pool(db, url)?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        let hidden: Vec<Vec<u8>> = sqlx::query_scalar("SELECT cloudsync_invisible_keys($1, $2, $3)")
+            .bind(table)
+            .bind(keys)
+            .bind(&actor.role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match pg_error(e) {
+                Error::Postgres { sqlstate, .. } if sqlstate == "55000" || sqlstate == "42P01" => {
+                    Error::NotFound { what: "synced table" }
+                }
+                other => other,
+            })?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(hidden)
+    }
+
     /// The database's feed position.
     pub async fn db_version(&self, db: &DatabaseId, url: &str) -> Result<u64> {
         let pool = self.pool(db, url)?;

@@ -384,6 +384,56 @@ pub async fn download(
     }
 }
 
+/// Most keys one visibility request may ask about.
+pub const MAX_VISIBILITY_KEYS: usize = 1000;
+
+/// Body of a visibility check: keys of rows the device holds.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisibilityCheck {
+    /// Synced table.
+    table: String,
+    /// Primary keys in the payload encoding, hex (at most 1000).
+    keys: Vec<String>,
+}
+
+/// Those of the keys asked about that are no longer visible to the device's user.
+#[derive(Serialize, ToSchema)]
+pub struct Invisible {
+    /// Keys (hex) whose row exists centrally but may not be read by this device's user.
+    hidden: Vec<String>,
+}
+
+/// Which of the rows a device holds exist centrally but are no longer visible to its
+/// user (row-level security, row policies): the device flags them (`docs/rls.md`).
+/// Only the keys sent are answered about.
+#[utoipa::path(post, path = "/v1/sync/{db}/visibility", tag = "sync", request_body = VisibilityCheck,
+    params(("db" = String, Path, description = "Database id"), SiteHeader),
+    responses((status = 200, description = "The keys no longer visible", body = Invisible)))]
+pub async fn visibility(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    b: Result<Json<VisibilityCheck>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Invisible>> {
+    let db = authorize(&state, &caller, &db).await?;
+    let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
+    let actor = caller.actor(&db)?;
+    let req = crate::extract::body(b, state.limits.json_bytes)?;
+    if req.keys.len() > MAX_VISIBILITY_KEYS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_VISIBILITY_KEYS} keys per request")));
+    }
+    let keys = req
+        .keys
+        .iter()
+        .map(|k| hex::decode(k).map_err(|_| ApiError::BadRequest(format!("key '{k}' is not hex"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    record(&state, &caller, &db, site, Activity::default());
+    let hidden = state.backends.invisible(&db, &actor, req.table, keys).await?;
+    Ok(Json(Invisible { hidden: hidden.iter().map(hex::encode).collect() }))
+}
+
 /// Query of a status call.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -320,6 +320,28 @@ fn cloudsync_payload_encode_next(
     TableIterator::once(row)
 }
 
+/// Of `pks` (keys of the synced table `tbl`, in the payload's encoding), those whose
+/// row exists here but that `visible_to` cannot see (privileges and row-level security,
+/// with the transaction's settings): a device asking which of the rows it holds are no
+/// longer visible to its user. Only the keys asked about are ever answered.
+#[pg_extern]
+fn cloudsync_invisible_keys<'a>(tbl: &str, pks: Array<'a, &'a [u8]>, visible_to: &str) -> Vec<Vec<u8>> {
+    spi(|c| {
+        let t = crate::table::SyncTable::require(c, tbl)?;
+        let keys: Vec<Vec<Value>> =
+            pks.iter().flatten().filter_map(|pk| cloudsync_core::value::decode_key(pk, t.pk.len()).ok()).collect();
+        let present = crate::batch::existing(c, &t, &keys)?;
+        let mut role = crate::role::RoleSwitch::new(c, Some(visible_to))?;
+        role.user(c)?;
+        let visible = crate::batch::existing(c, &t, &keys);
+        role.caller(c)?;
+        let visible = visible?;
+        let mut hidden: Vec<Vec<u8>> = present.difference(&visible).cloned().collect();
+        hidden.sort();
+        Ok(hidden)
+    })
+}
+
 /// Merges a payload. Returns how many incoming changes changed local state.
 ///
 /// With `as_role`, the synced tables are read and written as that role (the caller

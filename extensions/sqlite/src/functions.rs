@@ -247,6 +247,10 @@ mod net {
         json(network::status(conn, state)?)
     }
 
+    pub fn visibility(_: &Context<'_>, conn: &Connection, state: &ConnState) -> Result<SqlValue> {
+        json(network::check_visibility(conn, state)?)
+    }
+
     /// The network functions.
     pub const FUNCTIONS: &[(&str, i32, bool, Fx)] = &[
         ("cloudsync_network_init", 1, false, init),
@@ -264,6 +268,7 @@ mod net {
         ("cloudsync_network_logout", 1, false, logout),
         ("cloudsync_network_cleanup", 0, false, cleanup),
         ("cloudsync_network_status", 0, false, status),
+        ("cloudsync_network_check_visibility", 0, false, visibility),
     ];
 }
 

@@ -256,6 +256,25 @@ impl Client {
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()
     }
 
+    /// `POST {sync_url}/visibility`: which of `keys` of `table` exist centrally but are
+    /// not visible to this device's identity.
+    fn invisible(&self, table: &str, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let body = json!({ "table": table, "keys": keys.iter().map(hex::encode).collect::<Vec<_>>() }).to_string();
+        let v = Self::finish(
+            self.request(self.agent.post(&format!("{}/visibility", self.base)), true)
+                .header("Content-Type", "application/json")
+                .send(body.as_bytes()),
+        )?
+        .check()?
+        .json()?;
+        v["hidden"]
+            .as_array()
+            .ok_or_else(|| net_err("the server's visibility answer lacks 'hidden'"))?
+            .iter()
+            .map(|k| k.as_str().and_then(|h| hex::decode(h).ok()).ok_or_else(|| net_err("a hidden key is not hex")))
+            .collect()
+    }
+
     fn status(&self) -> Result<Value> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
@@ -444,6 +463,54 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
     })?;
     state.set_credential(None);
     Ok(())
+}
+
+/// Keys per visibility request.
+const VISIBILITY_BATCH: usize = 500;
+
+/// `cloudsync_network_check_visibility()`: asks the server which of this database's
+/// rows (live, in synced tables) exist centrally but are no longer visible to this
+/// device's user (row-level security or row policies), and records them in
+/// `cloudsync_hidden(tbl, pk)` — replacing what an earlier check recorded. Rows the
+/// server does not have (never uploaded, or refused) are not flagged. The server only
+/// answers about the keys sent, so nothing about other users' rows is learned.
+pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
+    let client = Client::new(conn, state, Duration::ZERO)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS cloudsync_hidden (tbl TEXT NOT NULL, pk BLOB NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID",
+    )?;
+    let (mut checked, mut hidden) = (0u64, 0u64);
+    let mut tables = serde_json::Map::new();
+    for name in SyncTable::names(conn)? {
+        let Some(t) = SyncTable::load(conn, &name)? else { continue };
+        let keys: Vec<Vec<u8>> = {
+            let cols = t.meta_keys().join(", ");
+            let mut stmt = conn.prepare(&format!("SELECT {cols} FROM {} WHERE cl % 2 = 1", t.meta()))?;
+            let n = t.meta_keys().len();
+            let rows = stmt.query_map([], |r| {
+                let key =
+                    (0..n).map(|i| r.get_ref(i).map(crate::sql::value_of)).collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(cloudsync_core::value::encode_key(&key))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut found = Vec::new();
+        for batch in keys.chunks(VISIBILITY_BATCH) {
+            found.extend(client.invisible(&t.name, batch)?);
+        }
+        in_savepoint(conn, "cloudsync_visibility", || {
+            conn.execute("DELETE FROM cloudsync_hidden WHERE tbl = ?1", [&t.name])?;
+            let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO cloudsync_hidden (tbl, pk) VALUES (?1, ?2)")?;
+            for pk in &found {
+                insert.execute(rusqlite::params![t.name, pk])?;
+            }
+            Ok(())
+        })?;
+        checked += keys.len() as u64;
+        hidden += found.len() as u64;
+        tables.insert(t.name.clone(), json!({ "checked": keys.len(), "hidden": found.len() }));
+    }
+    Ok(json!({ "checked": checked, "hidden": hidden, "tables": tables }))
 }
 
 /// `cloudsync_network_status()`: the server's view of this device.
