@@ -43,8 +43,11 @@ fn start(server: &Path, dir: &Path) -> Result<Node> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", server.display()))?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("stdout")?), &mut line)?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().context("stdout")?));
+    let line = lines.next().context("the server printed nothing")??;
+    // The rest of its banner (and anything later) is drained, so the server never
+    // writes to a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
     let addr = line.split("http://").nth(1).context("no address in the server's first line")?.trim().to_string();
     let token = std::fs::read_to_string(dir.join("admin-token"))?.trim().to_string();
     Ok(Node { child, url: format!("http://{addr}"), token })
