@@ -243,8 +243,7 @@ impl SqliteBackends {
         handles.iter().map(|h| lock(&h.idle).len()).sum()
     }
 
-    /// Applies an uploaded payload as `actor`. Every change in it must have been
-    /// written by `site` (the uploading device): a device cannot speak for another.
+    /// Applies a decoded payload as `actor` (the caller has checked its sites).
     ///
     /// A row its table's write policy refuses (`policies`: table → SQL expression,
     /// checked on the row before and after the merge), or that breaks a constraint, is
@@ -252,23 +251,16 @@ impl SqliteBackends {
     pub fn apply(
         &self,
         db: &DatabaseId,
-        payload: &[u8],
-        site: SiteId,
+        cs: &Changeset,
         actor: &Actor,
         policies: &[(String, String)],
     ) -> Result<Applied> {
-        let cs = cloudsync_core::payload::decode(payload)?;
-        if let Some(other) = cs.sites.iter().find(|s| **s != site) {
-            return Err(Error::Invalid(format!(
-                "payload contains changes attributed to site {other}, but was uploaded by {site}"
-            )));
-        }
         let policed = cs.tables.iter().any(|t| policy_of(policies, &t.name).is_some());
         self.with_actor(db, actor, |conn, state| {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = (|| {
                 if !policed {
-                    match cloudsync_sqlite::apply::apply(conn, state, &cs) {
+                    match cloudsync_sqlite::apply::apply(conn, state, cs) {
                         Ok(report) => {
                             let applied = i64::try_from(report.applied).unwrap_or(i64::MAX);
                             return Ok(Applied { applied, refused: Vec::new() });
@@ -278,7 +270,7 @@ impl SqliteBackends {
                         Err(_) => {}
                     }
                 }
-                apply_rows(conn, state, &cs, policies)
+                apply_rows(conn, state, cs, policies)
             })();
             // A commit can still fail (a deferred foreign key): roll back then too.
             let committed = result.and_then(|v| conn.execute_batch("COMMIT").map(|()| v).map_err(Error::from));

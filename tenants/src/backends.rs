@@ -107,22 +107,21 @@ impl Backends {
     }
 
     /// Applies a payload uploaded by `site`, acting as `actor`. Every change in it
-    /// must have been written by `site`: a device cannot speak for another.
+    /// must have been written by `site`: a device cannot speak for another. The
+    /// payload is decoded (and its sites checked) once, here, for either backend.
     pub async fn apply(&self, db: &Database, payload: Vec<u8>, site: SiteId, actor: &Actor) -> Result<Applied> {
+        let cs = cloudsync_core::payload::decode(&payload)?;
+        if let Some(other) = cs.sites.iter().find(|s| **s != site) {
+            return Err(Error::Invalid(format!(
+                "payload contains changes attributed to site {other}, but was uploaded by {site}"
+            )));
+        }
         match &db.backend {
             BackendConfig::Sqlite => {
                 let (id, actor, policies) = (db.id.clone(), actor.clone(), db.settings.write_policies());
-                self.blocking(move |s| s.apply(&id, &payload, site, &actor, &policies)).await
+                self.blocking(move |s| s.apply(&id, &cs, &actor, &policies)).await
             }
-            BackendConfig::Postgres { .. } => {
-                let cs = cloudsync_core::payload::decode(&payload)?;
-                if let Some(other) = cs.sites.iter().find(|s| **s != site) {
-                    return Err(Error::Invalid(format!(
-                        "payload contains changes attributed to site {other}, but was uploaded by {site}"
-                    )));
-                }
-                self.postgres.apply(&db.id, &self.url(db)?, &payload, actor).await
-            }
+            BackendConfig::Postgres { .. } => self.postgres.apply(&db.id, &self.url(db)?, &payload, &cs, actor).await,
         }
     }
 

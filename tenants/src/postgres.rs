@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cloudsync_core::ddl::{self, Existing, Target, TranslateError};
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
-use cloudsync_core::{Cursor, SiteId};
+use cloudsync_core::{Changeset, Cursor, SiteId};
 use cloudsync_sqlite::payload::Chunk;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
@@ -309,11 +309,18 @@ impl PgBackends {
         Ok(out)
     }
 
-    /// Applies a device's payload as its actor. A row the database refuses (a policy,
-    /// a constraint, a value) is left out and reported; the others are applied, each
-    /// whole; any other failure fails the apply (and it is retried).
-    pub async fn apply(&self, db: &DatabaseId, url: &str, payload: &[u8], actor: &Actor) -> Result<Applied> {
-        let cs = cloudsync_core::payload::decode(payload)?;
+    /// Applies a device's payload (`cs`: the same, decoded) as its actor. A row the
+    /// database refuses (a policy, a constraint, a value) is left out and reported;
+    /// the others are applied, each whole; any other failure fails the apply (and it
+    /// is retried).
+    pub async fn apply(
+        &self,
+        db: &DatabaseId,
+        url: &str,
+        payload: &[u8],
+        cs: &Changeset,
+        actor: &Actor,
+    ) -> Result<Applied> {
         let pool = self.pool(db, url)?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
