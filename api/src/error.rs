@@ -50,6 +50,20 @@ pub enum ApiError {
     /// The service is not ready (store unreachable, shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// A store is unavailable for now (`control`, `payload`, `backend`): retry later.
+    #[error("{} is unavailable for now; retry later", store_name(.0))]
+    StoreUnavailable(&'static str),
+}
+
+/// Seconds a client is asked to wait after a store outage.
+pub const STORE_RETRY_AFTER: u64 = 2;
+
+fn store_name(store: &str) -> &'static str {
+    match store {
+        "control" => "the control-plane store",
+        "payload" => "the payload store",
+        _ => "the database",
+    }
 }
 
 impl ApiError {
@@ -68,18 +82,31 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::StoreUnavailable(store) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                match *store {
+                    "control" => "control_plane_unavailable",
+                    "payload" => "payload_store_unavailable",
+                    _ => "database_unavailable",
+                },
+            ),
         }
     }
 }
 
 impl From<CpError> for ApiError {
     fn from(e: CpError) -> Self {
+        if let Some(store) = e.unavailable() {
+            // An outage a retry may outlast: opaque to the client (paths, hosts),
+            // complete in the log.
+            tracing::warn!(error = %e, store, "store unavailable");
+            return ApiError::StoreUnavailable(store);
+        }
         match e {
             CpError::NotFound { what } => ApiError::NotFound(what.to_string()),
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
             CpError::Forbidden(m) => ApiError::Forbidden(m),
-            e @ CpError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
             // Schema and payload problems are the caller's to fix: say what is wrong.
             e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_) | CpError::Postgres { .. })
                 if !e.retryable() && e.code() != "internal" =>
@@ -134,6 +161,7 @@ impl IntoResponse for ApiError {
         }
         let store = match &self {
             ApiError::Internal(source) => source.downcast_ref::<CpError>().and_then(CpError::failed_store),
+            ApiError::StoreUnavailable(store) => Some(*store),
             _ => None,
         };
         let body = ErrorBody { error: ErrorDetail { code: code.into(), message: self.to_string() } };
@@ -141,8 +169,14 @@ impl IntoResponse for ApiError {
         if let Some(store) = store {
             resp.extensions_mut().insert(StoreFailure(store));
         }
-        if let ApiError::RateLimited(secs) = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        match self {
+            ApiError::RateLimited(secs) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::StoreUnavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER));
+            }
+            _ => {}
         }
         resp
     }

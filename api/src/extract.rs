@@ -38,3 +38,23 @@ pub fn body<T>(b: Result<Json<T>, JsonRejection>, limit: usize) -> ApiResult<T> 
         _ => ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text())),
     })
 }
+
+/// Path parameters, with the API's error shape: a segment that does not parse as the
+/// parameter's type names nothing here, so it is a `404 not_found` in JSON (axum's own
+/// rejection is plain text).
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError::NotFound("resource".into())),
+            // A route whose handler expects parameters its path does not have: a bug.
+            Err(other) => Err(ApiError::Internal(Box::new(std::io::Error::other(other.body_text())))),
+        }
+    }
+}

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod hygiene;
 pub mod metrics;
 pub mod openapi;
 pub mod routes {
@@ -245,6 +246,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
             resp
         })
+        .layer(axum::middleware::from_fn(hygiene::check))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(trace)

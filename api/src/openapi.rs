@@ -114,10 +114,22 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             let mut add = |code: &str, description: &str| {
                 op.responses.responses.entry(code.to_string()).or_insert_with(|| error_response(description));
             };
+            // Every request meets the head limits and path checks first (`hygiene`).
+            add("400", "Malformed request (`invalid_request`, `confirmation_required`)");
+            add("414", "Request target over the limit (`uri_too_long`)");
+            add("431", "Too many or too large header fields (`headers_too_large`)");
             if !path.starts_with("/v1/") {
                 continue;
             }
-            add("400", "Malformed request (`invalid_request`, `confirmation_required`)");
+            if path.contains('{') {
+                add("404", "A path segment that names nothing here (`not_found`)");
+            }
+            add(
+                "503",
+                "A store is unavailable for now (`control_plane_unavailable`, `payload_store_unavailable`, \
+                 `database_unavailable`; see `Retry-After`), or the tenant's identity provider (JWKS) is \
+                 unreachable (`unavailable`)",
+            );
             if secured(path) {
                 add("401", "Missing, malformed, invalid, expired or revoked credentials (`unauthorized`)");
                 add("403", "Credentials that do not allow this (`forbidden`, `tenant_suspended`, `device_blocked`)");
@@ -129,9 +141,6 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             }
             if op.request_body.is_some() {
                 add("413", "Body over the size limit (`payload_too_large`)");
-            }
-            if path.starts_with("/v1/sync/") {
-                add("503", "The tenant's identity provider (JWKS) is unreachable (`unavailable`)");
             }
             if secured(path) {
                 op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Largest payload accepted through a signed upload URL, in bytes.
     #[arg(long, env = "CLOUDSYNC_UPLOAD_LIMIT")]
     pub upload_limit: Option<usize>,
+    /// Largest download chunk, in bytes (uncompressed estimate; at least 1024).
+    #[arg(long, env = "CLOUDSYNC_CHUNK_BYTES")]
+    pub chunk_bytes: Option<usize>,
     /// Hours uploaded payloads are kept after upload.
     #[arg(long, env = "CLOUDSYNC_PAYLOAD_RETENTION_HOURS")]
     pub payload_retention_hours: Option<u64>,
@@ -100,6 +103,7 @@ struct FileSettings {
     log_format: Option<String>,
     inline_limit: Option<usize>,
     upload_limit: Option<usize>,
+    chunk_bytes: Option<usize>,
     payload_retention_hours: Option<u64>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
@@ -128,6 +132,7 @@ pub struct Settings {
     pub json_logs: bool,
     pub inline_limit: usize,
     pub upload_limit: usize,
+    pub chunk_bytes: usize,
     pub payload_retention_hours: u64,
     pub s3: Option<cloudsync_tenants::payloads::S3Config>,
     pub control_plane_url: Option<String>,
@@ -179,6 +184,11 @@ impl Settings {
             json_logs: log_format == "json",
             inline_limit: args.inline_limit.or(file.inline_limit).unwrap_or(1 << 20),
             upload_limit: args.upload_limit.or(file.upload_limit).unwrap_or(256 << 20),
+            chunk_bytes: args
+                .chunk_bytes
+                .or(file.chunk_bytes)
+                .unwrap_or(cloudsync_api::Limits::default().chunk_bytes)
+                .max(1024),
             payload_retention_hours: args.payload_retention_hours.or(file.payload_retention_hours).unwrap_or(24 * 7),
             s3: match args.s3_bucket.or(file.s3_bucket) {
                 None => None,

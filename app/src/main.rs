@@ -9,6 +9,7 @@
 
 mod cli;
 mod config;
+mod http;
 mod serve;
 
 use clap::{Parser, Subcommand};

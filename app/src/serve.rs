@@ -178,7 +178,12 @@ pub async fn run(s: Settings) -> Result<()> {
         wake,
         admin_token: admin_token.clone(),
         public_url: public_url.clone(),
-        limits: Limits { inline_bytes: s.inline_limit, upload_bytes: s.upload_limit, ..Limits::default() },
+        limits: Limits {
+            inline_bytes: s.inline_limit,
+            upload_bytes: s.upload_limit,
+            chunk_bytes: s.chunk_bytes,
+            ..Limits::default()
+        },
         metrics,
         shutdown: shutdown_rx.clone(),
         verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs)),
@@ -211,13 +216,12 @@ pub async fn run(s: Settings) -> Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            terminated().await;
-            tracing::info!("shutting down: finishing in-flight requests and releasing job leases");
-            let _ = shutdown_tx.send(true);
-        })
-        .await?;
+    let stop = async move {
+        terminated().await;
+        tracing::info!("shutting down: finishing in-flight requests and releasing job leases");
+        let _ = shutdown_tx.send(true);
+    };
+    crate::http::serve(listener, app, stop, Duration::from_secs(30)).await?;
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
     }

@@ -408,3 +408,69 @@ fn operator_cli_provisions_and_the_network_functions_manage_state() {
     let e = a.exec("SELECT cloudsync_network_send_changes()", &[]).unwrap_err();
     assert!(e.contains("no credential"), "{e}");
 }
+
+/// The payload folder unusable for a while: uploads and downloads are answered `503`
+/// with `Retry-After` and a stable code, the device's error is marked retryable (and
+/// `cloudsync_network_sync` retries it), the failure is counted in `/metrics`, and
+/// once the folder is back everything the device wrote arrives.
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn an_unusable_payload_store_is_a_retryable_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data, free_port(), &[]);
+    let p = server.provision(SCHEMA);
+    let mut d = RustDevice::open("device", &dir.path().join("d.db"));
+    d.join(SCHEMA, &p);
+    d.sql("INSERT INTO notes (id, title) VALUES ('a', 'before the outage')");
+    d.sync(0).unwrap();
+
+    // The folder becomes a file: every write into it fails (even as root).
+    let folder = data.join("payloads");
+    std::fs::rename(&folder, data.join("payloads.aside")).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    d.sql("INSERT INTO notes (id, title) VALUES ('b', 'during the outage')");
+    let e = d.exec("SELECT cloudsync_network_send_changes()", &[]).unwrap_err();
+    assert!(e.contains("503 payload_store_unavailable") && e.contains("retry later"), "{e}");
+    assert!(!e.contains(&data.display().to_string()), "the error names a server path: {e}");
+    // The same upload by hand: the answer carries Retry-After.
+    let rows = d.sql(
+        "SELECT hex(cloudsync_payload_encode(tbl, pk, col_name, col_value, col_version, db_version, site_id, cl, seq)), \
+         lower(hex(cloudsync_siteid())) FROM cloudsync_changes",
+    );
+    let payload: Vec<u8> = (0..rows[0][0].as_str().unwrap().len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&rows[0][0].as_str().unwrap()[i..i + 2], 16).unwrap())
+        .collect();
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let resp = agent
+        .post(&format!("{}/changes", p.sync_url))
+        .header("Authorization", &format!("Bearer {}", p.key))
+        .header("Content-Type", "application/vnd.cloudsync.payload")
+        .header("X-Cloudsync-Site", rows[0][1].as_str().unwrap())
+        .header("X-Cloudsync-From", "0")
+        .header("X-Cloudsync-To", "1")
+        .send(&payload[..])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+    assert!(resp.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("application/json")));
+    assert_eq!(d.one("SELECT cloudsync_network_has_unsent_changes()"), json!(1));
+    let (_, metrics) = http("GET", &format!("{}/metrics", server.url), None, None, &[]).unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("cloudsync_store_errors_total{store=\"payload\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "{metrics}");
+
+    // Back: the next sync sends what waited.
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(data.join("payloads.aside"), &folder).unwrap();
+    d.sync(0).unwrap();
+    drain(&mut [&mut d]);
+    assert_eq!(d.one("SELECT cloudsync_network_has_unsent_changes()"), json!(0));
+    assert_eq!(file_rows(&p.central, "SELECT id FROM notes ORDER BY id"), vec![vec![json!("a")], vec![json!("b")]]);
+}

@@ -46,45 +46,6 @@ CREATE POLICY todos_delete ON todos FOR DELETE TO authenticated USING (owner_id 
 GRANT SELECT, INSERT, UPDATE, DELETE ON todos TO authenticated;
 "#;
 
-fn server_base() -> String {
-    let url =
-        std::env::var("CLOUDSYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    url[..url.rfind('/').unwrap()].to_string()
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql").args([url, "-XAtqc", sql]).output().expect("psql");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A throw-away PostgreSQL database, dropped at the end.
-struct PgDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    fn new(setup: &str) -> PgDb {
-        let admin = format!("{}/postgres", server_base());
-        let name = format!("cs_test_rls_{}", std::process::id());
-        psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        psql(&admin, &format!("CREATE DATABASE {name}"));
-        let url = format!("{}/{name}", server_base());
-        if !setup.is_empty() {
-            psql(&url, setup);
-        }
-        PgDb { admin, name, url }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        psql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
-}
-
 fn jwt(user: &str, role: Option<&str>) -> String {
     let now =
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
@@ -135,7 +96,7 @@ fn settle(d: &mut dyn Device) -> Value {
 #[test]
 #[ignore = "needs the built extension and the cloudsync extension in PostgreSQL; run by cargo xtask test"]
 fn postgres_backend_applies_and_reads_as_each_user() {
-    let pg = PgDb::new(SUPABASE);
+    let pg = PgDb::new("rls", SUPABASE);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let server = Server::start_logged(&dir.path().join("data"), free_port(), &[], &log);

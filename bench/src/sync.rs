@@ -100,7 +100,7 @@ fn json_of(c: &Connection, sql: &str) -> Result<Value> {
 }
 
 /// Nearest-rank percentile of sorted samples (`p` in 0..=1).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

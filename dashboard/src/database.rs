@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_tenants::backend::Provisioning;
 use cloudsync_tenants::devices::Device;

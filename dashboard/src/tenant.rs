@@ -1,9 +1,10 @@
 //! A tenant's page: its databases, API keys and identity (JWT) settings.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_tenants::identity::{IdentityInput, Method};
 use cloudsync_tenants::ids::{now_ms, ApiKeyId, TenantId};

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::value::decode_key;
 use cloudsync_core::Changeset;
-use cloudsync_core::{Cursor, SiteId};
+use cloudsync_core::SiteId;
+use cloudsync_sqlite::apply::Values;
 use cloudsync_sqlite::changes::{FeedQuery, SiteFilter};
 use cloudsync_sqlite::payload::Chunk;
 use cloudsync_sqlite::state::ConnState;
@@ -213,6 +215,15 @@ impl SqliteBackends {
         })
     }
 
+    /// The canonical name of the synced table `name`, or `NotFound`.
+    pub fn synced_table(&self, db: &DatabaseId, name: &str) -> Result<String> {
+        self.with(db, |conn, _| {
+            cloudsync_sqlite::table::SyncTable::load(conn, name)?
+                .map(|t| t.name)
+                .ok_or(Error::NotFound { what: "synced table" })
+        })
+    }
+
     /// The synced tables of `db`, by name.
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
         self.with(db, |conn, _| {
@@ -260,7 +271,7 @@ impl SqliteBackends {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = (|| {
                 if !policed {
-                    match cloudsync_sqlite::apply::apply(conn, state, cs) {
+                    match cloudsync_sqlite::apply::apply_with(conn, state, cs, Values::Exact) {
                         Ok(report) => {
                             let applied = i64::try_from(report.applied).unwrap_or(i64::MAX);
                             return Ok(Applied { applied, refused: Vec::new() });
@@ -325,7 +336,7 @@ impl SqliteBackends {
     pub fn changes(
         &self,
         db: &DatabaseId,
-        after: Cursor,
+        after: Checkpoint,
         device: SiteId,
         max_bytes: usize,
         actor: &Actor,
@@ -333,7 +344,7 @@ impl SqliteBackends {
     ) -> Result<Chunk> {
         self.with_actor(db, actor, |conn, _| {
             let query = FeedQuery {
-                after,
+                from: after,
                 sites: SiteFilter::Except(device),
                 visible: policies.to_vec(),
                 ..FeedQuery::default()
@@ -426,7 +437,7 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[
         };
         let outcome = match check("before")? {
             Some(r) => Err(r),
-            None => match cloudsync_sqlite::apply::apply(conn, state, &row_cs) {
+            None => match cloudsync_sqlite::apply::apply_with(conn, state, &row_cs, Values::Exact) {
                 Ok(report) => match check("after")? {
                     Some(r) => Err(r),
                     None => Ok(report.applied),

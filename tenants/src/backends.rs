@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cloudsync_core::{Cursor, SiteId};
+use cloudsync_core::feed::Checkpoint;
+use cloudsync_core::SiteId;
 use cloudsync_sqlite::payload::Chunk;
 use tokio::sync::Semaphore;
 
@@ -95,6 +96,17 @@ impl Backends {
         }
     }
 
+    /// The canonical name of the synced table `name`, or `NotFound`.
+    pub async fn synced_table(&self, db: &Database, name: &str) -> Result<String> {
+        match &db.backend {
+            BackendConfig::Sqlite => {
+                let (id, name) = (db.id.clone(), name.to_string());
+                self.blocking(move |s| s.synced_table(&id, &name)).await
+            }
+            BackendConfig::Postgres { .. } => self.postgres.synced_table(&db.id, &self.url(db)?, name).await,
+        }
+    }
+
     /// The synced tables, with row counts.
     pub async fn tables(&self, db: &Database) -> Result<Vec<TableInfo>> {
         match &db.backend {
@@ -130,7 +142,7 @@ impl Backends {
     pub async fn changes(
         &self,
         db: &Database,
-        after: Cursor,
+        after: Checkpoint,
         device: SiteId,
         max_bytes: usize,
         actor: &Actor,

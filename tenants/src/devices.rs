@@ -324,8 +324,9 @@ impl ControlPlane {
         self.device(db, site).await
     }
 
-    /// The read-rules fingerprint last served to a device in full, and the cursor that
-    /// full download ended at (`docs/rls.md`).
+    /// The read-rules fingerprint a device is served under, and, while the download
+    /// that restarted it under those rules is unfinished, the last checkpoint handed
+    /// out in it (`docs/rls.md`).
     pub async fn device_visibility(&self, db: &DatabaseId, site: &SiteHex) -> Result<(Option<String>, Option<String>)> {
         let row: Option<(Option<String>, Option<String>)> =
             sqlx::query_as("SELECT visibility, visibility_cursor FROM devices WHERE database_id = $1 AND site_id = $2")
@@ -336,14 +337,15 @@ impl ControlPlane {
         Ok(row.unwrap_or((None, None)))
     }
 
-    /// Records that a device was served a full download under `fingerprint`, ending at
-    /// `cursor`.
+    /// Records that a device is served under `fingerprint`: `cursor` is the last
+    /// checkpoint handed out in the pass that restarted it, `None` once that pass
+    /// reached its end.
     pub async fn set_device_visibility(
         &self,
         db: &DatabaseId,
         site: &SiteHex,
         fingerprint: &str,
-        cursor: &str,
+        cursor: Option<&str>,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(

@@ -95,6 +95,23 @@ impl Error {
         }
     }
 
+    /// The store that is unavailable for now, when this error is an outage that a retry
+    /// may outlast rather than the caller's mistake or a bug: `control`, `payload` or
+    /// `backend`. Answered `503` with `Retry-After`.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            Error::Store(e) if transient_sqlx(e) => Some("control"),
+            Error::PayloadStore(_) => Some("payload"),
+            Error::Unreachable(_) | Error::Io { .. } => Some("backend"),
+            Error::Postgres { .. } | Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
+                if self.retryable() =>
+            {
+                Some("backend")
+            }
+            _ => None,
+        }
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -112,6 +129,7 @@ impl Error {
             },
             Error::Payload(_) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
+            Error::Backend(cloudsync_sqlite::Error::Incompatible(i)) => i.code(),
             Error::Backend(cloudsync_sqlite::Error::Apply(_) | cloudsync_sqlite::Error::NotSynced(_)) => {
                 "incompatible_payload"
             }
@@ -136,6 +154,31 @@ fn sqlite_code(e: &rusqlite::Error) -> &'static str {
         },
         rusqlite::Error::SqlInputError { .. } => "invalid_sql",
         _ => "internal",
+    }
+}
+
+/// Connection-level failures of the control-plane store, and the SQLSTATEs and SQLite
+/// codes that mean "busy" or "down" (not a wrong query).
+fn transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            if c.len() == 5 {
+                // A PostgreSQL SQLSTATE (always five characters).
+                ["08", "40", "53", "57"].iter().any(|class| c.starts_with(class))
+            } else {
+                // A SQLite result code (at most four digits): SQLITE_BUSY, SQLITE_LOCKED,
+                // SQLITE_IOERR, SQLITE_FULL and their extended codes (the primary code
+                // is the low byte).
+                c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13))
+            }
+        }),
+        _ => false,
     }
 }
 

@@ -52,10 +52,12 @@ pub struct SiteHex(pub cloudsync_core::SiteId);
 impl SiteHex {
     /// Parses 32 hex characters.
     pub fn parse(s: &str) -> Result<Self> {
-        let bytes = hex::decode(s).map_err(|_| Error::Invalid(format!("site id '{s}' is not 32 hex characters")))?;
-        cloudsync_core::SiteId::from_slice(&bytes)
-            .map(SiteHex)
-            .map_err(|_| Error::Invalid(format!("site id '{s}' is not 32 hex characters")))
+        let bad = || {
+            let shown: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
+            Error::Invalid(format!("site id '{shown}' is not 32 hex characters"))
+        };
+        let bytes = hex::decode(s).map_err(|_| bad())?;
+        cloudsync_core::SiteId::from_slice(&bytes).map(SiteHex).map_err(|_| bad())
     }
 }
 

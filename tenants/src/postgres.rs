@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cloudsync_core::ddl::{self, Existing, Target, TranslateError};
+use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::{Changeset, Cursor, SiteId};
 use cloudsync_sqlite::payload::Chunk;
@@ -277,6 +278,20 @@ impl PgBackends {
         Ok(Provisioning { statements, tables: out })
     }
 
+    /// The sync name of the synced table `name` (matched case-insensitively, as
+    /// SQLite devices name tables), or `NotFound`.
+    pub async fn synced_table(&self, db: &DatabaseId, url: &str, name: &str) -> Result<String> {
+        let pool = self.pool(db, url)?;
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM cloudsync.tables WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&pool)
+        .await
+        .map_err(pg_error)?;
+        found.ok_or(Error::NotFound { what: "synced table" })
+    }
+
     /// The synced tables, with their row counts (all rows: the backend's own role).
     pub async fn tables(&self, db: &DatabaseId, url: &str) -> Result<Vec<TableInfo>> {
         let pool = self.pool(db, url)?;
@@ -375,14 +390,20 @@ impl PgBackends {
         &self,
         db: &DatabaseId,
         url: &str,
-        after: Cursor,
+        after: Checkpoint,
         device: SiteId,
         actor: &Actor,
     ) -> Result<Chunk> {
         let pool = self.pool(db, url)?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
-        let since = i64::try_from(after.db_version).map_err(|_| Error::Invalid("cursor out of range".into()))?;
+        // Postgres Sync reads whole feeds (each complete, in one snapshot) from a whole
+        // version: from the pass's base, so a checkpoint partway through a pass (only a
+        // SQLite backend hands those out) re-reads what it may lack, which merges make
+        // harmless.
+        let base = after.base;
+        let whole = if base.seq == u64::MAX { base.db_version } else { base.db_version.saturating_sub(1) };
+        let since = i64::try_from(whole).map_err(|_| Error::Invalid("cursor out of range".into()))?;
         let row = sqlx::query("SELECT payload, changes, db_version FROM cloudsync_payload_encode_next($1, $2, $3)")
             .bind(since)
             .bind(device.as_bytes().to_vec())
@@ -396,7 +417,8 @@ impl PgBackends {
         Ok(Chunk {
             payload: row.get("payload"),
             changes: u64::try_from(changes).unwrap_or(0),
-            cursor: Cursor::new(u64::try_from(upto).unwrap_or(0).max(after.db_version), 0),
+            // Complete through the version the read was bounded by (`cloudsync_core::feed`).
+            next: Checkpoint::complete(Cursor::through(u64::try_from(upto).unwrap_or(0)).max(after.after)),
             more: false,
         })
     }

@@ -13,13 +13,19 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("core") => core(),
         Some("sync") => sync(&args[1..]),
         Some("pg") => pg(&args[1..]),
-        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | core>"),
+        Some("fleet") => fleet(&args[1..]),
+        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | fleet [--devices N] [--seconds S] [--no-faults] [--check] | core>"),
     }
 }
 
 /// Replaces the section between `start` and `end` markers of `docs/benchmarks.md`.
 fn record(start: &str, end: &str, body: &str) -> Result<()> {
-    let path = root().join("docs/benchmarks.md");
+    record_in("docs/benchmarks.md", start, end, body)
+}
+
+/// Replaces the section between `start` and `end` markers of `doc`.
+fn record_in(doc: &str, start: &str, end: &str, body: &str) -> Result<()> {
+    let path = root().join(doc);
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
     let section = format!("{start}\n{body}{end}");
     let updated = match (doc.find(start), doc.find(end)) {
@@ -86,26 +92,39 @@ fn pg(args: &[String]) -> Result<()> {
 
 /// `cargo xtask bench sync`: devices syncing through a release build of the service.
 fn sync(args: &[String]) -> Result<()> {
+    through_the_service("sync", "docs/benchmarks.md", args)
+}
+
+/// `cargo xtask bench fleet`: device processes under faults, recorded in
+/// `docs/reliability.md`.
+fn fleet(args: &[String]) -> Result<()> {
+    through_the_service("fleet", "docs/reliability.md", args)
+}
+
+/// Builds the service and the harness (release), runs `cloudsync-bench <workload>
+/// --server <binary> <args>` and records its report between the workload's markers in
+/// `doc`.
+fn through_the_service(workload: &str, doc: &str, args: &[String]) -> Result<()> {
     step("Building the service and the harness (release)");
     cargo(&["build", "--release", "-p", "cloudsync", "-p", "cloudsync-bench"])?;
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
     let server = target.join("release/cloudsync");
-    step("Running the sync benchmark");
+    step(&format!("Running the {workload} benchmark"));
     let out = Command::new(target.join("release/cloudsync-bench"))
-        .arg("sync")
+        .arg(workload)
         .arg("--server")
         .arg(&server)
         .args(args)
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run the harness")?;
+    let report = String::from_utf8(out.stdout)?;
+    print!("{report}");
     if !out.status.success() {
         bail!("benchmark failed");
     }
-    let report = String::from_utf8(out.stdout)?;
-    print!("{report}");
-    let body = format!("_Recorded {} by `cargo xtask bench sync {}`._\n\n{report}", machine(), args.join(" "));
-    record("<!-- bench:sync:start -->", "<!-- bench:sync:end -->", &body)
+    let body = format!("_Recorded {} by `cargo xtask bench {workload} {}`._\n\n{report}", machine(), args.join(" "));
+    record_in(doc, &format!("<!-- bench:{workload}:start -->"), &format!("<!-- bench:{workload}:end -->"), &body)
 }
 
 /// `cargo xtask bench core`: the criterion micro-benchmarks, summarised.

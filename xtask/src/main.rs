@@ -8,6 +8,7 @@
 //! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
 //! | `bench sync [--devices N] [--rows M] [--listeners L] [--writes W]` | devices syncing through a release build of the service: apply throughput and propagation latency |
+//! | `bench fleet [--devices N] [--seconds S] [--no-faults] [--check]` | device processes doing random writes and syncing while the node is killed, its payload store made unusable and devices killed; divergences, jobs, errors and latencies, recorded in `docs/reliability.md` |
 //! | `pg install` | builds Postgres Sync (the pgrx extension) in release mode and installs it into the machine's PostgreSQL (`CREATE EXTENSION cloudsync`) |
 //! | `pg test` | installs the pgrx tooling when missing, runs the extension's `#[pg_test]`s in a throw-away cluster, installs it, then runs the scenarios and the cross-engine property test (also part of `test`) |
 //! | `bench pg [--rows N] [--rounds R]` | tracked vs untracked writes and payload apply vs plain INSERT in PostgreSQL |
@@ -43,7 +44,7 @@ fn main() -> Result<()> {
         Some("pg") => pg::run_command(rest),
         Some("fuzz") => fuzz(rest),
         _ => {
-            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync|pg | pg install|test | shell [DB] | fuzz>")
+            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync|pg|fleet | pg install|test | shell [DB] | fuzz>")
         }
     }
 }

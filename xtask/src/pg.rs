@@ -139,9 +139,9 @@ pub fn test(so: &std::path::Path) -> Result<()> {
     install()?;
     step("Postgres Sync: SQL scenarios against the installed extension and the cross-engine property test");
     sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])?;
-    step("PostgreSQL backends in the service: JWT-impersonated applies and downloads, row-level security");
+    step("The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once");
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "-p", "cloudsync", "--test", "rls", "--", "--ignored"])
+        .args(["test", "-p", "cloudsync", "--test", "rls", "--test", "concurrency", "--", "--ignored"])
         .env("CLOUDSYNC_EXTENSION", so)
         .current_dir(root()))
 }

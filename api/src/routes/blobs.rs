@@ -2,13 +2,13 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use cloudsync_tenants::payloads::{Op, PayloadStore};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 use crate::routes::sync::too_large;
 use crate::routes::sync::Payload;
 use crate::AppState;

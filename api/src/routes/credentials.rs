@@ -1,7 +1,7 @@
 //! A tenant's credentials: API keys and the identity provider its devices' JWTs come from.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudsync_tenants::identity::{Identity, IdentityInput};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::tenants::{tenant_id, ListQuery};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{body, Query};
+use crate::extract::{body, Path, Query};
 use crate::AppState;
 
 /// Body of `POST /v1/tenants/{tenant}/api-keys`.

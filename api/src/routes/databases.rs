@@ -1,7 +1,7 @@
 //! A tenant's databases: lifecycle, settings, schema provisioning and usage.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudsync_tenants::backend::{Provisioning, TableInfo};
@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use super::tenants::{tenant_id, ConfirmQuery, ListQuery, RangeQuery};
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::extract::{body, Query};
+use crate::extract::{body, Path, Query};
 use crate::AppState;
 
 /// A database, with the URL its devices sync with.
@@ -203,6 +203,8 @@ pub async fn set_policy(
 ) -> ApiResult<Json<DatabaseView>> {
     let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
     let req = body(b, state.limits.json_bytes)?;
+    // Policies are for tables this database syncs, under their own names.
+    let table = state.backends.synced_table(&db, &table).await?;
     let mut settings = db.settings.clone();
     let entry = settings.tables.entry(table.clone()).or_default();
     entry.read_policy = req.read.filter(|p| !p.trim().is_empty());

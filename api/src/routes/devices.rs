@@ -1,7 +1,7 @@
 //! A database's devices and apply jobs.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use cloudsync_tenants::devices::Device;
 use cloudsync_tenants::ids::SiteHex;
@@ -15,7 +15,7 @@ use super::databases::load;
 use super::tenants::ListQuery;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{body, Query};
+use crate::extract::{body, Path, Query};
 use crate::AppState;
 
 /// List a database's devices.

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cloudsync_core::Cursor;
+use cloudsync_core::feed::Checkpoint;
 use cloudsync_tenants::devices::Activity;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::DeviceStatus;
@@ -28,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 use crate::metrics::Action;
 use crate::AppState;
 
@@ -50,18 +50,20 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.cloudsync.payload";
 /// Longest a download may wait for new changes.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Parses a cursor `<db_version>.<seq>` (`0` alone means the beginning).
-pub fn parse_cursor(s: &str) -> ApiResult<Cursor> {
-    let bad = || ApiError::BadRequest(format!("invalid cursor '{s}' (expected <db_version>.<seq>)"));
-    match s.split_once('.') {
-        Some((d, q)) => Ok(Cursor::new(d.parse().map_err(|_| bad())?, q.parse().map_err(|_| bad())?)),
-        None => Ok(Cursor::new(s.parse().map_err(|_| bad())?, 0)),
-    }
+/// Parses a feed checkpoint (`docs/protocol.md`): `<db_version>[.<seq>]`, or
+/// `<after>~<base>` partway through a pass (`0`: the beginning).
+pub fn parse_cursor(s: &str) -> ApiResult<Checkpoint> {
+    Checkpoint::parse(s).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "invalid cursor '{}' (expected <db_version>[.<seq>] or <after>~<base>, as the server handed out)",
+            s.chars().take(40).filter(|c| !c.is_control()).collect::<String>()
+        ))
+    })
 }
 
-/// Formats a cursor.
-pub fn cursor_text(c: Cursor) -> String {
-    format!("{}.{}", c.db_version, c.seq)
+/// Formats a feed checkpoint.
+pub fn cursor_text(c: Checkpoint) -> String {
+    c.to_string()
 }
 
 /// Maps a body-reading failure: over the limit is `413`, anything else `400`.
@@ -325,17 +327,25 @@ pub async fn download(
     let q = q?;
     let (db, site) = device(&state, db, &q.site).await?;
     let actor = caller.actor(&db)?;
-    let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Cursor::ZERO);
-    // When the rules deciding what this device may read changed since it last
-    // downloaded everything (or it never stored that download), it starts over: rows
-    // that became visible reach it although they did not change (docs/rls.md).
-    let mut restart = None;
+    let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Checkpoint::ZERO);
+    // When the rules deciding what this device may read changed since it was last served
+    // (or it never stored a checkpoint of the pass that restarted it), it starts over:
+    // rows that became visible reach it although they did not change (docs/rls.md).
+    // While that pass runs, only the last checkpoint it handed out continues it; any
+    // other (a response lost, a checkpoint from before) starts it again, which merges
+    // make harmless.
+    let mut restart_pass = None;
     if let Some(rules) = state.backends.visibility(&db).await? {
-        let (seen, upto) = state.control.device_visibility(&db.id, &site).await?;
-        let unfinished = upto.as_deref().map(parse_cursor).transpose()?.is_some_and(|c| after < c);
-        if seen.as_deref() != Some(rules.as_str()) || unfinished {
-            after = Cursor::ZERO;
-            restart = Some(rules);
+        let (seen, last) = state.control.device_visibility(&db.id, &site).await?;
+        let continuing = match last.as_deref().map(parse_cursor).transpose()? {
+            Some(last) => seen.as_deref() == Some(rules.as_str()) && last == after,
+            None => seen.as_deref() == Some(rules.as_str()),
+        };
+        if !continuing {
+            after = Checkpoint::ZERO;
+        }
+        if !continuing || last.is_some() {
+            restart_pass = Some(rules);
         }
     }
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
@@ -346,8 +356,12 @@ pub async fn download(
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.changes(&db, after, site.0, max_bytes, &actor).await?;
-        if let Some(rules) = restart.take() {
-            state.control.set_device_visibility(&db.id, &site, &rules, &cursor_text(chunk.cursor)).await?;
+        if let Some(rules) = &restart_pass {
+            let last = chunk.more.then(|| cursor_text(chunk.next));
+            state.control.set_device_visibility(&db.id, &site, rules, last.as_deref()).await?;
+            if !chunk.more {
+                restart_pass = None;
+            }
         }
         let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
         if let Some(payload) = chunk.payload {
@@ -359,7 +373,7 @@ pub async fn download(
             let h = resp.headers_mut();
             h.insert(
                 CURSOR,
-                HeaderValue::from_str(&cursor_text(chunk.cursor)).map_err(|e| ApiError::Internal(Box::new(e)))?,
+                HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
             );
             h.insert(MORE, HeaderValue::from_static(if chunk.more { "1" } else { "0" }));
             h.insert(CHANGES, HeaderValue::from(chunk.changes));
@@ -371,7 +385,7 @@ pub async fn download(
             let mut resp = StatusCode::NO_CONTENT.into_response();
             resp.headers_mut().insert(
                 CURSOR,
-                HeaderValue::from_str(&cursor_text(chunk.cursor)).map_err(|e| ApiError::Internal(Box::new(e)))?,
+                HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
             );
             return Ok(resp);
         }

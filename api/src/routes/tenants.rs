@@ -1,7 +1,7 @@
 //! Tenants (operator only, except reading one's own tenant and its usage).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudsync_tenants::deletion::{self, Deleted};
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{body, Query};
+use crate::extract::{body, Path, Query};
 use crate::AppState;
 
 /// `limit` and `cursor` of a list.

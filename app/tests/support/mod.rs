@@ -363,6 +363,49 @@ pub fn drain(devices: &mut [&mut dyn Device]) {
     }
 }
 
+/// The PostgreSQL server of the tests (`CLOUDSYNC_TEST_PG_URL`, set by `cargo xtask
+/// test`), without a database name.
+pub fn pg_server_base() -> String {
+    let url =
+        std::env::var("CLOUDSYNC_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    url[..url.rfind('/').unwrap()].to_string()
+}
+
+/// Runs SQL with psql; returns its unaligned output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql").args([url, "-XAtqc", sql]).output().expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A throw-away PostgreSQL database, dropped at the end.
+pub struct PgDb {
+    pub admin: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    /// `cs_test_<label>_<pid>`, created afresh and set up with `setup`.
+    pub fn new(label: &str, setup: &str) -> PgDb {
+        let admin = format!("{}/postgres", pg_server_base());
+        let name = format!("cs_test_{label}_{}", std::process::id());
+        psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = format!("{}/{name}", pg_server_base());
+        if !setup.is_empty() {
+            psql(&url, setup);
+        }
+        PgDb { admin, name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        psql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
 #[path = "../../../tenants/tests/s3_server/mod.rs"]
 mod s3_server;
 // Not every test crate including this module starts an S3 server.

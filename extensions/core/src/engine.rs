@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 
 use crate::algo::Algo;
-use crate::change::{Change, Changeset};
+use crate::change::{Change, ChangeRow, Changeset};
 use crate::clock::{CellClock, RowClock};
 use crate::error::DecodeError;
 use crate::ids::{ColId, Cursor, SiteId, SiteOrd};
 use crate::merge::{merge_row, IncomingCell, IncomingRow, MergeEnv, RowWrite, SeqAlloc};
+use crate::schema::Affinity;
 use crate::value::{decode_key, Value};
 
 /// What the engine knows about a synced table.
@@ -33,6 +34,20 @@ pub struct TableInfo {
     /// Names of columns that were dropped here: changes to them (from replicas still
     /// on the older schema) are skipped and counted, not refused.
     pub dropped: Vec<String>,
+    /// How the engine converts stored values, for engines that do (SQLite's type
+    /// affinity): a change whose value the column would convert is refused before
+    /// anything is written. Empty for engines that check values exactly themselves
+    /// (PostgreSQL).
+    pub affinities: Affinities,
+}
+
+/// SQLite's type affinity of a table's columns ([`TableInfo::affinities`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Affinities {
+    /// Key columns' names and affinities, in key order (empty: unchecked).
+    pub keys: Vec<(String, Affinity)>,
+    /// Synced columns by id (a column not listed is unchecked).
+    pub columns: Vec<(ColId, Affinity)>,
 }
 
 impl TableInfo {
@@ -90,9 +105,10 @@ pub trait Store {
     fn end_merge(&mut self, alloc: &SeqAlloc) -> Result<(), Self::Error>;
 }
 
-/// Why a changeset was refused or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError<E: std::error::Error + 'static> {
+/// Why a changeset does not fit this replica: the sender's schema or values, never a
+/// failure of the storage. Each has a stable [`Incompatible::code`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Incompatible {
     /// The payload names a table that is not synced here.
     #[error("payload has changes for table '{0}', which is not synced in this database (run cloudsync_init on it, or migrate the schema)")]
     UnknownTable(String),
@@ -122,9 +138,69 @@ pub enum ApplyError<E: std::error::Error + 'static> {
         /// What is wrong with it.
         source: DecodeError,
     },
+    /// A value the column would store as something else ([`Affinity::converts`]): the
+    /// replica would hold a different value than every payload of it carries.
+    #[error("value {value} for column '{column}' of table '{table}' would be stored as {stored_as} (the column's type affinity is {affinity}); send values of the type the column stores")]
+    BadValue {
+        /// Table.
+        table: String,
+        /// Column (a key column or a synced one).
+        column: String,
+        /// The value, shortened, with its type.
+        value: String,
+        /// What it would be stored as.
+        stored_as: &'static str,
+        /// The column's affinity.
+        affinity: &'static str,
+    },
+}
+
+impl Incompatible {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Incompatible::UnknownTable(_) => "unknown_table",
+            Incompatible::UnknownColumn { .. } => "unknown_column",
+            Incompatible::AlgoMismatch { .. } => "algorithm_mismatch",
+            Incompatible::BadKey { .. } => "invalid_key",
+            Incompatible::BadValue { .. } => "invalid_value",
+        }
+    }
+}
+
+/// Why a changeset was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError<E: std::error::Error + 'static> {
+    /// It does not fit this replica; nothing was written.
+    #[error(transparent)]
+    Incompatible(#[from] Incompatible),
     /// The storage failed.
     #[error(transparent)]
     Store(E),
+}
+
+/// Refuses a row whose key or cell values its columns would convert (SQLite affinity).
+fn check_values(info: &TableInfo, cols: &[Option<ColId>], row: &ChangeRow, key: &[Value]) -> Result<(), Incompatible> {
+    let refuse = |column: &str, v: &Value, stored_as, affinity: Affinity| Incompatible::BadValue {
+        table: info.name.clone(),
+        column: column.to_string(),
+        value: v.describe(),
+        stored_as,
+        affinity: affinity.name(),
+    };
+    for (v, (name, a)) in key.iter().zip(&info.affinities.keys) {
+        if let Some(stored_as) = a.converts(v) {
+            return Err(refuse(name, v, stored_as, *a));
+        }
+    }
+    for cell in &row.cells {
+        let Some(id) = cols.get(cell.col).copied().flatten() else { continue };
+        let Some((_, a)) = info.affinities.columns.iter().find(|(c, _)| *c == id) else { continue };
+        if let Some(stored_as) = a.converts(&cell.value) {
+            return Err(refuse(info.column_name(id).unwrap_or("?"), &cell.value, stored_as, *a));
+        }
+    }
+    Ok(())
 }
 
 /// Outcome of an apply.
@@ -166,9 +242,11 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         let info = store
             .table(&desc.name)
             .map_err(ApplyError::Store)?
-            .ok_or_else(|| ApplyError::UnknownTable(desc.name.clone()))?;
+            .ok_or_else(|| Incompatible::UnknownTable(desc.name.clone()))?;
         if info.algo != desc.algo {
-            return Err(ApplyError::AlgoMismatch { table: desc.name.clone(), local: info.algo, remote: desc.algo });
+            return Err(
+                Incompatible::AlgoMismatch { table: desc.name.clone(), local: info.algo, remote: desc.algo }.into()
+            );
         }
         let cols = desc
             .columns
@@ -176,7 +254,7 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
             .map(|c| match info.column_id(c) {
                 Some(id) => Ok(Some(id)),
                 None if info.dropped.iter().any(|d| d.eq_ignore_ascii_case(c)) => Ok(None),
-                None => Err(ApplyError::UnknownColumn { table: desc.name.clone(), column: c.clone() }),
+                None => Err(Incompatible::UnknownColumn { table: desc.name.clone(), column: c.clone() }),
             })
             .collect::<Result<Vec<_>, _>>()?;
         tables.push((info, cols));
@@ -185,10 +263,13 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         .rows
         .iter()
         .map(|row| {
-            let (info, _) = &tables[row.table];
-            decode_key(&row.pk, info.pk_len).map_err(|source| ApplyError::BadKey { table: info.name.clone(), source })
+            let (info, cols) = &tables[row.table];
+            let key = decode_key(&row.pk, info.pk_len)
+                .map_err(|source| Incompatible::BadKey { table: info.name.clone(), source })?;
+            check_values(info, cols, row, &key)?;
+            Ok(key)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, Incompatible>>()?;
 
     // 2. Merge.
     let sites = cs

@@ -75,6 +75,34 @@ impl Cursor {
     pub fn new(db_version: u64, seq: u64) -> Self {
         Cursor { db_version, seq }
     }
+
+    /// The position after every change of `db_version` (and before the next version).
+    pub fn through(db_version: u64) -> Self {
+        Cursor { db_version, seq: u64::MAX }
+    }
+
+    /// Parses the text form of the sync protocol: `<db_version>.<seq>`, or
+    /// `<db_version>` alone for [`Cursor::through`] that version (`0`: the beginning).
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let digits =
+            |t: &str| (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok()).flatten();
+        match s.split_once('.') {
+            Some((d, q)) => Some(Cursor::new(digits(d)?, digits(q)?)),
+            None => Some(Cursor::through(digits(s)?)),
+        }
+    }
+}
+
+/// The text form [`Cursor::parse`] reads: `<db_version>` for a whole version,
+/// `<db_version>.<seq>` within one.
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.seq == u64::MAX {
+            write!(f, "{}", self.db_version)
+        } else {
+            write!(f, "{}.{}", self.db_version, self.seq)
+        }
+    }
 }
 
 /// When and from where this replica recorded a change.
@@ -90,5 +118,22 @@ impl Stamp {
     /// A stamp for a change written by this replica.
     pub fn local(db_version: u64, seq: u64) -> Self {
         Stamp { at: Cursor::new(db_version, seq), site: crate::LOCAL_SITE }
+    }
+}
+
+#[cfg(test)]
+mod cursor_text {
+    use super::Cursor;
+
+    #[test]
+    fn round_trips_and_refuses_anything_else() {
+        for c in [Cursor::ZERO, Cursor::new(7, 3), Cursor::through(7), Cursor::new(u64::MAX, u64::MAX - 1)] {
+            assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        }
+        assert_eq!(Cursor::through(12).to_string(), "12");
+        assert_eq!(Cursor::parse("0"), Some(Cursor::through(0)));
+        for bad in ["", ".", "1.", ".1", "-1", "+1", "1.2.3", " 1", "1e3", "18446744073709551616", "x"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -4,8 +4,9 @@
 //! service share: value and key codecs ([`value`]), per-row clocks ([`clock`]), the
 //! rules for local writes ([`local`]) and for merging remote changes ([`merge`]), the
 //! merge driver written against a small storage trait ([`engine::Store`]), change
-//! records and changesets ([`change`]), payload format v1 ([`payload`]) and schema
-//! fingerprints ([`schema`]).
+//! records and changesets ([`change`]), payload format v1 ([`payload`]), schema
+//! fingerprints ([`schema`]) and the paged feed reader whose cursor never passes over a
+//! change ([`feed`]).
 //!
 //! It is **not** a database adapter: it does no I/O, knows nothing of SQLite,
 //! PostgreSQL, HTTP or async, and never panics on input. [`memory::MemReplica`] is an
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod ddl;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod ids;
 pub mod local;
 pub mod memory;

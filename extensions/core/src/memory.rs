@@ -74,6 +74,7 @@ impl MemReplica {
             columns: columns.iter().zip(0..).map(|(c, i)| (i, (*c).to_string())).collect(),
             fingerprint: 0,
             dropped: Vec::new(),
+            affinities: Default::default(),
         };
         self.tables.insert(name.to_string(), MemTable { info, rows: BTreeMap::new(), clocks: BTreeMap::new() });
     }

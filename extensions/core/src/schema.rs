@@ -35,6 +35,33 @@ impl Affinity {
         }
     }
 
+    /// What SQLite would store instead of `v` in a column of this affinity (the name
+    /// of the storage class it converts to), or `None` when it stores `v` unchanged.
+    ///
+    /// A change whose value a column would convert cannot be applied faithfully: the
+    /// table would hold one value while the clock and every payload carry another, and
+    /// replicas would disagree on the row (section 3 of SQLite's datatype
+    /// documentation; checked against SQLite itself in the SQLite adapter's tests).
+    pub fn converts(self, v: &crate::value::Value) -> Option<&'static str> {
+        use crate::value::Value;
+        match (self, v) {
+            // NaN is stored as NULL whatever the column.
+            (_, Value::Real(r)) if r.is_nan() => Some("null"),
+            (_, Value::Null | Value::Blob(_)) | (Affinity::Blob, _) => None,
+            (Affinity::Text, Value::Integer(_) | Value::Real(_)) => Some("text"),
+            (Affinity::Text, Value::Text(_)) => None,
+            (Affinity::Real, Value::Integer(_)) => Some("real"),
+            // A whole float is stored as an integer in a REAL column (and read back as
+            // a float, losing the sign of -0.0).
+            (Affinity::Real, Value::Real(r)) => (*r == 0.0 && r.is_sign_negative()).then_some("real 0.0"),
+            (Affinity::Integer | Affinity::Numeric, Value::Real(r)) => exact_integer(*r).then_some("integer"),
+            (Affinity::Integer | Affinity::Numeric, Value::Integer(_)) => None,
+            (Affinity::Integer | Affinity::Numeric | Affinity::Real, Value::Text(t)) => {
+                numeric_literal(t).then_some(if self == Affinity::Real { "real" } else { "a number" })
+            }
+        }
+    }
+
     /// Lowercase name.
     pub fn name(self) -> &'static str {
         match self {
@@ -45,6 +72,30 @@ impl Affinity {
             Affinity::Numeric => "numeric",
         }
     }
+}
+
+/// Whether SQLite converts the float `r` to an integer in a NUMERIC or INTEGER column:
+/// a whole value strictly inside the 64-bit range.
+fn exact_integer(r: f64) -> bool {
+    // 2^63 as a float; the bounds are exclusive, as in SQLite.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    r.fract() == 0.0 && r > -LIMIT && r < LIMIT
+}
+
+/// Whether text is a well-formed integer or real literal (surrounded by any spaces), which
+/// SQLite converts to a number in a NUMERIC, INTEGER or REAL column. Hexadecimal,
+/// `inf` and `nan` are not literals there.
+fn numeric_literal(t: &[u8]) -> bool {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let start = t.iter().position(|b| !space(b)).unwrap_or(t.len());
+    let end = t.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+    let body = &t[start..end];
+    if body.is_empty() || !body.iter().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E')) {
+        return false;
+    }
+    // Only digits, signs, '.' and exponents remain, so Rust's float grammar (which
+    // also reads "inf" and "nan") agrees with SQLite's here.
+    std::str::from_utf8(body).is_ok_and(|s| s.parse::<f64>().is_ok())
 }
 
 /// One column of a synced table.

@@ -50,6 +50,26 @@ const TAG_TEXT: u8 = 3;
 const TAG_BLOB: u8 = 4;
 
 impl Value {
+    /// A short description for error messages: the value (at most 32 characters of
+    /// text, 16 bytes of a blob) and its type.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::Integer(i) => format!("{i} (integer)"),
+            Value::Real(r) => format!("{r:?} (real)"),
+            Value::Text(t) => {
+                let text = String::from_utf8_lossy(t);
+                let short: String = text.chars().take(32).filter(|c| !c.is_control()).collect();
+                let more = if text.chars().count() > 32 { "…" } else { "" };
+                format!("'{}{more}' (text)", short.replace('\'', "''"))
+            }
+            Value::Blob(b) => {
+                let hex: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
+                format!("x'{hex}{}' (blob)", if b.len() > 16 { "…" } else { "" })
+            }
+        }
+    }
+
     /// Convenience constructor for UTF-8 text.
     pub fn text(s: impl Into<String>) -> Self {
         Value::Text(s.into().into_bytes())

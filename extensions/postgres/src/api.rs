@@ -246,7 +246,8 @@ fn cloudsync_changes_since(
     let rows = spi(|c| {
         let after = since(since_version)?;
         fold::fold_all(c)?;
-        feed::read(c, &FeedQuery { after, ..FeedQuery::default() })?
+        let horizon = feed::horizon(c)?;
+        feed::read(c, &FeedQuery { after, ..FeedQuery::default() }, horizon)?
             .into_iter()
             .map(|(_, ch)| {
                 let mut value = Vec::new();
@@ -296,8 +297,9 @@ fn cloudsync_payload_encode_since(
 
 /// Like `cloudsync_payload_encode_since`, with what a peer needs to resume: the number
 /// of changes in the payload and the `db_version` the payload brings the receiver up
-/// to (the `since` of its next request), read in the same call so no change can fall
-/// between the two.
+/// to (the `since` of its next request). That version is read before the rows and
+/// bounds them (`feed::horizon`), so it covers exactly the changes in the payload
+/// even while other transactions commit during the read.
 ///
 /// With `visible_to`, only rows that role can see are sent (its privileges and
 /// row-level security, evaluated with the transaction's settings such as
@@ -313,9 +315,7 @@ fn cloudsync_payload_encode_next(
         let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
         let q = FeedQuery { after: since(since_version)?, except, visible_to: visible_to.map(str::to_string) };
         let (payload, changes, cursor) = feed::encode(c, &q)?;
-        // Everything up to the current db_version was read (the fold ran first).
-        let upto = meta::db_version(c)?.max(cursor.db_version);
-        Ok((payload, crate::sql::i64_of(changes)?, crate::sql::i64_of(upto)?))
+        Ok((payload, crate::sql::i64_of(changes)?, crate::sql::i64_of(cursor.db_version)?))
     });
     TableIterator::once(row)
 }

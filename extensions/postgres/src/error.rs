@@ -135,12 +135,15 @@ impl Error {
 
 impl From<ApplyError<Error>> for Error {
     fn from(e: ApplyError<Error>) -> Self {
+        use cloudsync_core::engine::Incompatible as I;
         match e {
             ApplyError::Store(e) => e,
-            bad @ ApplyError::BadKey { .. } => Error::BadKey(bad.to_string()),
-            t @ ApplyError::UnknownTable(_) => Error::UnknownTable(t.to_string()),
-            c @ ApplyError::UnknownColumn { .. } => Error::UnknownColumn(c.to_string()),
-            other => Error::Schema(other.to_string()),
+            ApplyError::Incompatible(i) => match i {
+                bad @ (I::BadKey { .. } | I::BadValue { .. }) => Error::BadKey(bad.to_string()),
+                t @ I::UnknownTable(_) => Error::UnknownTable(t.to_string()),
+                c @ I::UnknownColumn { .. } => Error::UnknownColumn(c.to_string()),
+                other @ I::AlgoMismatch { .. } => Error::Schema(other.to_string()),
+            },
         }
     }
 }

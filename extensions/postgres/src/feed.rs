@@ -34,15 +34,32 @@ pub struct FeedQuery {
     pub visible_to: Option<String>,
 }
 
-/// Every change after `q.after`, in feed order, with the position of each row. The
-/// caller has folded pending local writes.
+/// The horizon of a read (`cloudsync_core::feed`, rule 2): the `db_version` stored
+/// once the `db_version` lock is held shared. Every version at or below it is
+/// committed, because versions are only taken under that lock held exclusively until
+/// the taking transaction ends (and PostgreSQL releases locks only after the commit is
+/// visible).
+///
+/// Holding the lock shared until the reading transaction ends also gives rule 1 (one
+/// state per read): no fold or merge can move a clock while the read runs, whatever
+/// snapshot each of its statements takes (pgrx runs them in fresh snapshots as soon as
+/// the transaction has an id, which an impersonated read can get). Merges wait for
+/// reads in progress; reads wait for a merge in progress.
+pub fn horizon(c: &SpiClient<'_>) -> Result<u64> {
+    meta::lock_shared(c)?;
+    meta::db_version(c)
+}
+
+/// Every change after `q.after` up to `horizon` (a `db_version`, see [`horizon`]), in
+/// feed order, with the position of each row. The caller has folded pending local
+/// writes.
 ///
 /// With `q.visible_to`, a live row is sent only if that role can see it, and then
 /// whole (every column's latest change, not only those after `q.after`): a row that
 /// became visible to the role by a change of some of its columns (its owner, say)
 /// reaches the reader complete. Deletions are sent to every reader (the key only): a
 /// deleted row has nothing left to check a policy against.
-pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)>> {
+pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(Cursor, Change)>> {
     let mut role = RoleSwitch::new(c, q.visible_to.as_deref())?;
     let mut rows: Vec<(Cursor, Vec<Change>)> = Vec::new();
     let mut sites: HashMap<u32, SiteId> = HashMap::new();
@@ -62,7 +79,8 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)
         select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
         select.extend(col_reads.iter().map(|(e, _)| e.clone()));
         let sql = format!(
-            "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > ($1, $2) ORDER BY m.dbv, m.seq",
+            "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > ($1, $2) AND m.dbv <= $3 \
+             ORDER BY m.dbv, m.seq",
             select.join(", "),
             t.clock(),
             t.rel,
@@ -72,7 +90,11 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<Vec<(Cursor, Change)
         let fetched = query(
             &*c,
             &sql,
-            &[i64_of(after.db_version)?.into(), i64::try_from(after.seq).unwrap_or(i64::MAX).into()],
+            &[
+                i64_of(after.db_version)?.into(),
+                i64::try_from(after.seq).unwrap_or(i64::MAX).into(),
+                i64::try_from(horizon).unwrap_or(i64::MAX).into(),
+            ],
             |r| {
                 let key: Vec<Value> = key_reads
                     .iter()
@@ -155,26 +177,26 @@ pub fn encode_options(c: &SpiClient<'_>) -> Result<EncodeOptions> {
     })
 }
 
-/// Folds pending local writes, then encodes every change after `q.after`. Returns the
-/// payload (None when there is nothing to send), its change count and the position
-/// to resume from.
+/// Folds pending local writes, then encodes every change after `q.after` up to the
+/// [`horizon`] read first. Returns the payload (None when there is nothing to send),
+/// its change count and the position to resume from: through the horizon, which
+/// covers exactly the changes read.
 pub fn encode(c: &mut SpiClient<'_>, q: &FeedQuery) -> Result<(Option<Vec<u8>>, u64, Cursor)> {
     fold::fold_all(c)?;
-    let changes = read(c, q)?;
+    let horizon = horizon(c)?;
+    let changes = read(c, q, horizon)?;
     let mut encoder = PayloadEncoder::new(encode_options(c)?);
     let mut tables: HashMap<String, (Algo, u64)> = HashMap::new();
-    let mut cursor = q.after;
-    for (at, change) in changes {
+    for (_, change) in changes {
         if !tables.contains_key(&change.table) {
             let t = SyncTable::require(c, &change.table)?;
             tables.insert(t.name.clone(), (t.algo, t.fingerprint));
         }
         let info = tables.get(&change.table).copied().unwrap_or((Algo::Cls, 0));
         encoder.push(change, |_| info).map_err(|e| Error::Corrupt(e.to_string()))?;
-        cursor = cursor.max(at);
     }
     let n = encoder.change_count();
-    Ok(((!encoder.is_empty()).then(|| encoder.finish()), n, cursor))
+    Ok(((!encoder.is_empty()).then(|| encoder.finish()), n, q.after.max(Cursor::through(horizon))))
 }
 
 /// Encoders of running `cloudsync_payload_encode` aggregates, by handle. Aggregate

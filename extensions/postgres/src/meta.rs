@@ -27,6 +27,13 @@ pub fn lock(c: &mut SpiClient<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Holds the `db_version` lock shared until the end of the transaction: no fold or
+/// merge can move a clock meanwhile (local writers take it shared too).
+pub fn lock_shared(c: &SpiClient<'_>) -> Result<()> {
+    query_opt(c, &format!("SELECT pg_catalog.pg_advisory_xact_lock_shared({LOCK_KEY})"), &[], |_| Ok(()))?;
+    Ok(())
+}
+
 /// The last assigned `db_version`.
 pub fn db_version(c: &SpiClient<'_>) -> Result<u64> {
     let v = query_opt(c, "SELECT value FROM cloudsync.settings WHERE key = 'db_version'", &[], |r| {

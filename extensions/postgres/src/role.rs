@@ -8,11 +8,19 @@
 //! that the calling role may become the target (membership), so nothing is gained by
 //! naming a role one could not `SET ROLE` to. It is transaction-local, and restored to
 //! what it was when the switch was created.
+//!
+//! It runs as a plain SPI query: it modifies no data, so it does not ask pgrx to give
+//! the transaction an id.
 
 use pgrx::spi::SpiClient;
 
 use crate::error::Result;
-use crate::sql::{exec, query_opt};
+use crate::sql::query_opt;
+
+fn set_role(c: &SpiClient<'_>, role: &str) -> Result<()> {
+    query_opt(c, "SELECT pg_catalog.set_config('role', $1, true)", &[role.into()], |_| Ok(()))?;
+    Ok(())
+}
 
 /// Switches between the calling role and a target role.
 pub struct RoleSwitch {
@@ -42,7 +50,7 @@ impl RoleSwitch {
     /// Become the target role (until [`RoleSwitch::caller`]).
     pub fn user(&mut self, c: &mut SpiClient<'_>) -> Result<()> {
         if let (Some(t), false) = (&self.target, self.active) {
-            exec(c, "SELECT pg_catalog.set_config('role', $1, true)", &[t.as_str().into()])?;
+            set_role(c, t)?;
             self.active = true;
         }
         Ok(())
@@ -51,7 +59,7 @@ impl RoleSwitch {
     /// Back to the calling role.
     pub fn caller(&mut self, c: &mut SpiClient<'_>) -> Result<()> {
         if self.active {
-            exec(c, "SELECT pg_catalog.set_config('role', $1, true)", &[self.saved.as_str().into()])?;
+            set_role(c, &self.saved)?;
             self.active = false;
         }
         Ok(())

@@ -293,6 +293,8 @@ impl SyncTable {
             columns: self.columns.iter().map(|c| (c.id, c.col.name.clone())).collect(),
             fingerprint: self.fingerprint,
             dropped: self.dropped.clone(),
+            // PostgreSQL checks values exactly itself (`types`).
+            affinities: Default::default(),
         }
     }
 

@@ -36,8 +36,28 @@ pub fn in_savepoint<T>(conn: &Connection, name: &str, f: impl FnOnce() -> Result
     result
 }
 
-/// Merges a decoded changeset atomically.
+/// How incoming values are held against the columns' type affinity
+/// (`Affinity::converts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Values {
+    /// Keys must be stored as sent (a converted key would name another row than the
+    /// clock); other values are stored as the column stores them. A device: what a
+    /// PostgreSQL server sends for a SQLite `NUMERIC` column is text, which the column
+    /// converts by design (`docs/postgres.md`, type mapping).
+    Keys,
+    /// Keys and values must be stored as sent: the central database of the service,
+    /// where one apply decides what every device downloads.
+    Exact,
+}
+
+/// Merges a decoded changeset atomically (a device's rules: [`Values::Keys`]).
 pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<ApplyReport> {
+    apply_with(conn, state, cs, Values::Keys)
+}
+
+/// Merges a decoded changeset atomically, refusing values as `values` says before
+/// anything is written.
+pub fn apply_with(conn: &Connection, state: &ConnState, cs: &Changeset, values: Values) -> Result<ApplyReport> {
     in_savepoint(conn, "cloudsync_apply", || {
         fold::fold_all(conn)?;
         // A payload lists rows in feed order, not in foreign-key order (a child row may
@@ -48,7 +68,7 @@ pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<App
         // only log the merge's own writes, to be deleted again. User triggers must see
         // merged rows, so when any exists, ours run and their log rows are dropped.
         let _quiet = if user_triggers_exist(conn)? { None } else { TriggersOff::new(conn)? };
-        let mut store = SqliteStore::new(conn);
+        let mut store = SqliteStore::new(conn, values);
         let report = {
             let _guard = state.merge_guard();
             apply_changeset(&mut store, cs)?

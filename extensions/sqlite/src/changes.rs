@@ -2,12 +2,14 @@
 //!
 //! Rows are read a page at a time from each table's clock table (index on
 //! `(dbv, seq)`), joined with the user table for the values, and merged across tables
-//! so that the whole feed comes out ordered by each row's latest position. A reader can
-//! therefore stop anywhere and resume from the position of the last row it consumed.
+//! by the core's [`Merge`], so that the whole feed comes out ordered by each row's
+//! latest position, up to a horizon. A reader can therefore stop anywhere and resume
+//! from [`FeedReader::checkpoint`].
 
 use std::collections::VecDeque;
 
 use cloudsync_core::engine::row_changes;
+use cloudsync_core::feed::{Checkpoint, Merge, Pages, PAGE_ROWS};
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{Change, ColId, Cursor, RowClock, SiteId, Value};
 use rusqlite::Connection;
@@ -15,9 +17,6 @@ use rusqlite::Connection;
 use crate::sql::{i64_of, ident, u64_of, value_of};
 use crate::table::SyncTable;
 use crate::{meta, Result};
-
-/// Rows fetched per page and table.
-const PAGE: i64 = 256;
 
 /// Which sites' changes to return.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,8 +33,9 @@ pub enum SiteFilter {
 /// What to read.
 #[derive(Clone, Debug, Default)]
 pub struct FeedQuery {
-    /// Changes strictly after this position.
-    pub after: Cursor,
+    /// Where the reader is: rows positioned after `from.after`, each with its changes
+    /// newer than `from.base` (`cloudsync_core::feed`).
+    pub from: Checkpoint,
     /// Stop after this db_version (inclusive).
     pub until: Option<u64>,
     /// Site filter.
@@ -56,21 +56,24 @@ struct TableFeed {
     sql: String,
     /// Whether the page query has a visibility column (a read policy).
     policed: bool,
-    /// Position of the last row fetched from this table.
-    fetched: Cursor,
-    rows: VecDeque<(Cursor, Vec<Change>)>,
-    exhausted: bool,
 }
 
-/// A streaming reader of the feed.
+/// A streaming reader of the feed: the core's [`Merge`] over one page query per table,
+/// bounded by the `db_version` stored when the reader was made (the horizon; see
+/// `cloudsync_core::feed` for why that makes its cursor safe whatever snapshots the
+/// pages are read in). Callers that want the values of one moment read in one
+/// transaction ([`crate::payload::encode_chunk`] does).
 pub struct FeedReader {
     query: FeedQuery,
     feeds: Vec<TableFeed>,
+    merge: Merge<Vec<Change>>,
     current: VecDeque<Change>,
     /// Position of the row whose changes are being handed out.
     position: Cursor,
     /// Position of the row before it (the last row handed out completely).
     previous: Cursor,
+    /// Every row up to the horizon was read.
+    exhausted: bool,
 }
 
 impl FeedReader {
@@ -84,29 +87,33 @@ impl FeedReader {
             let Some(table) = SyncTable::load(conn, &name)? else { continue };
             let policy = query.visible.iter().find(|(t, _)| t.eq_ignore_ascii_case(&name)).map(|(_, e)| e.as_str());
             let sql = page_sql(&table, policy);
-            feeds.push(TableFeed {
-                table,
-                sql,
-                policed: policy.is_some(),
-                fetched: query.after,
-                rows: VecDeque::new(),
-                exhausted: false,
-            });
+            feeds.push(TableFeed { table, sql, policed: policy.is_some() });
         }
-        let position = query.after;
-        Ok(FeedReader { query, feeds, current: VecDeque::new(), position, previous: position })
+        let horizon = meta::db_version(conn)?.min(query.until.unwrap_or(u64::MAX));
+        let merge = Merge::new(feeds.len(), query.from, horizon, PAGE_ROWS);
+        let position = query.from.after;
+        Ok(FeedReader { query, feeds, merge, current: VecDeque::new(), position, previous: position, exhausted: false })
     }
 
-    /// Position of the last row handed out (a valid resume point once
-    /// [`FeedReader::at_row_boundary`] holds).
-    pub fn position(&self) -> Cursor {
-        self.position
+    /// Where to resume after the changes handed out so far, once
+    /// [`FeedReader::at_row_boundary`] holds: partway through the pass, or, once
+    /// [`FeedReader::next`] returned `None`, through the horizon.
+    pub fn checkpoint(&self, conn: &Connection) -> Result<Checkpoint> {
+        if self.exhausted {
+            self.merge.end(&mut self.pages(conn))
+        } else {
+            Ok(self.merge.stopped_at(self.position))
+        }
     }
 
-    /// Position of the row before the one whose changes are being handed out: the
-    /// resume point after a reader stopped having just started a row.
-    pub fn position_before_current(&self) -> Cursor {
-        self.previous
+    /// Where to resume after a reader stopped having just started a row (it peeked at
+    /// the next row to learn whether more follows): after the row before it.
+    pub fn checkpoint_before_current(&self) -> Checkpoint {
+        self.merge.stopped_at(self.previous)
+    }
+
+    fn pages<'a>(&'a self, conn: &'a Connection) -> TablePages<'a> {
+        TablePages { conn, feeds: &self.feeds, since: self.merge.since() }
     }
 
     /// The next change, or `None` at the end of the feed.
@@ -115,7 +122,11 @@ impl FeedReader {
             if let Some(c) = self.current.pop_front() {
                 return Ok(Some(c));
             }
-            let Some((at, changes)) = self.next_row(conn)? else { return Ok(None) };
+            let mut pages = TablePages { conn, feeds: &self.feeds, since: self.merge.since() };
+            let Some((at, changes)) = self.merge.next(&mut pages)? else {
+                self.exhausted = true;
+                return Ok(None);
+            };
             self.previous = self.position;
             self.position = at;
             self.current = changes.into_iter().filter(|c| self.keep(c)).collect();
@@ -134,35 +145,42 @@ impl FeedReader {
             SiteFilter::Except(s) => c.site != s,
         }
     }
+}
 
-    fn next_row(&mut self, conn: &Connection) -> Result<Option<(Cursor, Vec<Change>)>> {
-        for i in 0..self.feeds.len() {
-            if self.feeds[i].rows.is_empty() && !self.feeds[i].exhausted {
-                self.refill(conn, i)?;
-            }
-        }
-        let best = self.feeds.iter().enumerate().filter_map(|(i, f)| f.rows.front().map(|(at, _)| (*at, i))).min();
-        Ok(best.and_then(|(_, i)| self.feeds[i].rows.pop_front()))
+/// The page queries of one reader, on one connection.
+struct TablePages<'a> {
+    conn: &'a Connection,
+    feeds: &'a [TableFeed],
+    /// Changes newer than this are sent (whole rows when a read policy applies).
+    since: Cursor,
+}
+
+impl Pages for TablePages<'_> {
+    type Row = Vec<Change>;
+    type Error = crate::Error;
+
+    fn beyond(&mut self, i: usize, horizon: u64) -> Result<bool> {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE dbv > ?1)", self.feeds[i].table.meta());
+        let h = i64::try_from(horizon).unwrap_or(i64::MAX);
+        Ok(self.conn.prepare_cached(&sql)?.query_row([h], |r| r.get(0))?)
     }
 
-    fn refill(&mut self, conn: &Connection, i: usize) -> Result<()> {
-        let until = self.query.until.map(i64_of).transpose()?.unwrap_or(i64::MAX);
-        let after = self.query.after;
-        let feed = &mut self.feeds[i];
+    fn page(&mut self, i: usize, from: Cursor, horizon: u64, limit: usize) -> Result<Vec<(Cursor, Vec<Change>)>> {
+        let conn = self.conn;
+        let feed = &self.feeds[i];
         let info = feed.table.info();
         let nk = feed.table.pk.len();
         let cols: Vec<ColId> = feed.table.columns.iter().map(|c| c.id).collect();
         let mut stmt = conn.prepare_cached(&feed.sql)?;
         let mut rows = stmt.query(rusqlite::params![
-            i64_of(feed.fetched.db_version)?,
-            i64::try_from(feed.fetched.seq).unwrap_or(i64::MAX),
-            until,
-            PAGE
+            i64_of(from.db_version)?,
+            i64::try_from(from.seq).unwrap_or(i64::MAX),
+            i64::try_from(horizon).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX)
         ])?;
-        let mut n = 0;
+        let mut out = Vec::new();
         let mut site_cache: Vec<(u32, SiteId)> = Vec::new();
         while let Some(r) = rows.next()? {
-            n += 1;
             let key: Vec<Value> = (0..nk).map(|k| r.get_ref(k).map(value_of)).collect::<rusqlite::Result<_>>()?;
             let cl = u64_of(r.get(nk)?, "causal length")?;
             let at = Cursor::new(u64_of(r.get(nk + 1)?, "db_version")?, u64_of(r.get(nk + 2)?, "seq")?);
@@ -170,14 +188,13 @@ impl FeedReader {
             let clock = RowClock::decode(cl, at, &blob)?;
             let values: Vec<Value> =
                 (0..cols.len()).map(|c| r.get_ref(nk + 4 + c).map(value_of)).collect::<rusqlite::Result<_>>()?;
-            feed.fetched = at;
             let since = if !feed.policed || !clock.is_alive() {
-                after
+                self.since
             } else if r.get::<_, Option<bool>>(nk + 4 + cols.len())?.unwrap_or(false) {
                 Cursor::ZERO
             } else {
                 // Not visible to this reader: skipped (the position still moves on).
-                feed.rows.push_back((at, Vec::new()));
+                out.push((at, Vec::new()));
                 continue;
             };
             let pk = encode_key(&key);
@@ -202,12 +219,9 @@ impl FeedReader {
                     )
                 },
             )?;
-            feed.rows.push_back((at, changes));
+            out.push((at, changes));
         }
-        if n < PAGE {
-            feed.exhausted = true;
-        }
-        Ok(())
+        Ok(out)
     }
 }
 

@@ -12,7 +12,12 @@ pub enum Error {
     /// A payload, key or clock that does not decode.
     #[error("invalid payload: {0}")]
     Decode(#[from] DecodeError),
-    /// A payload that decodes but cannot be applied here.
+    /// A payload that decodes but does not fit this database (its tables, columns,
+    /// algorithms, keys or values); nothing was written.
+    #[error(transparent)]
+    Incompatible(#[from] cloudsync_core::engine::Incompatible),
+    /// Something that cannot be done with this database's state (corrupt metadata,
+    /// an encoder limit).
     #[error("{0}")]
     Apply(String),
     /// The table is not synced.
@@ -69,7 +74,7 @@ impl From<ApplyError<Error>> for Error {
     fn from(e: ApplyError<Error>) -> Self {
         match e {
             ApplyError::Store(inner) => inner,
-            other => Error::Apply(other.to_string()),
+            ApplyError::Incompatible(i) => Error::Incompatible(i),
         }
     }
 }

@@ -126,6 +126,7 @@ pub fn cleanup(conn: &Connection, table: &str) -> Result<()> {
             mask_words: 1,
             altering: false,
             fingerprint: 0,
+            affinities: Default::default(),
         };
         triggers::drop_triggers(conn, &stub)?;
         triggers::drop_tables(conn, &stub)?;

@@ -14,7 +14,8 @@
 
 use std::time::Duration;
 
-use cloudsync_core::{Cursor, SiteId};
+use cloudsync_core::feed::Checkpoint;
+use cloudsync_core::SiteId;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -59,18 +60,12 @@ fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-fn cursor_text(c: Cursor) -> String {
-    format!("{}.{}", c.db_version, c.seq)
+fn parse_checkpoint(s: &str) -> Result<Checkpoint> {
+    Checkpoint::parse(s).ok_or_else(|| Error::Apply(format!("corrupt network checkpoint '{s}'")))
 }
 
-fn parse_cursor(s: &str) -> Result<Cursor> {
-    let bad = || Error::Apply(format!("corrupt network checkpoint '{s}'"));
-    let (d, q) = s.split_once('.').ok_or_else(bad)?;
-    Ok(Cursor::new(d.parse().map_err(|_| bad())?, q.parse().map_err(|_| bad())?))
-}
-
-fn checkpoint(conn: &Connection, key: &str) -> Result<Cursor> {
-    setting(conn, key)?.map_or(Ok(Cursor::ZERO), |s| parse_cursor(&s))
+fn checkpoint(conn: &Connection, key: &str) -> Result<Checkpoint> {
+    setting(conn, key)?.map_or(Ok(Checkpoint::ZERO), |s| parse_checkpoint(&s))
 }
 
 fn net_err(why: impl Into<String>) -> Error {
@@ -211,17 +206,17 @@ impl Client {
     }
 
     /// `POST {sync_url}/changes` with the positions the upload covers.
-    fn post_changes(&self, content_type: &str, body: &[u8], from: Cursor, to: Cursor) -> Result<Reply> {
+    fn post_changes(&self, content_type: &str, body: &[u8], from: Checkpoint, to: Checkpoint) -> Result<Reply> {
         Self::finish(
             self.request(self.agent.post(&format!("{}/changes", self.base)), true)
                 .header("Content-Type", content_type)
-                .header("X-Cloudsync-From", &cursor_text(from))
-                .header("X-Cloudsync-To", &cursor_text(to))
+                .header("X-Cloudsync-From", &from.to_string())
+                .header("X-Cloudsync-To", &to.to_string())
                 .send(body),
         )
     }
 
-    fn upload(&self, bytes: Vec<u8>, from: Cursor, to: Cursor) -> Result<Value> {
+    fn upload(&self, bytes: Vec<u8>, from: Checkpoint, to: Checkpoint) -> Result<Value> {
         let reply = if bytes.len() <= INLINE_LIMIT {
             self.post_changes("application/vnd.cloudsync.payload", &bytes, from, to)?
         } else {
@@ -245,14 +240,8 @@ impl Client {
         reply.check()?.json()
     }
 
-    fn download(&self, after: Cursor, wait: Duration) -> Result<Reply> {
-        let url = format!(
-            "{}/changes?site={}&after={}&wait_ms={}",
-            self.base,
-            self.site_hex(),
-            cursor_text(after),
-            wait.as_millis()
-        );
+    fn download(&self, after: Checkpoint, wait: Duration) -> Result<Reply> {
+        let url = format!("{}/changes?site={}&after={after}&wait_ms={}", self.base, self.site_hex(), wait.as_millis());
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()
     }
 
@@ -300,20 +289,20 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
     let mut sent = checkpoint(conn, SENT)?;
     let (mut changes, mut bytes, mut chunks) = (0u64, 0usize, 0u64);
     loop {
-        let query = FeedQuery { after: sent, sites: SiteFilter::Only(client.site), ..FeedQuery::default() };
+        let query = FeedQuery { from: sent, sites: SiteFilter::Only(client.site), ..FeedQuery::default() };
         let chunk = payload::encode_chunk(conn, query, CHUNK_BYTES)?;
         let Some(p) = chunk.payload else {
-            if chunk.cursor > sent {
+            if chunk.next != sent {
                 // Only others' changes since the checkpoint: nothing of ours to send.
-                set_setting(conn, SENT, Some(&cursor_text(chunk.cursor)))?;
-                sent = chunk.cursor;
+                set_setting(conn, SENT, Some(&chunk.next.to_string()))?;
+                sent = chunk.next;
             }
             break;
         };
         bytes += p.len();
-        client.upload(p, sent, chunk.cursor)?;
-        set_setting(conn, SENT, Some(&cursor_text(chunk.cursor)))?;
-        sent = chunk.cursor;
+        client.upload(p, sent, chunk.next)?;
+        set_setting(conn, SENT, Some(&chunk.next.to_string()))?;
+        sent = chunk.next;
         changes += chunk.changes;
         chunks += 1;
         if !chunk.more {
@@ -327,7 +316,7 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
         "chunks": chunks,
         "bytes": bytes,
         "local_version": meta::db_version(conn)?,
-        "sent": cursor_text(sent),
+        "sent": sent.to_string(),
         "server": server,
         "last_failure": last_failure,
     }))
@@ -345,11 +334,11 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
     loop {
         let reply = client.download(received, if first { wait } else { Duration::ZERO })?;
         first = false;
-        let cursor = reply.header("x-cloudsync-cursor").map(parse_cursor).transpose()?.unwrap_or(received);
+        let next = reply.header("x-cloudsync-cursor").map(parse_checkpoint).transpose()?.unwrap_or(received);
         if reply.status == 204 {
-            if cursor > received {
-                set_setting(conn, RECEIVED, Some(&cursor_text(cursor)))?;
-                received = cursor;
+            if next != received {
+                set_setting(conn, RECEIVED, Some(&next.to_string()))?;
+                received = next;
             }
             break;
         }
@@ -358,10 +347,10 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
         chunks += 1;
         let report = in_savepoint(conn, "cloudsync_receive", || {
             let report = apply::apply_payload(conn, state, &reply.body)?;
-            set_setting(conn, RECEIVED, Some(&cursor_text(cursor)))?;
+            set_setting(conn, RECEIVED, Some(&next.to_string()))?;
             Ok(report)
         })?;
-        received = cursor;
+        received = next;
         applied += report.applied;
         incoming += report.received;
         for (t, n) in report.tables {
@@ -382,7 +371,7 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
         "chunks": chunks,
         "bytes": bytes,
         "tables": tables,
-        "received_cursor": cursor_text(received),
+        "received_cursor": received.to_string(),
         "complete": complete,
     }))
 }
@@ -415,8 +404,10 @@ pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u
 pub fn has_unsent_changes(conn: &Connection) -> Result<bool> {
     let Some(site) = meta::local_site(conn)? else { return Ok(false) };
     fold::fold_all(conn)?;
-    let query = FeedQuery { after: checkpoint(conn, SENT)?, sites: SiteFilter::Only(site), ..FeedQuery::default() };
-    Ok(FeedReader::new(conn, query)?.next(conn)?.is_some())
+    in_savepoint(conn, "cloudsync_feed", || {
+        let query = FeedQuery { from: checkpoint(conn, SENT)?, sites: SiteFilter::Only(site), ..FeedQuery::default() };
+        Ok(FeedReader::new(conn, query)?.next(conn)?.is_some())
+    })
 }
 
 /// `cloudsync_network_reset_sync_version()`: forget both checkpoints (everything is
@@ -479,6 +470,9 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS cloudsync_hidden (tbl TEXT NOT NULL, pk BLOB NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID",
     )?;
+    // Clocks are read below: local writes not yet folded would make new rows missing
+    // from the check and deleted ones still in it.
+    fold::fold_all(conn)?;
     let (mut checked, mut hidden) = (0u64, 0u64);
     let mut tables = serde_json::Map::new();
     for name in SyncTable::names(conn)? {
@@ -517,7 +511,7 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
 pub fn status(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
     let mut v = client.status()?;
-    v["sent"] = json!(cursor_text(checkpoint(conn, SENT)?));
-    v["received"] = json!(cursor_text(checkpoint(conn, RECEIVED)?));
+    v["sent"] = json!(checkpoint(conn, SENT)?.to_string());
+    v["received"] = json!(checkpoint(conn, RECEIVED)?.to_string());
     Ok(v)
 }

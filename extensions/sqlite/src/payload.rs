@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use cloudsync_core::engine::ApplyReport;
+use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
 use cloudsync_core::{Algo, Cursor};
 use rusqlite::Connection;
@@ -30,25 +31,34 @@ pub struct Chunk {
     pub payload: Option<Vec<u8>>,
     /// Number of changes in it.
     pub changes: u64,
-    /// Position to resume from: the last row it contains (or the query's position).
-    pub cursor: Cursor,
+    /// Where the reader resumes: partway through its pass when `more`, else complete
+    /// through the horizon the chunk was read up to.
+    pub next: Checkpoint,
     /// Whether the feed has more after `cursor`.
     pub more: bool,
 }
 
 /// Folds pending local writes, then encodes every change matching `query`. Returns
-/// the payload (None when there is nothing to send), the number of changes and the
-/// position to resume from.
-pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u64, Cursor)> {
+/// the payload (None when there is nothing to send), the number of changes and where
+/// to resume from.
+pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u64, Checkpoint)> {
     let chunk = encode_chunk(conn, query, usize::MAX)?;
-    Ok((chunk.payload, chunk.changes, chunk.cursor))
+    Ok((chunk.payload, chunk.changes, chunk.next))
 }
 
 /// Like [`encode`], but stops at the first row boundary after about `max_bytes`
 /// (uncompressed estimate), so that large feeds travel as several resumable chunks.
 /// A row is never split: a single row larger than `max_bytes` makes a chunk of its own.
+///
+/// The rows and the resume point are read in one transaction (one snapshot), after
+/// pending local writes are folded; the resume point covers exactly the changes in the
+/// chunk (`cloudsync_core::feed`, ARCHITECTURE.md "a cursor is a promise").
 pub fn encode_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Result<Chunk> {
     fold::fold_all(conn)?;
+    apply::in_savepoint(conn, "cloudsync_feed", || read_chunk(conn, query, max_bytes))
+}
+
+fn read_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Result<Chunk> {
     let mut reader = FeedReader::new(conn, query)?;
     let mut encoder = PayloadEncoder::new(encode_options(conn)?);
     let mut tables: Vec<(String, Algo, u64)> = Vec::new();
@@ -65,18 +75,18 @@ pub fn encode_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Re
             break;
         }
     }
-    let cursor = if more { reader.position_before_current() } else { reader.position() };
+    let next = if more { reader.checkpoint_before_current() } else { reader.checkpoint(conn)? };
     let changes = encoder.change_count();
     let payload = (!encoder.is_empty()).then(|| encoder.finish());
-    Ok(Chunk { payload, changes, cursor, more })
+    Ok(Chunk { payload, changes, next, more })
 }
 
 /// `cloudsync_payload_save(path, since)`: writes every change after `since` (all
 /// changes by default, from every site) to `path`, atomically. Returns the number of
 /// changes written; with none, no file is written.
 pub fn save(conn: &Connection, path: &str, since: u64) -> Result<u64> {
-    let after = if since == 0 { Cursor::ZERO } else { Cursor::new(since, u64::MAX) };
-    let (payload, n, _) = encode(conn, FeedQuery { after, ..FeedQuery::default() })?;
+    let from = Checkpoint::complete(if since == 0 { Cursor::ZERO } else { Cursor::through(since) });
+    let (payload, n, _) = encode(conn, FeedQuery { from, ..FeedQuery::default() })?;
     let Some(bytes) = payload else { return Ok(0) };
     let io = |source| Error::Io { path: path.to_string(), source };
     let tmp = format!("{path}.tmp-{}", std::process::id());

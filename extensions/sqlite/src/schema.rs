@@ -26,6 +26,8 @@ pub struct Shape {
     pub name: String,
     /// Ordinary (not generated, not hidden) columns in declaration order.
     pub columns: Vec<Column>,
+    /// A STRICT table (its `ANY` columns convert nothing).
+    pub strict: bool,
 }
 
 impl Shape {
@@ -82,7 +84,26 @@ pub fn read(conn: &Connection, name: &str) -> Result<Option<Shape>> {
             default_sql,
         });
     }
-    Ok(Some(Shape { name: canonical, columns }))
+    // `pragma_table_list` exists from SQLite 3.37; older versions have no STRICT tables.
+    let strict = conn
+        .prepare_cached("SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?1")
+        .and_then(|mut s| s.query_row([&canonical], |r| r.get::<_, bool>(0)).optional())
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    Ok(Some(Shape { name: canonical, columns, strict }))
+}
+
+impl Column {
+    /// The column's type affinity in its table ([`Affinity::of`], except that `ANY` in a
+    /// STRICT table converts nothing).
+    pub fn affinity(&self, strict: bool) -> Affinity {
+        if strict && self.def.decl_type.trim().eq_ignore_ascii_case("ANY") {
+            Affinity::Blob
+        } else {
+            Affinity::of(&self.def.decl_type)
+        }
+    }
 }
 
 /// Refuses what cannot sync safely, with a message that says what to do instead.

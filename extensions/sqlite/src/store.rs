@@ -120,14 +120,16 @@ impl<'c> Prepared<'c> {
 /// A [`Store`] over one connection, for the duration of one apply.
 pub struct SqliteStore<'c> {
     conn: &'c Connection,
+    values: crate::apply::Values,
     tables: HashMap<String, Prepared<'c>>,
     sites: HashMap<SiteOrd, SiteId>,
 }
 
 impl<'c> SqliteStore<'c> {
-    /// A store over `conn`. The caller owns the transaction.
-    pub fn new(conn: &'c Connection) -> Self {
-        SqliteStore { conn, tables: HashMap::new(), sites: HashMap::new() }
+    /// A store over `conn`, holding incoming values to `values`. The caller owns the
+    /// transaction.
+    pub fn new(conn: &'c Connection, values: crate::apply::Values) -> Self {
+        SqliteStore { conn, values, tables: HashMap::new(), sites: HashMap::new() }
     }
 
     fn prepared(&mut self, info: &TableInfo) -> Result<&mut Prepared<'c>> {
@@ -160,7 +162,13 @@ impl Store for SqliteStore<'_> {
             }
             self.tables.insert(name.to_string(), Prepared::new(self.conn, t)?);
         }
-        Ok(self.tables.get(name).map(|p| p.table.info()))
+        Ok(self.tables.get(name).map(|p| {
+            let mut info = p.table.info();
+            if self.values == crate::apply::Values::Keys {
+                info.affinities.columns.clear();
+            }
+            info
+        }))
     }
 
     fn clock(&mut self, info: &TableInfo, key: RowKey<'_>) -> Result<Option<RowClock>> {

@@ -1,6 +1,6 @@
 //! A synced table: its registry row, column ids and the names of its metadata tables.
 
-use cloudsync_core::engine::TableInfo;
+use cloudsync_core::engine::{Affinities, TableInfo};
 use cloudsync_core::{Algo, ColId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -60,6 +60,9 @@ pub struct SyncTable {
     pub altering: bool,
     /// Schema fingerprint.
     pub fingerprint: u64,
+    /// Type affinity of the key and synced columns (values they would convert are
+    /// refused before an apply writes anything).
+    pub affinities: Affinities,
 }
 
 impl SyncTable {
@@ -92,6 +95,7 @@ impl SyncTable {
             columns: self.columns.iter().map(|c| (c.id, c.name.clone())).collect(),
             fingerprint: self.fingerprint,
             dropped: self.dropped.clone(),
+            affinities: self.affinities.clone(),
         }
     }
 
@@ -130,6 +134,10 @@ impl SyncTable {
                 .into(),
         })?;
         let mut columns = Vec::new();
+        let mut affinities = Affinities {
+            keys: shape.pk().iter().map(|c| (c.def.name.clone(), c.affinity(shape.strict))).collect(),
+            columns: Vec::new(),
+        };
         let mut dropped = Vec::new();
         let mut stmt =
             conn.prepare_cached("SELECT id, name, dropped FROM cloudsync_columns WHERE tbl = ?1 ORDER BY id")?;
@@ -143,8 +151,10 @@ impl SyncTable {
             }
             // During an alter the column may be gone from the table already.
             let Some(c) = shape.values().find(|c| c.def.name.eq_ignore_ascii_case(&col_name)) else { continue };
+            let id = ColId::try_from(id).map_err(|_| Error::Apply(format!("corrupt metadata: column id {id}")))?;
+            affinities.columns.push((id, c.affinity(shape.strict)));
             columns.push(SyncColumn {
-                id: ColId::try_from(id).map_err(|_| Error::Apply(format!("corrupt metadata: column id {id}")))?,
+                id,
                 name: c.def.name.clone(),
                 default_sql: c.default_sql.clone(),
                 decl_type: c.def.decl_type.clone(),
@@ -166,6 +176,7 @@ impl SyncTable {
             mask_words: u32::try_from(mask_words).unwrap_or(1),
             altering,
             fingerprint,
+            affinities,
         }))
     }
 

@@ -10,6 +10,7 @@
 use std::os::raw::c_int;
 use std::sync::Arc;
 
+use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::{Algo, Change, Changeset, Cursor, SiteId, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::vtab::{
@@ -264,7 +265,8 @@ impl ChangesCursor<'_> {
             empty = true;
         }
         // `db_version > lower`: everything up to (lower, max seq) has been seen.
-        query.after = if lower < 0 { Cursor::ZERO } else { Cursor::new(lower.cast_unsigned(), u64::MAX) };
+        query.from =
+            Checkpoint::complete(if lower < 0 { Cursor::ZERO } else { Cursor::through(lower.cast_unsigned()) });
         query.until = upper.map(i64::cast_unsigned);
         fold::fold_all(&self.tab.conn)?;
         self.reader = if empty { None } else { Some(FeedReader::new(&self.tab.conn, query)?) };

@@ -381,6 +381,61 @@ fn bad_payloads_are_refused_and_write_nothing() {
     assert_eq!(one::<i64>(&d, "SELECT count(*) FROM t_cloudsync"), 0);
 }
 
+/// A value its column would convert (SQLite's type affinity) is refused before anything
+/// is written where the database decides for everyone (the service's central copy,
+/// `Values::Exact`): it would hold something else than the clock and every payload
+/// carry, and a device applying the same change would end with a different row. A key
+/// is refused everywhere (a converted key names another row than its clock); a device
+/// stores other values as its columns do (what a PostgreSQL server sends as text).
+#[test]
+fn values_a_column_would_convert_are_refused_whole() {
+    use cloudsync_core::value::encode_key;
+    use cloudsync_sqlite::apply::{apply_with, Values};
+    let a = db_with_t("cls");
+    a.execute_batch("INSERT INTO t VALUES ('x', 1, 'one'), ('y', 2, 'two')").unwrap();
+    let good = cloudsync_core::payload::decode(&payload(&a, 0).unwrap()).unwrap();
+    let mut int_key = good.clone();
+    int_key.rows[1].pk = encode_key(&[cloudsync_core::Value::Integer(42)]);
+    let mut text_number = good.clone();
+    let cell = text_number.rows[0].cells.iter_mut().find(|c| good.tables[0].columns[c.col] == "a").unwrap();
+    cell.value = cloudsync_core::Value::Text(b" 7".to_vec());
+
+    let central = rusqlite::Connection::open_in_memory().unwrap();
+    let state = cloudsync_sqlite::register(&central).unwrap();
+    central
+        .execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER, b TEXT); SELECT cloudsync_init('t');")
+        .unwrap();
+    let exact = |cs: &cloudsync_core::Changeset| {
+        cloudsync_sqlite::cache::scope(&state.cache, &central, || apply_with(&central, &state, cs, Values::Exact))
+    };
+    for (bad, says) in [
+        (&int_key, "value 42 (integer) for column 'id' of table 't' would be stored as text"),
+        (&text_number, "value ' 7' (text) for column 'a' of table 't' would be stored as a number"),
+    ] {
+        let e = exact(bad).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+        assert!(rows(&central, "t").is_empty());
+        assert_eq!(one::<i64>(&central, "SELECT count(*) FROM t_cloudsync"), 0);
+    }
+    exact(&good).unwrap();
+    assert_eq!(rows(&central, "t"), rows(&a, "t"));
+
+    // A device refuses the key, and stores the text as its INTEGER column does.
+    let encode = |cs: &cloudsync_core::Changeset| {
+        cloudsync_core::payload::PayloadEncoder::encode(cs, cloudsync_core::payload::EncodeOptions::default())
+    };
+    let b = db_with_t("cls");
+    assert!(apply(&b, &encode(&int_key)).unwrap_err().to_string().contains("would be stored as text"));
+    assert!(rows(&b, "t").is_empty());
+    apply(&b, &encode(&text_number)).unwrap();
+    assert_eq!(one::<i64>(&b, "SELECT a FROM t WHERE id = 'x'"), 7);
+    // The same key is fine in a key column without affinity.
+    let c = db();
+    c.execute_batch("CREATE TABLE t (id PRIMARY KEY NOT NULL, a, b TEXT); SELECT cloudsync_init('t');").unwrap();
+    apply(&c, &encode(&int_key)).unwrap();
+    assert_eq!(one::<i64>(&c, "SELECT count(*) FROM t WHERE id = 42 AND typeof(id) = 'integer'"), 1);
+}
+
 #[test]
 fn changes_view_filters_and_inserting_merges() {
     let (a, b) = (db_with_t("cls"), db_with_t("cls"));

@@ -20,8 +20,10 @@ pub struct FolderStore {
     secret: Vec<u8>,
 }
 
+/// A failure of the folder itself (full, unwritable, gone): the payload store is
+/// unavailable, which callers answer with a retryable error.
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::PayloadStore(format!("{}: {source}", path.display()))
 }
 
 impl FolderStore {
@@ -74,16 +76,14 @@ impl PayloadStore for FolderStore {
         let path = self.path(key)?;
         tokio::fs::read(&path).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound { what: "payload object" },
-            _ => Error::Io { path: path.display().to_string(), source: e },
+            _ => io(&path)(e),
         })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::Io { path: path.display().to_string(), source: e })
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
             _ => Ok(()),
         }
     }
@@ -112,9 +112,7 @@ impl PayloadStore for FolderStore {
                 }
             }
             match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(Error::Io { path: dir.display().to_string(), source: e })
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
                 _ => Ok(removed),
             }
         })

@@ -113,7 +113,8 @@ pub fn check_key(key: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("invalid object key '{key}'")))
+        let shown: String = key.chars().take(80).filter(|c| !c.is_control()).collect();
+        Err(Error::Invalid(format!("invalid object key '{shown}'")))
     }
 }
 
