@@ -38,6 +38,15 @@ pub enum ApiError {
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
+    /// A request refused for a reason with its own stable code (`invalid_sql`,
+    /// `refused_sql`).
+    #[error("{message}")]
+    Rejected {
+        /// The code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A request that conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
@@ -78,6 +87,7 @@ impl ApiError {
             ApiError::ConfirmationRequired(_) => (StatusCode::BAD_REQUEST, "confirmation_required"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -107,11 +117,19 @@ impl From<CpError> for ApiError {
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
             CpError::Forbidden(m) => ApiError::Forbidden(m),
+            e @ CpError::Schema(_) => ApiError::Rejected { code: e.code(), message: e.to_string() },
             // Schema and payload problems are the caller's to fix: say what is wrong.
             e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_) | CpError::Postgres { .. })
                 if !e.retryable() && e.code() != "internal" =>
             {
-                ApiError::BadRequest(e.to_string())
+                tracing::info!(error = %e, code = e.code(), "request refused by the database");
+                match e.code() {
+                    // The sandbox's refusals keep their own codes.
+                    code @ ("time_budget_exceeded" | "refused_sql") => {
+                        ApiError::Rejected { code, message: e.public_message() }
+                    }
+                    _ => ApiError::BadRequest(e.public_message()),
+                }
             }
             other => ApiError::Internal(Box::new(other)),
         }

@@ -243,3 +243,34 @@ async fn a_job_page_lists_the_rows_the_database_refused() {
     );
     assert!(body.contains("42501") && body.contains("row-level security policy"), "{body}");
 }
+
+/// The provisioning form runs the same guard as the API: smuggled statements, file and
+/// extension functions and subqueries are refused on the page (422, the reason shown)
+/// and nothing is created, in a preview or for real.
+#[tokio::test]
+async fn the_provisioning_form_refuses_what_the_api_refuses() {
+    let (app, _dir) = app().await;
+    let (cookie, csrf) = sign_in(&app, TOKEN).await.unwrap();
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v TEXT);").await;
+    let uri = format!("/admin/tenants/{tenant}/databases/{db}/schema");
+    for sql in [
+        "/*CREATE TABLE*/ ATTACH DATABASE 'control.sqlite' AS cp; CREATE TABLE x (a)",
+        "CREATE TABLE leak AS SELECT group_concat(file) FROM pragma_database_list",
+        "CREATE TABLE x (id TEXT PRIMARY KEY NOT NULL, v TEXT DEFAULT (readfile('/etc/passwd')))",
+        "CREATE TABLE x (id TEXT PRIMARY KEY NOT NULL, v TEXT CHECK (v IN (SELECT name FROM sqlite_master)))",
+    ] {
+        for action in ["preview", "apply"] {
+            let form = format!(
+                "csrf={csrf}&action={action}&algos=&sql={}",
+                form_urlencoded::byte_serialize(sql.as_bytes()).collect::<String>()
+            );
+            let r = post(&app, &uri, Some(&cookie), &form).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{sql}: {}", html(&r));
+            assert!(html(&r).contains("id=\"f-sql-error\""), "{sql}");
+        }
+    }
+    let (_, tables) = app.call("GET", &format!("/v1/tenants/{tenant}/databases/{db}/tables"), Some(TOKEN), None).await;
+    let names: Vec<&str> = tables["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["t"]);
+}

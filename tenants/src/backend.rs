@@ -16,7 +16,6 @@ use cloudsync_sqlite::apply::Values;
 use cloudsync_sqlite::changes::{FeedQuery, SiteFilter};
 use cloudsync_sqlite::payload::Chunk;
 use cloudsync_sqlite::state::ConnState;
-use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::Connection;
 
 use crate::actor::{show_key, Actor, Applied, RefusedRow};
@@ -27,9 +26,25 @@ use crate::{Error, Result};
 /// a permit per blocking database call), so this many are enough to never reopen.
 pub const IDLE_PER_DATABASE: usize = 16;
 
+/// Time budgets of the operations on a tenant database (`sandbox::Budget`): a
+/// statement still running past its operation's budget is interrupted.
+pub struct Budgets;
+
+impl Budgets {
+    /// Reads of metadata, policy checks, creating the file.
+    pub const QUICK: Duration = Duration::from_secs(10);
+    /// Provisioning (DDL, enabling sync), listing tables with their row counts, one
+    /// download chunk.
+    pub const STANDARD: Duration = Duration::from_secs(60);
+    /// Applying one uploaded payload (up to the upload limit).
+    pub const APPLY: Duration = Duration::from_secs(300);
+}
+
 struct Conn {
     conn: Connection,
     state: Arc<ConnState>,
+    /// The deadline its statements run under (`sandbox`).
+    budget: crate::sandbox::Budget,
     /// Who `auth_uid()`, `auth_role()` and `auth_claim()` answer for (row policies).
     actor: Arc<Mutex<Option<Actor>>>,
 }
@@ -109,20 +124,22 @@ impl SqliteBackends {
         // FULL: a job is marked done only after its apply committed, and must not be
         // undone by a power loss.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-        let state = cloudsync_sqlite::register(&conn)?;
+        let state = cloudsync_sqlite::register_engine(&conn)?;
         let actor = Arc::new(Mutex::new(None));
         register_auth(&conn, &actor)?;
-        Ok(Conn { conn, state, actor })
+        let budget = crate::sandbox::enter(&conn)?;
+        Ok(Conn { conn, state, budget, actor })
     }
 
     /// Runs `f` on a pooled connection to `db` with `auth_*()` answering for `actor`.
     fn with_actor<T>(
         &self,
         db: &DatabaseId,
+        limit: Duration,
         actor: &Actor,
         f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
     ) -> Result<T> {
-        self.with_conn(db, false, |c| {
+        self.with_conn(db, false, limit, |c| {
             *lock(&c.actor) = Some(actor.clone());
             let result = f(&c.conn, &c.state);
             *lock(&c.actor) = None;
@@ -131,27 +148,31 @@ impl SqliteBackends {
     }
 
     /// Runs `f` on a pooled connection to `db`.
-    fn with<T>(&self, db: &DatabaseId, f: impl FnOnce(&Connection, &ConnState) -> Result<T>) -> Result<T> {
-        self.with_opts(db, false, f)
+    fn with<T>(
+        &self,
+        db: &DatabaseId,
+        limit: Duration,
+        f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
+    ) -> Result<T> {
+        self.with_conn(db, false, limit, |c| f(&c.conn, &c.state))
     }
 
-    fn with_opts<T>(
+    /// Runs `f` on a pooled connection to `db`, its statements interrupted after `limit`.
+    fn with_conn<T>(
         &self,
         db: &DatabaseId,
         create: bool,
-        f: impl FnOnce(&Connection, &ConnState) -> Result<T>,
+        limit: Duration,
+        f: impl FnOnce(&Conn) -> Result<T>,
     ) -> Result<T> {
-        self.with_conn(db, create, |c| f(&c.conn, &c.state))
-    }
-
-    fn with_conn<T>(&self, db: &DatabaseId, create: bool, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         let handle = Arc::clone(lock(&self.handles).entry(db.clone()).or_default());
         let conn = lock(&handle.idle).pop();
         let conn = match conn {
             Some(c) => c,
             None => self.open(db, create)?,
         };
-        let result = cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn));
+        let result =
+            conn.budget.within(limit, || cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn)));
         // A connection left inside a transaction by an error is not reused.
         if conn.conn.is_autocommit() {
             let mut idle = lock(&handle.idle);
@@ -164,7 +185,7 @@ impl SqliteBackends {
 
     /// Creates the database file.
     pub fn create(&self, db: &DatabaseId) -> Result<()> {
-        self.with_opts(db, true, |_, _| Ok(()))
+        self.with_conn(db, true, Budgets::QUICK, |_| Ok(()))
     }
 
     /// Deletes the database file (and its WAL). Idempotent. Connections in use finish
@@ -198,7 +219,7 @@ impl SqliteBackends {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        self.with(db, |conn, _| {
+        self.with(db, Budgets::STANDARD, |conn, _| {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = provision_in_txn(conn, sql, algos, flags);
             match &result {
@@ -217,7 +238,7 @@ impl SqliteBackends {
 
     /// The canonical name of the synced table `name`, or `NotFound`.
     pub fn synced_table(&self, db: &DatabaseId, name: &str) -> Result<String> {
-        self.with(db, |conn, _| {
+        self.with(db, Budgets::QUICK, |conn, _| {
             cloudsync_sqlite::table::SyncTable::load(conn, name)?
                 .map(|t| t.name)
                 .ok_or(Error::NotFound { what: "synced table" })
@@ -226,7 +247,7 @@ impl SqliteBackends {
 
     /// The synced tables of `db`, by name.
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
-        self.with(db, |conn, _| {
+        self.with(db, Budgets::STANDARD, |conn, _| {
             let mut out = Vec::new();
             for name in cloudsync_sqlite::table::SyncTable::names(conn)? {
                 let t = cloudsync_sqlite::table::SyncTable::require(conn, &name)?;
@@ -267,7 +288,7 @@ impl SqliteBackends {
         policies: &[(String, String)],
     ) -> Result<Applied> {
         let policed = cs.tables.iter().any(|t| policy_of(policies, &t.name).is_some());
-        self.with_actor(db, actor, |conn, state| {
+        self.with_actor(db, Budgets::APPLY, actor, |conn, state| {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let result = (|| {
                 if !policed {
@@ -302,7 +323,7 @@ impl SqliteBackends {
         keys: &[Vec<u8>],
         policy: Option<&str>,
     ) -> Result<Vec<Vec<u8>>> {
-        self.with_actor(db, actor, |conn, _| {
+        self.with_actor(db, Budgets::QUICK, actor, |conn, _| {
             let Some(t) = cloudsync_sqlite::table::SyncTable::load(conn, table)? else {
                 return Err(Error::NotFound { what: "synced table" });
             };
@@ -321,7 +342,7 @@ impl SqliteBackends {
     /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
-        self.with(db, |conn, _| {
+        self.with(db, Budgets::QUICK, |conn, _| {
             let t = cloudsync_sqlite::table::SyncTable::load(conn, table)?
                 .ok_or_else(|| Error::Invalid(format!("table '{table}' is not a synced table of this database")))?;
             conn.prepare(&format!("SELECT 1 FROM {} WHERE ({expr})", t.quoted()))
@@ -342,7 +363,7 @@ impl SqliteBackends {
         actor: &Actor,
         policies: &[(String, String)],
     ) -> Result<Chunk> {
-        self.with_actor(db, actor, |conn, _| {
+        self.with_actor(db, Budgets::STANDARD, actor, |conn, _| {
             let query = FeedQuery {
                 from: after,
                 sites: SiteFilter::Except(device),
@@ -355,7 +376,7 @@ impl SqliteBackends {
 
     /// The central database's feed position.
     pub fn db_version(&self, db: &DatabaseId) -> Result<u64> {
-        self.with(db, |conn, _| Ok(cloudsync_sqlite::meta::db_version(conn)?))
+        self.with(db, Budgets::QUICK, |conn, _| Ok(cloudsync_sqlite::meta::db_version(conn)?))
     }
 }
 
@@ -493,53 +514,24 @@ fn register_auth(conn: &Connection, actor: &Arc<Mutex<Option<Actor>>>) -> Result
     Ok(())
 }
 
-/// Statement kinds provisioning accepts.
-fn statement_kind(sql: &str) -> Option<&'static str> {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(4)
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphabetic()).to_ascii_uppercase())
-        .collect();
-    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["CREATE", "TABLE", ..] => Some("table"),
-        ["CREATE", "INDEX", ..] | ["CREATE", "UNIQUE", "INDEX", ..] => Some("index"),
-        _ => None,
-    }
-}
-
+/// Creates what `sql` declares, running only statements emitted by the guard from the
+/// parsed tree (`ddl::guard`), never the submitted text, then enables sync on the new
+/// tables.
 fn provision_in_txn(
     conn: &Connection,
     sql: &str,
     algos: &BTreeMap<String, String>,
     flags: &BTreeMap<String, i64>,
 ) -> Result<Provisioning> {
+    let emitted = cloudsync_core::ddl::guard::schema(sql)?;
     let mut created = Vec::new();
     let mut statements = Vec::new();
-    let mut batch = rusqlite::Batch::new(conn, sql);
-    while let Some(mut stmt) = batch.next()? {
-        let text = stmt.expanded_sql().unwrap_or_default();
-        let without_comments: String =
-            text.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join(" ");
-        let kind = statement_kind(&without_comments);
-        if kind.is_some() {
-            statements.push(text.trim().to_string());
-        }
-        match kind {
-            Some("table") => {
-                let before = table_names(conn)?;
-                stmt.raw_execute()?;
-                created.extend(table_names(conn)?.into_iter().filter(|t| !before.contains(t)));
-            }
-            Some(_) => {
-                stmt.raw_execute()?;
-            }
-            None => {
-                return Err(Error::Invalid(format!(
-                    "only CREATE TABLE and CREATE INDEX statements are accepted, got: {}",
-                    without_comments.trim().chars().take(80).collect::<String>()
-                )))
-            }
-        }
+    for e in &emitted {
+        let before = table_names(conn)?;
+        // One statement, built here: `execute` refuses anything after it.
+        conn.execute(&e.sql, [])?;
+        created.extend(table_names(conn)?.into_iter().filter(|t| !before.contains(t)));
+        statements.push(e.sql.clone());
     }
     if created.is_empty() {
         return Err(Error::Invalid("the SQL creates no table".into()));

@@ -41,6 +41,11 @@ pub enum Error {
     /// SQLite itself failed in a tenant database.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Schema SQL a tenant may not run: it does not parse as `CREATE TABLE`/`CREATE
+    /// INDEX`, or holds constructs refused for every backend (`ddl::guard`) or without
+    /// a faithful PostgreSQL translation.
+    #[error("{0}")]
+    Schema(#[from] cloudsync_core::ddl::TranslateError),
     /// A payload that cannot be applied.
     #[error("payload: {0}")]
     Payload(#[from] cloudsync_core::DecodeError),
@@ -112,14 +117,32 @@ impl Error {
         }
     }
 
+    /// What a tenant or a device may be told: the message without anything of the node
+    /// (paths, hosts) — a generic sentence for outages and internal failures, the error
+    /// itself with path-like words replaced otherwise. The full error goes to the log.
+    pub fn public_message(&self) -> String {
+        match (self.unavailable(), self.code()) {
+            (Some("control"), _) => "the control-plane store is unavailable for now; retry later".into(),
+            (Some("payload"), _) => "the payload store is unavailable for now; retry later".into(),
+            (Some(_), _) => "the database is unavailable for now; retry later".into(),
+            (None, "internal") => "internal error".into(),
+            (None, _) => redact_paths(&self.to_string()),
+        }
+    }
+
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
+        match self.unavailable() {
+            Some("control") => return "control_plane_unavailable",
+            Some("payload") => return "payload_store_unavailable",
+            Some(_) => return "database_unavailable",
+            None => {}
+        }
         match self {
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Invalid(_) => "invalid_request",
             Error::Forbidden(_) => "forbidden",
-            Error::Unreachable(_) => "unavailable",
             Error::Postgres { sqlstate, .. } => match sqlstate.get(..2) {
                 _ if sqlstate == "42501" => "permission_denied",
                 Some("23") => "constraint_violation",
@@ -127,6 +150,8 @@ impl Error {
                 Some("42") => "incompatible_payload",
                 _ => "internal",
             },
+            Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_)) => "refused_sql",
+            Error::Schema(_) => "invalid_sql",
             Error::Payload(_) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Incompatible(i)) => i.code(),
@@ -142,6 +167,24 @@ impl Error {
     }
 }
 
+/// `text` with every word that looks like a file path (`/a/b`, `C:\\x`, `~/x`) replaced by
+/// `<path>`.
+pub fn redact_paths(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let core = word.trim_matches(|c: char| c.is_whitespace() || "'\"`(),;:".contains(c));
+            let pathlike = (core.starts_with('/') && core[1..].contains('/'))
+                || core.starts_with("~/")
+                || core.get(1..3).is_some_and(|s| s == ":\\");
+            if pathlike {
+                word.replace(core, "<path>")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The caller's SQLite mistakes get their own codes; anything else (corruption,
 /// permissions, I/O) is the service's problem.
 fn sqlite_code(e: &rusqlite::Error) -> &'static str {
@@ -149,6 +192,10 @@ fn sqlite_code(e: &rusqlite::Error) -> &'static str {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             C::ConstraintViolation => "constraint_violation",
+            // The sandbox's progress handler: the operation ran past its time budget.
+            C::OperationInterrupted => "time_budget_exceeded",
+            // The sandbox's authorizer refused something.
+            C::AuthorizationForStatementDenied => "refused_sql",
             C::Unknown | C::TypeMismatch | C::TooBig | C::ParameterOutOfRange => "invalid_sql",
             _ => "internal",
         },
@@ -194,3 +241,16 @@ fn is_transient(e: &rusqlite::Error) -> bool {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_redacted() {
+        assert_eq!(
+            super::redact_paths("payload store: /var/lib/cs/payloads/db/x: Not a directory (os error 20)"),
+            "payload store: <path>: Not a directory (os error 20)"
+        );
+        assert_eq!(super::redact_paths("no such column: a/b"), "no such column: a/b");
+        assert_eq!(super::redact_paths("'/etc/passwd' and ~/x"), "'<path>' and <path>");
+    }
+}

@@ -302,7 +302,8 @@ impl ControlPlane {
         .bind(if retry { "pending" } else { "dead" })
         .bind(now + ms(backoff(job.attempts)))
         .bind(error.code())
-        .bind(error.to_string())
+        // Devices read it in their status: nothing of the node (the log has it all).
+        .bind(error.public_message())
         .bind(i64::from(retry))
         .bind(now)
         .bind(if retry { None } else { Some(now) })

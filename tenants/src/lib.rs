@@ -6,7 +6,8 @@
 //! ([`devices`]), secrets at rest ([`secrets`]), pagination ([`page`]), deletion with
 //! data ([`deletion`])) and its durable apply queue ([`jobs`]), the payload stores
 //! ([`payloads`]), the tenant databases ([`backends::Backends`]: SQLite files
-//! ([`backend`]) or tenants' PostgreSQL ([`postgres`]), used as each device's
+//! ([`backend`], each connection in the [`sandbox`]) or tenants' PostgreSQL
+//! ([`postgres`]), used as each device's
 //! [`actor::Actor`]), the apply
 //! workers ([`worker`]) and in-process change notifications ([`notify`]).
 //!
@@ -30,6 +31,7 @@ pub mod overview;
 pub mod page;
 pub mod payloads;
 pub mod postgres;
+pub mod sandbox;
 pub mod secrets;
 pub mod sessions;
 pub mod store;

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cloudsync_core::ddl::{self, Existing, Target, TranslateError};
+use cloudsync_core::ddl::{self, Existing, Target};
 use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::{Changeset, Cursor, SiteId};
@@ -216,11 +216,7 @@ impl PgBackends {
             }
         }
         let target = Target { schema: Some(schema.clone()), tables: per_table.clone() };
-        let translation = ddl::translate_into(sql, &existing, &target).map_err(|e| match e {
-            TranslateError::Refused(_) | TranslateError::Syntax(_) | TranslateError::Empty => {
-                Error::Invalid(e.to_string())
-            }
-        })?;
+        let translation = ddl::translate_into(sql, &existing, &target)?;
         if let Some(unknown) = algos
             .keys()
             .chain(flags.keys())

@@ -206,6 +206,11 @@ impl RoleSettings {
     }
 }
 
+/// A policy as it runs: re-emitted by the guard, or `0` (no row) when refused.
+fn guarded(policy: &str) -> String {
+    cloudsync_core::ddl::guard::expression(policy).unwrap_or_else(|_| "0".into())
+}
+
 /// How one table syncs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -245,25 +250,32 @@ impl DatabaseSettings {
                 return Err(Error::Invalid(format!("invalid table name in settings: '{}'", name.escape_debug())));
             }
             for p in [&t.read_policy, &t.write_policy].into_iter().flatten() {
-                if p.trim().is_empty() || p.len() > 4096 || p.contains(';') {
+                if p.trim().is_empty() || p.len() > 4096 {
                     return Err(Error::Invalid(format!(
-                        "invalid policy for table '{}': one SQL expression, at most 4096 bytes, no ';'",
+                        "invalid policy for table '{}': one SQL expression of at most 4096 bytes",
                         name.escape_debug()
                     )));
                 }
+                // Parsed as an expression over the row: allow-listed functions, no
+                // subquery, no other statement (`ddl::guard`).
+                cloudsync_core::ddl::guard::expression(p).map_err(|why| {
+                    Error::Invalid(format!("invalid policy for table '{}': {why}", name.escape_debug()))
+                })?;
             }
         }
         Ok(())
     }
 
-    /// Read policies, by table.
+    /// Read policies, by table, as the service runs them: re-emitted from their tokens
+    /// (`ddl::guard::expression`); a stored policy the guard refuses (set before it
+    /// existed) admits no row.
     pub fn read_policies(&self) -> Vec<(String, String)> {
-        self.tables.iter().filter_map(|(n, t)| t.read_policy.clone().map(|p| (n.clone(), p))).collect()
+        self.tables.iter().filter_map(|(n, t)| t.read_policy.as_deref().map(|p| (n.clone(), guarded(p)))).collect()
     }
 
-    /// Write policies, by table.
+    /// Write policies, by table, as [`DatabaseSettings::read_policies`].
     pub fn write_policies(&self) -> Vec<(String, String)> {
-        self.tables.iter().filter_map(|(n, t)| t.write_policy.clone().map(|p| (n.clone(), p))).collect()
+        self.tables.iter().filter_map(|(n, t)| t.write_policy.as_deref().map(|p| (n.clone(), guarded(p)))).collect()
     }
 
     /// The tables devices may not change.

@@ -305,14 +305,31 @@ const SCALARS: &[(&str, i32, bool, Fx)] = &[
     ("cloudsync_payload_load", 1, false, payload_load),
 ];
 
+/// Functions the engine's schema objects call (trigger `WHEN` clauses, defaults).
+const ENGINE: &[&str] = &["cloudsync_is_merging", "cloudsync_version", "cloudsync_uuid"];
+
 /// Registers every scalar function and the aggregate on `conn`.
 pub fn register(conn: &Connection, state: Arc<ConnState>) -> Result<()> {
-    for &(name, arity, deterministic, f) in SCALARS.iter().chain(NETWORK) {
+    register_scalars(conn, state, SCALARS.iter().chain(NETWORK))?;
+    register_aggregate(conn)
+}
+
+/// Registers only [`ENGINE`]'s functions.
+pub fn register_engine(conn: &Connection, state: Arc<ConnState>) -> Result<()> {
+    register_scalars(conn, state, SCALARS.iter().filter(|(name, ..)| ENGINE.contains(name)))
+}
+
+fn register_scalars<'a>(
+    conn: &Connection,
+    state: Arc<ConnState>,
+    functions: impl Iterator<Item = &'a (&'static str, i32, bool, Fx)>,
+) -> Result<()> {
+    for &(name, arity, deterministic, f) in functions {
         let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
         if deterministic {
             flags |= FunctionFlags::SQLITE_DETERMINISTIC;
         }
-        if name == "cloudsync_is_merging" || name == "cloudsync_version" || name == "cloudsync_uuid" {
+        if ENGINE.contains(&name) {
             // Used inside trigger WHEN clauses and defaults: must be callable from the schema.
             flags = (flags - FunctionFlags::SQLITE_DIRECTONLY) | FunctionFlags::SQLITE_INNOCUOUS;
         }
@@ -325,6 +342,10 @@ pub fn register(conn: &Connection, state: Arc<ConnState>) -> Result<()> {
             with_conn(ctx, |conn| crate::cache::scope(&state.cache, conn, || f(ctx, conn, &state))).map_err(to_sql)
         })?;
     }
+    Ok(())
+}
+
+fn register_aggregate(conn: &Connection) -> Result<()> {
     conn.create_aggregate_function(
         "cloudsync_payload_encode",
         9,

@@ -52,3 +52,13 @@ pub fn register(conn: &rusqlite::Connection) -> Result<Arc<state::ConnState>> {
     vtab::register(conn, Arc::clone(&state))?;
     Ok(state)
 }
+
+/// Registers only what the engine's own schema objects call (`cloudsync_is_merging`
+/// in guard triggers, `cloudsync_version`, `cloudsync_uuid`), all innocuous: for a host
+/// that drives the engine from Rust and must not offer SQL a way to files or the network
+/// (the service's tenant databases). No virtual table, no `cloudsync_payload_save`.
+pub fn register_engine(conn: &rusqlite::Connection) -> Result<Arc<state::ConnState>> {
+    let state = Arc::new(state::ConnState::default());
+    functions::register_engine(conn, Arc::clone(&state))?;
+    Ok(state)
+}

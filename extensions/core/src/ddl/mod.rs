@@ -7,9 +7,11 @@
 //! `ON CONFLICT` clauses, `WITHOUT ROWID` and `STRICT`, partial and expression
 //! indexes. Expressions (`DEFAULT (…)`, `CHECK`, `WHERE`, generated columns, index
 //! terms) are kept as token lists for the translator to rewrite. Other statements are
-//! refused with their line. [`translate`] turns the tree into PostgreSQL statements
+//! refused with their line. [`guard`] decides what a tenant may run and emits SQLite
+//! DDL from the tree; [`translate`] turns the tree into PostgreSQL statements
 //! (`docs/translate-ddl.md`).
 
+pub mod guard;
 mod lex;
 mod parse;
 mod translate;

@@ -412,7 +412,10 @@ impl Parser {
     }
 
     fn statement(&mut self) -> Result<Statement, DdlError> {
-        self.expect("CREATE")?;
+        if !self.eat("CREATE") {
+            return self
+                .fail(format!("only CREATE TABLE and CREATE INDEX statements are accepted, found {}", self.shown()));
+        }
         let temp = self.eat("TEMP") || self.eat("TEMPORARY");
         if self.eat("TABLE") {
             return Ok(Statement::Table(self.create_table(temp)?));

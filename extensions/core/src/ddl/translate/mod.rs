@@ -88,6 +88,9 @@ pub fn translate_against(sql: &str, existing: &Existing) -> Result<Translation, 
 /// [`translate_against`], with every table name qualified by its schema in `target`.
 pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result<Translation, TranslateError> {
     let stmts = super::parse(sql)?;
+    // What a tenant may not run at all, whatever the backend (`guard`): listed after
+    // the translator's own refusals, unless those already name the same column.
+    let guarded = super::guard::check(&stmts);
     let mut tr =
         Translator { tables: Vec::new(), existing: existing.clone(), target: target.clone(), refusals: Vec::new() };
     let mut indexes = Vec::new();
@@ -131,6 +134,11 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
     for i in &indexes {
         if let Some(s) = tr.index(i) {
             out.statements.push(s);
+        }
+    }
+    for g in guarded {
+        if !tr.refusals.iter().any(|r| r.table == g.table && r.column == g.column) {
+            tr.refusals.push(g);
         }
     }
     if tr.refusals.is_empty() {

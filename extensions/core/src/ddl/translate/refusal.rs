@@ -33,6 +33,13 @@ pub enum Reason {
     Duplicate,
     /// A change to an existing table other than adding columns.
     SchemaChange,
+    /// A subquery, another statement or a user function (`REGEXP`, `MATCH`) in an
+    /// expression: tenant SQL reads nothing but its own row (`guard`).
+    Subquery,
+    /// A name of SQLite's (`sqlite_…`) or of the sync engine's (`cloudsync…`).
+    ReservedName,
+    /// A declared type that is not words and at most two numbers in parentheses.
+    DeclaredType,
 }
 
 impl Reason {
@@ -52,6 +59,9 @@ impl Reason {
             Reason::UnknownTable => "unknown-table",
             Reason::Duplicate => "duplicate",
             Reason::SchemaChange => "schema-change",
+            Reason::Subquery => "subquery",
+            Reason::ReservedName => "reserved-name",
+            Reason::DeclaredType => "declared-type",
         }
     }
 }
