@@ -202,7 +202,7 @@ async fn operator_runs_the_service_from_the_browser() {
     fill(&c, "#f-sql", SCHEMA).await;
     click(&c, "button[value=preview]").await;
     let preview = text(&c, ".preview").await;
-    assert!(preview.contains("CREATE TABLE notes") && preview.contains("notes with cls"), "{preview}");
+    assert!(preview.contains(r#"CREATE TABLE "notes""#) && preview.contains("notes with cls"), "{preview}");
     assert!(body(&c).await.contains("No synced tables yet"));
     shot(&c, "04-provision-preview").await;
     click(&c, "button[value=apply]").await;
