@@ -50,9 +50,20 @@ pub enum ApiError {
     /// A request that conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// A request without the `Content-Length` it needs.
+    #[error("this request needs a Content-Length header")]
+    LengthRequired,
     /// A body over the configured limit.
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    /// A payload declaring more bytes once decompressed than the node decodes.
+    #[error("the payload declares {size} bytes once decompressed, over the limit of {limit}; send smaller chunks")]
+    DecompressedTooLarge {
+        /// What the payload's frames declare, in all (as far as they were summed).
+        size: u64,
+        /// The node's limit.
+        limit: u64,
+    },
     /// A failure of the service itself.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -89,7 +100,10 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
+            ApiError::TooLarge(_) | ApiError::DecompressedTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::StoreUnavailable(store) => (
@@ -117,7 +131,9 @@ impl From<CpError> for ApiError {
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
             CpError::Forbidden(m) => ApiError::Forbidden(m),
-            e @ CpError::Schema(_) => ApiError::Rejected { code: e.code(), message: e.to_string() },
+            e @ (CpError::Schema(_) | CpError::Egress(_)) => {
+                ApiError::Rejected { code: e.code(), message: e.to_string() }
+            }
             // Schema and payload problems are the caller's to fix: say what is wrong.
             e @ (CpError::Backend(_) | CpError::Payload(_) | CpError::Sqlite(_) | CpError::Postgres { .. })
                 if !e.retryable() && e.code() != "internal" =>
@@ -141,7 +157,7 @@ impl From<JwtError> for ApiError {
         match e {
             JwtError::NotConfigured | JwtError::Invalid(_) => ApiError::Unauthorized(e.to_string()),
             JwtError::TenantSuspended => ApiError::TenantSuspended,
-            JwtError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
+            JwtError::Unreachable | JwtError::Refused(_) => ApiError::Unavailable(e.to_string()),
             JwtError::Store(inner) => inner.into(),
         }
     }

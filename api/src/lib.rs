@@ -64,11 +64,19 @@ pub struct Limits {
     pub json_bytes: usize,
     /// Download chunk size (uncompressed estimate).
     pub chunk_bytes: usize,
+    /// Most bytes an uploaded payload may declare once decompressed, in all.
+    pub payload_raw_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { inline_bytes: 1 << 20, upload_bytes: 256 << 20, json_bytes: 256 << 10, chunk_bytes: 4 << 20 }
+        Limits {
+            inline_bytes: 1 << 20,
+            upload_bytes: 256 << 20,
+            json_bytes: 256 << 10,
+            chunk_bytes: 4 << 20,
+            payload_raw_bytes: 64 << 20,
+        }
     }
 }
 
@@ -105,10 +113,21 @@ pub struct Inner {
     pub shutdown: watch::Receiver<bool>,
     /// Verifies tenants' JWTs (caches JWKS documents).
     pub verifier: Verifier,
+    /// Where tenant-supplied URLs may lead (the verifier and the PostgreSQL backends
+    /// hold the same policy).
+    pub egress: Arc<cloudsync_tenants::egress::Egress>,
     /// Sync-request counters, flushed to the control plane periodically.
     pub usage: UsageRecorder,
     /// Per-credential rate limiter (`None`: unlimited).
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Payloads being read and decoded for an upload at once ([`decode_permit_count`]):
+    /// with [`Limits::payload_raw_bytes`], what uploads may hold in memory.
+    pub decoding: tokio::sync::Semaphore,
+}
+
+/// Uploads decoded at once: one per core (decoding is CPU work off the async runtime).
+pub fn decode_permit_count() -> usize {
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2)
 }
 
 /// Concurrent blocking calls to SQLite tenant databases ([`Backends::new`]): enough to

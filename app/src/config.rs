@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Largest payload accepted through a signed upload URL, in bytes.
     #[arg(long, env = "CLOUDSYNC_UPLOAD_LIMIT")]
     pub upload_limit: Option<usize>,
+    /// Most bytes an uploaded payload may declare once decompressed, in all.
+    #[arg(long, env = "CLOUDSYNC_PAYLOAD_RAW_LIMIT")]
+    pub payload_raw_limit: Option<u64>,
     /// Largest download chunk, in bytes (uncompressed estimate; at least 1024).
     #[arg(long, env = "CLOUDSYNC_CHUNK_BYTES")]
     pub chunk_bytes: Option<usize>,
@@ -89,6 +92,10 @@ pub struct ServeArgs {
     /// Connections this node keeps at most to each PostgreSQL backend (default 8).
     #[arg(long, env = "CLOUDSYNC_POSTGRES_POOL_SIZE")]
     pub postgres_pool_size: Option<u32>,
+    /// Hosts, addresses and CIDR ranges tenants' URLs (JWKS, PostgreSQL backends) may
+    /// reach besides public addresses, comma-separated (e.g. 127.0.0.1,10.0.0.0/8).
+    #[arg(long, env = "CLOUDSYNC_EGRESS_ALLOW")]
+    pub egress_allow: Option<String>,
 }
 
 /// The same settings in the config file.
@@ -104,6 +111,7 @@ struct FileSettings {
     inline_limit: Option<usize>,
     upload_limit: Option<usize>,
     chunk_bytes: Option<usize>,
+    payload_raw_limit: Option<u64>,
     payload_retention_hours: Option<u64>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
@@ -119,6 +127,7 @@ struct FileSettings {
     jwks_refresh_secs: Option<u64>,
     usage_flush_secs: Option<u64>,
     postgres_pool_size: Option<u32>,
+    egress_allow: Option<String>,
 }
 
 /// Resolved settings.
@@ -133,6 +142,7 @@ pub struct Settings {
     pub inline_limit: usize,
     pub upload_limit: usize,
     pub chunk_bytes: usize,
+    pub payload_raw_limit: u64,
     pub payload_retention_hours: u64,
     pub s3: Option<cloudsync_tenants::payloads::S3Config>,
     pub control_plane_url: Option<String>,
@@ -142,6 +152,7 @@ pub struct Settings {
     pub jwks_refresh_secs: u64,
     pub usage_flush_secs: u64,
     pub postgres_pool_size: u32,
+    pub egress: cloudsync_tenants::egress::Egress,
 }
 
 impl Settings {
@@ -164,7 +175,11 @@ impl Settings {
         let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(100);
         let usage_flush_secs = args.usage_flush_secs.or(file.usage_flush_secs).unwrap_or(5);
         anyhow::ensure!((1..=3600).contains(&usage_flush_secs), "usage flush interval must be 1 to 3600 seconds");
+        let egress =
+            cloudsync_tenants::egress::Egress::parse(&args.egress_allow.or(file.egress_allow).unwrap_or_default())
+                .map_err(anyhow::Error::msg)?;
         Ok(Settings {
+            egress,
             control_plane_url: args.control_plane_url.or(file.control_plane_url).filter(|u| !u.is_empty()),
             secrets_key: args.secrets_key.or(file.secrets_key).filter(|k| !k.is_empty()),
             rate_limit,
@@ -189,6 +204,11 @@ impl Settings {
                 .or(file.chunk_bytes)
                 .unwrap_or(cloudsync_api::Limits::default().chunk_bytes)
                 .max(1024),
+            payload_raw_limit: args
+                .payload_raw_limit
+                .or(file.payload_raw_limit)
+                .unwrap_or(cloudsync_api::Limits::default().payload_raw_bytes)
+                .max(1 << 20),
             payload_retention_hours: args.payload_retention_hours.or(file.payload_retention_hours).unwrap_or(24 * 7),
             s3: match args.s3_bucket.or(file.s3_bucket) {
                 None => None,

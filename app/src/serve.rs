@@ -125,9 +125,10 @@ pub async fn run(s: Settings) -> Result<()> {
             (Arc::new(AnyStore::Folder(folder.clone())), Some(folder))
         }
     };
+    let egress = Arc::new(s.egress.clone());
     let backends = Arc::new(Backends::new(
         SqliteBackends::new(s.data_dir.join("databases"))?,
-        PgBackends::new(s.postgres_pool_size),
+        PgBackends::new(s.postgres_pool_size, Arc::clone(&egress)),
         control.clone(),
         cloudsync_api::db_permit_count(),
     ));
@@ -182,13 +183,16 @@ pub async fn run(s: Settings) -> Result<()> {
             inline_bytes: s.inline_limit,
             upload_bytes: s.upload_limit,
             chunk_bytes: s.chunk_bytes,
+            payload_raw_bytes: s.payload_raw_limit,
             ..Limits::default()
         },
         metrics,
         shutdown: shutdown_rx.clone(),
-        verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs)),
+        verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs), &egress),
+        egress,
         usage: UsageRecorder::default(),
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
+        decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
     }));
     let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx);
     let app = cloudsync_api::router_with(state.clone(), cloudsync_dashboard::router(state.clone()));

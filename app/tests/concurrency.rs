@@ -145,7 +145,11 @@ fn expected() -> Vec<usize> {
 fn every_device_receives_every_row_sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
     // Download chunks of about a kilobyte: many checkpoints partway through a pass.
-    let server = Server::start(&dir.path().join("data"), free_port(), &["--rate-limit", "0", "--chunk-bytes", "1024"]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        free_port(),
+        &["--rate-limit", "0", "--chunk-bytes", "1024", "--egress-allow", "127.0.0.1"],
+    );
     let schema: String = TABLES.iter().map(|(_, ddl)| format!("{ddl};")).collect();
     let p = server.provision(&schema);
     let central = |table: &str| {
@@ -171,7 +175,11 @@ fn every_device_receives_every_row_postgres_backend() {
          CREATE EXTENSION cloudsync;",
     );
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), free_port(), &["--rate-limit", "0", "--chunk-bytes", "1024"]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        free_port(),
+        &["--rate-limit", "0", "--chunk-bytes", "1024", "--egress-allow", "127.0.0.1"],
+    );
     let tenant = server.admin("/v1/tenants", json!({ "name": "fleet" }));
     let t = tenant["id"].as_str().unwrap();
     let db = server.admin(

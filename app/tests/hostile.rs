@@ -186,3 +186,128 @@ fn a_hostile_tenant_reaches_nothing_beyond_its_database() {
         "{own:?}"
     );
 }
+
+/// A hostile tenant aiming the node at what sits next to it: JWKS and PostgreSQL URLs
+/// at loopback (by address, by name, in IPv6 and numeric disguises), link-local (the
+/// cloud metadata address), private ranges, unix sockets, and connection parameters
+/// that redirect the connection or read the node's files. Each is refused with a 4xx
+/// and a stable code, before anything connects: an internal service listening on
+/// loopback sees no connection at all.
+#[test]
+fn a_hostile_tenant_cannot_aim_the_node_at_its_neighbours() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for _ in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, free_port(), &[]);
+    let data_text = std::fs::canonicalize(&data).unwrap().display().to_string();
+    let attacker = server.admin("/v1/tenants", json!({ "name": "attacker" }));
+    let a = attacker["id"].as_str().unwrap();
+    let key = server.admin(&format!("/v1/tenants/{a}/api-keys"), json!({ "name": "admin", "scopes": ["admin"] }));
+    let key = key["key"].as_str().unwrap().to_string();
+    let call = |method: &str, path: &str, body: Value| -> (u16, Value, String) {
+        let (status, raw) = http(
+            method,
+            &format!("{}{path}", server.url),
+            Some(&key),
+            Some(body.to_string().into_bytes()),
+            &[("content-type", "application/json")],
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&raw).to_string();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    };
+    let control = data.join("control.sqlite");
+    let before_control = control_state(&control);
+
+    let refused_hosts = [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        format!("0x7f.1:{port}"),
+        format!("2130706433:{port}"),
+        format!("0.0.0.0:{port}"),
+        "169.254.169.254".to_string(),
+        "[fe80::1]".to_string(),
+        "10.0.0.1".to_string(),
+        "172.16.5.4".to_string(),
+        "192.168.1.1".to_string(),
+        "100.64.0.1".to_string(),
+        "[fd00::1]".to_string(),
+    ];
+    let mut refused = 0;
+    for host in &refused_hosts {
+        let jwks = format!("http://{host}/.well-known/jwks.json");
+        let (s, v, text) = call(
+            "PUT",
+            &format!("/v1/tenants/{a}/identity"),
+            json!({ "method": "jwks", "jwks_url": jwks, "issuer": "i", "audience": "a" }),
+        );
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("egress_refused")), "{jwks}: {text}");
+        assert!(text.contains("egress policy"), "{text}");
+        let pg = format!("postgres://u:secret@{host}/db");
+        let (s, v, text) = call(
+            "POST",
+            &format!("/v1/tenants/{a}/databases"),
+            json!({ "name": "internal", "backend": { "kind": "postgres", "url": pg } }),
+        );
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("egress_refused")), "{pg}: {text}");
+        assert!(!text.contains("secret"), "{text}");
+        if host.starts_with("localhost") {
+            assert!(!text.contains("127.0.0.1"), "the answer names what the host resolved to: {text}");
+        }
+        refused += 2;
+    }
+    // URLs that are not a host at all, or that redirect or read files: refused before
+    // any name is resolved (example.com would not even resolve here).
+    let malformed_jwks =
+        ["file:///etc/passwd", "unix:/run/idp.sock", "http://user:pw@example.com/jwks", "ftp://example.com/x"];
+    for jwks in malformed_jwks {
+        let (s, v, text) = call(
+            "PUT",
+            &format!("/v1/tenants/{a}/identity"),
+            json!({ "method": "jwks", "jwks_url": jwks, "issuer": "i", "audience": "a" }),
+        );
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{jwks}: {text}");
+        refused += 1;
+    }
+    let malformed_pg = [
+        "postgres://u@%2Frun%2Fpostgresql/db".to_string(),
+        "postgres://u:p@example.com,10.0.0.1/db".to_string(),
+        "postgres://u:p@example.com/db?host=/run/postgresql".to_string(),
+        "postgres://u:p@example.com/db?host=127.0.0.1".to_string(),
+        format!("postgres://u:p@example.com/db?hostaddr=127.0.0.1&port={port}"),
+        format!("postgres://u:p@example.com/db?port={port}"),
+        format!("postgres://u:p@example.com/db?sslkey={data_text}/secrets.key"),
+        format!("postgres://u:p@example.com/db?sslcert={data_text}/admin-token"),
+        "postgres://u:p@example.com/db?sslrootcert=/etc/ssl/certs/ca.pem".to_string(),
+        "postgres://u:p@example.com/db?service=internal".to_string(),
+        "postgres://u:p@example.com/db?passfile=/root/.pgpass".to_string(),
+        "postgres://u:p@example.com/db?options=-c%20search_path%3Dx".to_string(),
+        "postgres://u:p@example.com/db?sslmode=bogus".to_string(),
+        "postgres://u:p@example.com/db#frag".to_string(),
+        "mysql://u:p@example.com/db".to_string(),
+    ];
+    for pg in &malformed_pg {
+        let (s, v, text) = call(
+            "POST",
+            &format!("/v1/tenants/{a}/databases"),
+            json!({ "name": "internal", "backend": { "kind": "postgres", "url": pg } }),
+        );
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{pg}: {text}");
+        assert!(!text.contains(&data_text), "{text}");
+        refused += 1;
+    }
+    assert!(refused > 40);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the node connected to the internal service");
+    assert_eq!(control_state(&control), before_control, "the control plane changed");
+}

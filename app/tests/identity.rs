@@ -133,7 +133,8 @@ fn devices_sync_with_jwks_tokens_across_a_key_rotation() {
     let server = Server::start(
         &dir.path().join("server"),
         free_port(),
-        &["--control-plane-url", &pg.url, "--usage-flush-secs", "1"],
+        // The identity provider runs on loopback, as on an operator's single machine.
+        &["--control-plane-url", &pg.url, "--usage-flush-secs", "1", "--egress-allow", "127.0.0.1"],
     );
     let idp = Idp::start();
     let k1 = key("k1");

@@ -99,7 +99,7 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     let pg = PgDb::new("rls", SUPABASE);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
-    let server = Server::start_logged(&dir.path().join("data"), free_port(), &[], &log);
+    let server = Server::start_logged(&dir.path().join("data"), free_port(), &["--egress-allow", "127.0.0.1"], &log);
     let t = tenant_with_identity(&server);
 
     // Creating the database checks the backend: a database without the extension is
@@ -126,8 +126,10 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     assert_eq!(s, 503, "{v}");
     drop(bare);
 
-    // The real one. The URL's password is sealed: never shown, never logged.
-    let service_url = pg.url.replacen("postgres@", &format!("cs_test_service:{PASSWORD}@"), 1);
+    // The real one. The URL's password is sealed: never shown, never logged, whether it
+    // comes in the userinfo (the "down" database above) or as a `password=` parameter.
+    let service_url =
+        format!("{}?sslmode=prefer&password={PASSWORD}", pg.url.replacen("postgres@", "cs_test_service@", 1));
     let (s, db) = call(
         &server,
         "POST",
@@ -136,6 +138,7 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     );
     assert_eq!(s, 201, "{db}");
     assert!(!db.to_string().contains(PASSWORD), "{db}");
+    assert!(!db.to_string().contains("password"), "{db}");
     assert_eq!(db["backend"]["schema"], "public");
     let d = db["id"].as_str().unwrap().to_string();
     let sync_url = db["sync_url"].as_str().unwrap().to_string();
@@ -196,7 +199,7 @@ fn postgres_backend_applies_and_reads_as_each_user() {
 #[ignore = "needs the built extension; run by cargo xtask test"]
 fn sqlite_backend_row_policies_give_the_same_outcomes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), free_port(), &[]);
+    let server = Server::start(&dir.path().join("data"), free_port(), &["--egress-allow", "127.0.0.1"]);
     let t = tenant_with_identity(&server);
     let db = server.admin(&format!("/v1/tenants/{t}/databases"), json!({ "name": "main" }));
     let d = db["id"].as_str().unwrap().to_string();

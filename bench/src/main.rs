@@ -1,12 +1,14 @@
 //! `cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling]`: the SQLite Sync workload, tracked
 //! against plain SQLite in the same process, same SQLite build, same round. Also `pg`,
-//! `sync` (devices through a node) and `fleet` (devices under faults, `fleet.rs`).
+//! `sync` (devices through a node), `fleet` (devices under faults, `fleet.rs`) and `flood`
+//! (the node's memory under hostile uploads, `flood.rs`).
 //!
 //! Prints a Markdown report on stdout (the task runner writes it into
 //! `docs/benchmarks.md`). Ratios are per round (tracked ÷ plain); the report shows the
 //! median over rounds.
 
 mod fleet;
+mod flood;
 mod pg;
 mod sqlite;
 mod sync;
@@ -62,8 +64,12 @@ fn main() -> anyhow::Result<()> {
             let server = server.ok_or_else(|| anyhow::anyhow!("fleet needs --server <path of the cloudsync binary>"))?;
             fleet::run(&server, &fleet::Options { devices, seconds, faults, check })
         }
+        Some("flood") => {
+            let server = server.ok_or_else(|| anyhow::anyhow!("flood needs --server <path of the cloudsync binary>"))?;
+            flood::run(&server)
+        }
         _ => anyhow::bail!(
-            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W] | fleet --server BIN [--devices N] [--seconds S] [--no-faults] [--check]"
+            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W] | fleet --server BIN [--devices N] [--seconds S] [--no-faults] [--check] | flood --server BIN"
         ),
     }
 }

@@ -468,7 +468,7 @@ pub async fn set_identity(
 ) -> Result<Response, Problem> {
     let t = tenant(&state, &admin, &id).await?;
     let outcome = match f.input() {
-        Ok(input) => match state.control.set_identity(&t.id, input).await {
+        Ok(input) => match state.control.set_identity(&t.id, input, &state.egress).await {
             Ok(_) => return Ok(Redirect::to(&format!("/admin/tenants/{}?notice=identity-saved", t.id)).into_response()),
             Err(e) if crate::pages::is_input_error(&e) => e.to_string(),
             Err(e) => return Err(e.into()),

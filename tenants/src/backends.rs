@@ -122,7 +122,11 @@ impl Backends {
     /// must have been written by `site`: a device cannot speak for another. The
     /// payload is decoded (and its sites checked) once, here, for either backend.
     pub async fn apply(&self, db: &Database, payload: Vec<u8>, site: SiteId, actor: &Actor) -> Result<Applied> {
-        let cs = cloudsync_core::payload::decode(&payload)?;
+        // Decoding is CPU work: off the async runtime.
+        let (cs, payload) =
+            tokio::task::spawn_blocking(move || cloudsync_core::payload::decode(&payload).map(|cs| (cs, payload)))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         if let Some(other) = cs.sites.iter().find(|s| **s != site) {
             return Err(Error::Invalid(format!(
                 "payload contains changes attributed to site {other}, but was uploaded by {site}"

@@ -1,5 +1,7 @@
 //! Errors of the control plane.
 
+use crate::egress::EgressError;
+
 /// Everything that can go wrong in the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,6 +37,9 @@ pub enum Error {
     /// A tenant's PostgreSQL backend cannot be reached.
     #[error("database unreachable: {0}")]
     Unreachable(String),
+    /// A tenant-supplied host the egress policy refuses, or that does not resolve.
+    #[error(transparent)]
+    Egress(#[from] crate::egress::EgressError),
     /// A tenant database failed.
     #[error("database: {0}")]
     Backend(#[from] cloudsync_sqlite::Error),
@@ -69,9 +74,12 @@ impl Error {
     /// Whether retrying the same operation later may succeed (the queue's retry rule).
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Store(_) | Error::PayloadStore(_) | Error::Io { .. } | Error::Task(_) | Error::Unreachable(_) => {
-                true
-            }
+            Error::Store(_)
+            | Error::PayloadStore(_)
+            | Error::Io { .. }
+            | Error::Task(_)
+            | Error::Unreachable(_)
+            | Error::Egress(EgressError::Unresolved { .. }) => true,
             // Connection, serialization/deadlock, resources, operator intervention,
             // lock timeouts: the same statement may succeed later.
             Error::Postgres { sqlstate, .. } => {
@@ -89,7 +97,7 @@ impl Error {
         match self {
             Error::Store(_) | Error::Migrate(_) => Some("control"),
             Error::PayloadStore(_) => Some("payload"),
-            Error::Io { .. } | Error::Unreachable(_) => Some("backend"),
+            Error::Io { .. } | Error::Unreachable(_) | Error::Egress(EgressError::Unresolved { .. }) => Some("backend"),
             Error::Postgres { .. } if self.retryable() => Some("backend"),
             Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
                 if self.retryable() || self.code() == "internal" =>
@@ -107,7 +115,7 @@ impl Error {
         match self {
             Error::Store(e) if transient_sqlx(e) => Some("control"),
             Error::PayloadStore(_) => Some("payload"),
-            Error::Unreachable(_) | Error::Io { .. } => Some("backend"),
+            Error::Unreachable(_) | Error::Io { .. } | Error::Egress(EgressError::Unresolved { .. }) => Some("backend"),
             Error::Postgres { .. } | Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
                 if self.retryable() =>
             {
@@ -143,6 +151,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Invalid(_) => "invalid_request",
             Error::Forbidden(_) => "forbidden",
+            Error::Egress(_) => "egress_refused",
             Error::Postgres { sqlstate, .. } => match sqlstate.get(..2) {
                 _ if sqlstate == "42501" => "permission_denied",
                 Some("23") => "constraint_violation",

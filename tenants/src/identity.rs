@@ -14,7 +14,7 @@
 //! URL, so random key ids cannot turn the service into a request amplifier.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -22,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::egress::{Egress, EgressError};
 use crate::ids::{now_ms, TenantId};
 use crate::store::ControlPlane;
 use crate::{Error, Result};
@@ -30,6 +31,11 @@ use crate::{Error, Result};
 const MAX_JWKS_BYTES: u64 = 256 << 10;
 /// How long a fetched JWKS is used before it is fetched again.
 const JWKS_TTL: Duration = Duration::from_secs(600);
+/// How long a failed fetch (with nothing cached) is answered from memory: a flood of
+/// tokens naming a dead or refused URL costs one fetch per interval, not one each.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
+/// How long one fetch may take, connection and body included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest leeway a tenant may configure.
 pub const MAX_LEEWAY_S: i64 = 300;
 
@@ -76,7 +82,8 @@ pub struct IdentityInput {
     /// RS256 or ES256 public key, PEM.
     #[serde(default)]
     pub public_key: Option<String>,
-    /// JWKS URL (`https://`, or `http://` for a provider on a private network).
+    /// JWKS URL (`http(s)://`, no credentials), on a host the node's egress policy
+    /// allows.
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// With `jwks`: `RS256` (default) or `ES256`.
@@ -151,18 +158,26 @@ fn required(what: &str, v: &str) -> Result<String> {
     Ok(v.to_string())
 }
 
-/// Checks a JWKS URL: http(s), no credentials, a host.
-fn jwks_url(v: Option<&str>) -> Result<String> {
+/// Checks a JWKS URL: http(s), a host (a DNS name or an address), no credentials;
+/// returns it with its host and port.
+fn jwks_url(v: Option<&str>) -> Result<(String, String, u16)> {
     let url = v.ok_or_else(|| Error::Invalid("method 'jwks' needs jwks_url".into()))?.trim();
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| Error::Invalid("jwks_url must be an http(s) URL".into()))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains('@') || url.len() > 2048 || url.chars().any(|c| c.is_whitespace()) {
-        return Err(Error::Invalid("jwks_url must be an http(s) URL with a host and no credentials".into()));
+    let bad = || Error::Invalid("jwks_url must be an http(s) URL with a host and no credentials".into());
+    if url.len() > 2048 || url.chars().any(char::is_whitespace) {
+        return Err(bad());
     }
-    Ok(url.to_string())
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad());
+    }
+    let host = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        None => return Err(bad()),
+    };
+    let port = parsed.port_or_known_default().ok_or_else(bad)?;
+    Ok((url.to_string(), host, port))
 }
 
 fn identity_of(r: &sqlx::any::AnyRow, tenant: &TenantId) -> Result<Identity> {
@@ -185,7 +200,8 @@ fn identity_of(r: &sqlx::any::AnyRow, tenant: &TenantId) -> Result<Identity> {
 impl ControlPlane {
     /// Sets (replaces) a tenant's identity settings, after checking them: a key must
     /// parse, a secret must be long enough, and the algorithm must fit the method.
-    pub async fn set_identity(&self, tenant: &TenantId, input: IdentityInput) -> Result<Identity> {
+    /// A JWKS URL must name a host the `egress` policy allows.
+    pub async fn set_identity(&self, tenant: &TenantId, input: IdentityInput, egress: &Egress) -> Result<Identity> {
         self.tenant(tenant).await?;
         let alg = algorithm_of(input.method, input.algorithm.as_deref())?;
         let leeway_s = input.leeway_s.unwrap_or(30);
@@ -227,7 +243,14 @@ impl ControlPlane {
             Method::Jwks => {
                 only("secret", input.secret.is_some())?;
                 only("public_key", input.public_key.is_some())?;
-                url = Some(jwks_url(input.jwks_url.as_deref())?);
+                let (checked, host, port) = jwks_url(input.jwks_url.as_deref())?;
+                // Refused now rather than at the first device's token (and again at
+                // every fetch: DNS answers change).
+                egress.resolve("jwks_url", &host, port).await.map_err(|e| match e {
+                    e @ EgressError::Unresolved { .. } => Error::Invalid(e.to_string()),
+                    e => Error::Egress(e),
+                })?;
+                url = Some(checked);
             }
         }
         let identity = Identity {
@@ -345,9 +368,13 @@ pub enum JwtError {
     /// A valid token of a suspended tenant.
     #[error("this tenant is suspended")]
     TenantSuspended,
-    /// The JWKS could not be fetched.
-    #[error("the tenant's JWKS cannot be fetched: {0}")]
-    Unreachable(String),
+    /// The JWKS could not be fetched (unreachable, an error status, not a JWKS
+    /// document, too large or too slow). What answered is in the log, not here.
+    #[error("the tenant's JWKS cannot be fetched (unreachable, or not a JWKS document)")]
+    Unreachable,
+    /// The JWKS URL's host is refused by the egress policy.
+    #[error(transparent)]
+    Refused(EgressError),
     /// The control plane failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -366,10 +393,23 @@ struct Cached {
     fetched: Instant,
 }
 
+/// A fetch that failed, remembered for [`FAILURE_TTL`].
+struct Failed {
+    at: Instant,
+    refused: Option<EgressError>,
+}
+
+impl Failed {
+    fn error(&self) -> JwtError {
+        self.refused.clone().map_or(JwtError::Unreachable, JwtError::Refused)
+    }
+}
+
 /// Verifies tenants' JWTs, caching JWKS documents.
 pub struct Verifier {
     agent: ureq::Agent,
     cache: Mutex<HashMap<String, Cached>>,
+    failures: Mutex<HashMap<String, Failed>>,
     misses: Mutex<HashMap<String, Instant>>,
     miss_refresh: Duration,
 }
@@ -382,15 +422,21 @@ impl std::fmt::Debug for Verifier {
 
 impl Verifier {
     /// A verifier that refetches a JWKS for an unknown key id at most once per
-    /// `miss_refresh` per URL.
-    pub fn new(miss_refresh: Duration) -> Verifier {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
+    /// `miss_refresh` per URL, and fetches only from hosts the `egress` policy allows
+    /// (directly: no proxy from the environment, no redirects).
+    pub fn new(miss_refresh: Duration, egress: &Arc<Egress>) -> Verifier {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(FETCH_TIMEOUT))
             .http_status_as_error(true)
             .max_redirects(0)
-            .build()
-            .new_agent();
-        Verifier { agent, cache: Mutex::default(), misses: Mutex::default(), miss_refresh }
+            .proxy(None)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            egress.http_resolver("jwks_url"),
+        );
+        Verifier { agent, cache: Mutex::default(), failures: Mutex::default(), misses: Mutex::default(), miss_refresh }
     }
 
     /// Verifies `token` against `tenant`'s identity settings.
@@ -481,32 +527,48 @@ impl Verifier {
     }
 
     async fn refetch(&self, url: &str) -> Result<JwkSet, JwtError> {
+        let cached = || {
+            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.get(url).map(|c| c.set.clone())
+        };
+        let recent_failure = {
+            let failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            failures.get(url).filter(|f| f.at.elapsed() < FAILURE_TTL).map(Failed::error)
+        };
+        if let Some(e) = recent_failure {
+            return cached().ok_or(e);
+        }
         let agent = self.agent.clone();
         let target = url.to_string();
-        let fetched = tokio::task::spawn_blocking(move || -> Result<JwkSet, String> {
-            let mut resp = agent.get(&target).call().map_err(|e| e.to_string())?;
-            let text =
-                resp.body_mut().with_config().limit(MAX_JWKS_BYTES).read_to_string().map_err(|e| e.to_string())?;
-            serde_json::from_str::<JwkSet>(&text).map_err(|e| format!("not a JWKS document: {e}"))
+        let fetched = tokio::task::spawn_blocking(move || -> Result<JwkSet, (String, Option<EgressError>)> {
+            let fail = |e: ureq::Error| {
+                let refused = crate::egress::refusal(&e).cloned();
+                (e.to_string(), refused)
+            };
+            let mut resp = agent.get(&target).call().map_err(fail)?;
+            let text = resp.body_mut().with_config().limit(MAX_JWKS_BYTES).read_to_string().map_err(fail)?;
+            serde_json::from_str::<JwkSet>(&text).map_err(|e| (format!("not a JWKS document: {e}"), None))
         })
         .await
-        .map_err(|e| JwtError::Unreachable(e.to_string()))?;
+        .map_err(|e| {
+            tracing::warn!(url, error = %e, "JWKS fetch task failed");
+            JwtError::Unreachable
+        })?;
         match fetched {
             Ok(set) => {
                 let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 cache.insert(url.to_string(), Cached { set: set.clone(), fetched: Instant::now() });
+                self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(url);
                 Ok(set)
             }
-            Err(e) => {
+            Err((detail, refused)) => {
+                // The detail (what answered) is for the operator's log only.
+                tracing::warn!(url, error = %detail, "JWKS fetch failed");
+                let failed = Failed { at: Instant::now(), refused };
+                let e = failed.error();
+                self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(url.to_string(), failed);
                 // A provider outage does not lock devices out while a cached set exists.
-                let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match cache.get(url) {
-                    Some(c) => {
-                        tracing::warn!(url, error = %e, "JWKS refetch failed; using the cached set");
-                        Ok(c.set.clone())
-                    }
-                    None => Err(JwtError::Unreachable(e)),
-                }
+                cached().ok_or(e)
             }
         }
     }

@@ -9,7 +9,8 @@
 //! ([`backend`], each connection in the [`sandbox`]) or tenants' PostgreSQL
 //! ([`postgres`]), used as each device's
 //! [`actor::Actor`]), the apply
-//! workers ([`worker`]) and in-process change notifications ([`notify`]).
+//! workers ([`worker`]) and in-process change notifications ([`notify`]). Every
+//! connection to a tenant-supplied host goes through the [`egress`] policy.
 //!
 //! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
 //! (`cloudsync` binary). Operators' aggregates are in [`overview`], admin dashboard
@@ -21,6 +22,7 @@ pub mod backend;
 pub mod backends;
 pub mod deletion;
 pub mod devices;
+pub mod egress;
 pub mod error;
 pub mod identity;
 pub mod ids;

@@ -11,8 +11,7 @@
 //! row-level security decide.
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudsync_core::ddl::{self, Existing, Target};
@@ -25,6 +24,7 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
 use crate::actor::{refuses_row, show_key, Actor, Applied, RefusedRow};
 use crate::backend::{Provisioned, Provisioning, TableInfo};
+use crate::egress::Egress;
 use crate::ids::DatabaseId;
 use crate::store::BackendConfig;
 use crate::{Error, Result};
@@ -38,6 +38,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgBackends {
     pools: Mutex<HashMap<DatabaseId, PgPool>>,
     pool_size: u32,
+    egress: Arc<Egress>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,9 +71,39 @@ pub fn pg_error(e: sqlx::Error) -> Error {
     }
 }
 
-fn options(url: &str) -> Result<PgConnectOptions> {
-    Ok(PgConnectOptions::from_str(url)
-        .map_err(|e| Error::Invalid(format!("backend url: {e}")))?
+/// How the node connects to a backend: built field by field from the tenant's URL,
+/// never parsed by the driver (which would read the node's `~/.pgpass` and `PG*`
+/// environment, follow `host=`/`hostaddr=` parameters and unix sockets, and read
+/// certificate files named in the URL). The host is resolved through the egress
+/// policy and the connection pinned to the first allowed address, so the pool's
+/// later connections go where the check said (no DNS rebinding).
+async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backend url: {e}")))?;
+    // Stored URLs are checked again: one stored before a rule existed fails closed.
+    let sslmode = crate::store::check_backend_url(&parsed, false)?;
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed.port().unwrap_or(5432);
+    let addr =
+        *egress.resolve("backend url", host, port).await?.first().ok_or_else(|| Error::Unreachable(host.into()))?;
+    // The connection goes to the address just checked (a later DNS answer changes
+    // nothing), except with `verify-full`: the driver checks the server's certificate
+    // against the host it connects by, so it must connect by the name and resolve it
+    // again. A DNS answer changed in between reaches only a server holding a
+    // certificate for the tenant's own host name from a trusted authority; the
+    // handshake fails before any query anywhere else (`docs/security.md`).
+    let target = match (sslmode, parsed.host()) {
+        (sqlx::postgres::PgSslMode::VerifyFull, Some(url::Host::Domain(name))) => name.to_string(),
+        _ => addr.ip().to_string(),
+    };
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    Ok(PgConnectOptions::new_without_pgpass()
+        .host(&target)
+        .port(addr.port())
+        .username(&decode(parsed.username()))
+        // Always set: without it the driver would send the node's PGPASSWORD.
+        .password(&parsed.password().map(decode).unwrap_or_default())
+        .database(&decode(parsed.path().trim_start_matches('/')))
+        .ssl_mode(sslmode)
         .application_name("cloudsync"))
 }
 
@@ -95,12 +126,14 @@ async fn set_identity(tx: &mut Transaction<'_, Postgres>, actor: &Actor) -> Resu
 }
 
 impl PgBackends {
-    /// No pools yet; each backend gets up to `pool_size` connections.
-    pub fn new(pool_size: u32) -> PgBackends {
-        PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1) }
+    /// No pools yet; each backend gets up to `pool_size` connections, to hosts the
+    /// `egress` policy allows.
+    pub fn new(pool_size: u32, egress: Arc<Egress>) -> PgBackends {
+        PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1), egress }
     }
 
-    fn pool(&self, db: &DatabaseId, url: &str) -> Result<PgPool> {
+    /// The database's pool, made on first use (the host resolved and pinned then).
+    async fn pool(&self, db: &DatabaseId, url: &str) -> Result<PgPool> {
         if let Some(p) = lock(&self.pools).get(db) {
             return Ok(p.clone());
         }
@@ -109,7 +142,7 @@ impl PgBackends {
             .min_connections(0)
             .acquire_timeout(CONNECT_TIMEOUT)
             .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(options(url)?);
+            .connect_lazy_with(options(&self.egress, url).await?);
         Ok(lock(&self.pools).entry(db.clone()).or_insert(pool).clone())
     }
 
@@ -134,13 +167,16 @@ impl PgBackends {
     /// created in the database (with how to install it if not), the schemas exist.
     pub async fn check(&self, url: &str, backend: &BackendConfig) -> Result<()> {
         let BackendConfig::Postgres { schema, tables, .. } = backend else { return Ok(()) };
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options(url)?))
-            .await
-            .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
-            .map_err(|e| match pg_error(e) {
-                Error::Postgres { message, .. } => Error::Invalid(format!("cannot connect to the backend: {message}")),
-                other => other,
-            })?;
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options(&self.egress, url).await?))
+                .await
+                .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
+                .map_err(|e| match pg_error(e) {
+                    Error::Postgres { message, .. } => {
+                        Error::Invalid(format!("cannot connect to the backend: {message}"))
+                    }
+                    other => other,
+                })?;
         let installed: Option<String> =
             sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'cloudsync'")
                 .fetch_optional(&mut conn)
@@ -193,7 +229,7 @@ impl PgBackends {
         let BackendConfig::Postgres { schema, tables: per_table, .. } = backend else {
             return Err(Error::Invalid("not a PostgreSQL backend".into()));
         };
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         let mut schemas: Vec<String> = per_table.values().cloned().collect();
         schemas.push(schema.clone());
@@ -277,7 +313,7 @@ impl PgBackends {
     /// The sync name of the synced table `name` (matched case-insensitively, as
     /// SQLite devices name tables), or `NotFound`.
     pub async fn synced_table(&self, db: &DatabaseId, url: &str, name: &str) -> Result<String> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let found: Option<String> = sqlx::query_scalar(
             "SELECT name FROM cloudsync.tables WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1",
         )
@@ -290,7 +326,7 @@ impl PgBackends {
 
     /// The synced tables, with their row counts (all rows: the backend's own role).
     pub async fn tables(&self, db: &DatabaseId, url: &str) -> Result<Vec<TableInfo>> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let mut conn = pool.acquire().await.map_err(pg_error)?;
         let rows = sqlx::query(
             "SELECT t.name, t.algo, t.enabled, t.pk, t.relid::text AS rel, \
@@ -332,7 +368,7 @@ impl PgBackends {
         cs: &Changeset,
         actor: &Actor,
     ) -> Result<Applied> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
         // Fast path: the whole payload in one call.
@@ -390,7 +426,7 @@ impl PgBackends {
         device: SiteId,
         actor: &Actor,
     ) -> Result<Chunk> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
         // Postgres Sync reads whole feeds (each complete, in one snapshot) from a whole
@@ -422,7 +458,7 @@ impl PgBackends {
     /// A fingerprint of the row-level security of the synced tables (see
     /// [`crate::backends::Backends::visibility`]); None when none of them has RLS on.
     pub async fn visibility(&self, db: &DatabaseId, url: &str) -> Result<Option<String>> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let row: (bool, Option<String>) = sqlx::query_as(
             "SELECT coalesce(bool_or(c.relrowsecurity), false), md5(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, \
              (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
@@ -445,7 +481,7 @@ impl PgBackends {
         table: &str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<Vec<u8>>> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
         let hidden: Vec<Vec<u8>> = sqlx::query_scalar("SELECT cloudsync_invisible_keys($1, $2, $3)")
@@ -466,7 +502,7 @@ impl PgBackends {
 
     /// The database's feed position.
     pub async fn db_version(&self, db: &DatabaseId, url: &str) -> Result<u64> {
-        let pool = self.pool(db, url)?;
+        let pool = self.pool(db, url).await?;
         let v: i64 = sqlx::query_scalar("SELECT cloudsync_db_version()").fetch_one(&pool).await.map_err(pg_error)?;
         Ok(u64::try_from(v).unwrap_or(0))
     }
@@ -483,5 +519,38 @@ fn with_statement(e: Error, stmt: &str) -> Error {
             stmt.chars().take(300).collect::<String>()
         )),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_pinned_to_the_checked_address_and_built_from_the_url_alone() {
+        let open = Egress::parse("127.0.0.1").unwrap();
+        let o = options(&open, "postgres://u:p%40ss@localhost:5433/db?sslmode=disable").await.unwrap();
+        assert_eq!(o.get_host(), "127.0.0.1", "the name is resolved once and the address pinned");
+        assert_eq!(o.get_port(), 5433);
+        assert_eq!(o.get_username(), "u");
+        assert_eq!(o.get_database(), Some("db"));
+        assert!(o.get_socket().is_none());
+        assert!(matches!(o.get_ssl_mode(), sqlx::postgres::PgSslMode::Disable));
+        // verify-full checks the certificate against the name, so connects by it.
+        let named = options(&open, "postgres://u:p@localhost:5433/db?sslmode=verify-full").await.unwrap();
+        assert_eq!(named.get_host(), "localhost");
+        for url in ["postgres://u:p@localhost:5433/db", "postgres://u:p@localhost:5433/db?sslmode=verify-full"] {
+            let refused = options(&Egress::default(), url).await.unwrap_err();
+            assert!(matches!(refused, Error::Egress(crate::egress::EgressError::Refused { .. })), "{refused}");
+        }
+        // A URL stored before the parameter rules fails closed.
+        for url in [
+            "postgres://u:p@localhost/db?host=/run/postgresql",
+            "postgres://u:p@localhost/db?hostaddr=10.0.0.1",
+            "postgres://u:p@localhost/db?sslkey=/etc/ssl/private/node.key",
+            "postgres://u@%2Frun%2Fpostgresql/db",
+        ] {
+            assert!(matches!(options(&open, url).await, Err(Error::Invalid(_))), "{url}");
+        }
     }
 }

@@ -79,20 +79,17 @@ impl BackendConfig {
                 let mut parsed = url::Url::parse(url.trim()).map_err(|e| {
                     Error::Invalid(format!("backend url is not a URL ({e}); expected postgres://user:password@host/db"))
                 })?;
-                if !matches!(parsed.scheme(), "postgres" | "postgresql") || parsed.host_str().is_none() {
-                    return Err(Error::Invalid(
-                        "backend url must be postgres://user[:password]@host[:port]/database".into(),
-                    ));
+                check_backend_url(&parsed, true)?;
+                // A password given as a parameter is sealed like one in the userinfo.
+                let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
+                let param = parsed.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned());
+                let password = parsed.password().map(decode).or(param).filter(|p| !p.is_empty());
+                let kept: Vec<(String, String)> =
+                    parsed.query_pairs().filter(|(k, _)| k != "password").map(|(k, v)| (k.into(), v.into())).collect();
+                parsed.set_query(None);
+                if !kept.is_empty() {
+                    parsed.query_pairs_mut().extend_pairs(kept);
                 }
-                if parsed.username().is_empty() || parsed.path().trim_matches('/').is_empty() {
-                    return Err(Error::Invalid("backend url must name a user and a database".into()));
-                }
-                let password = parsed
-                    .password()
-                    .map(|p| {
-                        url::form_urlencoded::parse(format!("p={p}").as_bytes()).map(|(_, v)| v.into_owned()).collect()
-                    })
-                    .filter(|p: &String| !p.is_empty());
                 parsed.set_password(None).map_err(|()| Error::Invalid("backend url cannot hold a password".into()))?;
                 for name in std::iter::once(&schema).chain(tables.values()) {
                     pg_name("schema", name)?;
@@ -104,6 +101,54 @@ impl BackendConfig {
             }
         }
     }
+}
+
+/// Checks a PostgreSQL backend URL's form (at creation, and again before every new
+/// connection): `postgres://user[:password]@host[:port]/database`, the host a DNS name
+/// or an address (never a unix socket), and no parameter but `sslmode` (and, at
+/// creation, `password`, then sealed): `host=`, `hostaddr=`, `port=`, `service=`,
+/// `passfile=`, certificate files and `options` would redirect the connection or make
+/// the node read its own files. Returns the TLS mode.
+pub(crate) fn check_backend_url(parsed: &url::Url, creating: bool) -> Result<sqlx::postgres::PgSslMode> {
+    let form = || Error::Invalid("backend url must be postgres://user[:password]@host[:port]/database".into());
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") || parsed.fragment().is_some() {
+        return Err(form());
+    }
+    match parsed.host() {
+        Some(url::Host::Domain(d)) if crate::egress::is_host_name(d) => {}
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {}
+        Some(_) => {
+            return Err(Error::Invalid(
+                "backend url must name its host by DNS name or address (not a unix socket or a list of hosts)".into(),
+            ))
+        }
+        None => return Err(form()),
+    }
+    if parsed.username().is_empty() || parsed.path().trim_matches('/').is_empty() {
+        return Err(Error::Invalid("backend url must name a user and a database".into()));
+    }
+    let mut sslmode = sqlx::postgres::PgSslMode::Prefer;
+    for (key, value) in parsed.query_pairs() {
+        match &*key {
+            "sslmode" => {
+                sslmode = value.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "backend url: sslmode '{}' is not one of disable, allow, prefer, require, verify-ca, verify-full",
+                        value.escape_debug()
+                    ))
+                })?;
+            }
+            "password" if creating => {}
+            other => {
+                return Err(Error::Invalid(format!(
+                    "backend url: parameter '{}' is not allowed (only sslmode; the host, port, user and database \
+                     belong in the URL itself)",
+                    other.escape_debug()
+                )))
+            }
+        }
+    }
+    Ok(sslmode)
 }
 
 /// A PostgreSQL identifier given in settings: 1 to 63 bytes, no control characters.

@@ -194,6 +194,8 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
 async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<Applied> {
     let db = ctx.control.database(&job.database_id).await?;
     let bytes = ctx.payloads.get(&job.object_key).await?;
+    // The object its upload validated, not another put at the same key since.
+    crate::payloads::verify_object(&job.object_key, &bytes)?;
     let site = SiteHex::parse(&job.site_id)?.0;
     // Jobs queued before identities were recorded act as an API-key device.
     let actor = job.actor.clone().unwrap_or_else(|| {

@@ -40,13 +40,23 @@ async fn s3_store_roundtrip_presign_and_expire() {
     assert!(s.put("../escape", vec![]).await.is_err());
 
     // Presigned URLs work with a plain HTTP client and nothing else.
-    let put_url = s.presign("db/site/two.csyn", Op::Put, Duration::from_secs(300)).await.unwrap();
-    let status = tokio::task::spawn_blocking(move || {
-        ureq::put(&put_url).send(&b"uploaded through a presigned URL"[..]).map(|r| r.status().as_u16())
+    let body = b"uploaded through a presigned URL";
+    let put_url =
+        s.presign("db/site/two.csyn", Op::Put { len: body.len() as u64 }, Duration::from_secs(300)).await.unwrap();
+    // The length is part of the signature: a longer body is refused.
+    let longer = put_url.clone();
+    let status = tokio::task::spawn_blocking(move || match ureq::put(&longer).send(&[0u8; 64][..]) {
+        Ok(r) => r.status().as_u16(),
+        Err(ureq::Error::StatusCode(c)) => c,
+        Err(e) => panic!("{e}"),
     })
     .await
-    .unwrap()
     .unwrap();
+    assert_eq!(status, 403);
+    let status = tokio::task::spawn_blocking(move || ureq::put(&put_url).send(&body[..]).map(|r| r.status().as_u16()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, 200);
     assert_eq!(s.get("db/site/two.csyn").await.unwrap(), b"uploaded through a presigned URL");
     let get_url = s.presign("db/site/two.csyn", Op::Get, Duration::from_secs(300)).await.unwrap();

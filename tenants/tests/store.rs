@@ -35,7 +35,7 @@ async fn hs256_secrets_need_a_secrets_key() {
             user_claim: None,
             role_claim: None,
         };
-        let err = s.cp.set_identity(&t.id, input).await.unwrap_err();
+        let err = s.cp.set_identity(&t.id, input, &Default::default()).await.unwrap_err();
         assert!(matches!(&err, Error::Invalid(m) if m.contains("secrets key")), "{}: {err}", s.name);
         s.finish().await;
     }

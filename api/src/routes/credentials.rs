@@ -134,7 +134,7 @@ pub async fn set_identity(
     let tenant = tenant_id(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
     let req = body(b, state.limits.json_bytes)?;
-    Ok(Json(state.control.set_identity(&tenant, req).await?))
+    Ok(Json(state.control.set_identity(&tenant, req, &state.egress).await?))
 }
 
 /// Remove the identity settings (the tenant's JWTs stop being accepted).

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::metrics::Action;
 use crate::AppState;
@@ -130,6 +130,16 @@ pub struct Accepted {
     changes: u64,
 }
 
+/// What a device is about to upload through a signed URL.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUpload {
+    /// The payload's size in bytes.
+    bytes: u64,
+    /// Its SHA-256, hex.
+    sha256: String,
+}
+
 /// A signed upload URL.
 #[derive(Serialize, ToSchema)]
 pub struct UploadTicket {
@@ -182,11 +192,16 @@ pub struct SiteHeader {
     site: String,
 }
 
-/// Checks a payload before it is accepted: it must decode, every change in it must
-/// have been written by the uploading device, and none may touch a download-only table.
-fn validate(bytes: &[u8], site: &SiteHex, db: &Database) -> ApiResult<u64> {
-    let cs =
-        cloudsync_core::payload::decode(bytes).map_err(|e| ApiError::BadRequest(format!("invalid payload: {e}")))?;
+/// Checks a payload before it is accepted: it must decode within the size limit,
+/// every change in it must have been written by the uploading device, and none may
+/// touch a download-only table. Runs off the async runtime.
+fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64) -> ApiResult<u64> {
+    let cs = cloudsync_core::payload::decode_limited(bytes, max_raw).map_err(|e| match e {
+        cloudsync_core::DecodeError::FrameTooLarge { size, limit, .. } => {
+            ApiError::DecompressedTooLarge { size, limit }
+        }
+        e => ApiError::BadRequest(format!("invalid payload: {e}")),
+    })?;
     if let Some(other) = cs.sites.iter().find(|s| **s != site.0) {
         return Err(ApiError::Forbidden(format!(
             "the payload contains changes written by site {other}; a device uploads only its own changes"
@@ -224,6 +239,9 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    // At most one upload per core is fetched and decoded at once: with the size
+    // limits, that bounds what uploads hold in memory.
+    let _permit = state.decoding.acquire().await.map_err(|e| ApiError::Internal(Box::new(e)))?;
     let (object_key, bytes) = if is_json {
         let r: UploadRef =
             serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
@@ -235,12 +253,19 @@ pub async fn upload(
             cloudsync_tenants::Error::NotFound { .. } => ApiError::BadRequest("the object was never uploaded".into()),
             other => other.into(),
         })?;
+        // The object validated here is the one its upload URL was issued for (and the
+        // one the job applies: the worker checks it again).
+        cloudsync_tenants::payloads::verify_object(&r.object, &bytes)?;
         (r.object, bytes)
     } else {
         let key = format!("{}/{}/{}.csyn", db.id, site, uuid::Uuid::now_v7().simple());
         (key, body.to_vec())
     };
-    let changes = validate(&bytes, &site, &db)?;
+    let (site_v, db_v, max_raw) = (site, db.clone(), state.limits.payload_raw_bytes);
+    let (changes, bytes) =
+        tokio::task::spawn_blocking(move || validate(&bytes, &site_v, &db_v, max_raw).map(|changes| (changes, bytes)))
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))??;
     let len = bytes.len();
     if !is_json {
         state.payloads.put(&object_key, bytes).await?;
@@ -269,21 +294,34 @@ pub async fn upload(
     Ok((StatusCode::ACCEPTED, Json(Accepted { job: job.id, accepted: job.to_cursor, changes })))
 }
 
-/// Get a signed URL to upload a large payload to the payload store.
-#[utoipa::path(post, path = "/v1/sync/{db}/uploads", tag = "sync",
+/// Get a signed URL to upload a large payload to the payload store, for exactly the
+/// announced size and hash (the object's key names the hash).
+#[utoipa::path(post, path = "/v1/sync/{db}/uploads", tag = "sync", request_body = NewUpload,
     params(("db" = String, Path, description = "Database id"), SiteHeader),
-    responses((status = 201, description = "A signed upload URL", body = UploadTicket)))]
+    responses((status = 201, description = "A signed upload URL", body = UploadTicket),
+        (status = 413, description = "Announced over the upload limit", body = ErrorBody)))]
 pub async fn new_upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(db): Path<String>,
     headers: HeaderMap,
+    b: Result<Json<NewUpload>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadTicket>)> {
     let db = authorize(&state, &caller, &db).await?;
     let (db, site) = device(&state, db, header(&headers, SITE)?).await?;
-    let object = format!("{}/{}/{}.csyn", db.id, site, uuid::Uuid::now_v7().simple());
+    let req = crate::extract::body(b, state.limits.json_bytes)?;
+    if req.bytes > u64::try_from(state.limits.upload_bytes).unwrap_or(u64::MAX) {
+        return Err(ApiError::TooLarge(state.limits.upload_bytes));
+    }
+    let sha256: [u8; 32] = hex::decode(&req.sha256)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest("sha256 must be 64 hex characters".into()))?;
+    // The key names the hash, the URL the size: the object validated and applied is
+    // the one announced here.
+    let object = cloudsync_tenants::payloads::object_key(db.id.as_str(), &site.to_string(), &sha256);
     let ttl = Duration::from_secs(900);
-    let url = state.payloads.presign(&object, Op::Put, ttl).await?;
+    let url = state.payloads.presign(&object, Op::Put { len: req.bytes }, ttl).await?;
     Ok((StatusCode::CREATED, Json(UploadTicket { object, upload_url: url, expires_in: ttl.as_secs() })))
 }
 

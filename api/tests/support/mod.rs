@@ -54,11 +54,13 @@ pub fn state_on(
     // Keep the sender alive for the test's duration.
     std::mem::forget(tx);
     let control = control.with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
+    // Everything here runs on loopback, as on an operator's single machine.
+    let egress = Arc::new(cloudsync_tenants::egress::Egress::parse("127.0.0.1").unwrap());
     AppState(Arc::new(Inner {
         control: control.clone(),
         backends: Arc::new(Backends::new(
             SqliteBackends::new(dir.join("databases")).unwrap(),
-            PgBackends::new(4),
+            PgBackends::new(4, Arc::clone(&egress)),
             control.clone(),
             cloudsync_api::db_permit_count(),
         )),
@@ -71,9 +73,11 @@ pub fn state_on(
         limits,
         metrics: Metrics::new(),
         shutdown,
-        verifier: Verifier::new(Duration::ZERO),
+        verifier: Verifier::new(Duration::ZERO, &egress),
+        egress,
         usage: UsageRecorder::default(),
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
+        decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
     }))
 }
 

@@ -221,10 +221,19 @@ impl Client {
             self.post_changes("application/vnd.cloudsync.payload", &bytes, from, to)?
         } else {
             // Large payload: a signed URL of the payload store, then a reference.
-            let slot =
-                Self::finish(self.request(self.agent.post(&format!("{}/uploads", self.base)), true).send_empty())?
-                    .check()?
-                    .json()?;
+            let slot = {
+                use sha2::Digest;
+                // The URL is issued for exactly these bytes: their size and hash.
+                let announce =
+                    json!({ "bytes": bytes.len(), "sha256": hex::encode(sha2::Sha256::digest(&bytes)) }).to_string();
+                Self::finish(
+                    self.request(self.agent.post(&format!("{}/uploads", self.base)), true)
+                        .header("Content-Type", "application/json")
+                        .send(announce.as_bytes()),
+                )?
+            }
+            .check()?
+            .json()?;
             let (Some(put_url), Some(object)) = (slot["upload_url"].as_str(), slot["object"].as_str()) else {
                 return Err(net_err("the server's upload slot lacks upload_url or object"));
             };

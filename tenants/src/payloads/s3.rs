@@ -151,11 +151,14 @@ impl PayloadStore for S3Store {
         let cfg = PresigningConfig::expires_in(ttl).map_err(|e| s3_err("presign", e))?;
         let key = self.key(key)?;
         let req = match op {
-            Op::Put => self
+            // The size is a signed header: S3 refuses any other body length. (The hash
+            // the key names is checked wherever the object is read.)
+            Op::Put { len } => self
                 .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .content_length(i64::try_from(len).unwrap_or(i64::MAX))
                 .presigned(cfg)
                 .await
                 .map_err(|e| s3_err("presign", e))?,

@@ -1,7 +1,5 @@
 //! Reading payloads: every byte is checked before anything is returned.
 
-use std::io::Read;
-
 use crate::algo::Algo;
 use crate::change::{ChangeCell, ChangeRow, Changeset, Origin, TableDesc};
 use crate::error::DecodeError;
@@ -51,7 +49,16 @@ fn le4(b: &[u8]) -> [u8; 4] {
 /// Decodes a whole payload into one changeset (frames concatenated, dictionaries
 /// merged). Fails without partial results on any defect.
 pub fn decode(bytes: &[u8]) -> Result<Changeset, DecodeError> {
+    decode_limited(bytes, u64::MAX)
+}
+
+/// [`decode`], refusing a payload whose frames declare more than `max_raw` bytes once
+/// decompressed, in all. The frame headers are summed before any frame is
+/// decompressed: what a decoder may have to hold is bounded by the caller, not by the
+/// sender, and a refused payload costs one pass over its headers.
+pub fn decode_limited(bytes: &[u8], max_raw: u64) -> Result<Changeset, DecodeError> {
     let header = decode_header(bytes)?;
+    check_declared(&bytes[HEADER_LEN..], header.frames, max_raw)?;
     let mut input = &bytes[HEADER_LEN..];
     let mut out = Changeset::default();
     for frame in 0..header.frames as usize {
@@ -63,6 +70,29 @@ pub fn decode(bytes: &[u8]) -> Result<Changeset, DecodeError> {
         return Err(DecodeError::TrailingBytes(input.len(), "last frame"));
     }
     Ok(out)
+}
+
+/// Sums the uncompressed sizes the frame headers declare, refusing at the first frame
+/// that takes the total over `max_raw`. Structural defects (a truncated frame) are left
+/// to the decoding pass, which reports them precisely.
+fn check_declared(mut input: &[u8], frames: u32, max_raw: u64) -> Result<(), DecodeError> {
+    let mut total = 0u64;
+    for frame in 0..frames as usize {
+        let Some(head) = input.get(..FRAME_HEADER_LEN) else { return Ok(()) };
+        total = total.saturating_add(u64::from(u32::from_le_bytes(le4(&head[5..9]))));
+        if total > max_raw {
+            return Err(DecodeError::FrameTooLarge {
+                frame,
+                what: "uncompressed size of the payload so far",
+                size: total,
+                limit: max_raw,
+            });
+        }
+        let stored = usize::try_from(u32::from_le_bytes(le4(&head[1..5]))).unwrap_or(usize::MAX);
+        let Some(rest) = input.get(FRAME_HEADER_LEN.saturating_add(stored)..) else { return Ok(()) };
+        input = rest;
+    }
+    Ok(())
 }
 
 fn read_frame(input: &mut &[u8], frame: usize) -> Result<Vec<u8>, DecodeError> {
@@ -93,15 +123,14 @@ fn read_frame(input: &mut &[u8], frame: usize) -> Result<Vec<u8>, DecodeError> {
             Ok(stored.to_vec())
         }
         CODEC_ZSTD => {
-            // Streamed, so memory grows with the real output and never beyond the
-            // declared size: a decompression bomb stops at `raw_len + 1` bytes.
-            let decoder =
-                zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| DecodeError::Decompress(e.to_string()))?;
-            let mut raw = Vec::with_capacity(raw_len.min(stored.len().saturating_mul(8)));
-            decoder
-                .take(raw_len as u64 + 1)
-                .read_to_end(&mut raw)
-                .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+            // Decompressed in one pass into a buffer of exactly the declared size (the
+            // declared sizes were checked against the limits before): no window buffer,
+            // no growth, and a frame holding more than it declares is an error, not an
+            // allocation. Pages the output never reaches are never made resident.
+            let mut raw = Vec::with_capacity(raw_len);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress_to_buffer(stored, &mut raw))
+                .map_err(|e| DecodeError::Decompress(format!("frame {frame}: {e}")))?;
             if raw.len() != raw_len {
                 return Err(DecodeError::Decompress(format!(
                     "frame {frame} decompressed to {} bytes, header says {raw_len}",

@@ -124,6 +124,14 @@ fn decompression_bomb_is_refused() {
     bytes.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
     bytes.extend_from_slice(&compressed);
     assert!(matches!(decode(&bytes), Err(DecodeError::Decompress(_))));
+    // And one that holds less than it declares.
+    let at = bytes.len() - compressed.len() - 8;
+    bytes[at..at + 4].copy_from_slice(&(2u32 << 20).to_le_bytes());
+    assert!(
+        matches!(decode(&bytes), Err(DecodeError::Decompress(m)) if m.contains("header says")),
+        "{:?}",
+        decode(&bytes)
+    );
 }
 
 #[test]
@@ -144,4 +152,29 @@ fn names_and_sites_are_interned() {
     let bytes = PayloadEncoder::encode(&changeset(changes), EncodeOptions { compression: None, ..Default::default() });
     // Per change: key (3), row header (4), cell (5), value (2-3) bytes, names once.
     assert!(bytes.len() < 200 * 16, "payload is {} bytes", bytes.len());
+}
+
+#[test]
+fn a_limit_on_the_declared_size_is_checked_before_decompressing() {
+    // Two honest frames of 1 MiB each declared: over a 1.5 MiB limit at the second.
+    let raw = vec![0u8; 1 << 20];
+    let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+    let mut bytes = PayloadEncoder::default().finish();
+    bytes[6..10].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..10]);
+    bytes[10..14].copy_from_slice(&crc.to_le_bytes());
+    for _ in 0..2 {
+        bytes.push(CODEC_ZSTD);
+        bytes.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+        bytes.extend_from_slice(&compressed);
+    }
+    assert!(matches!(
+        super::decode_limited(&bytes, 3 << 19),
+        Err(DecodeError::FrameTooLarge { frame: 1, size, limit, .. }) if size == 2 << 20 && limit == 3 << 19
+    ));
+    // Within the limit the same bytes get past the size check (and fail later: a
+    // frame of zeros is not a frame body).
+    assert!(!matches!(super::decode_limited(&bytes, 4 << 20), Err(DecodeError::FrameTooLarge { .. })));
 }
