@@ -31,6 +31,28 @@ fn files(dir: &Path) -> BTreeSet<String> {
     out
 }
 
+/// A tenant of its own and an admin key of it: the attacker's means.
+fn attacker(server: &Server) -> (String, String) {
+    let attacker = server.admin("/v1/tenants", json!({ "name": "attacker" }));
+    let a = attacker["id"].as_str().unwrap().to_string();
+    let key = server.admin(&format!("/v1/tenants/{a}/api-keys"), json!({ "name": "admin", "scopes": ["admin"] }));
+    (a, key["key"].as_str().unwrap().to_string())
+}
+
+/// A JSON request with `key`: the status, the JSON answer (or null) and its text.
+fn call_as(server: &Server, key: &str, method: &str, path: &str, body: &Value) -> (u16, Value, String) {
+    let (status, raw) = http(
+        method,
+        &format!("{}{path}", server.url),
+        Some(key),
+        Some(body.to_string().into_bytes()),
+        &[("content-type", "application/json")],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+}
+
 /// Everything the control plane holds, as text.
 fn control_state(control: &Path) -> Vec<Vec<Value>> {
     file_rows(
@@ -98,24 +120,11 @@ fn a_hostile_tenant_reaches_nothing_beyond_its_database() {
     .unwrap();
     assert_eq!(s, 200);
     // The attacker, with an admin key of its own tenant and a database.
-    let attacker = server.admin("/v1/tenants", json!({ "name": "attacker" }));
-    let a = attacker["id"].as_str().unwrap();
-    let key = server.admin(&format!("/v1/tenants/{a}/api-keys"), json!({ "name": "admin", "scopes": ["admin"] }));
-    let key = key["key"].as_str().unwrap().to_string();
+    let (a, key) = attacker(&server);
+    let a = a.as_str();
     let db = server.admin(&format!("/v1/tenants/{a}/databases"), json!({ "name": "mine" }));
     let d = db["id"].as_str().unwrap().to_string();
-    let call = |method: &str, path: &str, body: Value| -> (u16, Value, String) {
-        let (status, raw) = http(
-            method,
-            &format!("{}{path}", server.url),
-            Some(&key),
-            Some(body.to_string().into_bytes()),
-            &[("content-type", "application/json")],
-        )
-        .unwrap();
-        let text = String::from_utf8_lossy(&raw).to_string();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
-    };
+    let call = |method: &str, path: &str, body: Value| call_as(&server, &key, method, path, &body);
     let (s, v, _) = call(
         "POST",
         &format!("/v1/tenants/{a}/databases/{d}/schema"),
@@ -209,22 +218,9 @@ fn a_hostile_tenant_cannot_aim_the_node_at_its_neighbours() {
     let data = dir.path().join("data");
     let server = Server::start(&data, free_port(), &[]);
     let data_text = std::fs::canonicalize(&data).unwrap().display().to_string();
-    let attacker = server.admin("/v1/tenants", json!({ "name": "attacker" }));
-    let a = attacker["id"].as_str().unwrap();
-    let key = server.admin(&format!("/v1/tenants/{a}/api-keys"), json!({ "name": "admin", "scopes": ["admin"] }));
-    let key = key["key"].as_str().unwrap().to_string();
-    let call = |method: &str, path: &str, body: Value| -> (u16, Value, String) {
-        let (status, raw) = http(
-            method,
-            &format!("{}{path}", server.url),
-            Some(&key),
-            Some(body.to_string().into_bytes()),
-            &[("content-type", "application/json")],
-        )
-        .unwrap();
-        let text = String::from_utf8_lossy(&raw).to_string();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
-    };
+    let (a, key) = attacker(&server);
+    let a = a.as_str();
+    let call = |method: &str, path: &str, body: Value| call_as(&server, &key, method, path, &body);
     let control = data.join("control.sqlite");
     let before_control = control_state(&control);
 

@@ -109,24 +109,30 @@ fn header_errors_are_precise() {
     assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion { found: 9, supported: 1 }));
 }
 
+/// A payload of zstd frames, each `(declared uncompressed size, compressed bytes)`,
+/// with valid checksums (whatever the bytes hold).
+fn zstd_frames(frames: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut bytes = PayloadEncoder::default().finish();
+    bytes[6..10].copy_from_slice(&u32::try_from(frames.len()).unwrap().to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..10]);
+    bytes[10..14].copy_from_slice(&crc.to_le_bytes());
+    for (declared, compressed) in frames {
+        bytes.push(CODEC_ZSTD);
+        bytes.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(&declared.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(compressed).to_le_bytes());
+        bytes.extend_from_slice(compressed);
+    }
+    bytes
+}
+
 #[test]
 fn decompression_bomb_is_refused() {
     // A frame that claims 1 KiB but decompresses to 1 MiB.
-    let raw = vec![0u8; 1 << 20];
-    let compressed = zstd::bulk::compress(&raw, 3).unwrap();
-    let mut bytes = PayloadEncoder::default().finish();
-    bytes[6..10].copy_from_slice(&1u32.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[..10]);
-    bytes[10..14].copy_from_slice(&crc.to_le_bytes());
-    bytes.push(CODEC_ZSTD);
-    bytes.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_le_bytes());
-    bytes.extend_from_slice(&1024u32.to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-    bytes.extend_from_slice(&compressed);
-    assert!(matches!(decode(&bytes), Err(DecodeError::Decompress(_))));
+    let compressed = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+    assert!(matches!(decode(&zstd_frames(&[(1024, &compressed)])), Err(DecodeError::Decompress(_))));
     // And one that holds less than it declares.
-    let at = bytes.len() - compressed.len() - 8;
-    bytes[at..at + 4].copy_from_slice(&(2u32 << 20).to_le_bytes());
+    let bytes = zstd_frames(&[(2 << 20, &compressed)]);
     assert!(
         matches!(decode(&bytes), Err(DecodeError::Decompress(m)) if m.contains("header says")),
         "{:?}",
@@ -157,19 +163,8 @@ fn names_and_sites_are_interned() {
 #[test]
 fn a_limit_on_the_declared_size_is_checked_before_decompressing() {
     // Two honest frames of 1 MiB each declared: over a 1.5 MiB limit at the second.
-    let raw = vec![0u8; 1 << 20];
-    let compressed = zstd::bulk::compress(&raw, 3).unwrap();
-    let mut bytes = PayloadEncoder::default().finish();
-    bytes[6..10].copy_from_slice(&2u32.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[..10]);
-    bytes[10..14].copy_from_slice(&crc.to_le_bytes());
-    for _ in 0..2 {
-        bytes.push(CODEC_ZSTD);
-        bytes.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_le_bytes());
-        bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-        bytes.extend_from_slice(&compressed);
-    }
+    let compressed = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+    let bytes = zstd_frames(&[(1 << 20, &compressed), (1 << 20, &compressed)]);
     assert!(matches!(
         super::decode_limited(&bytes, 3 << 19),
         Err(DecodeError::FrameTooLarge { frame: 1, size, limit, .. }) if size == 2 << 20 && limit == 3 << 19
