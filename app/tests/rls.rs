@@ -358,6 +358,22 @@ fn scenario(
         assert_eq!(flagged, json!(1), "{}", d.name());
     }
 
+    // The check folds the device's own writes before reading its clocks: rows written
+    // since the last sync are asked about (the server has none of them: not flagged),
+    // and a row deleted since is no longer asked about (a2, flagged above, is not now).
+    let check = |d: &mut dyn Device| -> Value {
+        serde_json::from_str(d.one("SELECT cloudsync_network_check_visibility()").as_str().unwrap()).unwrap()
+    };
+    let first = check(&mut alice);
+    alice.sql(
+        "INSERT INTO todos (id, owner_id, title, shared) VALUES ('n1', 'alice', 'new', 0), ('n2', 'alice', 'newer', 0)",
+    );
+    alice.sql("DELETE FROM todos WHERE id = 'a2'");
+    let second = check(&mut alice);
+    assert_eq!(second["hidden"], json!(0), "{second}");
+    assert_eq!(second["checked"].as_u64(), first["checked"].as_u64().map(|n| n + 1), "{first} then {second}");
+    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_hidden"), json!(0));
+
     // The visibility check refuses what it cannot answer precisely.
     let (url, token, site) = (format!("{sync_url}/visibility"), jwt("alice", None), "0123456789abcdef0123456789abcdef");
     let ask = |body: Value| {

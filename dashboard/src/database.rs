@@ -19,8 +19,8 @@ use cloudsync_tenants::store::{Database, Tenant};
 use leptos::prelude::*;
 use serde::Deserialize;
 
+use crate::admin::Admin;
 use crate::pages::{is_input_api_error, usage_charts, PAGE};
-use crate::session::Admin;
 use crate::tenant::tenant;
 use crate::ui::{bytes, count, crumbs, document, when, when_opt, Csrf, Empty, Layout, Pager};
 use crate::{notice, Problem};

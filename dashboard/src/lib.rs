@@ -16,6 +16,7 @@
 
 #![recursion_limit = "512"]
 
+pub mod admin;
 pub mod database;
 pub mod pages;
 pub mod session;

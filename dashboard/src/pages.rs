@@ -11,7 +11,7 @@ use cloudsync_tenants::page::PageRequest;
 use leptos::prelude::*;
 use serde::Deserialize;
 
-use crate::session::Admin;
+use crate::admin::Admin;
 use crate::ui::{
     ago, count, crumbs, document, usage_series, when, BarChart, Csrf, Empty, Layout, Pager, TextField, Unit,
 };

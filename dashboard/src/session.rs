@@ -9,22 +9,20 @@
 //! match).
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use cloudsync_api::auth::Caller;
 use cloudsync_api::error::ApiError;
 use cloudsync_api::AppState;
-use cloudsync_tenants::ids::TenantId;
 use cloudsync_tenants::keys::{KeyCheck, Scope, PREFIX};
-use cloudsync_tenants::sessions::{random_token, Principal, Session, LIFETIME};
+use cloudsync_tenants::sessions::{random_token, Principal, LIFETIME};
 use leptos::prelude::*;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::admin::{cookie, Admin};
 use crate::ui::{document, Layout, TextField};
 use crate::Problem;
 
@@ -32,66 +30,6 @@ const SESSION_COOKIE: &str = "cloudsync_session";
 const LOGIN_COOKIE: &str = "cloudsync_login";
 /// Largest form body accepted.
 pub const FORM_LIMIT: usize = 256 << 10;
-
-/// The signed-in user of a request.
-#[derive(Clone, Debug)]
-pub struct Admin {
-    /// Their authority, as the API sees it.
-    pub caller: Caller,
-    /// The session's CSRF token.
-    pub csrf: String,
-    /// Who they are, for the header.
-    pub label: String,
-    cookie: String,
-}
-
-impl Admin {
-    fn new(session: Session, cookie: String) -> Admin {
-        let (caller, label) = match session.principal {
-            Principal::Operator => (Caller::Operator, "operator".to_string()),
-            Principal::Key(k) => {
-                let label = format!("key {}", k.name);
-                (Caller::Key(k), label)
-            }
-        };
-        Admin { caller, csrf: session.csrf, label, cookie }
-    }
-
-    /// Whether this is the operator.
-    pub fn is_operator(&self) -> bool {
-        matches!(self.caller, Caller::Operator)
-    }
-
-    /// The tenant of a tenant administrator.
-    pub fn tenant(&self) -> Option<TenantId> {
-        match &self.caller {
-            Caller::Key(k) => Some(k.tenant_id.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Admin>().cloned().ok_or_else(|| {
-            Problem::from(ApiError::Internal("a dashboard page was routed without the session guard".into()))
-        })
-    }
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-}
 
 fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };

@@ -15,8 +15,8 @@ use cloudsync_tenants::store::{BackendConfig, Tenant};
 use leptos::prelude::*;
 use serde::Deserialize;
 
+use crate::admin::Admin;
 use crate::pages::{is_input_api_error, usage_charts, PAGE};
-use crate::session::Admin;
 use crate::ui::{crumbs, document, when, when_opt, Csrf, Empty, Layout, Pager, TextField};
 use crate::{notice, Problem};
 

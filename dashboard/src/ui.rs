@@ -4,7 +4,7 @@
 use cloudsync_tenants::overview::UsageHour;
 use leptos::prelude::*;
 
-use crate::session::Admin;
+use crate::admin::Admin;
 
 /// Renders a whole document.
 pub fn document(view: impl IntoView + 'static) -> String {

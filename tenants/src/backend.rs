@@ -171,8 +171,9 @@ impl SqliteBackends {
             Some(c) => c,
             None => self.open(db, create)?,
         };
-        let result =
-            conn.budget.within(limit, || cloudsync_sqlite::cache::scope(&conn.state.cache, &conn.conn, || f(&conn)));
+        let result = conn
+            .budget
+            .within(limit, || cloudsync_sqlite::meta::cache::scope(&conn.state.cache, &conn.conn, || f(&conn)));
         // A connection left inside a transaction by an error is not reused.
         if conn.conn.is_autocommit() {
             let mut idle = lock(&handle.idle);
@@ -230,7 +231,7 @@ impl SqliteBackends {
             }
             // A rolled-back init leaves nothing behind but cached metadata.
             if dry_run {
-                cloudsync_sqlite::cache::invalidate();
+                cloudsync_sqlite::meta::cache::invalidate();
             }
             result
         })
@@ -239,7 +240,7 @@ impl SqliteBackends {
     /// The canonical name of the synced table `name`, or `NotFound`.
     pub fn synced_table(&self, db: &DatabaseId, name: &str) -> Result<String> {
         self.with(db, Budgets::QUICK, |conn, _| {
-            cloudsync_sqlite::table::SyncTable::load(conn, name)?
+            cloudsync_sqlite::meta::table::SyncTable::load(conn, name)?
                 .map(|t| t.name)
                 .ok_or(Error::NotFound { what: "synced table" })
         })
@@ -249,8 +250,8 @@ impl SqliteBackends {
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
         self.with(db, Budgets::STANDARD, |conn, _| {
             let mut out = Vec::new();
-            for name in cloudsync_sqlite::table::SyncTable::names(conn)? {
-                let t = cloudsync_sqlite::table::SyncTable::require(conn, &name)?;
+            for name in cloudsync_sqlite::meta::table::SyncTable::names(conn)? {
+                let t = cloudsync_sqlite::meta::table::SyncTable::require(conn, &name)?;
                 let rows: i64 = conn.query_row(
                     &format!("SELECT count(*) FROM {}", cloudsync_sqlite::sql::ident(&t.name)),
                     [],
@@ -324,7 +325,7 @@ impl SqliteBackends {
         policy: Option<&str>,
     ) -> Result<Vec<Vec<u8>>> {
         self.with_actor(db, Budgets::QUICK, actor, |conn, _| {
-            let Some(t) = cloudsync_sqlite::table::SyncTable::load(conn, table)? else {
+            let Some(t) = cloudsync_sqlite::meta::table::SyncTable::load(conn, table)? else {
                 return Err(Error::NotFound { what: "synced table" });
             };
             let Some(expr) = policy else { return Ok(Vec::new()) };
@@ -343,7 +344,7 @@ impl SqliteBackends {
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
         self.with(db, Budgets::QUICK, |conn, _| {
-            let t = cloudsync_sqlite::table::SyncTable::load(conn, table)?
+            let t = cloudsync_sqlite::meta::table::SyncTable::load(conn, table)?
                 .ok_or_else(|| Error::Invalid(format!("table '{table}' is not a synced table of this database")))?;
             conn.prepare(&format!("SELECT 1 FROM {} WHERE ({expr})", t.quoted()))
                 .map(|_| ())
@@ -403,7 +404,7 @@ fn refusal_of(e: &cloudsync_sqlite::Error) -> Option<&'static str> {
 /// Whether the row `key` of `t` satisfies `expr`: None when there is no such row.
 fn row_allowed(
     conn: &Connection,
-    t: &cloudsync_sqlite::table::SyncTable,
+    t: &cloudsync_sqlite::meta::table::SyncTable,
     key: &[cloudsync_core::Value],
     expr: &str,
 ) -> Result<Option<bool>> {
@@ -430,7 +431,7 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[
         let table = row_cs.tables[row.table].name.clone();
         let key = show_key(&row.pk);
         let policy = policy_of(policies, &table);
-        let synced = cloudsync_sqlite::table::SyncTable::load(conn, &table)?;
+        let synced = cloudsync_sqlite::meta::table::SyncTable::load(conn, &table)?;
         let values = match (&synced, policy) {
             (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
             _ => None,

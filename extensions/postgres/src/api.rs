@@ -8,13 +8,9 @@ use pgrx::spi::SpiClient;
 use crate::error::{report, Error, Result};
 use crate::feed::{self, FeedQuery};
 use crate::lifecycle;
+use crate::meta::{COMPRESSION, FRAME_SIZE};
 use crate::sql::{exec, query_opt};
 use crate::{fold, meta, store};
-
-/// Global setting: target size of a payload frame in bytes.
-pub const FRAME_SIZE: &str = "payload_frame_size";
-/// Global setting: zstd level of payloads (0 disables compression).
-pub const COMPRESSION: &str = "payload_compression";
 
 fn spi<T>(f: impl FnOnce(&mut SpiClient<'_>) -> Result<T>) -> T {
     report(Spi::connect_mut(f))

@@ -1,4 +1,4 @@
-//! Clock reads and writes in batches: one statement per table and batch instead of
+//! Clock reads and writes: decoding a stored clock ([`clock_at`]), and batches: one statement per table and batch instead of
 //! one per row, by passing each column as an array (`unnest`).
 //!
 //! A fold or a merge touches many rows' clocks. Reading them before the merge
@@ -9,15 +9,32 @@
 use std::collections::{HashMap, HashSet};
 
 use cloudsync_core::value::encode_key;
-use cloudsync_core::{RowClock, Value};
+use cloudsync_core::{Cursor, RowClock, Value};
 use pgrx::datum::DatumWithOid;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{SpiClient, SpiHeapTupleData};
 
 use crate::error::{Error, Result};
-use crate::fold::clock_at;
-use crate::sql::{exec, i64_of, ident, query, read_value};
+use crate::sql::{exec, get, i64_of, ident, query, read_value, u64_of};
 use crate::table::SyncTable;
 use crate::types::{convert_key, Bind, Param};
+
+/// The clock stored in columns `base..base + 4` of a row (`cl, dbv, seq, clock`), or
+/// `None` when `cl` is NULL (no clock: an outer join found none).
+pub fn clock_at(r: &SpiHeapTupleData<'_>, base: usize) -> Result<Option<RowClock>> {
+    let Some(cl) = r.get::<i64>(base)? else { return Ok(None) };
+    Ok(Some(decode_clock(
+        cl,
+        get::<i64>(r, base + 1, "dbv")?,
+        get::<i64>(r, base + 2, "seq")?,
+        &get::<Vec<u8>>(r, base + 3, "clock")?,
+    )?))
+}
+
+/// Decodes a stored clock.
+pub fn decode_clock(cl: i64, dbv: i64, seq: i64, blob: &[u8]) -> Result<RowClock> {
+    let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
+    RowClock::decode(u64_of(cl, "causal length")?, at, blob).map_err(|e| Error::Corrupt(e.to_string()))
+}
 
 /// Rows per statement.
 const CHUNK: usize = 5_000;

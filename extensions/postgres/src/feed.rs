@@ -14,8 +14,8 @@ use cloudsync_core::value::encode_key;
 use cloudsync_core::{Algo, Change, Cursor, SiteId, Value};
 use pgrx::spi::SpiClient;
 
+use crate::batch::clock_at;
 use crate::error::{Error, Result};
-use crate::fold::clock_at;
 use crate::role::RoleSwitch;
 use crate::sql::{i64_of, ident, query, read_value};
 use crate::table::SyncTable;
@@ -169,8 +169,8 @@ pub fn encode_options(c: &SpiClient<'_>) -> Result<EncodeOptions> {
     let int = |key: &str, default: i64| -> Result<i64> {
         Ok(meta::setting(c, key)?.and_then(|v| v.parse().ok()).unwrap_or(default))
     };
-    let frame = int(crate::api::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
-    let level = int(crate::api::COMPRESSION, 3)?;
+    let frame = int(crate::meta::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
+    let level = int(crate::meta::COMPRESSION, 3)?;
     Ok(EncodeOptions {
         frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),
         compression: (level > 0).then(|| i32::try_from(level).unwrap_or(3)),

@@ -9,13 +9,13 @@
 
 use cloudsync_core::local::{apply_local, LocalOp};
 use cloudsync_core::value::encode_key;
-use cloudsync_core::{ColId, Cursor, RowClock, Stamp, Value};
+use cloudsync_core::{ColId, RowClock, Stamp, Value};
 use pgrx::datum::DatumWithOid;
-use pgrx::spi::{SpiClient, SpiHeapTupleData};
+use pgrx::spi::SpiClient;
 
-use crate::batch::ClockWriter;
+use crate::batch::{clock_at, ClockWriter};
 use crate::error::{Error, Result};
-use crate::sql::{datum, get, query, read_value, u64_of};
+use crate::sql::{datum, get, query, read_value};
 use crate::table::{SyncTable, MASK_BITS};
 use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
 use crate::types::convert_key;
@@ -57,24 +57,6 @@ pub fn key_args(t: &SyncTable, key: &[Value]) -> Result<Vec<DatumWithOid<'static
         .zip(key)
         .map(|(k, v)| Ok(datum(convert_key(&k.kind, v, &t.display, &k.name, &k.sql_type)?, k.kind.bind())))
         .collect()
-}
-
-/// The clock stored in columns `base..base + 4` of a row (`cl, dbv, seq, clock`), or
-/// `None` when `cl` is NULL (no clock: an outer join found none).
-pub fn clock_at(r: &SpiHeapTupleData<'_>, base: usize) -> Result<Option<RowClock>> {
-    let Some(cl) = r.get::<i64>(base)? else { return Ok(None) };
-    Ok(Some(decode_clock(
-        cl,
-        get::<i64>(r, base + 1, "dbv")?,
-        get::<i64>(r, base + 2, "seq")?,
-        &get::<Vec<u8>>(r, base + 3, "clock")?,
-    )?))
-}
-
-/// Decodes a stored clock.
-pub fn decode_clock(cl: i64, dbv: i64, seq: i64, blob: &[u8]) -> Result<RowClock> {
-    let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
-    RowClock::decode(u64_of(cl, "causal length")?, at, blob).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 fn fold_table(c: &mut SpiClient<'_>, t: &SyncTable, dbv: u64, seq: &mut u64) -> Result<()> {

@@ -20,9 +20,10 @@ use pgrx::pg_sys::PgTryBuilder;
 use pgrx::spi::{PreparedStatement, SpiClient};
 use pgrx::PgLogLevel;
 
+use crate::batch::clock_at;
 use crate::batch::{self, ClockWriter};
 use crate::error::{Error, Result};
-use crate::fold::{clock_at, key_args};
+use crate::fold::key_args;
 use crate::role::RoleSwitch;
 use crate::sql::{datum, exec, ident, oid_of, read_value};
 use crate::table::SyncTable;

@@ -5,36 +5,10 @@ use cloudsync_core::engine::{apply_changeset, ApplyReport};
 use cloudsync_core::Changeset;
 use rusqlite::Connection;
 
+use crate::sql::in_savepoint;
 use crate::state::ConnState;
 use crate::store::SqliteStore;
 use crate::{fold, Result};
-
-/// Runs `f` inside a savepoint: released on success, rolled back on error.
-///
-/// Inside a statement that is itself writing (an `INSERT INTO cloudsync_changes`, a
-/// trigger), SQLite refuses new savepoints; there the enclosing statement is already
-/// atomic (it rolls back whole on error), so `f` runs in it directly.
-pub fn in_savepoint<T>(conn: &Connection, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {name}")) {
-        let in_statement = matches!(&e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::DatabaseBusy)
-            && e.to_string().contains("statements in progress");
-        if in_statement {
-            return f();
-        }
-        return Err(e.into());
-    }
-    let result = f().and_then(|v| {
-        // Releasing the outermost savepoint commits, and a commit can still fail (a
-        // deferred foreign-key violation): that must roll back too.
-        conn.execute_batch(&format!("RELEASE {name}"))?;
-        Ok(v)
-    });
-    if result.is_err() {
-        // The original error matters more than a failure to roll back.
-        let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
-    }
-    result
-}
 
 /// How incoming values are held against the columns' type affinity
 /// (`Affinity::converts`).
@@ -85,7 +59,7 @@ pub fn apply_with(conn: &Connection, state: &ConnState, cs: &Changeset, values: 
 /// Whether the database has a trigger that cloudsync did not create (in `main` or
 /// `temp`).
 fn user_triggers_exist(conn: &Connection) -> Result<bool> {
-    let synced = crate::table::SyncTable::names(conn)?;
+    let synced = crate::meta::table::SyncTable::names(conn)?;
     let mut stmt = conn.prepare_cached(
         "SELECT name, tbl_name, 0 FROM main.sqlite_master WHERE type = 'trigger' \
          UNION ALL SELECT name, tbl_name, 1 FROM temp.sqlite_master WHERE type = 'trigger'",

@@ -14,8 +14,8 @@ use cloudsync_core::value::encode_key;
 use cloudsync_core::{Change, ColId, Cursor, RowClock, SiteId, Value};
 use rusqlite::Connection;
 
+use crate::meta::table::SyncTable;
 use crate::sql::{i64_of, ident, u64_of, value_of};
-use crate::table::SyncTable;
 use crate::{meta, Result};
 
 /// Which sites' changes to return.

@@ -11,8 +11,8 @@ use cloudsync_core::{ColId, RowClock, Stamp, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection};
 
+use crate::meta::table::{SyncTable, MASK_BITS};
 use crate::sql::{i64_of, u64_of, value_of, Bind};
-use crate::table::{SyncTable, MASK_BITS};
 use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
 use crate::{meta, Error, Result};
 
@@ -40,7 +40,7 @@ pub fn any_pending(conn: &Connection) -> Result<bool> {
 /// Runs in its own savepoint: called from a SQL function in autocommit mode, each
 /// statement would otherwise commit (and sync) on its own.
 pub fn fold_all(conn: &Connection) -> Result<u64> {
-    crate::apply::in_savepoint(conn, "cloudsync_fold", || fold_all_in_txn(conn))
+    crate::sql::in_savepoint(conn, "cloudsync_fold", || fold_all_in_txn(conn))
 }
 
 fn fold_all_in_txn(conn: &Connection) -> Result<u64> {

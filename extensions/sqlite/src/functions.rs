@@ -10,9 +10,9 @@ use rusqlite::Connection;
 
 use crate::error::to_sql;
 use crate::ffi::with_conn;
+use crate::meta::table::SyncTable;
 use crate::sql::value_of;
 use crate::state::ConnState;
-use crate::table::SyncTable;
 use crate::{apply, fold, lifecycle, meta, payload, settings, Error, Result};
 
 type Fx = fn(&Context<'_>, &Connection, &ConnState) -> Result<SqlValue>;
@@ -339,7 +339,8 @@ fn register_scalars<'a>(
                 // Called per row by guard triggers: no connection, no cache.
                 return Ok(SqlValue::Integer(state.merging().into()));
             }
-            with_conn(ctx, |conn| crate::cache::scope(&state.cache, conn, || f(ctx, conn, &state))).map_err(to_sql)
+            with_conn(ctx, |conn| crate::meta::cache::scope(&state.cache, conn, || f(ctx, conn, &state)))
+                .map_err(to_sql)
         })?;
     }
     Ok(())

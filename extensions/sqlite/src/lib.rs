@@ -18,7 +18,6 @@
 //! table trait implementations rusqlite requires ([`vtab`]). Nothing else.
 
 pub mod apply;
-pub mod cache;
 pub mod changes;
 pub mod error;
 mod ffi;
@@ -35,7 +34,6 @@ pub mod settings;
 pub mod sql;
 pub mod state;
 pub mod store;
-pub mod table;
 pub mod triggers;
 pub mod vtab;
 

@@ -4,10 +4,10 @@
 use cloudsync_core::{Algo, SiteId};
 use rusqlite::{params, Connection};
 
-use crate::apply::in_savepoint;
+use crate::meta::table::SyncTable;
 use crate::schema::{self, check_syncable};
 use crate::sql::ident;
-use crate::table::SyncTable;
+use crate::sql::in_savepoint;
 use crate::{fold, meta, triggers, Error, Result};
 
 fn no_such_table(name: &str) -> Error {
@@ -91,7 +91,7 @@ pub fn init(conn: &Connection, table: &str, algo: Option<&str>, flags: i64) -> R
                 "INSERT INTO cloudsync_tables (name, algo, flags) VALUES (?1, ?2, ?3)",
                 params![name, algo.unwrap_or_default().name(), flags],
             )?;
-            crate::cache::invalidate();
+            crate::meta::cache::invalidate();
         }
         SyncTable::sync_columns(conn, &name, &shape)?;
         let t = SyncTable::require(conn, &name)?;
@@ -131,7 +131,7 @@ pub fn cleanup(conn: &Connection, table: &str) -> Result<()> {
         triggers::drop_triggers(conn, &stub)?;
         triggers::drop_tables(conn, &stub)?;
         conn.execute("DELETE FROM cloudsync_tables WHERE name = ?1", [&name])?;
-        crate::cache::invalidate();
+        crate::meta::cache::invalidate();
         conn.execute("DELETE FROM cloudsync_columns WHERE tbl = ?1", [&name])?;
         conn.execute("DELETE FROM cloudsync_table_settings WHERE tbl = ?1", [&name])?;
         if SyncTable::names(conn)?.is_empty() {
@@ -151,7 +151,7 @@ pub fn set_enabled(conn: &Connection, table: &str, enabled: bool) -> Result<()> 
             fold::fold_all(conn)?;
         }
         conn.execute("UPDATE cloudsync_tables SET enabled = ?2 WHERE name = ?1", params![t.name, enabled])?;
-        crate::cache::invalidate();
+        crate::meta::cache::invalidate();
         let t = SyncTable::require(conn, table)?;
         triggers::create_triggers(conn, &t)
     })
@@ -172,7 +172,7 @@ pub fn set_filter(conn: &Connection, table: &str, filter: Option<&str>) -> Resul
         }
         fold::fold_all(conn)?;
         conn.execute("UPDATE cloudsync_tables SET filter = ?2 WHERE name = ?1", params![t.name, filter])?;
-        crate::cache::invalidate();
+        crate::meta::cache::invalidate();
         let t = SyncTable::require(conn, table)?;
         triggers::create_triggers(conn, &t)?;
         // Rows that now match and were never tracked become local inserts.
@@ -195,7 +195,7 @@ pub fn begin_alter(conn: &Connection, table: &str) -> Result<()> {
     fold::fold_all(conn)?;
     triggers::drop_triggers(conn, &t)?;
     conn.execute("UPDATE cloudsync_tables SET altering = 1 WHERE name = ?1", [&t.name])?;
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     Ok(())
 }
 
@@ -224,7 +224,7 @@ pub fn commit_alter(conn: &Connection, table: &str) -> Result<()> {
     check_syncable(&shape, t.flags)?;
     SyncTable::sync_columns(conn, &t.name, &shape)?;
     conn.execute("UPDATE cloudsync_tables SET altering = 0 WHERE name = ?1", [&t.name])?;
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     let t = SyncTable::require(conn, table)?;
     triggers::create_tables(conn, &t)?;
     triggers::create_triggers(conn, &t)?;

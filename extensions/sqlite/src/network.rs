@@ -19,10 +19,11 @@ use cloudsync_core::SiteId;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use crate::apply::{self, in_savepoint};
+use crate::apply;
 use crate::changes::{FeedQuery, FeedReader, SiteFilter};
+use crate::meta::table::SyncTable;
+use crate::sql::in_savepoint;
 use crate::state::ConnState;
-use crate::table::SyncTable;
 use crate::{fold, meta, payload, triggers, Error, Result};
 
 /// Payloads up to this size travel inside the upload request; larger ones through a
@@ -458,7 +459,7 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
             "UPDATE cloudsync_sites SET site_id = ?1 WHERE ord = 0",
             [SiteId::generate().as_bytes().as_slice()],
         )?;
-        crate::cache::invalidate();
+        crate::meta::cache::invalidate();
         Ok(())
     })?;
     state.set_credential(None);

@@ -9,8 +9,8 @@ use cloudsync_core::{Algo, Cursor};
 use rusqlite::Connection;
 
 use crate::changes::{FeedQuery, FeedReader};
+use crate::meta::table::SyncTable;
 use crate::state::ConnState;
-use crate::table::SyncTable;
 use crate::{apply, fold, settings, Error, Result};
 
 /// Encoder settings from `cloudsync_set`.
@@ -55,7 +55,7 @@ pub fn encode(conn: &Connection, query: FeedQuery) -> Result<(Option<Vec<u8>>, u
 /// chunk (`cloudsync_core::feed`, ARCHITECTURE.md "a cursor is a promise").
 pub fn encode_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Result<Chunk> {
     fold::fold_all(conn)?;
-    apply::in_savepoint(conn, "cloudsync_feed", || read_chunk(conn, query, max_bytes))
+    crate::sql::in_savepoint(conn, "cloudsync_feed", || read_chunk(conn, query, max_bytes))
 }
 
 fn read_chunk(conn: &Connection, query: FeedQuery, max_bytes: usize) -> Result<Chunk> {

@@ -7,7 +7,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
-use crate::table::SyncTable;
+use crate::meta::table::SyncTable;
 use crate::{meta, Error, Result};
 
 /// Global keys the extension reads.

@@ -1,4 +1,5 @@
-//! The audited SQL-building helpers: identifier quoting and value conversion.
+//! The audited SQL-building helpers: identifier quoting, value conversion, and
+//! savepoints.
 //!
 //! Every identifier that reaches SQL text goes through [`ident`]; every value is
 //! bound as a parameter through [`Bind`]. Nothing else in this crate formats
@@ -66,4 +67,37 @@ mod tests {
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(literal("it's"), "'it''s'");
     }
+}
+
+/// Runs `f` inside a savepoint: released on success, rolled back on error.
+///
+/// Inside a statement that is itself writing (an `INSERT INTO cloudsync_changes`, a
+/// trigger), SQLite refuses new savepoints; there the enclosing statement is already
+/// atomic (it rolls back whole on error), so `f` runs in it directly.
+pub fn in_savepoint<T>(
+    conn: &rusqlite::Connection,
+    name: &str,
+    f: impl FnOnce() -> crate::Result<T>,
+) -> crate::Result<T> {
+    if let Err(e) = conn.execute_batch(&format!("SAVEPOINT {name}")) {
+        // Opening a savepoint takes no lock (the transaction starts lazily), so
+        // SQLITE_BUSY here has one cause: a writing statement in progress.
+        let in_statement =
+            matches!(&e, rusqlite::Error::SqliteFailure(err, _) if err.code == rusqlite::ErrorCode::DatabaseBusy);
+        if in_statement {
+            return f();
+        }
+        return Err(e.into());
+    }
+    let result = f().and_then(|v| {
+        // Releasing the outermost savepoint commits, and a commit can still fail (a
+        // deferred foreign-key violation): that must roll back too.
+        conn.execute_batch(&format!("RELEASE {name}"))?;
+        Ok(v)
+    });
+    if result.is_err() {
+        // The original error matters more than a failure to roll back.
+        let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
+    }
+    result
 }

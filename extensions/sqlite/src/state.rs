@@ -10,8 +10,8 @@ use std::sync::Mutex;
 pub struct ConnState {
     merging: AtomicBool,
     credential: Mutex<Option<String>>,
-    /// Metadata cache (see [`crate::cache`]).
-    pub cache: std::sync::Arc<crate::cache::MetaCache>,
+    /// Metadata cache (see [`crate::meta::cache`]).
+    pub cache: std::sync::Arc<crate::meta::cache::MetaCache>,
     /// The HTTP agent, kept so connections to the service are reused (keep-alive).
     #[cfg(feature = "network")]
     pub(crate) agent: std::sync::OnceLock<ureq::Agent>,

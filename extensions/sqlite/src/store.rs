@@ -11,8 +11,8 @@ use cloudsync_core::merge::{RowWrite, SeqAlloc};
 use cloudsync_core::{ColId, Cursor, RowClock, SiteId, SiteOrd, Value};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Statement};
 
+use crate::meta::table::SyncTable;
 use crate::sql::{i64_of, ident, u64_of, value_of, Bind};
-use crate::table::SyncTable;
 use crate::{meta, Error, Result};
 
 /// Kinds of column-set-dependent statements.

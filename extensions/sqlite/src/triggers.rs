@@ -11,8 +11,8 @@ use cloudsync_core::Algo;
 use rusqlite::Connection;
 
 use crate::filter;
+use crate::meta::table::{SyncTable, MASK_BITS};
 use crate::sql::{ident, literal};
-use crate::table::{SyncTable, MASK_BITS};
 use crate::Result;
 
 /// Log operation codes.
@@ -29,7 +29,7 @@ fn trigger_name(t: &SyncTable, suffix: &str) -> String {
 /// Creates the clock and log tables of `t` if missing, and widens the log's mask
 /// columns when columns were added.
 pub fn create_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     let keys = t.meta_keys();
     let key_list = keys.join(", ");
     conn.execute_batch(&format!(
@@ -65,7 +65,7 @@ pub fn create_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
 
 /// Drops the clock and log tables of `t`.
 pub fn drop_tables(conn: &Connection, t: &SyncTable) -> Result<()> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     conn.execute_batch(&format!("DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};", t.meta(), t.log()))?;
     Ok(())
 }
@@ -79,7 +79,7 @@ pub fn is_ours(table: &str, trigger: &str) -> bool {
 
 /// Drops every trigger the extension created on `t`.
 pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     let names: Vec<String> = conn
         .prepare("SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name = ?1")?
         .query_map([&t.name], |r| r.get(0))?
@@ -93,7 +93,7 @@ pub fn drop_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
 /// (Re)creates the triggers of `t` for its current columns, filter and algorithm.
 /// Tracking triggers are only installed while the table is enabled.
 pub fn create_triggers(conn: &Connection, t: &SyncTable) -> Result<()> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     drop_triggers(conn, t)?;
     conn.execute_batch(&triggers_sql(t))?;
     Ok(())
@@ -108,7 +108,7 @@ const PER_COLUMN_TRIGGERS_MAX: usize = 16;
 
 /// `NEW.col` differs from `OLD.col`: bytewise, ignoring collations, and for columns
 /// without affinity also by type (there `1` and `1.0` compare equal).
-fn changed(c: &crate::table::SyncColumn) -> String {
+fn changed(c: &crate::meta::table::SyncColumn) -> String {
     let col = ident(&c.name);
     let mut e = format!("NEW.{col} IS NOT OLD.{col} COLLATE BINARY");
     if Affinity::of(&c.decl_type) == Affinity::Blob {

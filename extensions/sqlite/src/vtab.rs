@@ -20,9 +20,9 @@ use rusqlite::vtab::{
 use rusqlite::Connection;
 
 use crate::changes::{FeedQuery, FeedReader, SiteFilter};
+use crate::meta::table::SyncTable;
 use crate::sql::{i64_of, value_of};
 use crate::state::ConnState;
-use crate::table::SyncTable;
 use crate::{apply, error, ffi, fold, Error, Result};
 
 /// Column positions.
@@ -134,7 +134,7 @@ impl UpdateVTab<'_> for ChangesTab {
             let report = apply::apply(conn, state, &cs)?;
             i64::try_from(report.applied).map_err(|_| Error::Apply("count overflow".into()))
         };
-        crate::cache::scope(&state.cache, conn, run).map_err(error::to_sql)?;
+        crate::meta::cache::scope(&state.cache, conn, run).map_err(error::to_sql)?;
         Ok(0)
     }
 
@@ -280,7 +280,7 @@ impl ChangesCursor<'_> {
 unsafe impl VTabCursor for ChangesCursor<'_> {
     fn filter(&mut self, idx_num: c_int, _idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
         let state = Arc::clone(&self.tab.state);
-        crate::cache::scope(&state.cache, &self.tab.conn, || self.start(idx_num, args)).map_err(error::to_sql)
+        crate::meta::cache::scope(&state.cache, &self.tab.conn, || self.start(idx_num, args)).map_err(error::to_sql)
     }
 
     fn next(&mut self) -> rusqlite::Result<()> {

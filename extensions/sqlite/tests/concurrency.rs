@@ -53,7 +53,7 @@ fn chunk(
     site: SiteId,
     max_bytes: usize,
 ) -> cloudsync_sqlite::payload::Chunk {
-    cloudsync_sqlite::cache::scope(&state.cache, conn, || {
+    cloudsync_sqlite::meta::cache::scope(&state.cache, conn, || {
         let query = FeedQuery { from, sites: SiteFilter::Except(site), ..FeedQuery::default() };
         cloudsync_sqlite::payload::encode_chunk(conn, query, max_bytes)
     })

@@ -406,7 +406,7 @@ fn values_a_column_would_convert_are_refused_whole() {
         .execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER, b TEXT); SELECT cloudsync_init('t');")
         .unwrap();
     let exact = |cs: &cloudsync_core::Changeset| {
-        cloudsync_sqlite::cache::scope(&state.cache, &central, || apply_with(&central, &state, cs, Values::Exact))
+        cloudsync_sqlite::meta::cache::scope(&state.cache, &central, || apply_with(&central, &state, cs, Values::Exact))
     };
     for (bad, says) in [
         (&int_key, "value 42 (integer) for column 'id' of table 't' would be stored as text"),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use cloudsync_core::SiteId;
 use rusqlite::Connection;
 
-use crate::table::SyncTable;
+use crate::meta::table::SyncTable;
 use crate::Result;
 
 #[derive(Default)]

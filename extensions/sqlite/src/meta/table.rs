@@ -105,9 +105,9 @@ impl SyncTable {
     }
 
     /// Loads a synced table, or `None` if `name` is not synced (cached per connection
-    /// while the schema is unchanged, see [`crate::cache`]).
+    /// while the schema is unchanged, see [`crate::meta::cache`]).
     pub fn load(conn: &Connection, name: &str) -> Result<Option<SyncTable>> {
-        crate::cache::table(name, || Self::load_uncached(conn, name))
+        crate::meta::cache::table(name, || Self::load_uncached(conn, name))
     }
 
     fn load_uncached(conn: &Connection, name: &str) -> Result<Option<SyncTable>> {
@@ -187,7 +187,7 @@ impl SyncTable {
 
     /// Names of all synced tables, sorted.
     pub fn names(conn: &Connection) -> Result<Vec<String>> {
-        crate::cache::names(|| Self::names_uncached(conn))
+        crate::meta::cache::names(|| Self::names_uncached(conn))
     }
 
     fn names_uncached(conn: &Connection) -> Result<Vec<String>> {
@@ -202,7 +202,7 @@ impl SyncTable {
     /// Registers new columns of `shape` (ids assigned in declaration order) and marks
     /// missing ones dropped. Returns whether anything changed.
     pub fn sync_columns(conn: &Connection, name: &str, shape: &Shape) -> Result<bool> {
-        crate::cache::invalidate();
+        crate::meta::cache::invalidate();
         let mut changed = false;
         let known: Vec<(i64, String, bool)> = conn
             .prepare("SELECT id, name, dropped FROM cloudsync_columns WHERE tbl = ?1")?

@@ -7,6 +7,13 @@
 //! | `cloudsync_tables(name, algo, enabled, filter, flags, next_col, mask_words, altering)` | one row per synced table |
 //! | `cloudsync_columns(tbl, id, name, dropped)` | stable column ids |
 //! | `cloudsync_table_settings(tbl, col, key, value)` | settings from `cloudsync_set*` |
+//!
+//! With them, in this folder, what is read from them: the synced-table model
+//! ([`table`]) and the per-connection cache of both ([`cache`]), which hold on to each
+//! other.
+
+pub mod cache;
+pub mod table;
 
 use cloudsync_core::{SiteId, SiteOrd};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -48,7 +55,7 @@ CREATE TABLE IF NOT EXISTS cloudsync_table_settings (
 
 /// Whether this database has cloudsync metadata.
 pub fn exists(conn: &Connection) -> Result<bool> {
-    crate::cache::exists(|| exists_uncached(conn))
+    crate::meta::cache::exists(|| exists_uncached(conn))
 }
 
 fn exists_uncached(conn: &Connection) -> Result<bool> {
@@ -60,9 +67,9 @@ fn exists_uncached(conn: &Connection) -> Result<bool> {
 
 /// Creates the global tables and the site id if missing. Idempotent.
 pub fn ensure(conn: &Connection) -> Result<SiteId> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     conn.execute_batch(SCHEMA)?;
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     let site = match local_site(conn)? {
         Some(site) => site,
         None => {
@@ -80,7 +87,7 @@ pub fn ensure(conn: &Connection) -> Result<SiteId> {
 
 /// Drops the global tables (after the last table was cleaned up).
 pub fn drop_all(conn: &Connection) -> Result<()> {
-    crate::cache::invalidate();
+    crate::meta::cache::invalidate();
     conn.execute_batch(
         "DROP TABLE IF EXISTS cloudsync_table_settings; DROP TABLE IF EXISTS cloudsync_columns;
          DROP TABLE IF EXISTS cloudsync_tables; DROP TABLE IF EXISTS cloudsync_sites;
@@ -91,7 +98,7 @@ pub fn drop_all(conn: &Connection) -> Result<()> {
 
 /// This replica's site id, if the metadata exists.
 pub fn local_site(conn: &Connection) -> Result<Option<SiteId>> {
-    crate::cache::site(|| local_site_uncached(conn))
+    crate::meta::cache::site(|| local_site_uncached(conn))
 }
 
 fn local_site_uncached(conn: &Connection) -> Result<Option<SiteId>> {
