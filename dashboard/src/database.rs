@@ -480,7 +480,7 @@ pub async fn job(
                     <tr>
                         <td>{r.table.clone()}</td>
                         <td><code>{r.key.clone()}</code></td>
-                        <td><code>{r.sqlstate.clone()}</code></td>
+                        <td><code>{r.sqlstate.to_string()}</code></td>
                         <td class="wrap">{r.message.clone()}</td>
                     </tr>
                 }

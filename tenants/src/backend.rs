@@ -20,6 +20,7 @@ use rusqlite::Connection;
 
 use crate::actor::{show_key, Actor, Applied, RefusedRow};
 use crate::ids::DatabaseId;
+use crate::sqlstate::Sqlstate;
 use crate::{Error, Result};
 
 /// Idle connections kept per database. Callers bound their concurrency (the API holds
@@ -385,20 +386,12 @@ fn policy_of<'a>(policies: &'a [(String, String)], table: &str) -> Option<&'a st
     policies.iter().find(|(t, _)| t.eq_ignore_ascii_case(table)).map(|(_, e)| e.as_str())
 }
 
-/// The SQLSTATE-like code of an error that refuses one row (a constraint), if it is one.
-fn refusal_of(e: &cloudsync_sqlite::Error) -> Option<&'static str> {
-    let cloudsync_sqlite::Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) = e else { return None };
-    if f.code != rusqlite::ErrorCode::ConstraintViolation {
-        return None;
+/// The SQLSTATE of an error that refuses one row (a constraint), if it is one.
+fn refusal_of(e: &cloudsync_sqlite::Error) -> Option<Sqlstate> {
+    match e {
+        cloudsync_sqlite::Error::Sqlite(e) => Sqlstate::of_sqlite(e),
+        _ => None,
     }
-    Some(match f.extended_code {
-        275 => "23514",         // CHECK
-        1299 => "23502",        // NOT NULL
-        2067 | 1555 => "23505", // UNIQUE, PRIMARY KEY
-        787 => "23503",         // FOREIGN KEY
-        3091 => "22000",        // a value of the wrong type in a STRICT table
-        _ => "23000",
-    })
 }
 
 /// Whether the row `key` of `t` satisfies `expr`: None when there is no such row.
@@ -436,10 +429,10 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[
             (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
             _ => None,
         };
-        let refuse = |sqlstate: &str, message: String| RefusedRow {
+        let refuse = |sqlstate: Sqlstate, message: String| RefusedRow {
             table: table.clone(),
             key: key.clone(),
-            sqlstate: sqlstate.into(),
+            sqlstate,
             message,
         };
         conn.execute_batch("SAVEPOINT cloudsync_row")?;
@@ -447,11 +440,11 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[
             let (Some(t), Some(expr), Some(k)) = (&synced, policy, &values) else { return Ok(None) };
             Ok(match (row_allowed(conn, t, k, expr)?, when) {
                 (Some(false), "before") => Some(refuse(
-                    "42501",
+                    Sqlstate::INSUFFICIENT_PRIVILEGE.into(),
                     format!("row ({key}) of table \"{table}\" may not be changed by this user (row-level security: write policy)"),
                 )),
                 (Some(false), _) => Some(refuse(
-                    "42501",
+                    Sqlstate::INSUFFICIENT_PRIVILEGE.into(),
                     format!("new row violates row-level security (write policy) for table \"{table}\""),
                 )),
                 _ => None,
@@ -465,7 +458,7 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &[
                     None => Ok(report.applied),
                 },
                 Err(e) => match refusal_of(&e) {
-                    Some(code) => Err(refuse(code, e.to_string())),
+                    Some(sqlstate) => Err(refuse(sqlstate, e.to_string())),
                     None => {
                         let _ = conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row");
                         return Err(e.into());

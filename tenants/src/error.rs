@@ -30,7 +30,7 @@ pub enum Error {
     #[error("database: {message} (SQLSTATE {sqlstate})")]
     Postgres {
         /// SQLSTATE (empty when the server gave none).
-        sqlstate: String,
+        sqlstate: crate::sqlstate::Sqlstate,
         /// The server's message.
         message: String,
     },
@@ -82,9 +82,10 @@ impl Error {
             | Error::Egress(EgressError::Unresolved { .. }) => true,
             // Connection, serialization/deadlock, resources, operator intervention,
             // lock timeouts: the same statement may succeed later.
-            Error::Postgres { sqlstate, .. } => {
-                ["08", "40", "53", "57"].iter().any(|c| sqlstate.starts_with(c)) || sqlstate == "55P03"
-            }
+            Error::Postgres { sqlstate, .. } => sqlstate.is_transient(),
+            // The database's own metadata does not read back: the server's fault, which
+            // an operator can repair; never the device's.
+            Error::Backend(cloudsync_sqlite::Error::Corrupt(_)) => true,
             Error::Sqlite(e) => is_transient(e),
             Error::Backend(cloudsync_sqlite::Error::Sqlite(e)) => is_transient(e),
             _ => false,
@@ -99,6 +100,7 @@ impl Error {
             Error::PayloadStore(_) => Some("payload"),
             Error::Io { .. } | Error::Unreachable(_) | Error::Egress(EgressError::Unresolved { .. }) => Some("backend"),
             Error::Postgres { .. } if self.retryable() => Some("backend"),
+            Error::Backend(cloudsync_sqlite::Error::Corrupt(_)) => Some("backend"),
             Error::Sqlite(_) | Error::Backend(cloudsync_sqlite::Error::Sqlite(_))
                 if self.retryable() || self.code() == "internal" =>
             {
@@ -152,13 +154,7 @@ impl Error {
             Error::Invalid(_) => "invalid_request",
             Error::Forbidden(_) => "forbidden",
             Error::Egress(_) => "egress_refused",
-            Error::Postgres { sqlstate, .. } => match sqlstate.get(..2) {
-                _ if sqlstate == "42501" => "permission_denied",
-                Some("23") => "constraint_violation",
-                Some("22") => "invalid_value",
-                Some("42") => "incompatible_payload",
-                _ => "internal",
-            },
+            Error::Postgres { sqlstate, .. } => sqlstate.api_code(),
             Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_)) => "refused_sql",
             Error::Schema(_) => "invalid_sql",
             Error::Payload(_) => "invalid_payload",
@@ -261,5 +257,23 @@ mod tests {
         );
         assert_eq!(super::redact_paths("no such column: a/b"), "no such column: a/b");
         assert_eq!(super::redact_paths("'/etc/passwd' and ~/x"), "'<path>' and <path>");
+    }
+
+    #[test]
+    fn whose_fault_an_error_is_decides_retry_and_code() {
+        use super::Error;
+        use crate::sqlstate::Sqlstate;
+        // Corrupt metadata is the server's: retried, opaque, never the device's payload.
+        let corrupt = Error::Backend(cloudsync_sqlite::Error::Corrupt("stored clock: truncated".into()));
+        assert_eq!((corrupt.retryable(), corrupt.code(), corrupt.failed_store()), (true, "internal", Some("backend")));
+        assert_eq!(corrupt.public_message(), "internal error");
+        // A payload that does not fit is the device's: not retried, said as it is.
+        let bad = Error::Backend(cloudsync_sqlite::Error::NotSynced("t".into()));
+        assert_eq!((bad.retryable(), bad.code()), (false, "incompatible_payload"));
+        // PostgreSQL: by SQLSTATE class.
+        let pg = |code: &str| Error::Postgres { sqlstate: Sqlstate::from(code), message: "m".into() };
+        assert_eq!((pg("40001").retryable(), pg("40001").code()), (true, "database_unavailable"));
+        assert_eq!((pg("23505").retryable(), pg("23505").code()), (false, "constraint_violation"));
+        assert_eq!((pg("42501").retryable(), pg("42501").code()), (false, "permission_denied"));
     }
 }

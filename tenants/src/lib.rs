@@ -36,6 +36,7 @@ pub mod postgres;
 pub mod sandbox;
 pub mod secrets;
 pub mod sessions;
+pub mod sqlstate;
 pub mod store;
 pub mod worker;
 

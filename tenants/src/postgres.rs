@@ -22,10 +22,11 @@ use cloudsync_sqlite::payload::Chunk;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
 
-use crate::actor::{refuses_row, show_key, Actor, Applied, RefusedRow};
+use crate::actor::{show_key, Actor, Applied, RefusedRow};
 use crate::backend::{Provisioned, Provisioning, TableInfo};
 use crate::egress::Egress;
 use crate::ids::DatabaseId;
+use crate::sqlstate::Sqlstate;
 use crate::store::BackendConfig;
 use crate::{Error, Result};
 
@@ -46,9 +47,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The SQLSTATE of a database error, if it is one.
-fn sqlstate(e: &sqlx::Error) -> Option<String> {
+fn sqlstate(e: &sqlx::Error) -> Option<Sqlstate> {
     match e {
-        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        sqlx::Error::Database(d) => d.code().map(Sqlstate::new),
         _ => None,
     }
 }
@@ -58,7 +59,7 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 pub fn pg_error(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(d) => Error::Postgres {
-            sqlstate: d.code().map(|c| c.into_owned()).unwrap_or_default(),
+            sqlstate: d.code().map(Sqlstate::new).unwrap_or_default(),
             message: d.message().to_string(),
         },
         sqlx::Error::Io(_)
@@ -67,7 +68,7 @@ pub fn pg_error(e: sqlx::Error) -> Error {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => Error::Unreachable(e.to_string()),
-        _ => Error::Postgres { sqlstate: String::new(), message: e.to_string() },
+        _ => Error::Postgres { sqlstate: Sqlstate::default(), message: e.to_string() },
     }
 }
 
@@ -378,7 +379,7 @@ impl PgBackends {
                 tx.commit().await.map_err(pg_error)?;
                 return Ok(Applied { applied: n, refused: Vec::new() });
             }
-            Err(e) if sqlstate(&e).is_some_and(|s| refuses_row(&s)) => {
+            Err(e) if sqlstate(&e).is_some_and(|s| s.refuses_row()) => {
                 tx.execute("ROLLBACK TO SAVEPOINT cloudsync_whole").await.map_err(pg_error)?;
             }
             Err(e) => return Err(pg_error(e)),
@@ -395,7 +396,7 @@ impl PgBackends {
                 }
                 Err(e) => {
                     let state = sqlstate(&e).unwrap_or_default();
-                    if !refuses_row(&state) {
+                    if !state.refuses_row() {
                         return Err(pg_error(e));
                     }
                     tx.execute("ROLLBACK TO SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
@@ -491,7 +492,10 @@ impl PgBackends {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| match pg_error(e) {
-                Error::Postgres { sqlstate, .. } if sqlstate == "55000" || sqlstate == "42P01" => {
+                Error::Postgres { sqlstate, .. }
+                    if sqlstate.is(Sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE)
+                        || sqlstate.is(Sqlstate::UNDEFINED_TABLE) =>
+                {
                     Error::NotFound { what: "synced table" }
                 }
                 other => other,

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use cloudsync_core::engine::row_changes;
 use cloudsync_core::feed::{Checkpoint, Merge, Pages, PAGE_ROWS};
 use cloudsync_core::value::encode_key;
-use cloudsync_core::{Change, ColId, Cursor, RowClock, SiteId, Value};
+use cloudsync_core::{Change, ColId, Cursor, SiteId, Value};
 use rusqlite::Connection;
 
 use crate::meta::table::SyncTable;
@@ -185,7 +185,7 @@ impl Pages for TablePages<'_> {
             let cl = u64_of(r.get(nk)?, "causal length")?;
             let at = Cursor::new(u64_of(r.get(nk + 1)?, "db_version")?, u64_of(r.get(nk + 2)?, "seq")?);
             let blob: Vec<u8> = r.get(nk + 3)?;
-            let clock = RowClock::decode(cl, at, &blob)?;
+            let clock = crate::sql::stored_clock(cl, at, &blob)?;
             let values: Vec<Value> =
                 (0..cols.len()).map(|c| r.get_ref(nk + 4 + c).map(value_of)).collect::<rusqlite::Result<_>>()?;
             let since = if !feed.policed || !clock.is_alive() {

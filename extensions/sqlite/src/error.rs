@@ -16,10 +16,15 @@ pub enum Error {
     /// algorithms, keys or values); nothing was written.
     #[error(transparent)]
     Incompatible(#[from] cloudsync_core::engine::Incompatible),
-    /// Something that cannot be done with this database's state (corrupt metadata,
-    /// an encoder limit).
+    /// Something that cannot be done with this database's state now (a table being
+    /// altered, an encoder or integer limit).
     #[error("{0}")]
     Apply(String),
+    /// This database's own metadata does not read back as written (a stored clock,
+    /// log entry, setting, site ordinal or column id): the database's fault, never the
+    /// payload's or the caller's.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
     /// The table is not synced.
     #[error("table '{0}' is not synced (call cloudsync_init('{0}') first)")]
     NotSynced(String),

@@ -123,7 +123,7 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
                         u64_of(r.get(base + 2)?, "seq")?,
                     );
                     let blob: Vec<u8> = r.get(base + 3)?;
-                    Some(RowClock::decode(cl, at, &blob)?)
+                    Some(crate::sql::stored_clock(cl, at, &blob)?)
                 }
             };
             group = Some((key, clock));
@@ -149,7 +149,7 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
                 }
                 LocalOp::Update(changed)
             }
-            other => return Err(Error::Apply(format!("corrupt change log in table '{}': op {other}", t.name))),
+            other => return Err(Error::Corrupt(format!("change log of table '{}': op {other}", t.name))),
         };
         if let Some((_, clock)) = group.as_mut() {
             let stamp = Stamp::local(dbv, *seq);

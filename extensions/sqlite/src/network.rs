@@ -62,7 +62,7 @@ fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> 
 }
 
 fn parse_checkpoint(s: &str) -> Result<Checkpoint> {
-    Checkpoint::parse(s).ok_or_else(|| Error::Apply(format!("corrupt network checkpoint '{s}'")))
+    Checkpoint::parse(s).ok_or_else(|| Error::Corrupt(format!("network checkpoint '{s}'")))
 }
 
 fn checkpoint(conn: &Connection, key: &str) -> Result<Checkpoint> {

@@ -49,7 +49,7 @@ pub fn value_of(v: ValueRef<'_>) -> Value {
 
 /// Converts a SQLite integer to a non-negative version number.
 pub fn u64_of(v: i64, what: &'static str) -> crate::Result<u64> {
-    u64::try_from(v).map_err(|_| crate::Error::Apply(format!("corrupt metadata: negative {what} {v}")))
+    u64::try_from(v).map_err(|_| crate::Error::Corrupt(format!("negative {what} {v}")))
 }
 
 /// Converts a version number to a SQLite integer.
@@ -57,16 +57,10 @@ pub fn i64_of(v: u64) -> crate::Result<i64> {
     i64::try_from(v).map_err(|_| crate::Error::Apply(format!("version {v} exceeds SQLite's integer range")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(ident("t"), "\"t\"");
-        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(literal("it's"), "'it''s'");
-    }
+/// A clock as stored in a `<table>_cloudsync` row; one that does not decode is corrupt
+/// metadata, not a bad payload.
+pub fn stored_clock(cl: u64, at: cloudsync_core::Cursor, blob: &[u8]) -> crate::Result<cloudsync_core::RowClock> {
+    cloudsync_core::RowClock::decode(cl, at, blob).map_err(|e| crate::Error::Corrupt(format!("stored clock: {e}")))
 }
 
 /// Runs `f` inside a savepoint: released on success, rolled back on error.
@@ -100,4 +94,16 @@ pub fn in_savepoint<T>(
         let _ = conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("t"), "\"t\"");
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
 }

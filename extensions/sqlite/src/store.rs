@@ -75,7 +75,7 @@ impl<'c> Prepared<'c> {
         self.by_columns
             .get_mut(cols)
             .and_then(|s| s[k].as_mut())
-            .ok_or_else(|| Error::Apply("statement cache inconsistency".into()))
+            .ok_or_else(|| Error::Corrupt("statement cache inconsistency".into()))
     }
 
     fn sql(&self, kind: Kind, cols: &[ColId]) -> String {
@@ -181,7 +181,7 @@ impl Store for SqliteStore<'_> {
             .optional()?;
         row.map(|(cl, dbv, seq, blob)| {
             let at = Cursor::new(u64_of(dbv, "db_version")?, u64_of(seq, "seq")?);
-            Ok(RowClock::decode(u64_of(cl, "causal length")?, at, &blob)?)
+            crate::sql::stored_clock(u64_of(cl, "causal length")?, at, &blob)
         })
         .transpose()
     }

@@ -140,7 +140,7 @@ pub fn site_ord(conn: &Connection, site: &SiteId) -> Result<SiteOrd> {
             conn.last_insert_rowid()
         }
     };
-    SiteOrd::try_from(ord).map_err(|_| Error::Apply(format!("corrupt metadata: site ordinal {ord}")))
+    SiteOrd::try_from(ord).map_err(|_| Error::Corrupt(format!("site ordinal {ord}")))
 }
 
 /// The site id of an ordinal.
@@ -149,7 +149,7 @@ pub fn site_id(conn: &Connection, ord: SiteOrd) -> Result<SiteId> {
         .prepare_cached("SELECT site_id FROM cloudsync_sites WHERE ord = ?1")?
         .query_row([ord], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| Error::Apply(format!("corrupt metadata: unknown site ordinal {ord}")))?;
+        .ok_or_else(|| Error::Corrupt(format!("unknown site ordinal {ord}")))?;
     Ok(SiteId::from_slice(&blob)?)
 }
 

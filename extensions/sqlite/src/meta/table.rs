@@ -127,7 +127,7 @@ impl SyncTable {
         let Some((name, algo, enabled, filter, flags, next_col, mask_words, altering)) = row else {
             return Ok(None);
         };
-        let algo: Algo = algo.parse().map_err(|e| Error::Apply(format!("corrupt metadata: {e}")))?;
+        let algo = algo.parse::<Algo>().map_err(|e| Error::Corrupt(e.to_string()))?;
         let shape = schema::read(conn, &name)?.ok_or_else(|| Error::Unsupported {
             table: name.clone(),
             why: "the table was dropped without cloudsync_cleanup; call cloudsync_cleanup to remove its metadata"
@@ -151,7 +151,7 @@ impl SyncTable {
             }
             // During an alter the column may be gone from the table already.
             let Some(c) = shape.values().find(|c| c.def.name.eq_ignore_ascii_case(&col_name)) else { continue };
-            let id = ColId::try_from(id).map_err(|_| Error::Apply(format!("corrupt metadata: column id {id}")))?;
+            let id = ColId::try_from(id).map_err(|_| Error::Corrupt(format!("column id {id}")))?;
             affinities.columns.push((id, c.affinity(shape.strict)));
             columns.push(SyncColumn {
                 id,

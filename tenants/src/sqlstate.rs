@@ -1,0 +1,169 @@
+//! SQLSTATE codes, and the one place they are classified.
+//!
+//! A tenant database reports what went wrong as a SQLSTATE: PostgreSQL natively, the
+//! SQLite backend by naming its constraint codes the same way ([`Sqlstate::of_sqlite`]),
+//! so refused rows read alike whatever the backend. What the service does about an
+//! error — retry it, refuse one row and apply the rest, or tell the caller — is decided
+//! here by the code's class, never by a message.
+
+use serde::{Deserialize, Serialize};
+
+/// A five-character SQLSTATE (`42501`, `23505`…); empty when the server gave none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String)]
+pub struct Sqlstate(String);
+
+impl Sqlstate {
+    /// `42501`: privileges or row-level security.
+    pub const INSUFFICIENT_PRIVILEGE: &'static str = "42501";
+    /// `23000`: an integrity constraint, unspecified.
+    pub const INTEGRITY_CONSTRAINT: &'static str = "23000";
+    /// `23502`: NOT NULL.
+    pub const NOT_NULL: &'static str = "23502";
+    /// `23503`: a foreign key.
+    pub const FOREIGN_KEY: &'static str = "23503";
+    /// `23505`: UNIQUE or PRIMARY KEY.
+    pub const UNIQUE: &'static str = "23505";
+    /// `23514`: CHECK.
+    pub const CHECK: &'static str = "23514";
+    /// `22000`: a data exception, unspecified (a value its column cannot hold).
+    pub const DATA_EXCEPTION: &'static str = "22000";
+    /// `55000`: an object not in the required state (Postgres Sync: a table not synced).
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &'static str = "55000";
+    /// `42P01`: an undefined table.
+    pub const UNDEFINED_TABLE: &'static str = "42P01";
+    /// `55P03`: a lock not available (a lock timeout).
+    pub const LOCK_NOT_AVAILABLE: &'static str = "55P03";
+
+    /// The code as given.
+    pub fn new(code: impl Into<String>) -> Sqlstate {
+        Sqlstate(code.into())
+    }
+
+    /// The code's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its class: the first two characters (`23` for integrity constraints).
+    pub fn class(&self) -> &str {
+        self.0.get(..2).unwrap_or("")
+    }
+
+    /// Whether this is `code`.
+    pub fn is(&self, code: &str) -> bool {
+        self.0 == code
+    }
+
+    /// Whether the database refuses one row for good (a retry would be refused again),
+    /// so the row is recorded and the rest of the payload applied: privileges and
+    /// row-level security, integrity constraints (class 23), data exceptions (class 22).
+    pub fn refuses_row(&self) -> bool {
+        self.is(Self::INSUFFICIENT_PRIVILEGE) || matches!(self.class(), "23" | "22")
+    }
+
+    /// Whether the same statement may succeed later: connection exceptions (08),
+    /// transaction rollbacks — serialization failures, deadlocks (40) —, insufficient
+    /// resources (53), operator intervention (57), a lock timeout.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class(), "08" | "40" | "53" | "57") || self.is(Self::LOCK_NOT_AVAILABLE)
+    }
+
+    /// The API's stable code for a statement refused with this SQLSTATE.
+    pub fn api_code(&self) -> &'static str {
+        if self.is(Self::INSUFFICIENT_PRIVILEGE) {
+            return "permission_denied";
+        }
+        match self.class() {
+            "23" => "constraint_violation",
+            "22" => "invalid_value",
+            "42" => "incompatible_payload",
+            _ => "internal",
+        }
+    }
+
+    /// The SQLSTATE for a SQLite error that refuses one row (a constraint, a value of
+    /// the wrong type in a STRICT table), by SQLite's extended result codes.
+    pub fn of_sqlite(e: &rusqlite::Error) -> Option<Sqlstate> {
+        use rusqlite::ffi;
+        let rusqlite::Error::SqliteFailure(f, _) = e else { return None };
+        if f.code != rusqlite::ErrorCode::ConstraintViolation {
+            return None;
+        }
+        Some(Sqlstate::new(match f.extended_code {
+            ffi::SQLITE_CONSTRAINT_CHECK => Self::CHECK,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => Self::NOT_NULL,
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Self::UNIQUE,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Self::FOREIGN_KEY,
+            ffi::SQLITE_CONSTRAINT_DATATYPE => Self::DATA_EXCEPTION,
+            _ => Self::INTEGRITY_CONSTRAINT,
+        }))
+    }
+}
+
+impl std::fmt::Display for Sqlstate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Sqlstate {
+    fn from(code: &str) -> Sqlstate {
+        Sqlstate::new(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_decide_what_the_service_does() {
+        for (code, refuses, transient, api) in [
+            ("42501", true, false, "permission_denied"),
+            ("23505", true, false, "constraint_violation"),
+            ("23514", true, false, "constraint_violation"),
+            ("22P02", true, false, "invalid_value"),
+            ("42703", false, false, "incompatible_payload"),
+            ("40001", false, true, "internal"),
+            ("40P01", false, true, "internal"),
+            ("08006", false, true, "internal"),
+            ("53300", false, true, "internal"),
+            ("57P01", false, true, "internal"),
+            ("55P03", false, true, "internal"),
+            ("55000", false, false, "internal"),
+            ("XX000", false, false, "internal"),
+            ("", false, false, "internal"),
+        ] {
+            let s = Sqlstate::from(code);
+            assert_eq!((s.refuses_row(), s.is_transient(), s.api_code()), (refuses, transient, api), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_constraints_are_named_like_postgresql_ones() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL CHECK (n >= 0), u TEXT UNIQUE,
+                             p INTEGER REFERENCES p(id)) STRICT;
+             INSERT INTO t VALUES ('a', 1, 'x', NULL);",
+        )
+        .unwrap();
+        for (sql, want) in [
+            ("INSERT INTO t VALUES ('b', -1, NULL, NULL)", "23514"),
+            ("INSERT INTO t VALUES ('b', NULL, NULL, NULL)", "23502"),
+            ("INSERT INTO t VALUES ('a', 1, NULL, NULL)", "23505"),
+            ("INSERT INTO t VALUES ('b', 1, 'x', NULL)", "23505"),
+            ("INSERT INTO t VALUES ('b', 1, NULL, 7)", "23503"),
+            ("INSERT INTO t VALUES ('b', 'one', NULL, NULL)", "22000"),
+        ] {
+            let e = conn.execute(sql, []).unwrap_err();
+            assert_eq!(Sqlstate::of_sqlite(&e).map(|s| s.to_string()).as_deref(), Some(want), "{sql}: {e}");
+        }
+        let other = conn.execute("SELECT * FROM nowhere", []).unwrap_err();
+        assert_eq!(Sqlstate::of_sqlite(&other), None);
+    }
+}
