@@ -12,7 +12,7 @@ use cloudsync_tenants::actor::Actor;
 use cloudsync_tenants::identity::Subject;
 use cloudsync_tenants::ids::{DatabaseId, TenantId};
 use cloudsync_tenants::keys::{ApiKey, KeyCheck, Scope, PREFIX};
-use cloudsync_tenants::store::Database;
+use cloudsync_tenants::model::Database;
 use governor::clock::Clock;
 use subtle::ConstantTimeEq;
 

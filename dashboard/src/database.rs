@@ -13,9 +13,9 @@ use cloudsync_tenants::backend::Provisioning;
 use cloudsync_tenants::devices::Device;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{Job, JobState};
+use cloudsync_tenants::model::{Database, Tenant};
 use cloudsync_tenants::overview::Scope;
 use cloudsync_tenants::page::PageRequest;
-use cloudsync_tenants::store::{Database, Tenant};
 use leptos::prelude::*;
 use serde::Deserialize;
 

@@ -9,9 +9,9 @@ use cloudsync_api::AppState;
 use cloudsync_tenants::identity::{IdentityInput, Method};
 use cloudsync_tenants::ids::{now_ms, ApiKeyId, TenantId};
 use cloudsync_tenants::keys::{ApiKey, Scope as KeyScope};
+use cloudsync_tenants::model::{BackendConfig, Tenant};
 use cloudsync_tenants::overview::Scope;
 use cloudsync_tenants::page::PageRequest;
-use cloudsync_tenants::store::{BackendConfig, Tenant};
 use leptos::prelude::*;
 use serde::Deserialize;
 

@@ -2,7 +2,7 @@
 //! its changes.
 //!
 //! The actor is resolved when a request is authenticated (its role checked against the
-//! database's [`crate::store::RoleSettings`]) and stored with each apply job, so the
+//! database's [`crate::model::RoleSettings`]) and stored with each apply job, so the
 //! job is applied under the identity that uploaded it, on whichever node runs it.
 
 use serde::{Deserialize, Serialize};

@@ -14,8 +14,9 @@ use tokio::sync::Semaphore;
 use crate::actor::Actor;
 use crate::actor::Applied;
 use crate::backend::{Provisioning, SqliteBackends, TableInfo};
+use crate::model::{BackendConfig, Database};
 use crate::postgres::PgBackends;
-use crate::store::{BackendConfig, ControlPlane, Database};
+use crate::store::ControlPlane;
 use crate::{Error, Result};
 
 /// The tenant databases of this node.
@@ -163,7 +164,7 @@ impl Backends {
     /// Checks the row policies of `settings` against `db`: they compile against
     /// their tables (SQLite); a PostgreSQL backend has none (its own row-level
     /// security decides).
-    pub async fn check_settings(&self, db: &Database, settings: &crate::store::DatabaseSettings) -> Result<()> {
+    pub async fn check_settings(&self, db: &Database, settings: &crate::model::DatabaseSettings) -> Result<()> {
         let policies: Vec<(String, String)> =
             settings.read_policies().into_iter().chain(settings.write_policies()).collect();
         if policies.is_empty() {

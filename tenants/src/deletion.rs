@@ -7,8 +7,9 @@
 
 use crate::backends::Backends;
 use crate::ids::TenantId;
+use crate::model::Database;
 use crate::payloads::PayloadStore;
-use crate::store::{ControlPlane, Database};
+use crate::store::ControlPlane;
 use crate::Result;
 
 /// What a deletion removed.

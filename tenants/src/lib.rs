@@ -28,6 +28,7 @@ pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod keys;
+pub mod model;
 pub mod notify;
 pub mod overview;
 pub mod page;

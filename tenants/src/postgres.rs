@@ -26,8 +26,8 @@ use crate::actor::{show_key, Actor, Applied, RefusedRow};
 use crate::backend::{Provisioned, Provisioning, TableInfo};
 use crate::egress::Egress;
 use crate::ids::DatabaseId;
+use crate::model::BackendConfig;
 use crate::sqlstate::Sqlstate;
-use crate::store::BackendConfig;
 use crate::{Error, Result};
 
 /// Connections per PostgreSQL backend, per node.
@@ -81,7 +81,7 @@ pub fn pg_error(e: sqlx::Error) -> Error {
 async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
     let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backend url: {e}")))?;
     // Stored URLs are checked again: one stored before a rule existed fails closed.
-    let sslmode = crate::store::check_backend_url(&parsed, false)?;
+    let sslmode = crate::model::check_backend_url(&parsed, false)?;
     let host = parsed.host_str().unwrap_or_default();
     let port = parsed.port().unwrap_or(5432);
     let addr =

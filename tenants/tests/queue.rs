@@ -9,7 +9,8 @@ use std::time::Duration;
 use cloudsync_tenants::actor::{Actor, RefusedRow};
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{JobState, NewJob, MAX_ATTEMPTS};
-use cloudsync_tenants::store::{BackendConfig, ControlPlane};
+use cloudsync_tenants::model::BackendConfig;
+use cloudsync_tenants::store::ControlPlane;
 use cloudsync_tenants::Error;
 
 async fn two_databases(cp: &ControlPlane) -> Vec<DatabaseId> {

@@ -5,8 +5,9 @@ mod common;
 
 use cloudsync_tenants::devices::{Activity, UsageRecorder};
 use cloudsync_tenants::ids::{now_ms, SiteHex};
+use cloudsync_tenants::model::BackendConfig;
 use cloudsync_tenants::page::PageRequest;
-use cloudsync_tenants::store::{BackendConfig, ControlPlane};
+use cloudsync_tenants::store::ControlPlane;
 
 #[tokio::test]
 async fn usage_is_flushed_counted_and_kept_on_failure() {

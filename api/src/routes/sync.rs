@@ -21,8 +21,8 @@ use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::DeviceStatus;
 use cloudsync_tenants::jobs::NewJob;
 use cloudsync_tenants::keys::Scope;
+use cloudsync_tenants::model::Database;
 use cloudsync_tenants::payloads::{Op, PayloadStore};
-use cloudsync_tenants::store::Database;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

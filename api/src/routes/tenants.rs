@@ -8,8 +8,8 @@ use cloudsync_tenants::deletion::{self, Deleted};
 use cloudsync_tenants::devices::Usage;
 use cloudsync_tenants::ids::{now_ms, TenantId};
 use cloudsync_tenants::keys::Scope;
+use cloudsync_tenants::model::Tenant;
 use cloudsync_tenants::page::Page;
-use cloudsync_tenants::store::Tenant;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 

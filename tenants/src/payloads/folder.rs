@@ -53,7 +53,7 @@ impl FolderStore {
     /// grow with the object). Upload keys name the SHA-256 of their bytes
     /// ([`super::object_key`]), so an object that exists already has exactly these
     /// bytes: `None` then, and nothing is written (a retried or replayed upload is
-    /// harmless). [`NewObject::finish`] makes a new object visible only if it has
+    /// harmless). `NewObject::finish` makes a new object visible only if it has
     /// exactly the granted size and the hash its key names.
     pub async fn create(&self, key: &str, len: u64) -> Result<Option<NewObject>> {
         let hash = super::key_hash(key).ok_or_else(|| Error::Invalid("not an upload key".into()))?;
