@@ -25,6 +25,7 @@ pub mod memory;
 pub mod merge;
 pub mod payload;
 pub mod schema;
+pub mod settings;
 pub mod value;
 pub mod varint;
 

@@ -19,6 +19,46 @@ pub enum LocalOp {
     Delete,
 }
 
+/// Log operation code of an insert, as both engines' tracking triggers write it.
+pub const OP_INSERT: u8 = 1;
+/// Log operation code of an update, with masks of the changed columns.
+pub const OP_UPDATE: u8 = 2;
+/// Log operation code of a delete.
+pub const OP_DELETE: u8 = 3;
+
+/// The write a change-log entry records: `op` is its operation code; for an update,
+/// `masks` are its words of column bits (column id = word × `bits_per_word` + bit, as
+/// the engine's triggers set them) and only `live` columns count. `Ok(None)` for an
+/// update naming no live column (nothing to track); `Err(op)` for an unknown code
+/// (corrupt metadata: the engine reports it).
+pub fn logged_op(
+    op: i64,
+    masks: impl IntoIterator<Item = u64>,
+    bits_per_word: u32,
+    live: &[ColId],
+) -> Result<Option<LocalOp>, i64> {
+    match u8::try_from(op) {
+        Ok(OP_INSERT) => Ok(Some(LocalOp::Insert)),
+        Ok(OP_DELETE) => Ok(Some(LocalOp::Delete)),
+        Ok(OP_UPDATE) => {
+            let mut changed = Vec::new();
+            for (w, bits) in masks.into_iter().enumerate() {
+                for b in 0..bits_per_word.min(64) {
+                    if bits & (1u64 << b) != 0 {
+                        let id =
+                            ColId::try_from(w).unwrap_or(ColId::MAX).saturating_mul(bits_per_word).saturating_add(b);
+                        if live.contains(&id) {
+                            changed.push(id);
+                        }
+                    }
+                }
+            }
+            Ok((!changed.is_empty()).then_some(LocalOp::Update(changed)))
+        }
+        _ => Err(op),
+    }
+}
+
 /// Applies one local write to a row's clock. `columns` lists every synced non-key
 /// column of the table; `stamp` is the position the write gets in the local feed.
 ///
@@ -106,5 +146,19 @@ mod tests {
     #[test]
     fn delete_of_unknown_key_tracks_nothing() {
         assert_eq!(apply_local(None, &LocalOp::Delete, Algo::Cls, &COLS, s(1)), None);
+    }
+
+    #[test]
+    fn log_entries_read_back_as_the_writes_they_record() {
+        let live = [0, 1, 64, 130];
+        assert_eq!(logged_op(1, [], 64, &live), Ok(Some(LocalOp::Insert)));
+        assert_eq!(logged_op(3, [0], 64, &live), Ok(Some(LocalOp::Delete)));
+        // Bit b of word w is column w × bits + b; columns no longer live are left out.
+        assert_eq!(logged_op(2, [0b1011, 1, 1 << 4], 64, &live), Ok(Some(LocalOp::Update(vec![0, 1, 64]))));
+        assert_eq!(logged_op(2, [0b11, 0, 1 << 4], 63, &live), Ok(Some(LocalOp::Update(vec![0, 1, 130]))));
+        // An update of nothing live records nothing; an unknown code is reported.
+        assert_eq!(logged_op(2, [1 << 3], 64, &live), Ok(None));
+        assert_eq!(logged_op(7, [], 64, &live), Err(7));
+        assert_eq!(logged_op(-1, [], 64, &live), Err(-1));
     }
 }

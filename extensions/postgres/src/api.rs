@@ -8,7 +8,6 @@ use pgrx::spi::SpiClient;
 use crate::error::{report, Error, Result};
 use crate::feed::{self, FeedQuery};
 use crate::lifecycle;
-use crate::meta::{COMPRESSION, FRAME_SIZE};
 use crate::sql::{exec, query_opt};
 use crate::{fold, meta, store};
 
@@ -127,15 +126,17 @@ fn cloudsync_commit_alter(tbl: &str) {
 }
 
 fn check_setting(key: &str, value: Option<&str>) -> Result<()> {
-    let int = |lo: i64, hi: i64| match value {
-        None => Ok(()),
-        Some(v) if v.parse::<i64>().is_ok_and(|n| (lo..=hi).contains(&n)) => Ok(()),
-        Some(_) => Err(Error::Invalid(format!("'{key}' must be an integer in {lo}..={hi}"))),
-    };
+    if let Some(range) = cloudsync_core::settings::int_range(key) {
+        return match value {
+            None => Ok(()),
+            Some(v) if v.parse::<i64>().is_ok_and(|n| range.contains(&n)) => Ok(()),
+            Some(_) => {
+                Err(Error::Invalid(format!("'{key}' must be an integer in {}..={}", range.start(), range.end())))
+            }
+        };
+    }
     match key {
         "" => Err(Error::Invalid("the key is empty".into())),
-        FRAME_SIZE => int(4096, 64 << 20),
-        COMPRESSION => int(0, 19),
         "db_version" | "layout" => Err(Error::Invalid(format!("'{key}' is maintained by cloudsync and cannot be set"))),
         _ => Ok(()),
     }

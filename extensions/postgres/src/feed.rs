@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use cloudsync_core::engine::row_changes;
-use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
+use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{Algo, Change, Cursor, SiteId, Value};
 use pgrx::spi::SpiClient;
@@ -166,15 +166,9 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(C
 
 /// Encoder settings from `cloudsync_set`.
 pub fn encode_options(c: &SpiClient<'_>) -> Result<EncodeOptions> {
-    let int = |key: &str, default: i64| -> Result<i64> {
-        Ok(meta::setting(c, key)?.and_then(|v| v.parse().ok()).unwrap_or(default))
-    };
-    let frame = int(crate::meta::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
-    let level = int(crate::meta::COMPRESSION, 3)?;
-    Ok(EncodeOptions {
-        frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),
-        compression: (level > 0).then(|| i32::try_from(level).unwrap_or(3)),
-    })
+    use cloudsync_core::settings::{encode_options, COMPRESSION, FRAME_SIZE};
+    let int = |key: &str| -> Result<Option<i64>> { Ok(meta::setting(c, key)?.and_then(|v| v.parse().ok())) };
+    Ok(encode_options(int(FRAME_SIZE)?, int(COMPRESSION)?))
 }
 
 /// Folds pending local writes, then encodes every change after `q.after` up to the

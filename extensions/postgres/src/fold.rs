@@ -7,7 +7,7 @@
 //! `(db_version, seq)` under a new `db_version`, and stores the clocks. It runs under
 //! the `db_version` lock at the start of everything that reads or merges clocks.
 
-use cloudsync_core::local::{apply_local, LocalOp};
+use cloudsync_core::local::{apply_local, logged_op};
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{ColId, RowClock, Stamp, Value};
 use pgrx::datum::DatumWithOid;
@@ -17,7 +17,6 @@ use crate::batch::{clock_at, ClockWriter};
 use crate::error::{Error, Result};
 use crate::sql::{datum, get, query, read_value};
 use crate::table::{SyncTable, MASK_BITS};
-use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
 use crate::types::convert_key;
 use crate::{meta, types};
 
@@ -109,28 +108,10 @@ fn fold_table(c: &mut SpiClient<'_>, t: &SyncTable, dbv: u64, seq: &mut u64) -> 
             flush(&mut writer, t, group.take(), seq)?;
             group = Some((e.key, e.clock));
         }
-        let op = match e.op {
-            OP_INSERT => LocalOp::Insert,
-            OP_DELETE => LocalOp::Delete,
-            OP_UPDATE => {
-                let mut changed = Vec::new();
-                for (w, bits) in e.masks.iter().enumerate() {
-                    for b in 0..MASK_BITS {
-                        if bits & (1i64 << b) != 0 {
-                            let id =
-                                ColId::try_from(w).unwrap_or(ColId::MAX).saturating_mul(MASK_BITS).saturating_add(b);
-                            if live.contains(&id) {
-                                changed.push(id);
-                            }
-                        }
-                    }
-                }
-                if changed.is_empty() {
-                    continue;
-                }
-                LocalOp::Update(changed)
-            }
-            other => return Err(Error::Corrupt(format!("change log of table {}: op {other}", t.display))),
+        let op = match logged_op(i64::from(e.op), e.masks.iter().map(|m| m.cast_unsigned()), MASK_BITS, &live) {
+            Ok(Some(op)) => op,
+            Ok(None) => continue,
+            Err(other) => return Err(Error::Corrupt(format!("change log of table {}: op {other}", t.display))),
         };
         if let Some((_, clock)) = group.as_mut() {
             *clock = apply_local(clock.take(), &op, t.algo, &live, Stamp::local(dbv, *seq));

@@ -18,11 +18,6 @@ use pgrx::spi::SpiClient;
 use crate::error::{Error, Result};
 use crate::sql::{exec, get, query_opt};
 
-/// Global setting: target size of a payload frame in bytes.
-pub const FRAME_SIZE: &str = "payload_frame_size";
-/// Global setting: zstd level of payloads (0 disables compression).
-pub const COMPRESSION: &str = "payload_compression";
-
 /// The advisory lock key serialising `db_version` assignment (ASCII "cloudsyn").
 pub const LOCK_KEY: i64 = 0x636c_6f75_6473_796e;
 

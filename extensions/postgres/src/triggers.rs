@@ -14,6 +14,7 @@
 //! triggers record nothing: merges never track themselves. User triggers are not
 //! affected and see each merged row once.
 
+use cloudsync_core::local::{OP_DELETE, OP_INSERT, OP_UPDATE};
 use cloudsync_core::Algo;
 use pgrx::spi::SpiClient;
 
@@ -21,13 +22,6 @@ use crate::error::Result;
 use crate::sql::{exec, get, ident, literal, query_opt};
 use crate::table::{SyncTable, MASK_BITS};
 use crate::types::Kind;
-
-/// Log operation codes.
-pub const OP_INSERT: i16 = 1;
-/// Update with a mask of changed columns.
-pub const OP_UPDATE: i16 = 2;
-/// Delete.
-pub const OP_DELETE: i16 = 3;
 
 /// Events that get a trigger, with the trigger's suffix.
 const EVENTS: [&str; 4] = ["insert", "update", "delete", "truncate"];

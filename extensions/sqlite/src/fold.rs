@@ -6,14 +6,13 @@
 //! feed, and empties the log. It runs at the start of everything that reads or merges
 //! clocks, inside that operation's transaction, so readers never see a stale clock.
 
-use cloudsync_core::local::{apply_local, LocalOp};
+use cloudsync_core::local::{apply_local, logged_op, OP_UPDATE};
 use cloudsync_core::{ColId, RowClock, Stamp, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection};
 
 use crate::meta::table::{SyncTable, MASK_BITS};
 use crate::sql::{i64_of, u64_of, value_of, Bind};
-use crate::triggers::{OP_DELETE, OP_INSERT, OP_UPDATE};
 use crate::{meta, Error, Result};
 
 /// Whether `t` has local writes not yet folded.
@@ -128,28 +127,17 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
             };
             group = Some((key, clock));
         }
-        let local_op = match op {
-            OP_INSERT => LocalOp::Insert,
-            OP_DELETE => LocalOp::Delete,
-            OP_UPDATE => {
-                let mut changed = Vec::new();
-                for w in 0..words {
-                    let bits = r.get::<_, i64>(1 + w)?.cast_unsigned();
-                    for b in 0..MASK_BITS {
-                        if bits & (1u64 << b) != 0 {
-                            let id = ColId::try_from(w).unwrap_or(ColId::MAX).saturating_mul(MASK_BITS) + b;
-                            if live.contains(&id) {
-                                changed.push(id);
-                            }
-                        }
-                    }
-                }
-                if changed.is_empty() {
-                    continue;
-                }
-                LocalOp::Update(changed)
-            }
-            other => return Err(Error::Corrupt(format!("change log of table '{}': op {other}", t.name))),
+        let masks = if op == i64::from(OP_UPDATE) {
+            (0..words)
+                .map(|w| r.get::<_, i64>(1 + w).map(i64::cast_unsigned))
+                .collect::<rusqlite::Result<Vec<u64>>>()?
+        } else {
+            Vec::new()
+        };
+        let local_op = match logged_op(op, masks, MASK_BITS, &live) {
+            Ok(Some(op)) => op,
+            Ok(None) => continue,
+            Err(other) => return Err(Error::Corrupt(format!("change log of table '{}': op {other}", t.name))),
         };
         if let Some((_, clock)) = group.as_mut() {
             let stamp = Stamp::local(dbv, *seq);

@@ -29,7 +29,7 @@ fn backfill(conn: &Connection, t: &SyncTable) -> Result<()> {
         "INSERT INTO {log} (op, {k}) SELECT {op}, {uk} FROM {table} u WHERE NOT EXISTS (SELECT 1 FROM {meta} m WHERE {join}){filter}",
         log = t.log(),
         k = keys.join(", "),
-        op = triggers::OP_INSERT,
+        op = cloudsync_core::local::OP_INSERT,
         uk = user_keys.join(", "),
         table = t.quoted(),
         meta = t.meta(),

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use cloudsync_core::engine::ApplyReport;
 use cloudsync_core::feed::Checkpoint;
-use cloudsync_core::payload::{EncodeOptions, PayloadEncoder, DEFAULT_FRAME_TARGET};
+use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::{Algo, Cursor};
 use rusqlite::Connection;
 
@@ -15,13 +15,8 @@ use crate::{apply, fold, settings, Error, Result};
 
 /// Encoder settings from `cloudsync_set`.
 pub fn encode_options(conn: &Connection) -> Result<EncodeOptions> {
-    let frame =
-        settings::global_int(conn, settings::FRAME_SIZE, i64::try_from(DEFAULT_FRAME_TARGET).unwrap_or(1 << 20))?;
-    let level = settings::global_int(conn, settings::COMPRESSION, 3)?;
-    Ok(EncodeOptions {
-        frame_target: usize::try_from(frame).unwrap_or(DEFAULT_FRAME_TARGET),
-        compression: (level > 0).then(|| i32::try_from(level).unwrap_or(3)),
-    })
+    use cloudsync_core::settings::{encode_options, COMPRESSION, FRAME_SIZE};
+    Ok(encode_options(settings::global_int(conn, FRAME_SIZE)?, settings::global_int(conn, COMPRESSION)?))
 }
 
 /// One bounded piece of the feed, encoded.

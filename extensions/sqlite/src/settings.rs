@@ -10,20 +10,18 @@ use rusqlite::Connection;
 use crate::meta::table::SyncTable;
 use crate::{meta, Error, Result};
 
-/// Global keys the extension reads.
-pub const FRAME_SIZE: &str = "payload_frame_size";
-/// zstd level for payloads (0 disables compression).
-pub const COMPRESSION: &str = "payload_compression";
-
 fn validate(key: &str, value: &SqlValue) -> Result<()> {
-    let int = |lo: i64, hi: i64| match value {
-        SqlValue::Null => Ok(()),
-        SqlValue::Integer(v) if (lo..=hi).contains(v) => Ok(()),
-        _ => Err(Error::arg("cloudsync_set", format!("'{key}' must be an integer in {lo}..={hi}"))),
-    };
+    if let Some(range) = cloudsync_core::settings::int_range(key) {
+        return match value {
+            SqlValue::Null => Ok(()),
+            SqlValue::Integer(v) if range.contains(v) => Ok(()),
+            _ => Err(Error::arg(
+                "cloudsync_set",
+                format!("'{key}' must be an integer in {}..={}", range.start(), range.end()),
+            )),
+        };
+    }
     match key {
-        FRAME_SIZE => int(4096, 64 << 20),
-        COMPRESSION => int(0, 19),
         "algo" => Err(Error::arg("cloudsync_set_table", "the algorithm is chosen by cloudsync_init(table, algo); to change it, cloudsync_cleanup the table and init it again")),
         "filter" => Err(Error::arg("cloudsync_set_table", "use cloudsync_set_filter(table, expr) to set a row filter")),
         _ => Ok(()),
@@ -65,12 +63,12 @@ pub fn set(conn: &Connection, table: Option<&str>, column: Option<&str>, key: &s
 }
 
 /// A global integer setting, or `default`.
-pub fn global_int(conn: &Connection, key: &str, default: i64) -> Result<i64> {
+pub fn global_int(conn: &Connection, key: &str) -> Result<Option<i64>> {
     if !meta::exists(conn)? {
-        return Ok(default);
+        return Ok(None);
     }
     Ok(match meta::setting(conn, "", "", key)? {
-        Some(SqlValue::Integer(v)) => v,
-        _ => default,
+        Some(SqlValue::Integer(v)) => Some(v),
+        _ => None,
     })
 }

@@ -12,15 +12,10 @@ use rusqlite::Connection;
 
 use crate::filter;
 use crate::meta::table::{SyncTable, MASK_BITS};
+use cloudsync_core::local::{OP_DELETE, OP_INSERT, OP_UPDATE};
+
 use crate::sql::{ident, literal};
 use crate::Result;
-
-/// Log operation codes.
-pub const OP_INSERT: i64 = 1;
-/// Update with a mask of changed columns.
-pub const OP_UPDATE: i64 = 2;
-/// Delete.
-pub const OP_DELETE: i64 = 3;
 
 fn trigger_name(t: &SyncTable, suffix: &str) -> String {
     ident(&format!("{}_cloudsync_{suffix}", t.name))
