@@ -1,0 +1,70 @@
+//! `cloudsync device …`: devices.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::client::{ClientArgs, Paging};
+
+/// `cloudsync device …`
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// List a database's devices.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a device.
+    Get {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        /// Site id.
+        site: String,
+    },
+    /// Block a device.
+    Block {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        site: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unblock a device.
+    Unblock {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        site: String,
+    },
+}
+
+pub fn device(cmd: DeviceCmd, c: &ClientArgs) -> Result<()> {
+    let base = |t: &str, d: &str| format!("/v1/tenants/{t}/databases/{d}/devices");
+    match cmd {
+        DeviceCmd::List { tenant, database, paging } => c.table(
+            &c.list(&base(&tenant, &database), &[], paging.limit)?,
+            &["site_id", "user_id", "last_seen", "requests", "changes_in", "changes_out", "blocked_at"],
+        ),
+        DeviceCmd::Get { tenant, database, site } => {
+            c.object(&c.call("GET", &format!("{}/{site}", base(&tenant, &database)), None)?);
+        }
+        DeviceCmd::Block { tenant, database, site, reason } => {
+            let path = format!("{}/{site}/block", base(&tenant, &database));
+            c.object(&c.call("POST", &path, Some(json!({ "reason": reason })))?);
+        }
+        DeviceCmd::Unblock { tenant, database, site } => {
+            c.object(&c.call("POST", &format!("{}/{site}/unblock", base(&tenant, &database)), None)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `cloudsync key …`: API keys.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::client::{cell, ClientArgs, Paging};
+
+/// `cloudsync key …`
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create an API key (the secret is printed once).
+    Create {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Scope (repeatable): admin, sync, schema.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Expiry, Unix ms.
+        #[arg(long)]
+        expires_at: Option<i64>,
+    },
+    /// List a tenant's keys (without secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show a key.
+    Get {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+pub fn key(cmd: KeyCmd, c: &ClientArgs) -> Result<()> {
+    match cmd {
+        KeyCmd::Create { tenant, name, scopes, expires_at } => {
+            let v = c.call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/api-keys"),
+                Some(json!({ "name": name, "scopes": scopes, "expires_at": expires_at })),
+            )?;
+            c.show(&v, |v| format!("key {} (shown once)\n{}", cell(&v["id"]), cell(&v["key"])));
+        }
+        KeyCmd::List { tenant, paging } => c.table(
+            &c.list(&format!("/v1/tenants/{tenant}/api-keys"), &[], paging.limit)?,
+            &["id", "name", "scopes", "expires_at", "revoked_at", "last_used_at"],
+        ),
+        KeyCmd::Get { tenant, id } => c.object(&c.call("GET", &format!("/v1/tenants/{tenant}/api-keys/{id}"), None)?),
+        KeyCmd::Revoke { tenant, id } => {
+            c.object(&c.call("DELETE", &format!("/v1/tenants/{tenant}/api-keys/{id}"), None)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `cloudsync schema …`: schema SQL (provisioning).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::client::{cell, ClientArgs};
+
+/// `cloudsync schema …`
+#[derive(Subcommand, Debug)]
+pub enum SchemaCmd {
+    /// Run SQLite CREATE TABLE statements in a database and enable sync on the tables.
+    Apply {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Database id.
+        #[arg(long)]
+        database: String,
+        /// File with the SQL (`-` for standard input).
+        #[arg(long)]
+        file: PathBuf,
+        /// Table algorithm, as table=algo (repeatable; default cls).
+        #[arg(long = "algo")]
+        algos: Vec<String>,
+        /// Show what would be run and synced, and keep nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List a database's synced tables.
+    Tables {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Database id.
+        #[arg(long)]
+        database: String,
+    },
+}
+
+pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
+    match cmd {
+        SchemaCmd::Apply { tenant, database, file, algos, dry_run } => {
+            let sql = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+            };
+            let mut algo = serde_json::Map::new();
+            for a in algos {
+                let (t, al) = a.split_once('=').with_context(|| format!("--algo expects table=algo, got '{a}'"))?;
+                algo.insert(t.to_string(), json!(al));
+            }
+            let v = c.call(
+                "POST",
+                &format!("/v1/tenants/{tenant}/databases/{database}/schema?dry_run={dry_run}"),
+                Some(json!({ "sql": sql, "algo": algo })),
+            )?;
+            let verb = if dry_run { "would sync" } else { "synced" };
+            c.show(&v, |v| {
+                let mut lines: Vec<String> = Vec::new();
+                if dry_run {
+                    lines.extend(v["statements"].as_array().into_iter().flatten().map(|s| format!("{};", cell(s))));
+                }
+                lines.extend(
+                    v["tables"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| format!("{verb} {} ({})", cell(&t["table"]), cell(&t["algo"]))),
+                );
+                lines.join("\n")
+            });
+        }
+        SchemaCmd::Tables { tenant, database } => {
+            let v = c.call("GET", &format!("/v1/tenants/{tenant}/databases/{database}/tables"), None)?;
+            c.show(&v, |v| {
+                v["tables"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        format!(
+                            "{}\t{}\t{} rows\tkey ({})\t{}",
+                            cell(&t["table"]),
+                            cell(&t["algo"]),
+                            cell(&t["rows"]),
+                            t["key"].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>().join(", "),
+                            if t["enabled"].as_bool() == Some(false) { "disabled" } else { "enabled" },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}

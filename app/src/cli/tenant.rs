@@ -1,0 +1,70 @@
+//! `cloudsync tenant …`: tenants.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::client::{cell, encode, ClientArgs, Paging, Range};
+
+/// `cloudsync tenant …`
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tenants.
+    List(Paging),
+    /// Show a tenant.
+    Get { id: String },
+    /// Rename a tenant.
+    Rename {
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Suspend a tenant (its keys and tokens are refused).
+    Suspend { id: String },
+    /// Resume a suspended tenant.
+    Resume { id: String },
+    /// Delete a tenant with all its data (repeat the id with --confirm).
+    Delete {
+        id: String,
+        /// The tenant id again.
+        #[arg(long)]
+        confirm: String,
+    },
+    /// Usage of a tenant's databases.
+    Usage {
+        id: String,
+        #[command(flatten)]
+        range: Range,
+    },
+}
+
+pub fn tenant(cmd: TenantCmd, c: &ClientArgs) -> Result<()> {
+    let cols = ["id", "name", "suspended", "created_at"];
+    match cmd {
+        TenantCmd::Create { name } => {
+            let v = c.call("POST", "/v1/tenants", Some(json!({ "name": name })))?;
+            c.show(&v, |v| format!("tenant {} ({})", cell(&v["id"]), cell(&v["name"])));
+        }
+        TenantCmd::List(p) => c.table(&c.list("/v1/tenants", &[], p.limit)?, &cols),
+        TenantCmd::Get { id } => c.object(&c.call("GET", &format!("/v1/tenants/{id}"), None)?),
+        TenantCmd::Rename { id, name } => {
+            c.object(&c.call("PATCH", &format!("/v1/tenants/{id}"), Some(json!({ "name": name })))?);
+        }
+        TenantCmd::Suspend { id } => c.object(&c.call("POST", &format!("/v1/tenants/{id}/suspend"), None)?),
+        TenantCmd::Resume { id } => c.object(&c.call("POST", &format!("/v1/tenants/{id}/resume"), None)?),
+        TenantCmd::Delete { id, confirm } => {
+            c.object(&c.call("DELETE", &format!("/v1/tenants/{id}?confirm={}", encode(&confirm)), None)?);
+        }
+        TenantCmd::Usage { id, range } => {
+            c.object(&c.call("GET", &format!("/v1/tenants/{id}/usage{}", range.query()), None)?);
+        }
+    }
+    Ok(())
+}
