@@ -1,5 +1,8 @@
 //! A database's page: its tables, schema provisioning with a preview, devices (block,
 //! unblock), jobs (retry, discard, error detail) and usage; and a job's page.
+//!
+//! One file, over 500 lines: one page family (a database's overview, settings, tables,
+//! devices, jobs) sharing its loaders.
 
 use std::collections::BTreeMap;
 

@@ -2,6 +2,10 @@
 //! with the cloudsync engine registered, used through a small connection pool.
 //!
 //! Everything here blocks; async callers run it on tokio's blocking pool.
+//!
+//! One file, over 500 lines: the SQLite backend's pool, provisioning and apply with
+//! write policies; the apply with policies moves into the SQLite adapter when it is
+//! sealed behind the facade both backends share (issue "one home for each concept").
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

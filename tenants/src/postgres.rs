@@ -9,6 +9,10 @@
 //! tables as the device's role (`cloudsync_payload_apply(…, as_role)`,
 //! `cloudsync_payload_encode_next(…, visible_to)`), so the database's privileges and
 //! row-level security decide.
+//!
+//! One file, over 500 lines: the PostgreSQL backend's pools, egress-checked
+//! connections, provisioning, apply and feed; the per-row refusal moves into Postgres
+//! Sync when the backends share one facade (issue "one home for each concept").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,11 @@
 //! | `POST {sync_url}/uploads` | a signed URL to upload a large payload to the payload store |
 //! | `GET {sync_url}/changes?after=…&wait_ms=…` | download: the next chunk of changes the device did not write; long-polls when there is none |
 //! | `GET {sync_url}/status` | what the server accepted, applied and failed for this device |
+//!
+//! One file, over 500 lines: the sync protocol's routes (upload, download, status,
+//! visibility) share their authorization, device and cursor helpers; splitting them
+//! into `routes/sync/` with a request-context extractor is planned (issue "one home for
+//! each concept").
 
 use std::time::Duration;
 

@@ -11,6 +11,11 @@
 //! the server relays everyone's changes). Every request has a deadline; transport and
 //! authentication failures raise SQL errors carrying the server's message; failures of
 //! the server's apply jobs come back in the JSON results (`last_failure`).
+//!
+//! One file, over 500 lines: the transport, checkpoints, the sync loops and the
+//! visibility check; splitting it into
+//! `network/{client,checkpoints,sync,visibility}.rs` is planned (issue "one home for
+//! each concept").
 
 use std::time::Duration;
 

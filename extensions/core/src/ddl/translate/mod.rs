@@ -4,6 +4,10 @@
 //! through Postgres Sync reads back the same on every replica, and PostgreSQL enforces
 //! the same rules the device did. What cannot meet it is refused with a [`Refusal`]
 //! naming the table, the column and the construct (`docs/translate-ddl.md` lists them).
+//!
+//! One file, over 500 lines: statements, types, keys, foreign keys and indexes of the
+//! translation, which refer to each other; expressions and refusals are in their own
+//! files.
 
 use std::collections::{BTreeMap, BTreeSet};
 
