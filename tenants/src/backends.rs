@@ -119,15 +119,27 @@ impl Backends {
         }
     }
 
-    /// Applies a payload uploaded by `site`, acting as `actor`. Every change in it
-    /// must have been written by `site`: a device cannot speak for another. The
-    /// payload is decoded (and its sites checked) once, here, for either backend.
-    pub async fn apply(&self, db: &Database, payload: Vec<u8>, site: SiteId, actor: &Actor) -> Result<Applied> {
-        // Decoding is CPU work: off the async runtime.
-        let (cs, payload) =
-            tokio::task::spawn_blocking(move || cloudsync_core::payload::decode(&payload).map(|cs| (cs, payload)))
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??;
+    /// Applies a payload uploaded by `site` and stored at `object_key`, acting as
+    /// `actor`. Every change in it must have been written by `site`: a device cannot
+    /// speak for another. The payload is checked against the hash its key names (the
+    /// object its upload validated, not another put at the same key since), decoded and
+    /// its sites checked once, here, for either backend.
+    pub async fn apply(
+        &self,
+        db: &Database,
+        object_key: &str,
+        payload: Vec<u8>,
+        site: SiteId,
+        actor: &Actor,
+    ) -> Result<Applied> {
+        // Hashing and decoding are CPU work: off the async runtime.
+        let key = object_key.to_string();
+        let (cs, payload) = tokio::task::spawn_blocking(move || {
+            crate::payloads::verify_object(&key, &payload)?;
+            cloudsync_core::payload::decode(&payload).map(|cs| (cs, payload)).map_err(Error::from)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
         if let Some(other) = cs.sites.iter().find(|s| **s != site) {
             return Err(Error::Invalid(format!(
                 "payload contains changes attributed to site {other}, but was uploaded by {site}"

@@ -71,9 +71,8 @@ impl BackendConfig {
                 })?;
                 check_backend_url(&parsed, true)?;
                 // A password given as a parameter is sealed like one in the userinfo.
-                let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
                 let param = parsed.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned());
-                let password = parsed.password().map(decode).or(param).filter(|p| !p.is_empty());
+                let password = parsed.password().map(url_part).or(param).filter(|p| !p.is_empty());
                 let kept: Vec<(String, String)> =
                     parsed.query_pairs().filter(|(k, _)| k != "password").map(|(k, v)| (k.into(), v.into())).collect();
                 parsed.set_query(None);
@@ -139,6 +138,11 @@ pub(crate) fn check_backend_url(parsed: &url::Url, creating: bool) -> Result<sql
         }
     }
     Ok(sslmode)
+}
+
+/// A part of a URL (userinfo, path) as it reads once percent-decoded.
+pub(crate) fn url_part(encoded: &str) -> String {
+    percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned()
 }
 
 /// A PostgreSQL identifier given in settings: 1 to 63 bytes, no control characters.

@@ -30,7 +30,7 @@ use crate::actor::{show_key, Actor, Applied, RefusedRow};
 use crate::backend::{Provisioned, Provisioning, TableInfo};
 use crate::egress::Egress;
 use crate::ids::DatabaseId;
-use crate::model::BackendConfig;
+use crate::model::{check_backend_url, url_part, BackendConfig};
 use crate::sqlstate::Sqlstate;
 use crate::{Error, Result};
 
@@ -85,7 +85,7 @@ pub fn pg_error(e: sqlx::Error) -> Error {
 async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
     let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backend url: {e}")))?;
     // Stored URLs are checked again: one stored before a rule existed fails closed.
-    let sslmode = crate::model::check_backend_url(&parsed, false)?;
+    let sslmode = check_backend_url(&parsed, false)?;
     let host = parsed.host_str().unwrap_or_default();
     let port = parsed.port().unwrap_or(5432);
     let addr =
@@ -100,14 +100,13 @@ async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
         (sqlx::postgres::PgSslMode::VerifyFull, Some(url::Host::Domain(name))) => name.to_string(),
         _ => addr.ip().to_string(),
     };
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     Ok(PgConnectOptions::new_without_pgpass()
         .host(&target)
         .port(addr.port())
-        .username(&decode(parsed.username()))
+        .username(&url_part(parsed.username()))
         // Always set: without it the driver would send the node's PGPASSWORD.
-        .password(&parsed.password().map(decode).unwrap_or_default())
-        .database(&decode(parsed.path().trim_start_matches('/')))
+        .password(&parsed.password().map(url_part).unwrap_or_default())
+        .database(&url_part(parsed.path().trim_start_matches('/')))
         .ssl_mode(sslmode)
         .application_name("cloudsync"))
 }

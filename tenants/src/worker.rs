@@ -194,13 +194,11 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
 async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<Applied> {
     let db = ctx.control.database(&job.database_id).await?;
     let bytes = ctx.payloads.get(&job.object_key).await?;
-    // The object its upload validated, not another put at the same key since.
-    crate::payloads::verify_object(&job.object_key, &bytes)?;
     let site = SiteHex::parse(&job.site_id)?.0;
     // Jobs queued before identities were recorded act as an API-key device.
     let actor = job.actor.clone().unwrap_or_else(|| {
         let role = db.settings.roles.api_key.clone();
         Actor { claims: serde_json::json!({ "role": role }), role, user_id: None }
     });
-    ctx.backends.apply(&db, bytes, site, &actor).await
+    ctx.backends.apply(&db, &job.object_key, bytes, site, &actor).await
 }

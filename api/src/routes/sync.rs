@@ -258,19 +258,21 @@ pub async fn upload(
             cloudsync_tenants::Error::NotFound { .. } => ApiError::BadRequest("the object was never uploaded".into()),
             other => other.into(),
         })?;
-        // The object validated here is the one its upload URL was issued for (and the
-        // one the job applies: the worker checks it again).
-        cloudsync_tenants::payloads::verify_object(&r.object, &bytes)?;
         (r.object, bytes)
     } else {
         let key = format!("{}/{}/{}.csyn", db.id, site, uuid::Uuid::now_v7().simple());
         (key, body.to_vec())
     };
     let (site_v, db_v, max_raw) = (site, db.clone(), state.limits.payload_raw_bytes);
-    let (changes, bytes) =
-        tokio::task::spawn_blocking(move || validate(&bytes, &site_v, &db_v, max_raw).map(|changes| (changes, bytes)))
-            .await
-            .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let (changes, object_key, bytes) = tokio::task::spawn_blocking(move || {
+        // Hashing is CPU work too. A referenced object is the one its upload URL was
+        // issued for (and the one the job applies: the worker checks it again); an
+        // inline upload's key names no hash.
+        cloudsync_tenants::payloads::verify_object(&object_key, &bytes)?;
+        validate(&bytes, &site_v, &db_v, max_raw).map(|changes| (changes, object_key, bytes))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))??;
     let len = bytes.len();
     if !is_json {
         state.payloads.put(&object_key, bytes).await?;

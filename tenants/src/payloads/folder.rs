@@ -42,9 +42,9 @@ impl FolderStore {
     fn signature(&self, key: &str, op: Op, expires: i64) -> Vec<u8> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
-        match op {
-            Op::Put { len } => mac.update(format!("{}\n{key}\n{expires}\n{len}", op.name()).as_bytes()),
-            Op::Get => mac.update(format!("{}\n{key}\n{expires}", op.name()).as_bytes()),
+        mac.update(format!("{}\n{key}\n{expires}", op.name()).as_bytes());
+        if let Op::Put { len } = op {
+            mac.update(format!("\n{len}").as_bytes());
         }
         mac.finalize().into_bytes().to_vec()
     }
@@ -103,8 +103,7 @@ impl NewObject {
             )));
         }
         self.sha.update(chunk);
-        let tmp = self.tmp.clone();
-        self.file.write_all(chunk).await.map_err(io(&tmp))
+        self.file.write_all(chunk).await.map_err(io(&self.tmp))
     }
 
     /// Checks size and hash, then makes the object durable and visible, once.
@@ -122,8 +121,7 @@ impl NewObject {
             self.discard().await;
             return Err(Error::Invalid("the body does not match the hash the URL was issued for".into()));
         }
-        let tmp = self.tmp.clone();
-        self.file.sync_all().await.map_err(io(&tmp))?;
+        self.file.sync_all().await.map_err(io(&self.tmp))?;
         // A hard link never replaces: when a concurrent upload of the same bytes won,
         // its object (named by the same hash) stays.
         let linked = tokio::fs::hard_link(&self.tmp, &self.path).await;

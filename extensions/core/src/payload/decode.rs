@@ -79,7 +79,8 @@ fn check_declared(mut input: &[u8], frames: u32, max_raw: u64) -> Result<(), Dec
     let mut total = 0u64;
     for frame in 0..frames as usize {
         let Some(head) = input.get(..FRAME_HEADER_LEN) else { return Ok(()) };
-        total = total.saturating_add(u64::from(u32::from_le_bytes(le4(&head[5..9]))));
+        let head = FrameHead::parse(head);
+        total = total.saturating_add(u64::from(head.raw_len));
         if total > max_raw {
             return Err(DecodeError::FrameTooLarge {
                 frame,
@@ -88,19 +89,37 @@ fn check_declared(mut input: &[u8], frames: u32, max_raw: u64) -> Result<(), Dec
                 limit: max_raw,
             });
         }
-        let stored = usize::try_from(u32::from_le_bytes(le4(&head[1..5]))).unwrap_or(usize::MAX);
+        let stored = usize::try_from(head.stored_len).unwrap_or(usize::MAX);
         let Some(rest) = input.get(FRAME_HEADER_LEN.saturating_add(stored)..) else { return Ok(()) };
         input = rest;
     }
     Ok(())
 }
 
+/// A frame's header: codec, stored (compressed) length, declared uncompressed length,
+/// CRC-32 of the stored bytes.
+struct FrameHead {
+    codec: u8,
+    stored_len: u32,
+    raw_len: u32,
+    crc: u32,
+}
+
+impl FrameHead {
+    /// Reads the `FRAME_HEADER_LEN` bytes of a frame header.
+    fn parse(head: &[u8]) -> FrameHead {
+        FrameHead {
+            codec: head[0],
+            stored_len: u32::from_le_bytes(le4(&head[1..5])),
+            raw_len: u32::from_le_bytes(le4(&head[5..9])),
+            crc: u32::from_le_bytes(le4(&head[9..13])),
+        }
+    }
+}
+
 fn read_frame(input: &mut &[u8], frame: usize) -> Result<Vec<u8>, DecodeError> {
-    let head = take(input, FRAME_HEADER_LEN, "frame header")?;
-    let codec = head[0];
-    let stored_len = u32::from_le_bytes(le4(&head[1..5]));
-    let raw_len = u32::from_le_bytes(le4(&head[5..9]));
-    let crc = u32::from_le_bytes(le4(&head[9..13]));
+    let FrameHead { codec, stored_len, raw_len, crc } =
+        FrameHead::parse(take(input, FRAME_HEADER_LEN, "frame header")?);
     if raw_len > MAX_FRAME_RAW {
         return Err(DecodeError::FrameTooLarge {
             frame,
