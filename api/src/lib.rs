@@ -135,7 +135,7 @@ pub fn decode_permit_count() -> usize {
 /// of long-polls woken together) queues instead of opening a connection per request.
 pub fn db_permit_count() -> usize {
     let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2);
-    (cores * 4).min(cloudsync_tenants::backend::IDLE_PER_DATABASE)
+    (cores * 4).min(cloudsync_tenants::backends::sqlite::IDLE_PER_DATABASE)
 }
 
 /// Shared state of the application (cheap to clone).

@@ -189,7 +189,7 @@ impl Settings {
             postgres_pool_size: args
                 .postgres_pool_size
                 .or(file.postgres_pool_size)
-                .unwrap_or(cloudsync_tenants::postgres::DEFAULT_POOL_SIZE)
+                .unwrap_or(cloudsync_tenants::backends::postgres::DEFAULT_POOL_SIZE)
                 .max(1),
             listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cloudsync-data")),

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine;
 use cloudsync_api::{AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::backends::postgres::PgBackends;
+use cloudsync_tenants::backends::sqlite::SqliteBackends;
 use cloudsync_tenants::backends::Backends;
 use cloudsync_tenants::devices::UsageRecorder;
 use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
-use cloudsync_tenants::postgres::PgBackends;
 use cloudsync_tenants::secrets::SecretBox;
 use cloudsync_tenants::store::{redact, ControlPlane};
 use cloudsync_tenants::worker;
@@ -127,10 +127,9 @@ pub async fn run(s: Settings) -> Result<()> {
     };
     let egress = Arc::new(s.egress.clone());
     let backends = Arc::new(Backends::new(
-        SqliteBackends::new(s.data_dir.join("databases"))?,
+        SqliteBackends::new(s.data_dir.join("databases"), cloudsync_api::db_permit_count())?,
         PgBackends::new(s.postgres_pool_size, Arc::clone(&egress)),
         control.clone(),
-        cloudsync_api::db_permit_count(),
     ));
     let notifier = Arc::new(Notifier::default());
     let wake = Arc::new(Notify::new());

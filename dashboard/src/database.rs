@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
-use cloudsync_tenants::backend::Provisioning;
+use cloudsync_protocol::Provisioning;
 use cloudsync_tenants::devices::Device;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{Job, JobState};

@@ -204,7 +204,8 @@ async fn a_tenant_admin_sees_only_their_tenant_until_the_key_is_revoked() {
 
 #[tokio::test]
 async fn a_job_page_lists_the_rows_the_database_refused() {
-    use cloudsync_tenants::actor::{Actor, RefusedRow};
+    use cloudsync_protocol::RefusedRow;
+    use cloudsync_tenants::actor::Actor;
     use cloudsync_tenants::ids::{DatabaseId, SiteHex};
     use cloudsync_tenants::jobs::NewJob;
     let (app, _dir) = app().await;

@@ -30,7 +30,7 @@ pub async fn delete_database<P: PayloadStore>(
     db: &Database,
 ) -> Result<Deleted> {
     let objects = payloads.delete_prefix(db.id.as_str()).await?;
-    backends.delete(db).await?;
+    backends.of(db).delete().await?;
     cp.delete_database_row(&db.id).await?;
     Ok(Deleted { databases: 1, payload_objects: objects })
 }

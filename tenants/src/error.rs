@@ -30,7 +30,7 @@ pub enum Error {
     #[error("database: {message} (SQLSTATE {sqlstate})")]
     Postgres {
         /// SQLSTATE (empty when the server gave none).
-        sqlstate: crate::sqlstate::Sqlstate,
+        sqlstate: cloudsync_protocol::Sqlstate,
         /// The server's message.
         message: String,
     },
@@ -155,8 +155,12 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Egress(_) => "egress_refused",
             Error::Postgres { sqlstate, .. } => sqlstate.api_code(),
-            Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_)) => "refused_sql",
-            Error::Schema(_) => "invalid_sql",
+            Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_))
+            | Error::Backend(cloudsync_sqlite::Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_))) => {
+                "refused_sql"
+            }
+            Error::Schema(_) | Error::Backend(cloudsync_sqlite::Error::Schema(_)) => "invalid_sql",
+            Error::Backend(cloudsync_sqlite::Error::Invalid(_)) => "invalid_request",
             Error::Payload(_) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Incompatible(i)) => i.code(),
@@ -262,7 +266,7 @@ mod tests {
     #[test]
     fn whose_fault_an_error_is_decides_retry_and_code() {
         use super::Error;
-        use crate::sqlstate::Sqlstate;
+        use cloudsync_protocol::Sqlstate;
         // Corrupt metadata is the server's: retried, opaque, never the device's payload.
         let corrupt = Error::Backend(cloudsync_sqlite::Error::Corrupt("stored clock: truncated".into()));
         assert_eq!((corrupt.retryable(), corrupt.code(), corrupt.failed_store()), (true, "internal", Some("backend")));

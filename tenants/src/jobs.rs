@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::actor::{Actor, RefusedRow};
+use cloudsync_protocol::RefusedRow;
+
+use crate::actor::Actor;
 use crate::ids::{now_ms, DatabaseId, SiteHex};
 use crate::page::{Page, PageRequest};
 use crate::store::ControlPlane;

@@ -5,9 +5,9 @@
 //! ([`keys`]), identity settings and JWT verification ([`identity`]), devices and usage
 //! ([`devices`]), secrets at rest ([`secrets`]), pagination ([`page`]), deletion with
 //! data ([`deletion`])) and its durable apply queue ([`jobs`]), the payload stores
-//! ([`payloads`]), the tenant databases ([`backends::Backends`]: SQLite files
-//! ([`backend`], each connection in the [`sandbox`]) or tenants' PostgreSQL
-//! ([`postgres`]), used as each device's
+//! ([`payloads`]), the tenant databases ([`backends::Backends`], each a
+//! [`backends::TenantDb`]: SQLite files ([`backends::sqlite`], each connection in the
+//! [`sandbox`]) or tenants' PostgreSQL ([`backends::postgres`]), used as each device's
 //! [`actor::Actor`]), the apply
 //! workers ([`worker`]) and in-process change notifications ([`notify`]). Every
 //! connection to a tenant-supplied host goes through the [`egress`] policy.
@@ -18,7 +18,6 @@
 //! store, the payload store and the tenant databases, never only in memory.
 
 pub mod actor;
-pub mod backend;
 pub mod backends;
 pub mod deletion;
 pub mod devices;
@@ -33,11 +32,9 @@ pub mod notify;
 pub mod overview;
 pub mod page;
 pub mod payloads;
-pub mod postgres;
 pub mod sandbox;
 pub mod secrets;
 pub mod sessions;
-pub mod sqlstate;
 pub mod store;
 pub mod worker;
 

@@ -9,7 +9,6 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::actor::Actor;
-use crate::actor::Applied;
 use crate::backends::Backends;
 use crate::ids::SiteHex;
 use crate::jobs::{Job, JobState};
@@ -17,6 +16,7 @@ use crate::notify::Notifier;
 use crate::payloads::PayloadStore;
 use crate::store::ControlPlane;
 use crate::{Error, Result};
+use cloudsync_protocol::ApplyOutcome;
 
 /// How long a claimed job stays ours without a heartbeat.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -149,7 +149,8 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
         }
     };
     let (result, changes) = match outcome {
-        Ok(Applied { applied, refused }) => {
+        Ok(ApplyOutcome { applied, refused }) => {
+            let applied = i64::try_from(applied).unwrap_or(i64::MAX);
             let recorded = ctx.control.complete(job.id, owner, applied, &refused).await;
             ctx.notifier.notify(&job.database_id);
             match recorded {
@@ -191,14 +192,21 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     ctx.observer.attempt(result, started.elapsed(), changes);
 }
 
-async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<Applied> {
+async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<ApplyOutcome> {
     let db = ctx.control.database(&job.database_id).await?;
     let bytes = ctx.payloads.get(&job.object_key).await?;
+    // The object its upload validated, not another put at the same key since. Hashing
+    // is CPU work: off the async runtime.
+    let key = job.object_key.clone();
+    let bytes = tokio::task::spawn_blocking(move || crate::payloads::verify_object(&key, &bytes).map(|()| bytes))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
     let site = SiteHex::parse(&job.site_id)?.0;
     // Jobs queued before identities were recorded act as an API-key device.
     let actor = job.actor.clone().unwrap_or_else(|| {
         let role = db.settings.roles.api_key.clone();
         Actor { claims: serde_json::json!({ "role": role }), role, user_id: None }
     });
-    ctx.backends.apply(&db, &job.object_key, bytes, site, &actor).await
+    let applied = ctx.backends.of(&db).apply(bytes, site, &actor).await;
+    applied
 }

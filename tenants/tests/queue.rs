@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use cloudsync_tenants::actor::{Actor, RefusedRow};
+use cloudsync_protocol::RefusedRow;
+use cloudsync_tenants::actor::Actor;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
 use cloudsync_tenants::jobs::{JobState, NewJob, MAX_ATTEMPTS};
 use cloudsync_tenants::model::BackendConfig;

@@ -4,7 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_tenants::backend::{Provisioning, TableInfo};
+use cloudsync_protocol::{Provisioning, TableInfo};
 use cloudsync_tenants::deletion::{self, Deleted};
 use cloudsync_tenants::devices::Usage;
 use cloudsync_tenants::ids::{DatabaseId, TenantId};
@@ -111,11 +111,11 @@ pub async fn create_database(
 pub async fn create(state: &AppState, tenant: &TenantId, name: &str, backend: BackendConfig) -> ApiResult<Database> {
     let db = state.control.new_database(tenant, name, backend)?;
     if matches!(db.backend, BackendConfig::Postgres { .. }) {
-        state.backends.create(&db).await?;
+        state.backends.of(&db).create().await?;
         state.control.insert_database(&db).await?;
     } else {
         state.control.insert_database(&db).await?;
-        state.backends.create(&db).await?;
+        state.backends.of(&db).create().await?;
     }
     tracing::info!(database = %db.id, tenant = %db.tenant_id, backend = db.backend.kind(), "database created");
     Ok(db)
@@ -168,7 +168,7 @@ pub async fn update_database(
     let req = body(b, state.limits.json_bytes)?;
     if let Some(settings) = &req.settings {
         settings.validate()?;
-        state.backends.check_settings(&db, settings).await?;
+        state.backends.of(&db).check_settings(settings).await?;
     }
     let updated = state.control.update_database(&db.tenant_id, &db.id, req).await?;
     Ok(Json(DatabaseView::of(&state, updated)))
@@ -204,13 +204,13 @@ pub async fn set_policy(
     let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
     let req = body(b, state.limits.json_bytes)?;
     // Policies are for tables this database syncs, under their own names.
-    let table = state.backends.synced_table(&db, &table).await?;
+    let table = state.backends.of(&db).synced_table(&table).await?;
     let mut settings = db.settings.clone();
     let entry = settings.tables.entry(table.clone()).or_default();
     entry.read_policy = req.read.filter(|p| !p.trim().is_empty());
     entry.write_policy = req.write.filter(|p| !p.trim().is_empty());
     settings.validate()?;
-    state.backends.check_settings(&db, &settings).await?;
+    state.backends.of(&db).check_settings(&settings).await?;
     let update = DatabaseUpdate { name: None, settings: Some(settings) };
     let updated = state.control.update_database(&db.tenant_id, &db.id, update).await?;
     tracing::info!(database = %db.id, table, "row policies set");
@@ -264,7 +264,7 @@ pub async fn provision(
     flags: BTreeMap<String, i64>,
     dry_run: bool,
 ) -> ApiResult<Provisioning> {
-    let done = state.backends.provision(db, sql, algo, flags, dry_run).await?;
+    let done = state.backends.of(db).provision(sql, algo, flags, dry_run).await?;
     if !dry_run {
         tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
     }
@@ -286,7 +286,7 @@ pub async fn list_tables(
 
 /// The synced tables of `db`.
 pub async fn tables(state: &AppState, db: &Database) -> ApiResult<Vec<TableInfo>> {
-    Ok(state.backends.tables(db).await?)
+    Ok(state.backends.of(db).tables().await?)
 }
 
 /// Usage of one database over a time range.

@@ -380,7 +380,7 @@ pub async fn download(
     // other (a response lost, a checkpoint from before) starts it again, which merges
     // make harmless.
     let mut restart_pass = None;
-    if let Some(rules) = state.backends.visibility(&db).await? {
+    if let Some(rules) = state.backends.of(&db).visibility().await? {
         let (seen, last) = state.control.device_visibility(&db.id, &site).await?;
         let continuing = match last.as_deref().map(parse_cursor).transpose()? {
             Some(last) => seen.as_deref() == Some(rules.as_str()) && last == after,
@@ -400,7 +400,7 @@ pub async fn download(
     let mut changed = state.notifier.subscribe(&db.id);
     let mut shutdown = state.shutdown.clone();
     loop {
-        let chunk = state.backends.changes(&db, after, site.0, max_bytes, &actor).await?;
+        let chunk = state.backends.of(&db).changes(after, site.0, max_bytes, &actor).await?;
         if let Some(rules) = &restart_pass {
             let last = chunk.more.then(|| cursor_text(chunk.next));
             state.control.set_device_visibility(&db.id, &site, rules, last.as_deref()).await?;
@@ -489,7 +489,7 @@ pub async fn visibility(
         .map(|k| hex::decode(k).map_err(|_| ApiError::BadRequest(format!("key '{k}' is not hex"))))
         .collect::<ApiResult<Vec<_>>>()?;
     record(&state, &caller, &db, site, Activity::default());
-    let hidden = state.backends.invisible(&db, &actor, req.table, keys).await?;
+    let hidden = state.backends.of(&db).invisible(&actor, req.table, keys).await?;
     Ok(Json(Invisible { hidden: hidden.iter().map(hex::encode).collect() }))
 }
 
@@ -516,6 +516,6 @@ pub async fn status(
     let (db, site) = device(&state, db, &q.site).await?;
     record(&state, &caller, &db, site, Activity::default());
     let device = state.control.device_status(&db.id, &site).await?;
-    let server = state.backends.db_version(&db).await?;
+    let server = state.backends.of(&db).db_version().await?;
     Ok(Json(SyncStatus { protocol: 1, server_db_version: server, device }))
 }

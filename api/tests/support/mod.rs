@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use cloudsync_api::{router, AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backend::SqliteBackends;
+use cloudsync_tenants::backends::postgres::PgBackends;
+use cloudsync_tenants::backends::sqlite::SqliteBackends;
 use cloudsync_tenants::backends::Backends;
 use cloudsync_tenants::devices::UsageRecorder;
 use cloudsync_tenants::identity::Verifier;
 use cloudsync_tenants::notify::Notifier;
 use cloudsync_tenants::payloads::{AnyStore, FolderStore};
-use cloudsync_tenants::postgres::PgBackends;
 use cloudsync_tenants::secrets::SecretBox;
 use cloudsync_tenants::store::ControlPlane;
 use http_body_util::BodyExt;
@@ -59,10 +59,9 @@ pub fn state_on(
     AppState(Arc::new(Inner {
         control: control.clone(),
         backends: Arc::new(Backends::new(
-            SqliteBackends::new(dir.join("databases")).unwrap(),
+            SqliteBackends::new(dir.join("databases"), cloudsync_api::db_permit_count()).unwrap(),
             PgBackends::new(4, Arc::clone(&egress)),
             control.clone(),
-            cloudsync_api::db_permit_count(),
         )),
         payloads: Arc::new(AnyStore::Folder(folder.clone())),
         folder: Some(folder),

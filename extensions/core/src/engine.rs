@@ -153,6 +153,15 @@ pub enum Incompatible {
         /// The column's affinity.
         affinity: &'static str,
     },
+    /// A payload uploaded by one site that carries changes written by another: a
+    /// device speaks only for itself ([`written_by`]).
+    #[error("payload contains changes attributed to site {other}, but was uploaded by {uploader}")]
+    ForeignSite {
+        /// The site the payload names.
+        other: SiteId,
+        /// The site that uploaded it.
+        uploader: SiteId,
+    },
 }
 
 impl Incompatible {
@@ -164,7 +173,17 @@ impl Incompatible {
             Incompatible::AlgoMismatch { .. } => "algorithm_mismatch",
             Incompatible::BadKey { .. } => "invalid_key",
             Incompatible::BadValue { .. } => "invalid_value",
+            Incompatible::ForeignSite { .. } => "foreign_site",
         }
+    }
+}
+
+/// Refuses a changeset uploaded by `uploader` that holds changes another site wrote.
+/// Every engine checks this where it decodes an uploaded payload, before writing.
+pub fn written_by(cs: &Changeset, uploader: SiteId) -> Result<(), Incompatible> {
+    match cs.sites.iter().find(|s| **s != uploader) {
+        Some(other) => Err(Incompatible::ForeignSite { other: *other, uploader }),
+        None => Ok(()),
     }
 }
 

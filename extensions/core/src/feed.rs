@@ -205,6 +205,20 @@ impl std::fmt::Display for Checkpoint {
     }
 }
 
+/// One bounded piece of the feed, encoded: what a download returns, whatever the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The payload, or `None` when there was nothing after the reader's position.
+    pub payload: Option<Vec<u8>>,
+    /// Number of changes in it.
+    pub changes: u64,
+    /// Where the reader resumes: partway through its pass when `more`, else complete
+    /// through the horizon the chunk was read up to.
+    pub next: Checkpoint,
+    /// Whether the feed has more after `next`.
+    pub more: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

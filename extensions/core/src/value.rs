@@ -203,10 +203,53 @@ pub fn decode_key(mut input: &[u8], columns: usize) -> Result<Vec<Value>, Decode
     Ok(out)
 }
 
+/// A primary key (the payload's encoding) as people read it: `'a1'`, `42`, `'x', 3`;
+/// what does not decode is shown as a blob literal. For messages about a row, never for
+/// finding it again.
+pub fn show_key(mut pk: &[u8]) -> String {
+    let mut parts = Vec::new();
+    while !pk.is_empty() {
+        let rest = pk;
+        match Value::decode(&mut pk) {
+            Ok(v) => parts.push(show_value(&v)),
+            Err(_) => {
+                parts.push(format!("x'{}'", hex_of(rest)));
+                break;
+            }
+        }
+    }
+    parts.join(", ")
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => format!("'{}'", String::from_utf8_lossy(t).replace('\'', "''")),
+        Value::Blob(b) => format!("x'{}'", hex_of(b)),
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn keys_are_shown_readably() {
+        let pk = encode_key(&[Value::text("a'1"), Value::Integer(7), Value::Blob(vec![0, 255])]);
+        assert_eq!(show_key(&pk), "'a''1', 7, x'00ff'");
+        assert_eq!(show_key(&[0xff, 0x01]), "x'ff01'", "what does not decode is shown as bytes");
+    }
 
     pub fn any_value() -> impl Strategy<Value = Value> {
         prop_oneof![

@@ -350,6 +350,30 @@ fn cloudsync_payload_apply(payload: &[u8], as_role: default!(Option<&str>, "NULL
     spi(|c| crate::sql::i64_of(store::apply_payload(c, payload, as_role)?.applied))
 }
 
+/// Merges a payload a device uploaded, as [`cloudsync_payload_apply`] does, except that
+/// a row the database refuses — row-level security or privileges (42501), a constraint
+/// (23xxx), a value its column cannot hold (22xxx) — is left out and reported while the
+/// others are applied, each whole (each retried row in its own subtransaction). With
+/// `from_site`, a payload holding changes another site wrote is refused whole (42501).
+///
+/// Returns the changes applied and the refused rows as a JSON array of
+/// `{"table", "key", "sqlstate", "message"}`. The payload is decoded once.
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn cloudsync_payload_apply_rows(
+    payload: &[u8],
+    as_role: default!(Option<&str>, "NULL"),
+    from_site: default!(Option<&[u8]>, "NULL"),
+) -> TableIterator<'static, (name!(applied, i64), name!(refused, pgrx::JsonB))> {
+    let row = spi(|c| {
+        let from = from_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
+        let outcome = store::apply_rows(c, payload, as_role, from)?;
+        let refused = serde_json::to_value(&outcome.refused).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok((crate::sql::i64_of(outcome.applied)?, pgrx::JsonB(refused)))
+    });
+    TableIterator::once(row)
+}
+
 #[pg_schema]
 mod cloudsync {
     use cloudsync_core::{Change, Cursor, SiteId, Value};

@@ -91,6 +91,10 @@ pub enum Error {
         /// The role.
         role: String,
     },
+    /// A payload uploaded by one site that holds changes another wrote: a device speaks
+    /// only for itself.
+    #[error("{0}")]
+    ForeignSite(String),
     /// SQLite DDL that does not translate (`cloudsync_translate_ddl`).
     #[error("{0}")]
     Translate(#[from] cloudsync_core::ddl::TranslateError),
@@ -122,7 +126,7 @@ impl Error {
             Error::Payload(_) | Error::BadKey(_) => C::ERRCODE_INVALID_BINARY_REPRESENTATION,
             Error::Schema(_) => C::ERRCODE_INVALID_SCHEMA_DEFINITION,
             Error::Corrupt(_) => C::ERRCODE_DATA_CORRUPTED,
-            Error::Hidden { .. } => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Error::Hidden { .. } | Error::ForeignSite(_) => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Error::Translate(t) => match t {
                 cloudsync_core::ddl::TranslateError::Syntax(_) => C::ERRCODE_SYNTAX_ERROR,
                 cloudsync_core::ddl::TranslateError::Empty => C::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -143,6 +147,7 @@ impl From<ApplyError<Error>> for Error {
                 t @ I::UnknownTable(_) => Error::UnknownTable(t.to_string()),
                 c @ I::UnknownColumn { .. } => Error::UnknownColumn(c.to_string()),
                 other @ I::AlgoMismatch { .. } => Error::Schema(other.to_string()),
+                foreign @ I::ForeignSite { .. } => Error::ForeignSite(foreign.to_string()),
             },
         }
     }

@@ -19,6 +19,7 @@ mod meta;
 mod role;
 mod sql;
 mod store;
+mod subxact;
 mod table;
 mod triggers;
 mod types;
@@ -28,7 +29,8 @@ mod tests;
 
 // The extension's entry point: the module magic block PostgreSQL checks when it loads
 // the library. The macro expands to the `PG_MODULE_MAGIC` data and `_PG_init`-free
-// glue; no other code of this crate is `unsafe`.
+// glue; the only other `unsafe` code of this crate is `subxact` (internal
+// subtransactions, which pgrx does not wrap), each call with its SAFETY comment.
 ::pgrx::pg_module_magic!();
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);

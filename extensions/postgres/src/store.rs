@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
-use cloudsync_core::engine::{apply_changeset, ApplyReport, RowKey, Store, TableInfo};
+use cloudsync_core::engine::{apply_changeset, ApplyError, ApplyReport, RowKey, Store, TableInfo};
 use cloudsync_core::merge::{RowWrite, SeqAlloc};
-use cloudsync_core::value::decode_key;
+use cloudsync_core::value::{decode_key, show_key};
 use cloudsync_core::{Changeset, ColId, RowClock, SiteId, SiteOrd, Value};
+use cloudsync_protocol::{ApplyOutcome, RefusedRow, Sqlstate};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::PgOid;
 use std::panic::AssertUnwindSafe;
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::fold::key_args;
 use crate::role::RoleSwitch;
 use crate::sql::{datum, exec, ident, oid_of, read_value};
+use crate::subxact::{self, Refusal, Step};
 use crate::table::SyncTable;
 use crate::types::convert;
 use crate::{fold, meta};
@@ -439,19 +441,81 @@ pub fn set_merging(c: &mut SpiClient<'_>, on: bool) -> Result<()> {
 /// 42501), the sync metadata as the caller.
 pub fn apply_payload(c: &mut SpiClient<'_>, bytes: &[u8], as_role: Option<&str>) -> Result<ApplyReport> {
     let cs = cloudsync_core::payload::decode(bytes)?;
-    // Exclusive for the rest of the transaction: local writers hold the lock shared
-    // until they commit, so the fold below sees every committed local write and none
-    // can interleave with the merge.
-    meta::lock(c)?;
-    fold::fold_all(c)?;
-    set_merging(c, true)?;
-    let report = {
-        let mut store = PgStore::new(c, as_role)?;
-        store.prefetch(&cs)?;
-        let report = apply_changeset(&mut store, &cs)?;
-        store.finish()?;
-        report
-    };
+    begin_merge(c)?;
+    let report = merge(c, &cs, as_role)?;
     set_merging(c, false)?;
     Ok(report)
+}
+
+/// Decodes a payload `from` uploaded (None: any sender; else a payload holding another
+/// site's changes is refused whole, 42501) and merges it like [`apply_payload`], except
+/// that a row the database refuses — row-level security or privileges, a constraint,
+/// a value its column cannot hold (`Sqlstate::refuses_row`) — is rolled back alone and
+/// reported, the others applied, each whole. The payload is decoded once: the rows are
+/// retried one by one, each in its own subtransaction, only after the whole payload was
+/// refused.
+pub fn apply_rows(
+    c: &mut SpiClient<'_>,
+    bytes: &[u8],
+    as_role: Option<&str>,
+    from: Option<SiteId>,
+) -> Result<ApplyOutcome> {
+    let cs = cloudsync_core::payload::decode(bytes)?;
+    if let Some(site) = from {
+        cloudsync_core::engine::written_by(&cs, site).map_err(|i| Error::from(ApplyError::Incompatible(i)))?;
+    }
+    begin_merge(c)?;
+    let mut outcome = ApplyOutcome::default();
+    match subxact::attempt(|| merge(c, &cs, as_role), refusal, refuses_code) {
+        Step::Done(report) => outcome.applied = report.applied,
+        Step::Failed(e) => return Err(e),
+        Step::Refused(_) => {
+            for row in cs.single_rows() {
+                match subxact::attempt(|| merge(c, &row, as_role), refusal, refuses_code) {
+                    Step::Done(report) => outcome.applied += report.applied,
+                    Step::Failed(e) => return Err(e),
+                    Step::Refused(r) => {
+                        let one = &row.rows[0];
+                        outcome.refused.push(RefusedRow {
+                            table: row.tables[one.table].name.clone(),
+                            key: show_key(&one.pk),
+                            sqlstate: Sqlstate::from(r.sqlstate.as_str()),
+                            message: r.message,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    set_merging(c, false)?;
+    Ok(outcome)
+}
+
+/// Before a merge: exclusive for the rest of the transaction (local writers hold the
+/// lock shared until they commit, so the fold sees every committed local write and none
+/// can interleave with the merge), local writes folded, the merge's writes untracked.
+fn begin_merge(c: &mut SpiClient<'_>) -> Result<()> {
+    meta::lock(c)?;
+    fold::fold_all(c)?;
+    set_merging(c, true)
+}
+
+/// Merges a decoded changeset through a store made for it (prepared statements and
+/// all, so that a subtransaction holding the merge owns everything it made).
+fn merge(c: &mut SpiClient<'_>, cs: &Changeset, as_role: Option<&str>) -> Result<ApplyReport> {
+    let mut store = PgStore::new(c, as_role)?;
+    store.prefetch(cs)?;
+    let report = apply_changeset(&mut store, cs)?;
+    store.finish()?;
+    Ok(report)
+}
+
+/// An error of ours that refuses one row, as a refusal.
+fn refusal(e: &Error) -> Option<Refusal> {
+    let sqlstate = subxact::sqlstate(e.sqlstate());
+    refuses_code(&sqlstate).then(|| Refusal { sqlstate, message: e.to_string() })
+}
+
+fn refuses_code(sqlstate: &str) -> bool {
+    Sqlstate::from(sqlstate).refuses_row()
 }

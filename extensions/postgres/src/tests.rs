@@ -109,6 +109,92 @@ mod tests {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
+    /// A payload from `site` inserting `item` rows `(id, qty)`.
+    fn items_from(site: cloudsync_core::SiteId, rows: &[(&str, i64)]) -> Vec<u8> {
+        use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
+        use cloudsync_core::{Algo, Change, Cursor, Value};
+        let mut encoder = PayloadEncoder::new(EncodeOptions::default());
+        for (i, (id, qty)) in rows.iter().enumerate() {
+            let change = Change {
+                table: "item".into(),
+                pk: cloudsync_core::value::encode_key(&[Value::text(*id)]),
+                column: Some("qty".into()),
+                value: Value::Integer(*qty),
+                col_version: 1,
+                at: Cursor::new(u64::try_from(i).unwrap() + 1, 0),
+                site,
+                cl: 1,
+            };
+            encoder.push(change, |_| (Algo::Cls, 0)).unwrap();
+        }
+        encoder.finish()
+    }
+
+    fn items() {
+        run("CREATE TABLE item (id text PRIMARY KEY, qty int NOT NULL DEFAULT 0 CHECK (qty >= 0))");
+        run("SELECT cloudsync_init('item')");
+    }
+
+    #[pg_test]
+    fn a_refused_row_is_left_out_and_the_payload_decoded_once() {
+        items();
+        let site = cloudsync_core::SiteId([7; 16]);
+        let payload = items_from(site, &[("a", 5), ("b", -1), ("c", 9)]);
+        let decodes = cloudsync_core::payload::decode_count();
+        let (applied, refused) = Spi::get_two::<i64, pgrx::JsonB>(&format!(
+            "SELECT applied, refused FROM cloudsync_payload_apply_rows('\\x{}'::bytea, NULL, '\\x{}'::bytea)",
+            hex(&payload),
+            hex(&site.0)
+        ))
+        .expect("apply_rows");
+        assert_eq!(
+            cloudsync_core::payload::decode_count() - decodes,
+            1,
+            "the payload is decoded once, though its rows were applied one by one after the refusal"
+        );
+        let refused = refused.unwrap().0;
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || '=' || qty, ',' ORDER BY id) FROM item").as_deref(),
+            Some("a=5,c=9"),
+            "{refused}"
+        );
+        assert_eq!(applied, Some(2), "{refused}");
+        assert_eq!(refused.as_array().map(Vec::len), Some(1), "{refused}");
+        assert_eq!(refused[0]["table"], "item");
+        assert_eq!(refused[0]["key"], "'b'");
+        assert_eq!(refused[0]["sqlstate"], "23514", "{refused}");
+        assert_eq!(
+            one::<String>("SELECT string_agg(id || '=' || qty, ',' ORDER BY id) FROM item").as_deref(),
+            Some("a=5,c=9")
+        );
+        // The refused row left nothing behind: no clock, nothing to send.
+        assert_eq!(one::<i64>("SELECT count(DISTINCT pk) FROM cloudsync_changes"), Some(2));
+        // Each row merged alone still got a feed position of its own: every step reads
+        // what the earlier ones wrote (the db_version they moved to, the site interned).
+        assert_eq!(one::<i64>("SELECT count(DISTINCT (db_version, seq)) - count(*) FROM cloudsync_changes"), Some(0));
+        // Nothing refused: the whole payload in one step, and the same answer shape.
+        let more = items_from(site, &[("d", 1)]);
+        let (applied, refused) = Spi::get_two::<i64, pgrx::JsonB>(&format!(
+            "SELECT applied, refused FROM cloudsync_payload_apply_rows('\\x{}'::bytea)",
+            hex(&more)
+        ))
+        .expect("apply_rows");
+        assert_eq!((applied, refused.map(|j| j.0)), (Some(1), Some(serde_json::json!([]))));
+    }
+
+    #[pg_test(
+        error = "payload contains changes attributed to site 08080808080808080808080808080808, but was uploaded by 07070707070707070707070707070707"
+    )]
+    fn a_payload_holding_another_sites_changes_is_refused_whole() {
+        items();
+        let payload = items_from(cloudsync_core::SiteId([8; 16]), &[("a", 5)]);
+        run(&format!(
+            "SELECT * FROM cloudsync_payload_apply_rows('\\x{}'::bytea, NULL, '\\x{}'::bytea)",
+            hex(&payload),
+            hex(&[7; 16])
+        ));
+    }
+
     #[pg_test]
     fn disabled_tables_and_filters_limit_what_is_tracked() {
         todo();

@@ -252,13 +252,3 @@ fn page_sql(t: &SyncTable, policy: Option<&str>) -> String {
         t.quoted(),
     )
 }
-
-/// Reads the whole feed for `query` into memory.
-pub fn collect(conn: &Connection, query: FeedQuery) -> Result<Vec<Change>> {
-    let mut reader = FeedReader::new(conn, query)?;
-    let mut out = Vec::new();
-    while let Some(c) = reader.next(conn)? {
-        out.push(c);
-    }
-    Ok(out)
-}

@@ -36,6 +36,14 @@ pub enum Error {
         /// What must change, in words a developer can act on.
         why: String,
     },
+    /// A request of the host that is invalid as given (a row policy that does not
+    /// compile, provisioning SQL that creates no table).
+    #[error("{0}")]
+    Invalid(String),
+    /// Schema SQL the guard refuses (`cloudsync_core::ddl::guard`): it does not parse as
+    /// `CREATE TABLE`/`CREATE INDEX`, or holds constructs refused for every backend.
+    #[error(transparent)]
+    Schema(#[from] cloudsync_core::ddl::TranslateError),
     /// A bad argument to a SQL function.
     #[error("{function}: {why}")]
     Argument {

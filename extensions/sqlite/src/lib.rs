@@ -2,9 +2,12 @@
 //!
 //! This crate turns ordinary SQLite tables into conflict-free replicated tables and
 //! exposes everything as SQL functions (`cloudsync_*`) and the `cloudsync_changes`
-//! virtual table. It is used two ways: as a Rust library ([`register`] on a
-//! `rusqlite::Connection`), and compiled into the loadable extension
-//! `libcloudsync.so` by the `cloudsync-loadable` crate.
+//! virtual table. It is used three ways: compiled into the loadable extension
+//! `libcloudsync.so` by the `cloudsync-loadable` crate; as a Rust library registering
+//! the same functions on a `rusqlite::Connection` ([`register`]); and by a host that
+//! drives a database from Rust — the service's central copies — through one facade,
+//! [`Replica`]. Its modules are private: the SQL functions, [`Replica`] and
+//! [`Error`] are the whole API.
 //!
 //! **Layout.** Local writes are recorded by plain-SQL triggers ([`triggers`]) into a
 //! per-table log, folded into one clock row per key ([`fold`]) before anything reads
@@ -17,29 +20,32 @@
 //! the connection a SQL function or virtual table runs on ([`ffi`]) and the virtual
 //! table trait implementations rusqlite requires ([`vtab`]). Nothing else.
 
-pub mod apply;
-pub mod changes;
+mod apply;
+mod changes;
 pub mod error;
 mod ffi;
-pub mod filter;
-pub mod fold;
-pub mod functions;
-pub mod lifecycle;
-pub mod meta;
+mod filter;
+mod fold;
+mod functions;
+mod lifecycle;
+mod meta;
 #[cfg(feature = "network")]
-pub mod network;
-pub mod payload;
-pub mod schema;
-pub mod settings;
-pub mod sql;
-pub mod state;
-pub mod store;
-pub mod triggers;
-pub mod vtab;
+mod network;
+mod payload;
+pub mod replica;
+mod schema;
+mod settings;
+mod sql;
+mod state;
+mod store;
+mod triggers;
+mod vtab;
 
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use replica::{Policies, Replica};
+pub use state::ConnState;
 
 /// Registers the `cloudsync_*` functions and the `cloudsync_changes` virtual table on
 /// a connection, and returns the connection's state (pass it to [`apply::apply`] when

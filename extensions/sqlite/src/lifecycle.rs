@@ -122,7 +122,6 @@ pub fn cleanup(conn: &Connection, table: &str) -> Result<()> {
             pk: Vec::new(),
             columns: Vec::new(),
             dropped: Vec::new(),
-            next_col: 0,
             mask_words: 1,
             altering: false,
             fingerprint: 0,

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use cloudsync_core::engine::ApplyReport;
-use cloudsync_core::feed::Checkpoint;
+use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::{Algo, Cursor};
 use rusqlite::Connection;
@@ -17,20 +17,6 @@ use crate::{apply, fold, settings, Error, Result};
 pub fn encode_options(conn: &Connection) -> Result<EncodeOptions> {
     use cloudsync_core::settings::{encode_options, COMPRESSION, FRAME_SIZE};
     Ok(encode_options(settings::global_int(conn, FRAME_SIZE)?, settings::global_int(conn, COMPRESSION)?))
-}
-
-/// One bounded piece of the feed, encoded.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    /// The payload, or `None` when there was nothing after the query's position.
-    pub payload: Option<Vec<u8>>,
-    /// Number of changes in it.
-    pub changes: u64,
-    /// Where the reader resumes: partway through its pass when `more`, else complete
-    /// through the horizon the chunk was read up to.
-    pub next: Checkpoint,
-    /// Whether the feed has more after `cursor`.
-    pub more: bool,
 }
 
 /// Folds pending local writes, then encodes every change matching `query`. Returns

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use cloudsync_core::feed::Checkpoint;
+use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::SiteId;
-use cloudsync_sqlite::changes::{FeedQuery, SiteFilter};
+use cloudsync_sqlite::Replica;
 use rusqlite::Connection;
 
 mod common;
@@ -26,12 +26,20 @@ const SCHEMA: &str = "CREATE TABLE events (id TEXT PRIMARY KEY NOT NULL, kind TE
                       CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, label TEXT, qty INTEGER);
                       SELECT cloudsync_init('events'); SELECT cloudsync_init('items');";
 
-fn open(path: &Path) -> (Connection, Arc<cloudsync_sqlite::state::ConnState>) {
+/// A central database as the service opens it: a [`Replica`] (the engine's own
+/// functions only).
+fn open(path: &Path) -> Replica {
     let conn = Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
-    let state = cloudsync_sqlite::register(&conn).unwrap();
-    (conn, state)
+    Replica::new(conn).unwrap()
+}
+
+/// A connection with every `cloudsync_*` function, to set a database up by SQL.
+fn open_sql(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    cloudsync_sqlite::register(&conn).unwrap();
+    conn
 }
 
 fn replica() -> Connection {
@@ -46,25 +54,15 @@ fn site_of(c: &Connection) -> SiteId {
 
 /// One download as the service makes it: the chunk after `after` that `site` did not
 /// write, at most about `max_bytes`.
-fn chunk(
-    conn: &Connection,
-    state: &cloudsync_sqlite::state::ConnState,
-    from: Checkpoint,
-    site: SiteId,
-    max_bytes: usize,
-) -> cloudsync_sqlite::payload::Chunk {
-    cloudsync_sqlite::meta::cache::scope(&state.cache, conn, || {
-        let query = FeedQuery { from, sites: SiteFilter::Except(site), ..FeedQuery::default() };
-        cloudsync_sqlite::payload::encode_chunk(conn, query, max_bytes)
-    })
-    .unwrap()
+fn chunk(central: &Replica, from: Checkpoint, site: SiteId, max_bytes: usize) -> Chunk {
+    central.chunk(from, site, max_bytes, &[]).unwrap()
 }
 
 #[test]
 fn readers_paging_during_applies_end_equal_to_the_central_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("central.sqlite");
-    open(&path).0.execute_batch(SCHEMA).unwrap();
+    open_sql(&path).execute_batch(SCHEMA).unwrap();
 
     let (writers, readers, rounds) = (3, 3, 120);
     let stop = Arc::new(AtomicBool::new(false));
@@ -73,8 +71,9 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
     for w in 0..writers {
         let (path, start) = (path.clone(), Arc::clone(&start));
         handles.push(thread::spawn(move || {
-            let (central, _state) = open(&path);
+            let central = open(&path);
             let device = replica();
+            let device_site = site_of(&device);
             start.wait();
             let mut sent = 0i64;
             for i in 0..rounds {
@@ -91,9 +90,8 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
                 let version: i64 = common::one(&device, "SELECT cloudsync_db_version()");
                 if let Some(p) = common::payload(&device, sent) {
                     // As the service applies: one write transaction taken up front.
-                    central.execute_batch("BEGIN IMMEDIATE").unwrap();
-                    common::apply(&central, &p).unwrap();
-                    central.execute_batch("COMMIT").unwrap();
+                    let done = central.apply(&p, device_site, &[]).unwrap();
+                    assert!(done.refused.is_empty(), "{:?}", done.refused);
                 }
                 sent = version;
             }
@@ -103,7 +101,7 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
     for r in 0..readers {
         let (path, start, stop) = (path.clone(), Arc::clone(&start), Arc::clone(&stop));
         replicas.push(thread::spawn(move || {
-            let (central, state) = open(&path);
+            let central = open(&path);
             let mine = replica();
             let site = site_of(&mine);
             // Chunks of a few rows: many checkpoints handed out partway through a pass.
@@ -112,7 +110,7 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
             start.wait();
             let mut quiet = 0;
             loop {
-                let c = chunk(&central, &state, after, site, max_bytes);
+                let c = chunk(&central, after, site, max_bytes);
                 if let Some(p) = &c.payload {
                     common::apply(&mine, p).unwrap();
                 }
@@ -134,7 +132,7 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
         h.join().unwrap();
     }
     stop.store(true, Ordering::SeqCst);
-    let (central, _state) = open(&path);
+    let central = open_sql(&path);
     for (r, handle) in replicas.into_iter().enumerate() {
         let mine = handle.join().unwrap();
         for table in ["events", "items"] {
@@ -149,8 +147,9 @@ fn readers_paging_during_applies_end_equal_to_the_central_database() {
 /// than that end. The next chunk must still send it (it is newer than the pass's base).
 #[test]
 fn a_row_positioned_after_a_chunk_end_arrives_with_its_older_changes() {
-    let central = common::db();
-    let state = cloudsync_sqlite::register(&central).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.sqlite");
+    let central = open_sql(&path);
     central
         .execute_batch(
             "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT, b TEXT); SELECT cloudsync_init('t');
@@ -164,10 +163,11 @@ fn a_row_positioned_after_a_chunk_end_arrives_with_its_older_changes() {
         .execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT, b TEXT); SELECT cloudsync_init('t');")
         .unwrap();
     // 'y' (version 1) comes first, 'x' (version 2) after: one row per chunk.
-    let first = chunk(&central, &state, Checkpoint::ZERO, site_of(&reader), 1);
+    let replica = open(&path);
+    let first = chunk(&replica, Checkpoint::ZERO, site_of(&reader), 1);
     assert!(first.more && first.next.is_partial(), "{:?}", first.next);
     common::apply(&reader, first.payload.as_ref().unwrap()).unwrap();
-    let second = chunk(&central, &state, first.next, site_of(&reader), 1);
+    let second = chunk(&replica, first.next, site_of(&reader), 1);
     assert!(!second.more && !second.next.is_partial());
     common::apply(&reader, second.payload.as_ref().unwrap()).unwrap();
     assert_eq!(common::rows(&reader, "t"), common::rows(&central, "t"));

@@ -389,8 +389,8 @@ fn bad_payloads_are_refused_and_write_nothing() {
 /// stores other values as its columns do (what a PostgreSQL server sends as text).
 #[test]
 fn values_a_column_would_convert_are_refused_whole() {
+    use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
     use cloudsync_core::value::encode_key;
-    use cloudsync_sqlite::apply::{apply_with, Values};
     let a = db_with_t("cls");
     a.execute_batch("INSERT INTO t VALUES ('x', 1, 'one'), ('y', 2, 'two')").unwrap();
     let good = cloudsync_core::payload::decode(&payload(&a, 0).unwrap()).unwrap();
@@ -400,13 +400,18 @@ fn values_a_column_would_convert_are_refused_whole() {
     let cell = text_number.rows[0].cells.iter_mut().find(|c| good.tables[0].columns[c.col] == "a").unwrap();
     cell.value = cloudsync_core::Value::Text(b" 7".to_vec());
 
-    let central = rusqlite::Connection::open_in_memory().unwrap();
-    let state = cloudsync_sqlite::register(&central).unwrap();
+    // The central copy, as the service opens it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.sqlite");
+    let central = rusqlite::Connection::open(&path).unwrap();
+    cloudsync_sqlite::register(&central).unwrap();
     central
         .execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER, b TEXT); SELECT cloudsync_init('t');")
         .unwrap();
+    let replica = cloudsync_sqlite::Replica::new(rusqlite::Connection::open(&path).unwrap()).unwrap();
+    let site = good.sites[0];
     let exact = |cs: &cloudsync_core::Changeset| {
-        cloudsync_sqlite::meta::cache::scope(&state.cache, &central, || apply_with(&central, &state, cs, Values::Exact))
+        replica.apply(&PayloadEncoder::encode(cs, EncodeOptions::default()), site, &[]).map(|_| ())
     };
     for (bad, says) in [
         (&int_key, "value 42 (integer) for column 'id' of table 't' would be stored as text"),

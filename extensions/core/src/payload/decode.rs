@@ -52,11 +52,21 @@ pub fn decode(bytes: &[u8]) -> Result<Changeset, DecodeError> {
     decode_limited(bytes, u64::MAX)
 }
 
+static DECODES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many payloads this process has started to decode ([`decode`] and
+/// [`decode_limited`] calls). Decoding is the costliest step of an apply after the
+/// writes: a host shows with it that each payload it applies is decoded once.
+pub fn decode_count() -> u64 {
+    DECODES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// [`decode`], refusing a payload whose frames declare more than `max_raw` bytes once
 /// decompressed, in all. The frame headers are summed before any frame is
 /// decompressed: what a decoder may have to hold is bounded by the caller, not by the
 /// sender, and a refused payload costs one pass over its headers.
 pub fn decode_limited(bytes: &[u8], max_raw: u64) -> Result<Changeset, DecodeError> {
+    DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let header = decode_header(bytes)?;
     check_declared(&bytes[HEADER_LEN..], header.frames, max_raw)?;
     let mut input = &bytes[HEADER_LEN..];

@@ -15,7 +15,7 @@
 mod decode;
 mod encode;
 
-pub use decode::{decode, decode_frame_body, decode_header, decode_limited, Header};
+pub use decode::{decode, decode_count, decode_frame_body, decode_header, decode_limited, Header};
 pub use encode::{EncodeOptions, PayloadEncoder};
 
 /// First four bytes of every payload.

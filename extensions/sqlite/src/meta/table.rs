@@ -52,8 +52,6 @@ pub struct SyncTable {
     pub columns: Vec<SyncColumn>,
     /// Names of columns dropped by an alter (their changes are skipped, not refused).
     pub dropped: Vec<String>,
-    /// Next column id to assign.
-    pub next_col: ColId,
     /// Number of mask words in the log table.
     pub mask_words: u32,
     /// Between `cloudsync_begin_alter` and `cloudsync_commit_alter`.
@@ -114,17 +112,15 @@ impl SyncTable {
         if !crate::meta::exists(conn)? {
             return Ok(None);
         }
-        type Row = (String, String, bool, Option<String>, i64, i64, i64, bool);
+        type Row = (String, String, bool, Option<String>, i64, i64, bool);
         let row: Option<Row> = conn
             .prepare_cached(
-                "SELECT name, algo, enabled, filter, flags, next_col, mask_words, altering
+                "SELECT name, algo, enabled, filter, flags, mask_words, altering
                  FROM cloudsync_tables WHERE name = ?1 COLLATE NOCASE",
             )?
-            .query_row([name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
             .optional()?;
-        let Some((name, algo, enabled, filter, flags, next_col, mask_words, altering)) = row else {
+        let Some((name, algo, enabled, filter, flags, mask_words, altering)) = row else {
             return Ok(None);
         };
         let algo = algo.parse::<Algo>().map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -172,7 +168,6 @@ impl SyncTable {
             pk,
             columns,
             dropped,
-            next_col: ColId::try_from(next_col).unwrap_or(0),
             mask_words: u32::try_from(mask_words).unwrap_or(1),
             altering,
             fingerprint,

@@ -1,17 +1,43 @@
-//! SQLSTATE codes, and the one place they are classified.
+//! What applying a payload did — changes applied, rows refused — and the SQLSTATE codes
+//! refusals and errors are named by, with the one place they are classified.
 //!
-//! A tenant database reports what went wrong as a SQLSTATE: PostgreSQL natively, the
-//! SQLite backend by naming its constraint codes the same way ([`Sqlstate::of_sqlite`]),
-//! so refused rows read alike whatever the backend. What the service does about an
-//! error — retry it, refuse one row and apply the rest, or tell the caller — is decided
-//! here by the code's class, never by a message.
+//! A database reports what went wrong as a SQLSTATE: PostgreSQL natively, SQLite by
+//! naming its constraint codes the same way (the SQLite adapter's `Replica`), so refused
+//! rows read alike whatever the backend. What the service does about an error — retry
+//! it, refuse one row and apply the rest, or tell the caller — is decided here by the
+//! code's class, never by a message.
 
 use serde::{Deserialize, Serialize};
 
+/// A row a database refused to take from a payload (a policy, a constraint, a value
+/// its column cannot hold): the rest of the payload was applied without it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefusedRow {
+    /// Table.
+    pub table: String,
+    /// The row's primary key, shown (`'a1'`, `42`, `'x', 3`).
+    pub key: String,
+    /// SQLSTATE of the refusal (`42501`: row-level security or privileges; `23xxx`:
+    /// a constraint; `22xxx`: a value).
+    pub sqlstate: Sqlstate,
+    /// The database's message.
+    pub message: String,
+}
+
+/// What applying a payload did: each row applied whole, or refused whole and left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// Incoming changes that changed the database.
+    pub applied: u64,
+    /// Rows the database refused (the rest was applied).
+    pub refused: Vec<RefusedRow>,
+}
+
 /// A five-character SQLSTATE (`42501`, `23505`…); empty when the server gave none.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 #[serde(transparent)]
-#[schema(value_type = String)]
 pub struct Sqlstate(String);
 
 impl Sqlstate {
@@ -82,24 +108,6 @@ impl Sqlstate {
             _ => "internal",
         }
     }
-
-    /// The SQLSTATE for a SQLite error that refuses one row (a constraint, a value of
-    /// the wrong type in a STRICT table), by SQLite's extended result codes.
-    pub fn of_sqlite(e: &rusqlite::Error) -> Option<Sqlstate> {
-        use rusqlite::ffi;
-        let rusqlite::Error::SqliteFailure(f, _) = e else { return None };
-        if f.code != rusqlite::ErrorCode::ConstraintViolation {
-            return None;
-        }
-        Some(Sqlstate::new(match f.extended_code {
-            ffi::SQLITE_CONSTRAINT_CHECK => Self::CHECK,
-            ffi::SQLITE_CONSTRAINT_NOTNULL => Self::NOT_NULL,
-            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Self::UNIQUE,
-            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Self::FOREIGN_KEY,
-            ffi::SQLITE_CONSTRAINT_DATATYPE => Self::DATA_EXCEPTION,
-            _ => Self::INTEGRITY_CONSTRAINT,
-        }))
-    }
 }
 
 impl std::fmt::Display for Sqlstate {
@@ -142,28 +150,18 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_constraints_are_named_like_postgresql_ones() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON;
-             CREATE TABLE p (id INTEGER PRIMARY KEY);
-             CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL CHECK (n >= 0), u TEXT UNIQUE,
-                             p INTEGER REFERENCES p(id)) STRICT;
-             INSERT INTO t VALUES ('a', 1, 'x', NULL);",
-        )
-        .unwrap();
-        for (sql, want) in [
-            ("INSERT INTO t VALUES ('b', -1, NULL, NULL)", "23514"),
-            ("INSERT INTO t VALUES ('b', NULL, NULL, NULL)", "23502"),
-            ("INSERT INTO t VALUES ('a', 1, NULL, NULL)", "23505"),
-            ("INSERT INTO t VALUES ('b', 1, 'x', NULL)", "23505"),
-            ("INSERT INTO t VALUES ('b', 1, NULL, 7)", "23503"),
-            ("INSERT INTO t VALUES ('b', 'one', NULL, NULL)", "22000"),
-        ] {
-            let e = conn.execute(sql, []).unwrap_err();
-            assert_eq!(Sqlstate::of_sqlite(&e).map(|s| s.to_string()).as_deref(), Some(want), "{sql}: {e}");
-        }
-        let other = conn.execute("SELECT * FROM nowhere", []).unwrap_err();
-        assert_eq!(Sqlstate::of_sqlite(&other), None);
+    fn an_outcome_reads_back_as_written() {
+        let outcome = ApplyOutcome {
+            applied: 3,
+            refused: vec![RefusedRow {
+                table: "todos".into(),
+                key: "'a1'".into(),
+                sqlstate: Sqlstate::from(Sqlstate::CHECK),
+                message: "new row violates check constraint".into(),
+            }],
+        };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["refused"][0]["sqlstate"], "23514", "a SQLSTATE is its text on the wire");
+        assert_eq!(serde_json::from_value::<ApplyOutcome>(json).unwrap(), outcome);
     }
 }

@@ -6,32 +6,33 @@
 //! and should have `BYPASSRLS` (or be the tables' owner): it is used as-is only for
 //! operator actions (provisioning, listing tables). Every device apply and download
 //! runs in a transaction that sets `request.jwt.claims` and reads/writes the user's
-//! tables as the device's role (`cloudsync_payload_apply(…, as_role)`,
+//! tables as the device's role (`cloudsync_payload_apply_rows(…, as_role, …)`,
 //! `cloudsync_payload_encode_next(…, visible_to)`), so the database's privileges and
-//! row-level security decide.
+//! row-level security decide. Which rows are refused is Postgres Sync's decision, made
+//! in one call that applies each refused row's neighbours in per-row subtransactions.
 //!
 //! One file, over 500 lines: the PostgreSQL backend's pools, egress-checked
-//! connections, provisioning, apply and feed; the per-row refusal moves into Postgres
-//! Sync when the backends share one facade (issue "one home for each concept").
+//! connections (the half that is not [`TenantDb`]), and its [`TenantDb`] methods, of
+//! which provisioning (translating SQLite DDL against the existing tables) is the
+//! longest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudsync_core::ddl::{self, Existing, Target};
-use cloudsync_core::feed::Checkpoint;
-use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
-use cloudsync_core::{Changeset, Cursor, SiteId};
-use cloudsync_sqlite::payload::Chunk;
+use cloudsync_core::feed::{Checkpoint, Chunk};
+use cloudsync_core::{Cursor, SiteId};
+use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sqlstate, TableInfo};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
-use crate::actor::{show_key, Actor, Applied, RefusedRow};
-use crate::backend::{Provisioned, Provisioning, TableInfo};
+use super::TenantDb;
+use crate::actor::Actor;
 use crate::egress::Egress;
 use crate::ids::DatabaseId;
-use crate::model::{check_backend_url, url_part, BackendConfig};
-use crate::sqlstate::Sqlstate;
+use crate::model::{check_backend_url, url_part, BackendConfig, Database, DatabaseSettings};
+use crate::store::ControlPlane;
 use crate::{Error, Result};
 
 /// Connections per PostgreSQL backend, per node.
@@ -48,14 +49,6 @@ pub struct PgBackends {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The SQLSTATE of a database error, if it is one.
-fn sqlstate(e: &sqlx::Error) -> Option<Sqlstate> {
-    match e {
-        sqlx::Error::Database(d) => d.code().map(Sqlstate::new),
-        _ => None,
-    }
 }
 
 /// A tenant database's error, as the control plane reports it. Connection failures
@@ -136,8 +129,9 @@ impl PgBackends {
         PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1), egress }
     }
 
-    /// The database's pool, made on first use (the host resolved and pinned then).
-    async fn pool(&self, db: &DatabaseId, url: &str) -> Result<PgPool> {
+    /// The database's pool, made on first use (the host resolved and pinned then): only
+    /// then is the URL, with its password, unsealed (`url`).
+    async fn pool(&self, db: &DatabaseId, url: impl FnOnce() -> Result<String>) -> Result<PgPool> {
         if let Some(p) = lock(&self.pools).get(db) {
             return Ok(p.clone());
         }
@@ -146,7 +140,7 @@ impl PgBackends {
             .min_connections(0)
             .acquire_timeout(CONNECT_TIMEOUT)
             .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(options(&self.egress, url).await?);
+            .connect_lazy_with(options(&self.egress, &url()?).await?);
         Ok(lock(&self.pools).entry(db.clone()).or_insert(pool).clone())
     }
 
@@ -215,25 +209,56 @@ impl PgBackends {
         let _ = conn.close().await;
         Ok(())
     }
+}
+
+/// One tenant PostgreSQL database ([`TenantDb`]).
+pub struct PgDb<'a> {
+    pg: &'a PgBackends,
+    control: &'a ControlPlane,
+    db: &'a Database,
+}
+
+impl<'a> PgDb<'a> {
+    /// `db`, through `pg`'s pools; `control` unseals its URL when a pool is made.
+    pub fn new(pg: &'a PgBackends, control: &'a ControlPlane, db: &'a Database) -> Self {
+        PgDb { pg, control, db }
+    }
+
+    fn url(&self) -> Result<String> {
+        self.control.backend_url(self.db)?.ok_or_else(|| Error::Invalid("not a PostgreSQL backend".into()))
+    }
+
+    async fn pool(&self) -> Result<PgPool> {
+        self.pg.pool(&self.db.id, || self.url()).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TenantDb for PgDb<'_> {
+    async fn create(&self) -> Result<()> {
+        self.pg.check(&self.url()?, &self.db.backend).await
+    }
+
+    async fn delete(&self) -> Result<()> {
+        self.pg.forget(&self.db.id);
+        Ok(())
+    }
 
     /// Creates tables from SQLite DDL, translated (`docs/translate-ddl.md`), and
     /// enables sync on them, in one transaction (rolled back for a dry run). Tables
     /// that exist get their new columns. Runs as the backend's own role.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn provision(
+    async fn provision(
         &self,
-        db: &DatabaseId,
-        url: &str,
-        backend: &BackendConfig,
-        sql: &str,
-        algos: &BTreeMap<String, String>,
-        flags: &BTreeMap<String, i64>,
+        sql: String,
+        algos: BTreeMap<String, String>,
+        flags: BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        let BackendConfig::Postgres { schema, tables: per_table, .. } = backend else {
+        let (sql, algos, flags) = (&sql, &algos, &flags);
+        let BackendConfig::Postgres { schema, tables: per_table, .. } = &self.db.backend else {
             return Err(Error::Invalid("not a PostgreSQL backend".into()));
         };
-        let pool = self.pool(db, url).await?;
+        let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         let mut schemas: Vec<String> = per_table.values().cloned().collect();
         schemas.push(schema.clone());
@@ -316,8 +341,8 @@ impl PgBackends {
 
     /// The sync name of the synced table `name` (matched case-insensitively, as
     /// SQLite devices name tables), or `NotFound`.
-    pub async fn synced_table(&self, db: &DatabaseId, url: &str, name: &str) -> Result<String> {
-        let pool = self.pool(db, url).await?;
+    async fn synced_table(&self, name: &str) -> Result<String> {
+        let pool = self.pool().await?;
         let found: Option<String> = sqlx::query_scalar(
             "SELECT name FROM cloudsync.tables WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1",
         )
@@ -329,8 +354,8 @@ impl PgBackends {
     }
 
     /// The synced tables, with their row counts (all rows: the backend's own role).
-    pub async fn tables(&self, db: &DatabaseId, url: &str) -> Result<Vec<TableInfo>> {
-        let pool = self.pool(db, url).await?;
+    async fn tables(&self) -> Result<Vec<TableInfo>> {
+        let pool = self.pool().await?;
         let mut conn = pool.acquire().await.map_err(pg_error)?;
         let rows = sqlx::query(
             "SELECT t.name, t.algo, t.enabled, t.pk, t.relid::text AS rel, \
@@ -360,77 +385,30 @@ impl PgBackends {
         Ok(out)
     }
 
-    /// Applies a device's payload (`cs`: the same, decoded) as its actor. A row the
-    /// database refuses (a policy, a constraint, a value) is left out and reported;
-    /// the others are applied, each whole; any other failure fails the apply (and it
-    /// is retried).
-    pub async fn apply(
-        &self,
-        db: &DatabaseId,
-        url: &str,
-        payload: &[u8],
-        cs: &Changeset,
-        actor: &Actor,
-    ) -> Result<Applied> {
-        let pool = self.pool(db, url).await?;
+    async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {
+        let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
-        // Fast path: the whole payload in one call.
-        tx.execute("SAVEPOINT cloudsync_whole").await.map_err(pg_error)?;
-        match apply_one(&mut tx, payload, &actor.role).await {
-            Ok(n) => {
-                tx.commit().await.map_err(pg_error)?;
-                return Ok(Applied { applied: n, refused: Vec::new() });
-            }
-            Err(e) if sqlstate(&e).is_some_and(|s| s.refuses_row()) => {
-                tx.execute("ROLLBACK TO SAVEPOINT cloudsync_whole").await.map_err(pg_error)?;
-            }
-            Err(e) => return Err(pg_error(e)),
-        }
-        // Something was refused: row by row, each in its own savepoint.
-        let mut done = Applied::default();
-        for row in cs.single_rows() {
-            let bytes = PayloadEncoder::encode(&row, EncodeOptions::default());
-            tx.execute("SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
-            match apply_one(&mut tx, &bytes, &actor.role).await {
-                Ok(n) => {
-                    done.applied += n;
-                    tx.execute("RELEASE SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
-                }
-                Err(e) => {
-                    let state = sqlstate(&e).unwrap_or_default();
-                    if !state.refuses_row() {
-                        return Err(pg_error(e));
-                    }
-                    tx.execute("ROLLBACK TO SAVEPOINT cloudsync_row").await.map_err(pg_error)?;
-                    let r = &row.rows[0];
-                    done.refused.push(RefusedRow {
-                        table: row.tables[r.table].name.clone(),
-                        key: show_key(&r.pk),
-                        sqlstate: state,
-                        message: match e {
-                            sqlx::Error::Database(d) => d.message().to_string(),
-                            other => other.to_string(),
-                        },
-                    });
-                }
-            }
-        }
+        // Postgres Sync decodes the payload once, checks its sites, and applies it whole
+        // or, when a row is refused, row by row in subtransactions.
+        let (applied, refused): (i64, String) =
+            sqlx::query_as("SELECT applied, refused::text FROM cloudsync_payload_apply_rows($1, $2, $3)")
+                .bind(&payload)
+                .bind(&actor.role)
+                .bind(uploader.as_bytes().to_vec())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
-        Ok(done)
+        let refused: Vec<RefusedRow> = serde_json::from_str(&refused).map_err(|e| Error::Postgres {
+            sqlstate: Sqlstate::default(),
+            message: format!("cloudsync_payload_apply_rows answered refused rows that do not read back: {e}"),
+        })?;
+        Ok(ApplyOutcome { applied: u64::try_from(applied).unwrap_or(0), refused })
     }
 
-    /// What `device` may download after `after`: every change it did not write, of
-    /// the rows its actor can see (each whole), in one chunk.
-    pub async fn changes(
-        &self,
-        db: &DatabaseId,
-        url: &str,
-        after: Checkpoint,
-        device: SiteId,
-        actor: &Actor,
-    ) -> Result<Chunk> {
-        let pool = self.pool(db, url).await?;
+    async fn changes(&self, after: Checkpoint, device: SiteId, _max_bytes: usize, actor: &Actor) -> Result<Chunk> {
+        let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
         // Postgres Sync reads whole feeds (each complete, in one snapshot) from a whole
@@ -459,10 +437,21 @@ impl PgBackends {
         })
     }
 
+    async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()> {
+        if settings.read_policies().is_empty() && settings.write_policies().is_empty() {
+            return Ok(());
+        }
+        Err(Error::Invalid(
+            "row policies are for SQLite backends; on PostgreSQL, use the database's row-level security \
+             (CREATE POLICY), which devices' changes are applied under"
+                .into(),
+        ))
+    }
+
     /// A fingerprint of the row-level security of the synced tables (see
-    /// [`crate::backends::Backends::visibility`]); None when none of them has RLS on.
-    pub async fn visibility(&self, db: &DatabaseId, url: &str) -> Result<Option<String>> {
-        let pool = self.pool(db, url).await?;
+    /// [`TenantDb::visibility`]); None when none of them has RLS on.
+    async fn visibility(&self) -> Result<Option<String>> {
+        let pool = self.pool().await?;
         let row: (bool, Option<String>) = sqlx::query_as(
             "SELECT coalesce(bool_or(c.relrowsecurity), false), md5(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, \
              (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
@@ -476,16 +465,8 @@ impl PgBackends {
         Ok(if row.0 { row.1 } else { None })
     }
 
-    /// Of `keys` of `table`, those whose row exists but `actor` cannot see.
-    pub async fn invisible(
-        &self,
-        db: &DatabaseId,
-        url: &str,
-        actor: &Actor,
-        table: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Vec<u8>>> {
-        let pool = self.pool(db, url).await?;
+    async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
         let hidden: Vec<Vec<u8>> = sqlx::query_scalar("SELECT cloudsync_invisible_keys($1, $2, $3)")
@@ -508,15 +489,11 @@ impl PgBackends {
     }
 
     /// The database's feed position.
-    pub async fn db_version(&self, db: &DatabaseId, url: &str) -> Result<u64> {
-        let pool = self.pool(db, url).await?;
+    async fn db_version(&self) -> Result<u64> {
+        let pool = self.pool().await?;
         let v: i64 = sqlx::query_scalar("SELECT cloudsync_db_version()").fetch_one(&pool).await.map_err(pg_error)?;
         Ok(u64::try_from(v).unwrap_or(0))
     }
-}
-
-async fn apply_one(tx: &mut Transaction<'_, Postgres>, payload: &[u8], role: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT cloudsync_payload_apply($1, $2)").bind(payload).bind(role).fetch_one(&mut **tx).await
 }
 
 fn with_statement(e: Error, stmt: &str) -> Error {

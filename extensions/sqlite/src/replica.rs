@@ -1,0 +1,380 @@
+//! The one facade of this crate for a host that drives a database from Rust (the
+//! service's central copies): [`Replica`]. Everything else in the crate serves the SQL
+//! functions and is private to it.
+//!
+//! A replica answers in the same shapes Postgres Sync answers the service in — an apply
+//! returns the rows applied and the rows refused, each whole (`cloudsync_protocol`), a
+//! download one bounded [`Chunk`] — so the service drives both engines through one
+//! trait. Which rows a database refuses, and why, is decided here, once, for SQLite:
+//! a write policy (checked on the row before and after the merge) or a constraint,
+//! named by its SQLSTATE like PostgreSQL names it.
+//!
+//! The connection is the host's to configure (pragmas, authorizer, limits, functions
+//! of its own: [`Replica::connection`]); the engine's metadata cache is this module's
+//! business, scoped around every call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cloudsync_core::feed::{Checkpoint, Chunk};
+use cloudsync_core::value::{decode_key, show_key};
+use cloudsync_core::{Changeset, SiteId, Value};
+use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sqlstate, TableInfo};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::apply::{apply_with, Values};
+use crate::changes::{FeedQuery, SiteFilter};
+use crate::meta::table::SyncTable;
+use crate::state::ConnState;
+use crate::{Error, Result};
+
+/// Row policies: `(table, SQL expression over the row's columns)`, matched to tables
+/// case-insensitively. The caller validates them (the service re-emits them from a
+/// parsed tree); they run on the host's connection, with its authorizer.
+pub type Policies = [(String, String)];
+
+/// A database whose synced tables a host applies payloads to and reads the feed of.
+pub struct Replica {
+    conn: Connection,
+    state: Arc<ConnState>,
+}
+
+impl Replica {
+    /// Registers the engine's innocuous functions on `conn` (no file or network access:
+    /// [`crate::register_engine`]) and wraps it.
+    pub fn new(conn: Connection) -> Result<Replica> {
+        let state = crate::register_engine(&conn)?;
+        Ok(Replica { conn, state })
+    }
+
+    /// The connection, for what the host sets on it: pragmas, an authorizer, limits,
+    /// functions of its own, and whether it is left inside a transaction.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` with this connection's metadata cache current.
+    fn scoped<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        crate::meta::cache::scope(&self.state.cache, &self.conn, || f(&self.conn))
+    }
+
+    /// Decodes an uploaded payload and merges it in one transaction, as written by
+    /// `uploader` (a payload holding another site's changes is refused whole). Keys and
+    /// values must be stored exactly as sent ([`Values::Exact`]).
+    ///
+    /// A row its table's write policy refuses (checked on the row before and after the
+    /// merge, `policies`), or that breaks a constraint, is left out and reported; the
+    /// others are applied, each whole. Any other failure applies nothing.
+    pub fn apply(&self, payload: &[u8], uploader: SiteId, policies: &Policies) -> Result<ApplyOutcome> {
+        let cs = cloudsync_core::payload::decode(payload)?;
+        cloudsync_core::engine::written_by(&cs, uploader)?;
+        self.scoped(|conn| {
+            let txn = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let policed = cs.tables.iter().any(|t| policy_of(policies, &t.name).is_some());
+            let whole = if policed {
+                None
+            } else {
+                match apply_with(conn, &self.state, &cs, Values::Exact) {
+                    Ok(report) => Some(ApplyOutcome { applied: report.applied, refused: Vec::new() }),
+                    Err(e) if sqlstate_of(&e).is_none() => return Err(e),
+                    // A constraint refused a row: find which, row by row.
+                    Err(_) => None,
+                }
+            };
+            let outcome = match whole {
+                Some(outcome) => outcome,
+                None => apply_rows(conn, &self.state, &cs, policies)?,
+            };
+            // A commit can still fail (a deferred foreign key); the transaction rolls
+            // back when dropped.
+            txn.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    /// The changes after `from` that `except` did not write, as one chunk of about
+    /// `max_bytes` (whole rows), of the rows `visible` lets the caller read (read
+    /// policies; a row of a policed table is sent whole once visible). Pending local
+    /// writes are folded first; rows and resume point are read in one snapshot.
+    pub fn chunk(&self, from: Checkpoint, except: SiteId, max_bytes: usize, visible: &Policies) -> Result<Chunk> {
+        self.scoped(|conn| {
+            let query = FeedQuery {
+                from,
+                sites: SiteFilter::Except(except),
+                visible: visible.to_vec(),
+                ..FeedQuery::default()
+            };
+            crate::payload::encode_chunk(conn, query, max_bytes)
+        })
+    }
+
+    /// Runs schema SQL and enables sync on the tables it creates (`algos`: table →
+    /// algorithm, default `cls`; `flags`: table → init flags), in one transaction: all of
+    /// it or nothing. Only `CREATE TABLE`/`CREATE INDEX` are accepted, and only as
+    /// re-emitted from the parsed tree (`ddl::guard`), never the submitted text. A
+    /// `dry_run` does all of it, reports what it did, and rolls back.
+    pub fn provision(
+        &self,
+        sql: &str,
+        algos: &BTreeMap<String, String>,
+        flags: &BTreeMap<String, i64>,
+        dry_run: bool,
+    ) -> Result<Provisioning> {
+        let emitted = cloudsync_core::ddl::guard::schema(sql)?;
+        self.scoped(|conn| {
+            let txn = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let done = provision_in(conn, &emitted, algos, flags)?;
+            if dry_run {
+                drop(txn);
+                // A rolled-back init leaves nothing behind but cached metadata.
+                crate::meta::cache::invalidate();
+            } else {
+                txn.commit()?;
+            }
+            Ok(done)
+        })
+    }
+
+    /// The canonical name of the synced table `name` (matched case-insensitively).
+    pub fn synced_table(&self, name: &str) -> Result<Option<String>> {
+        self.scoped(|conn| Ok(SyncTable::load(conn, name)?.map(|t| t.name)))
+    }
+
+    /// The synced tables, by name, with their row counts.
+    pub fn tables(&self) -> Result<Vec<TableInfo>> {
+        self.scoped(|conn| {
+            let mut out = Vec::new();
+            for name in SyncTable::names(conn)? {
+                let t = SyncTable::require(conn, &name)?;
+                let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", t.quoted()), [], |r| r.get(0))?;
+                out.push(TableInfo {
+                    table: t.name,
+                    algo: t.algo.name().to_string(),
+                    enabled: t.enabled,
+                    key: t.pk.into_iter().map(|k| k.name).collect(),
+                    columns: t.columns.into_iter().map(|c| c.name).collect(),
+                    rows,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Of `keys` (rows of `table`, payload-encoded), those whose row exists but the read
+    /// `policy` hides from the caller; None when `table` is not synced.
+    pub fn invisible(&self, table: &str, keys: &[Vec<u8>], policy: Option<&str>) -> Result<Option<Vec<Vec<u8>>>> {
+        self.scoped(|conn| {
+            let Some(t) = SyncTable::load(conn, table)? else { return Ok(None) };
+            let Some(expr) = policy else { return Ok(Some(Vec::new())) };
+            let mut hidden = Vec::new();
+            for pk in keys {
+                let Ok(key) = decode_key(pk, t.pk.len()) else { continue };
+                if row_allowed(conn, &t, &key, expr)? == Some(false) {
+                    hidden.push(pk.clone());
+                }
+            }
+            Ok(Some(hidden))
+        })
+    }
+
+    /// Checks a row policy compiles against `table` (its columns, the host's
+    /// functions), as a single expression.
+    pub fn check_policy(&self, table: &str, expr: &str) -> Result<()> {
+        self.scoped(|conn| {
+            let t = SyncTable::load(conn, table)?
+                .ok_or_else(|| Error::Invalid(format!("table '{table}' is not a synced table of this database")))?;
+            conn.prepare(&format!("SELECT 1 FROM {} WHERE ({expr})", t.quoted()))
+                .map(|_| ())
+                .map_err(|e| Error::Invalid(format!("invalid policy for table '{table}': {e}")))
+        })
+    }
+
+    /// The feed position: the last db_version written.
+    pub fn db_version(&self) -> Result<u64> {
+        self.scoped(crate::meta::db_version)
+    }
+}
+
+/// `SQLITE_CONSTRAINT_DATATYPE` (SQLite 3.37): a STRICT table's type check. Named here
+/// because the loadable extension's bindings come from the host's headers, which may
+/// predate it.
+const SQLITE_CONSTRAINT_DATATYPE: i32 = rusqlite::ffi::SQLITE_CONSTRAINT | (12 << 8);
+
+fn policy_of<'a>(policies: &'a Policies, table: &str) -> Option<&'a str> {
+    policies.iter().find(|(t, _)| t.eq_ignore_ascii_case(table)).map(|(_, e)| e.as_str())
+}
+
+/// The SQLSTATE of an error that refuses one row, by SQLite's extended result codes
+/// (a constraint; a value of the wrong type in a STRICT table), named as PostgreSQL
+/// names them; None for every other error.
+pub fn sqlstate_of(e: &Error) -> Option<Sqlstate> {
+    use rusqlite::ffi;
+    let Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) = e else { return None };
+    if f.code != rusqlite::ErrorCode::ConstraintViolation {
+        return None;
+    }
+    Some(Sqlstate::from(match f.extended_code {
+        ffi::SQLITE_CONSTRAINT_CHECK => Sqlstate::CHECK,
+        ffi::SQLITE_CONSTRAINT_NOTNULL => Sqlstate::NOT_NULL,
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Sqlstate::UNIQUE,
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Sqlstate::FOREIGN_KEY,
+        SQLITE_CONSTRAINT_DATATYPE => Sqlstate::DATA_EXCEPTION,
+        _ => Sqlstate::INTEGRITY_CONSTRAINT,
+    }))
+}
+
+/// Whether the row `key` of `t` satisfies `expr`: None when there is no such row.
+fn row_allowed(conn: &Connection, t: &SyncTable, key: &[Value], expr: &str) -> Result<Option<bool>> {
+    let cond =
+        t.pk.iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} = ?{}", crate::sql::ident(&k.name), i + 1))
+            .collect::<Vec<_>>();
+    let sql = format!("SELECT coalesce(({expr}), 0) FROM {} WHERE {}", t.quoted(), cond.join(" AND "));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(key.iter().map(crate::sql::Bind)))?;
+    Ok(match rows.next()? {
+        None => None,
+        Some(r) => Some(r.get::<_, i64>(0)? != 0),
+    })
+}
+
+/// Applies `cs` one row at a time, each in a savepoint, checking write policies before
+/// and after the merge; refused rows are rolled back and reported.
+fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &Policies) -> Result<ApplyOutcome> {
+    let mut done = ApplyOutcome::default();
+    for row_cs in cs.single_rows() {
+        let row = &row_cs.rows[0];
+        let table = row_cs.tables[row.table].name.clone();
+        let policy = policy_of(policies, &table);
+        let synced = SyncTable::load(conn, &table)?;
+        let values = match (&synced, policy) {
+            (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
+            _ => None,
+        };
+        let refuse = |sqlstate: &str, message: String| RefusedRow {
+            table: table.clone(),
+            key: show_key(&row.pk),
+            sqlstate: Sqlstate::from(sqlstate),
+            message,
+        };
+        // Whether the write policy admits the row as it is now (None: no policy, or no
+        // such row).
+        let admitted = || -> Result<Option<bool>> {
+            let (Some(t), Some(expr), Some(k)) = (&synced, policy, &values) else { return Ok(None) };
+            row_allowed(conn, t, k, expr)
+        };
+        conn.execute_batch("SAVEPOINT cloudsync_row")?;
+        let outcome = if admitted()? == Some(false) {
+            Err(refuse(
+                Sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "row ({}) of table \"{table}\" may not be changed by this user (row-level security: write policy)",
+                    show_key(&row.pk)
+                ),
+            ))
+        } else {
+            match apply_with(conn, state, &row_cs, Values::Exact) {
+                Ok(_) if admitted()? == Some(false) => Err(refuse(
+                    Sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("new row violates row-level security (write policy) for table \"{table}\""),
+                )),
+                Ok(report) => Ok(report.applied),
+                Err(e) => match sqlstate_of(&e) {
+                    Some(sqlstate) => Err(refuse(sqlstate.as_str(), e.to_string())),
+                    None => {
+                        let _ = conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row");
+                        return Err(e);
+                    }
+                },
+            }
+        };
+        match outcome {
+            Ok(n) => {
+                conn.execute_batch("RELEASE cloudsync_row")?;
+                done.applied += n;
+            }
+            Err(refused) => {
+                conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row")?;
+                done.refused.push(refused);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Creates what the guard emitted, statement by statement, then enables sync on the new
+/// tables.
+fn provision_in(
+    conn: &Connection,
+    emitted: &[cloudsync_core::ddl::guard::Emitted],
+    algos: &BTreeMap<String, String>,
+    flags: &BTreeMap<String, i64>,
+) -> Result<Provisioning> {
+    let mut created = Vec::new();
+    let mut statements = Vec::new();
+    for e in emitted {
+        let before = table_names(conn)?;
+        // One statement, built by the guard: `execute` refuses anything after it.
+        conn.execute(&e.sql, [])?;
+        created.extend(table_names(conn)?.into_iter().filter(|t| !before.contains(t)));
+        statements.push(e.sql.clone());
+    }
+    if created.is_empty() {
+        return Err(Error::Invalid("the SQL creates no table".into()));
+    }
+    if let Some(unknown) = algos.keys().chain(flags.keys()).find(|t| !created.iter().any(|c| c.eq_ignore_ascii_case(t)))
+    {
+        return Err(Error::Invalid(format!(
+            "algo or flags given for table '{unknown}', which this SQL does not create"
+        )));
+    }
+    let mut tables = Vec::new();
+    for table in created {
+        let algo = algos
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(&table))
+            .map_or_else(|| "cls".to_string(), |(_, a)| a.clone());
+        let flag = flags.iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map_or(0, |(_, f)| *f);
+        crate::lifecycle::init(conn, &table, Some(&algo), flag)?;
+        tables.push(Provisioned { table, algo });
+    }
+    Ok(Provisioning { statements, tables })
+}
+
+fn table_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_constraints_are_named_like_postgresql_ones() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL CHECK (n >= 0), u TEXT UNIQUE,
+                             p INTEGER REFERENCES p(id)) STRICT;
+             INSERT INTO t VALUES ('a', 1, 'x', NULL);",
+        )
+        .unwrap();
+        for (sql, want) in [
+            ("INSERT INTO t VALUES ('b', -1, NULL, NULL)", "23514"),
+            ("INSERT INTO t VALUES ('b', NULL, NULL, NULL)", "23502"),
+            ("INSERT INTO t VALUES ('a', 1, NULL, NULL)", "23505"),
+            ("INSERT INTO t VALUES ('b', 1, 'x', NULL)", "23505"),
+            ("INSERT INTO t VALUES ('b', 1, NULL, 7)", "23503"),
+            ("INSERT INTO t VALUES ('b', 'one', NULL, NULL)", "22000"),
+        ] {
+            let e = Error::from(conn.execute(sql, []).unwrap_err());
+            assert_eq!(sqlstate_of(&e).map(|s| s.to_string()).as_deref(), Some(want), "{sql}: {e}");
+        }
+        let other = Error::from(conn.execute("SELECT * FROM nowhere", []).unwrap_err());
+        assert_eq!(sqlstate_of(&other), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! A database's synced tables, as the control plane reports them: what provisioning
+//! created and what a database holds. The same for every backend.
+
+use serde::{Deserialize, Serialize};
+
+/// A table created by provisioning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Provisioned {
+    /// Table name.
+    pub table: String,
+    /// Its algorithm.
+    pub algo: String,
+}
+
+/// What provisioning did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Provisioning {
+    /// The statements run in the database, in order, as the database received them.
+    pub statements: Vec<String>,
+    /// The tables created, with the algorithm sync was enabled with.
+    pub tables: Vec<Provisioned>,
+}
+
+/// A synced table of a database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TableInfo {
+    /// Table name.
+    pub table: String,
+    /// Sync algorithm.
+    pub algo: String,
+    /// Whether writes are tracked.
+    pub enabled: bool,
+    /// Primary-key columns, in key order.
+    pub key: Vec<String>,
+    /// Synced non-key columns.
+    pub columns: Vec<String>,
+    /// Rows in the table.
+    pub rows: i64,
+}
