@@ -203,7 +203,7 @@ impl SqliteBackends {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        self.with(db, Budgets::STANDARD, |r| Ok(r.provision(sql, algos, flags, dry_run)?))
+        self.with(db, Budgets::STANDARD, |r| r.provision(sql, algos, flags, dry_run).map_err(request_error))
     }
 
     /// The canonical name of the synced table `name`, or `NotFound`.
@@ -253,7 +253,7 @@ impl SqliteBackends {
     /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
-        self.with(db, Budgets::QUICK, |r| Ok(r.check_policy(table, expr)?))
+        self.with(db, Budgets::QUICK, |r| r.check_policy(table, expr).map_err(request_error))
     }
 
     /// The changes after `after` that `device` did not write, as one bounded chunk,
@@ -302,6 +302,17 @@ fn register_auth(conn: &Connection, actor: &Arc<Mutex<Option<Actor>>>) -> Result
         })
     })?;
     Ok(())
+}
+
+/// The adapter's answer to a request that is wrong as given (schema SQL the guard
+/// refuses, a policy that does not compile), as the service reports it for every
+/// backend; anything else is the database's.
+fn request_error(e: cloudsync_sqlite::Error) -> Error {
+    match e {
+        cloudsync_sqlite::Error::Schema(t) => Error::Schema(t),
+        cloudsync_sqlite::Error::Invalid(why) => Error::Invalid(why),
+        other => Error::Backend(other),
+    }
 }
 
 /// One SQLite tenant database ([`TenantDb`]).
