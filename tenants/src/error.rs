@@ -42,7 +42,7 @@ pub enum Error {
     Egress(#[from] crate::egress::EgressError),
     /// A tenant database failed.
     #[error("database: {0}")]
-    Backend(#[from] cloudsync_sqlite::Error),
+    Backend(cloudsync_sqlite::Error),
     /// SQLite itself failed in a tenant database.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -68,6 +68,19 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+}
+
+/// The SQLite adapter's errors, mapped once: a request it refuses as given (schema SQL
+/// the guard refuses, a policy that does not compile) is the caller's, reported as for
+/// every backend; anything else is the database's.
+impl From<cloudsync_sqlite::Error> for Error {
+    fn from(e: cloudsync_sqlite::Error) -> Self {
+        match e {
+            cloudsync_sqlite::Error::Schema(t) => Error::Schema(t),
+            cloudsync_sqlite::Error::Invalid(why) => Error::Invalid(why),
+            other => Error::Backend(other),
+        }
+    }
 }
 
 impl Error {
@@ -155,12 +168,8 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Egress(_) => "egress_refused",
             Error::Postgres { sqlstate, .. } => sqlstate.api_code(),
-            Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_))
-            | Error::Backend(cloudsync_sqlite::Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_))) => {
-                "refused_sql"
-            }
-            Error::Schema(_) | Error::Backend(cloudsync_sqlite::Error::Schema(_)) => "invalid_sql",
-            Error::Backend(cloudsync_sqlite::Error::Invalid(_)) => "invalid_request",
+            Error::Schema(cloudsync_core::ddl::TranslateError::Refused(_)) => "refused_sql",
+            Error::Schema(_) => "invalid_sql",
             Error::Payload(_) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Decode(_)) => "invalid_payload",
             Error::Backend(cloudsync_sqlite::Error::Incompatible(i)) => i.code(),

@@ -252,9 +252,10 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &P
             (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
             _ => None,
         };
+        let key = show_key(&row.pk);
         let refuse = |sqlstate: &str, message: String| RefusedRow {
             table: table.clone(),
-            key: show_key(&row.pk),
+            key: key.clone(),
             sqlstate: Sqlstate::from(sqlstate),
             message,
         };
@@ -268,10 +269,7 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &P
         let outcome = if admitted()? == Some(false) {
             Err(refuse(
                 Sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "row ({}) of table \"{table}\" may not be changed by this user (row-level security: write policy)",
-                    show_key(&row.pk)
-                ),
+                format!("row ({key}) of table \"{table}\" may not be changed by this user (row-level security: write policy)"),
             ))
         } else {
             match apply_with(conn, state, &row_cs, Values::Exact) {

@@ -16,7 +16,6 @@ use cloudsync_core::SiteId;
 use cloudsync_protocol::{ApplyOutcome, Provisioning, TableInfo};
 use cloudsync_sqlite::{Policies, Replica};
 use rusqlite::Connection;
-
 use tokio::sync::Semaphore;
 
 use super::TenantDb;
@@ -203,7 +202,7 @@ impl SqliteBackends {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        self.with(db, Budgets::STANDARD, |r| r.provision(sql, algos, flags, dry_run).map_err(request_error))
+        self.with(db, Budgets::STANDARD, |r| Ok(r.provision(sql, algos, flags, dry_run)?))
     }
 
     /// The canonical name of the synced table `name`, or `NotFound`.
@@ -253,7 +252,7 @@ impl SqliteBackends {
     /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
-        self.with(db, Budgets::QUICK, |r| r.check_policy(table, expr).map_err(request_error))
+        self.with(db, Budgets::QUICK, |r| Ok(r.check_policy(table, expr)?))
     }
 
     /// The changes after `after` that `device` did not write, as one bounded chunk,
@@ -302,17 +301,6 @@ fn register_auth(conn: &Connection, actor: &Arc<Mutex<Option<Actor>>>) -> Result
         })
     })?;
     Ok(())
-}
-
-/// The adapter's answer to a request that is wrong as given (schema SQL the guard
-/// refuses, a policy that does not compile), as the service reports it for every
-/// backend; anything else is the database's.
-fn request_error(e: cloudsync_sqlite::Error) -> Error {
-    match e {
-        cloudsync_sqlite::Error::Schema(t) => Error::Schema(t),
-        cloudsync_sqlite::Error::Invalid(why) => Error::Invalid(why),
-        other => Error::Backend(other),
-    }
 }
 
 /// One SQLite tenant database ([`TenantDb`]).
