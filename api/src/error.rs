@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cloudsync_tenants::identity::JwtError;
 use cloudsync_tenants::Error as CpError;
-use serde::Serialize;
 
 /// An error answered over HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -163,21 +162,7 @@ impl From<JwtError> for ApiError {
     }
 }
 
-/// The body of every error response.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// An error: a stable code and a message for people.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code (see `docs/protocol.md`).
-    pub code: String,
-    /// What went wrong.
-    pub message: String,
-}
+pub use cloudsync_protocol::error::{ErrorBody, ErrorDetail};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -8,8 +8,11 @@
 //! With the `openapi` feature the types also describe themselves for the service's
 //! OpenAPI document.
 
+pub mod error;
 pub mod outcome;
+pub mod sync;
 pub mod tables;
 
+pub use error::{ErrorBody, ErrorDetail};
 pub use outcome::{ApplyOutcome, RefusedRow, Sqlstate};
-pub use tables::{Provisioned, Provisioning, TableInfo};
+pub use tables::{Provisioned, Provisioning, TableInfo, Tables};

@@ -40,3 +40,11 @@ pub struct TableInfo {
     /// Rows in the table.
     pub rows: i64,
 }
+
+/// The synced tables of a database (`GET …/tables`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tables {
+    /// The tables, by name.
+    pub tables: Vec<TableInfo>,
+}

@@ -153,51 +153,7 @@ pub struct NewJob {
     pub actor: Actor,
 }
 
-/// A row the central database refused, as a device sees it: final, the server will
-/// not retry it (`docs/rls.md`).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Refusal {
-    /// The job that carried it.
-    pub job: i64,
-    /// The row.
-    #[serde(flatten)]
-    pub row: RefusedRow,
-    /// Always false: the same change would be refused again.
-    pub retryable: bool,
-    /// When the job was applied (Unix ms).
-    pub refused_at: i64,
-}
-
-/// A failure as a device sees it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Failure {
-    /// The job.
-    pub job: i64,
-    /// Stable error code.
-    pub code: String,
-    /// Message.
-    pub message: String,
-    /// Whether the server is still retrying it.
-    pub retryable: bool,
-    /// When it last failed (Unix ms).
-    pub failed_at: i64,
-}
-
-/// What the server knows of one device's uploads.
-#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct DeviceStatus {
-    /// Highest device position accepted (its job is durably queued).
-    pub accepted: Option<String>,
-    /// Highest device position applied, with every earlier upload finished.
-    pub confirmed: Option<String>,
-    /// Uploads waiting or being applied.
-    pub pending: i64,
-    /// Uploads that failed (retrying or dead), most recent first.
-    pub failures: Vec<Failure>,
-    /// Rows of applied uploads that the central database refused (row-level
-    /// security, constraints), most recent first (of the last 20 such uploads).
-    pub refused: Vec<Refusal>,
-}
+pub use cloudsync_protocol::sync::{DeviceStatus, Failure, Refusal};
 
 /// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes.
 pub fn backoff(attempts: i64) -> Duration {

@@ -4,7 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_protocol::{Provisioning, TableInfo};
+use cloudsync_protocol::{Provisioning, TableInfo, Tables};
 use cloudsync_tenants::deletion::{self, Deleted};
 use cloudsync_tenants::devices::Usage;
 use cloudsync_tenants::ids::{DatabaseId, TenantId};
@@ -73,13 +73,6 @@ pub struct Schema {
 pub struct SchemaQuery {
     /// Validate and report the statements and tables without keeping anything.
     pub dry_run: Option<bool>,
-}
-
-/// The synced tables of a database.
-#[derive(Serialize, ToSchema)]
-pub struct Tables {
-    /// The tables, by name.
-    tables: Vec<TableInfo>,
 }
 
 /// Loads a tenant's database after checking the caller may use it with `scope`.

@@ -23,12 +23,11 @@ use axum::Json;
 use cloudsync_core::feed::Checkpoint;
 use cloudsync_tenants::devices::Activity;
 use cloudsync_tenants::ids::{DatabaseId, SiteHex};
-use cloudsync_tenants::jobs::DeviceStatus;
 use cloudsync_tenants::jobs::NewJob;
 use cloudsync_tenants::keys::Scope;
 use cloudsync_tenants::model::Database;
 use cloudsync_tenants::payloads::{Op, PayloadStore};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -37,20 +36,11 @@ use crate::extract::{Path, Query};
 use crate::metrics::Action;
 use crate::AppState;
 
-/// The device's site id (32 hex characters).
-pub const SITE: &str = "x-cloudsync-site";
-/// Device feed position an upload starts after.
-pub const FROM: &str = "x-cloudsync-from";
-/// Device feed position an upload ends at.
-pub const TO: &str = "x-cloudsync-to";
-/// Server feed position a download chunk ends at.
-pub const CURSOR: &str = "x-cloudsync-cursor";
-/// `1` when more changes follow the chunk.
-pub const MORE: &str = "x-cloudsync-more";
-/// Number of changes in the chunk.
-pub const CHANGES: &str = "x-cloudsync-changes";
-/// Media type of payloads.
-pub const PAYLOAD_TYPE: &str = "application/vnd.cloudsync.payload";
+pub use cloudsync_protocol::sync::header::{CHANGES, CURSOR, FROM, MORE, SITE, TO};
+use cloudsync_protocol::sync::{
+    header::MORE_FOLLOWS, Accepted, Invisible, NewUpload, SyncStatus, UploadRef, UploadTicket, VisibilityCheck,
+};
+pub use cloudsync_protocol::sync::{MAX_VISIBILITY_KEYS, PAYLOAD_TYPE};
 
 /// Longest a download may wait for new changes.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -111,61 +101,10 @@ fn record(state: &AppState, caller: &Caller, db: &Database, site: SiteHex, mut a
     state.usage.record(&db.tenant_id, &db.id, site, activity);
 }
 
-/// An upload by reference: a payload already put at a signed upload URL.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UploadRef {
-    /// The `object` returned by the uploads endpoint.
-    object: String,
-}
-
 /// A payload (the binary format of `docs/payload-format.md`).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct Payload(pub Vec<u8>);
-
-/// The answer to an accepted upload.
-#[derive(Serialize, ToSchema)]
-pub struct Accepted {
-    /// The apply job.
-    job: i64,
-    /// The device feed position now durably accepted.
-    accepted: String,
-    /// Changes in the payload.
-    changes: u64,
-}
-
-/// What a device is about to upload through a signed URL.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUpload {
-    /// The payload's size in bytes.
-    bytes: u64,
-    /// Its SHA-256, hex.
-    sha256: String,
-}
-
-/// A signed upload URL.
-#[derive(Serialize, ToSchema)]
-pub struct UploadTicket {
-    /// Pass back as `object` in the upload call.
-    object: String,
-    /// `PUT` the payload here.
-    upload_url: String,
-    /// Seconds the URL stays valid.
-    expires_in: u64,
-}
-
-/// What the server knows of a device.
-#[derive(Serialize, ToSchema)]
-pub struct SyncStatus {
-    /// Protocol version.
-    protocol: u32,
-    /// The central database's version.
-    server_db_version: u64,
-    /// The device's uploads.
-    device: DeviceStatus,
-}
 
 /// The headers every upload carries.
 #[derive(Deserialize, IntoParams)]
@@ -420,7 +359,7 @@ pub async fn download(
                 CURSOR,
                 HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
             );
-            h.insert(MORE, HeaderValue::from_static(if chunk.more { "1" } else { "0" }));
+            h.insert(MORE, HeaderValue::from_static(if chunk.more { MORE_FOLLOWS } else { "0" }));
             h.insert(CHANGES, HeaderValue::from(chunk.changes));
             return Ok(resp);
         }
@@ -441,26 +380,6 @@ pub async fn download(
             _ = shutdown.changed() => {}
         }
     }
-}
-
-/// Most keys one visibility request may ask about.
-pub const MAX_VISIBILITY_KEYS: usize = 1000;
-
-/// Body of a visibility check: keys of rows the device holds.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VisibilityCheck {
-    /// Synced table.
-    table: String,
-    /// Primary keys in the payload encoding, hex (at most 1000).
-    keys: Vec<String>,
-}
-
-/// Those of the keys asked about that are no longer visible to the device's user.
-#[derive(Serialize, ToSchema)]
-pub struct Invisible {
-    /// Keys (hex) whose row exists centrally but may not be read by this device's user.
-    hidden: Vec<String>,
 }
 
 /// Which of the rows a device holds exist centrally but are no longer visible to its
@@ -517,5 +436,5 @@ pub async fn status(
     record(&state, &caller, &db, site, Activity::default());
     let device = state.control.device_status(&db.id, &site).await?;
     let server = state.backends.of(&db).db_version().await?;
-    Ok(Json(SyncStatus { protocol: 1, server_db_version: server, device }))
+    Ok(Json(SyncStatus { protocol: cloudsync_protocol::sync::VERSION, server_db_version: server, device }))
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use cloudsync_protocol::ErrorBody;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 /// How to reach the node.
@@ -56,13 +58,15 @@ impl ClientArgs {
         };
         let mut resp = result.with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
-        let value: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        let body = resp.body_mut().read_to_vec().with_context(|| format!("reading the answer of {url}"))?;
         if !status.is_success() {
-            let msg = value["error"]["message"].as_str().unwrap_or("no message");
-            let code = value["error"]["code"].as_str().unwrap_or("unknown");
+            let (code, msg) = match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(b) => (b.error.code, b.error.message),
+                Err(_) => ("unknown".into(), "no message".into()),
+            };
             bail!("{} {code}: {msg}", status.as_u16());
         }
-        Ok(value)
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     /// A list: one page with `limit`, otherwise every page.
@@ -93,6 +97,18 @@ impl ClientArgs {
         } else {
             println!("{}", human(v));
         }
+    }
+
+    /// Like [`Self::show`], for an answer of the protocol's type `T`: the human form
+    /// reads it typed.
+    pub(super) fn show_as<T: DeserializeOwned>(&self, v: &Value, human: impl FnOnce(T) -> String) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            let typed = T::deserialize(v).context("unexpected answer from the server")?;
+            println!("{}", human(typed));
+        }
+        Ok(())
     }
 
     /// Prints a list as a table of `columns` (or the JSON with `--json`).

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use cloudsync_protocol::{Provisioning, Tables};
 use serde_json::json;
 
-use super::client::{cell, ClientArgs};
+use super::client::ClientArgs;
 
 /// `cloudsync schema …`
 #[derive(Subcommand, Debug)]
@@ -59,41 +60,33 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
                 Some(json!({ "sql": sql, "algo": algo })),
             )?;
             let verb = if dry_run { "would sync" } else { "synced" };
-            c.show(&v, |v| {
+            c.show_as(&v, |p: Provisioning| {
                 let mut lines: Vec<String> = Vec::new();
                 if dry_run {
-                    lines.extend(v["statements"].as_array().into_iter().flatten().map(|s| format!("{};", cell(s))));
+                    lines.extend(p.statements.iter().map(|s| format!("{s};")));
                 }
-                lines.extend(
-                    v["tables"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|t| format!("{verb} {} ({})", cell(&t["table"]), cell(&t["algo"]))),
-                );
+                lines.extend(p.tables.iter().map(|t| format!("{verb} {} ({})", t.table, t.algo)));
                 lines.join("\n")
-            });
+            })?;
         }
         SchemaCmd::Tables { tenant, database } => {
             let v = c.call("GET", &format!("/v1/tenants/{tenant}/databases/{database}/tables"), None)?;
-            c.show(&v, |v| {
-                v["tables"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+            c.show_as(&v, |t: Tables| {
+                t.tables
+                    .iter()
                     .map(|t| {
                         format!(
                             "{}\t{}\t{} rows\tkey ({})\t{}",
-                            cell(&t["table"]),
-                            cell(&t["algo"]),
-                            cell(&t["rows"]),
-                            t["key"].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>().join(", "),
-                            if t["enabled"].as_bool() == Some(false) { "disabled" } else { "enabled" },
+                            t.table,
+                            t.algo,
+                            t.rows,
+                            t.key.join(", "),
+                            if t.enabled { "enabled" } else { "disabled" },
                         )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
-            });
+            })?;
         }
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! `(db_version, seq)` under a new `db_version`, and stores the clocks. It runs under
 //! the `db_version` lock at the start of everything that reads or merges clocks.
 
-use cloudsync_core::local::{apply_local, logged_op};
+use cloudsync_core::local::Fold;
 use cloudsync_core::value::encode_key;
-use cloudsync_core::{ColId, RowClock, Stamp, Value};
+use cloudsync_core::{ColId, RowClock, Value};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::SpiClient;
 
@@ -26,8 +26,8 @@ pub fn pending(c: &SpiClient<'_>, t: &SyncTable) -> Result<bool> {
     Ok(rows.first().copied().unwrap_or(false))
 }
 
-/// Folds every synced table's log under one new `db_version`. Returns the number of
-/// rows whose clock changed.
+/// Folds every synced table's log under one new `db_version`, taken only if some
+/// row's clock changed ([`Fold`]). Returns the number of rows whose clock changed.
 pub fn fold_all(c: &mut SpiClient<'_>) -> Result<u64> {
     let mut tables = Vec::new();
     for t in SyncTable::all(c)? {
@@ -102,34 +102,19 @@ fn fold_table(c: &mut SpiClient<'_>, t: &SyncTable, dbv: u64, seq: &mut u64) -> 
 
     let live: Vec<ColId> = t.columns.iter().map(|c| c.id).collect();
     let mut writer = ClockWriter::new();
-    let mut group: Option<(Vec<Value>, Option<RowClock>)> = None;
+    let mut fold = Fold::new(t.algo, &live, MASK_BITS, dbv, *seq);
     for e in entries {
-        if group.as_ref().is_none_or(|(k, _)| *k != e.key) {
-            flush(&mut writer, t, group.take(), seq)?;
-            group = Some((e.key, e.clock));
+        if !fold.continues(&e.key) {
+            if let Some(done) = fold.start(e.key, e.clock) {
+                writer.push(t, &encode_key(&done.key), &done.key, done.clock)?;
+            }
         }
-        let op = match logged_op(i64::from(e.op), e.masks.iter().map(|m| m.cast_unsigned()), MASK_BITS, &live) {
-            Ok(Some(op)) => op,
-            Ok(None) => continue,
-            Err(other) => return Err(Error::Corrupt(format!("change log of table {}: op {other}", t.display))),
-        };
-        if let Some((_, clock)) = group.as_mut() {
-            *clock = apply_local(clock.take(), &op, t.algo, &live, Stamp::local(dbv, *seq));
-        }
+        fold.apply(i64::from(e.op), e.masks.iter().map(|m| m.cast_unsigned()))
+            .map_err(|other| Error::Corrupt(format!("change log of table {}: op {other}", t.display)))?;
     }
-    flush(&mut writer, t, group.take(), seq)?;
+    if let Some(done) = fold.finish() {
+        writer.push(t, &encode_key(&done.key), &done.key, done.clock)?;
+    }
+    *seq = fold.seq();
     writer.flush(c, t)
-}
-
-/// Queues the clock of a finished key group and moves to the next position.
-fn flush(
-    writer: &mut ClockWriter,
-    t: &SyncTable,
-    group: Option<(Vec<Value>, Option<RowClock>)>,
-    seq: &mut u64,
-) -> Result<()> {
-    let Some((key, Some(clock))) = group else { return Ok(()) };
-    writer.push(t, &encode_key(&key), &key, clock)?;
-    *seq += 1;
-    Ok(())
 }

@@ -86,7 +86,8 @@ pub struct SyncTable {
     pub columns: Vec<SyncColumn>,
     /// Dropped column names.
     pub dropped: Vec<String>,
-    /// Mask words in the log.
+    /// Mask words in the log table: at least one (a table whose only columns are its
+    /// key still has `m0`), clamped where the table is loaded.
     pub mask_words: u32,
     /// Between begin_alter and commit_alter.
     pub altering: bool,

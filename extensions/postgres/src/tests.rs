@@ -58,6 +58,27 @@ mod tests {
         );
     }
 
+    /// A fold whose log entries change no clock takes no `db_version` (the same rule as
+    /// SQLite's, both from the core's `Fold`). The entry is what a trigger logs for an
+    /// update of a column that is no longer synced.
+    #[pg_test]
+    fn a_fold_that_changes_nothing_keeps_the_db_version() {
+        todo();
+        run("INSERT INTO todo VALUES ('a', 'one', false)");
+        let v = one::<i64>("SELECT cloudsync_db_version()").unwrap();
+        let id = one::<i32>("SELECT id FROM cloudsync.tables WHERE name = 'todo'").unwrap();
+        run(&format!("INSERT INTO cloudsync.t{id}_log (op, m0, k0) VALUES (2, 1::int8 << 40, 'a')"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync_changes"), Some(2));
+        assert_eq!(one::<i64>("SELECT cloudsync_db_version()"), Some(v));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM cloudsync.t{id}_log")), Some(0));
+        // A key-only table's log has one mask word too, and folds like any other.
+        run("CREATE TABLE tags (post text, tag text, PRIMARY KEY (post, tag))");
+        run("SELECT cloudsync_init('tags')");
+        run("INSERT INTO tags VALUES ('p', 'x')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM cloudsync_changes WHERE tbl = 'tags'"), Some(1));
+        assert_eq!(one::<i64>("SELECT cloudsync_db_version()"), Some(v + 1));
+    }
+
     #[pg_test]
     fn the_aggregate_and_the_function_encode_the_same_payload() {
         todo();

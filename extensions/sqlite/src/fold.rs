@@ -6,8 +6,8 @@
 //! feed, and empties the log. It runs at the start of everything that reads or merges
 //! clocks, inside that operation's transaction, so readers never see a stale clock.
 
-use cloudsync_core::local::{apply_local, logged_op, OP_UPDATE};
-use cloudsync_core::{ColId, RowClock, Stamp, Value};
+use cloudsync_core::local::{Fold, Folded, OP_UPDATE};
+use cloudsync_core::{ColId, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection};
 
@@ -33,8 +33,8 @@ pub fn any_pending(conn: &Connection) -> Result<bool> {
     Ok(false)
 }
 
-/// Folds every synced table's log under one new `db_version`. Returns the number of
-/// rows whose clock changed.
+/// Folds every synced table's log under one new `db_version`, taken only if some
+/// row's clock changed. Returns the number of rows whose clock changed.
 ///
 /// Runs in its own savepoint: called from a SQL function in autocommit mode, each
 /// statement would otherwise commit (and sync) on its own.
@@ -59,14 +59,16 @@ fn fold_all_in_txn(conn: &Connection) -> Result<u64> {
     for t in &tables {
         fold_table(conn, t, dbv, &mut seq)?;
     }
-    meta::set_db_version(conn, dbv)?;
+    if seq > 0 {
+        meta::set_db_version(conn, dbv)?;
+    }
     Ok(seq)
 }
 
 fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Result<()> {
     let keys = t.meta_keys();
     let nk = keys.len();
-    let words = t.mask_words.max(1) as usize;
+    let words = t.mask_words as usize;
     let masks: Vec<String> = (0..words).map(|w| format!("l.m{w}")).collect();
     let join = keys.iter().map(|k| format!("m.{k} = l.{k}")).collect::<Vec<_>>().join(" AND ");
     let order = keys.iter().map(|k| format!("l.{k}")).collect::<Vec<_>>().join(", ");
@@ -89,31 +91,25 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
     let mut write = conn.prepare_cached(&upsert)?;
     let mut stmt = conn.prepare(&select)?;
     let mut rows = stmt.query([])?;
-
-    let mut group: Option<(Vec<Value>, Option<RowClock>)> = None;
-    let mut flush = |group: Option<(Vec<Value>, Option<RowClock>)>, seq: &mut u64| -> Result<()> {
-        let Some((key, Some(clock))) = group else { return Ok(()) };
-        let max = clock.max_stamp();
-        let blob = clock.encode();
-        let mut args: Vec<Value> = key;
-        args.push(Value::Integer(i64_of(clock.cl)?));
+    let mut put = |row: Folded| -> Result<()> {
+        let max = row.clock.max_stamp();
+        let mut args: Vec<Value> = row.key;
+        args.push(Value::Integer(i64_of(row.clock.cl)?));
         args.push(Value::Integer(i64_of(max.db_version)?));
         args.push(Value::Integer(i64_of(max.seq)?));
-        args.push(Value::Blob(blob));
+        args.push(Value::Blob(row.clock.encode()));
         write.execute(params_from_iter(args.iter().map(Bind)))?;
-        *seq += 1;
         Ok(())
     };
 
+    let mut fold = Fold::new(t.algo, &live, MASK_BITS, dbv, *seq);
     while let Some(r) = rows.next()? {
         let op: i64 = r.get(0)?;
         let key: Vec<Value> =
             (0..nk).map(|i| r.get_ref(1 + words + i).map(value_of)).collect::<rusqlite::Result<_>>()?;
-        let same = group.as_ref().is_some_and(|(k, _)| *k == key);
-        if !same {
-            flush(group.take(), seq)?;
+        if !fold.continues(&key) {
             let base = 1 + words + nk;
-            let clock = match r.get_ref(base)? {
+            let stored = match r.get_ref(base)? {
                 ValueRef::Null => None,
                 _ => {
                     let cl = u64_of(r.get(base)?, "causal length")?;
@@ -125,7 +121,9 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
                     Some(crate::sql::stored_clock(cl, at, &blob)?)
                 }
             };
-            group = Some((key, clock));
+            if let Some(done) = fold.start(key, stored) {
+                put(done)?;
+            }
         }
         let masks = if op == i64::from(OP_UPDATE) {
             (0..words)
@@ -134,17 +132,13 @@ fn fold_table(conn: &Connection, t: &SyncTable, dbv: u64, seq: &mut u64) -> Resu
         } else {
             Vec::new()
         };
-        let local_op = match logged_op(op, masks, MASK_BITS, &live) {
-            Ok(Some(op)) => op,
-            Ok(None) => continue,
-            Err(other) => return Err(Error::Corrupt(format!("change log of table '{}': op {other}", t.name))),
-        };
-        if let Some((_, clock)) = group.as_mut() {
-            let stamp = Stamp::local(dbv, *seq);
-            *clock = apply_local(clock.take(), &local_op, t.algo, &live, stamp);
-        }
+        fold.apply(op, masks)
+            .map_err(|other| Error::Corrupt(format!("change log of table '{}': op {other}", t.name)))?;
     }
-    flush(group.take(), seq)?;
+    if let Some(done) = fold.finish() {
+        put(done)?;
+    }
+    *seq = fold.seq();
     drop(rows);
     conn.execute_batch(&format!("DELETE FROM {}", t.log()))?;
     Ok(())

@@ -21,7 +21,12 @@ use std::time::Duration;
 
 use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::SiteId;
+use cloudsync_protocol::sync::{
+    header, Accepted, Invisible, NewUpload, SyncStatus, UploadRef, UploadTicket, VisibilityCheck, PAYLOAD_TYPE,
+};
+use cloudsync_protocol::ErrorBody;
 use rusqlite::{Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::apply;
@@ -114,8 +119,9 @@ impl Reply {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Result<Value> {
-        serde_json::from_slice(&self.body).map_err(|e| net_err(format!("invalid JSON from the server: {e}")))
+    /// The body, read as the protocol's `T`.
+    fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| net_err(format!("unexpected answer from the server: {e}")))
     }
 
     /// Turns an error status into an error carrying the server's message.
@@ -123,11 +129,10 @@ impl Reply {
         if (200..300).contains(&self.status) {
             return Ok(self);
         }
-        let v: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        let code = v["error"]["code"].as_str().unwrap_or("http_error").to_string();
-        let message = v["error"]["message"]
-            .as_str()
-            .map_or_else(|| String::from_utf8_lossy(&self.body).chars().take(200).collect(), str::to_string);
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&self.body) {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("http_error".to_string(), String::from_utf8_lossy(&self.body).chars().take(200).collect()),
+        };
         Err(Error::Network {
             status: Some(self.status),
             code,
@@ -205,7 +210,7 @@ impl Client {
     fn request<B>(&self, builder: ureq::RequestBuilder<B>, authed: bool) -> ureq::RequestBuilder<B> {
         let builder = builder.config().timeout_global(Some(self.timeout)).build();
         if authed {
-            builder.header("Authorization", &self.auth()).header("X-Cloudsync-Site", &self.site_hex())
+            builder.header("Authorization", &self.auth()).header(header::SITE, &self.site_hex())
         } else {
             builder
         }
@@ -216,43 +221,54 @@ impl Client {
         Self::finish(
             self.request(self.agent.post(&format!("{}/changes", self.base)), true)
                 .header("Content-Type", content_type)
-                .header("X-Cloudsync-From", &from.to_string())
-                .header("X-Cloudsync-To", &to.to_string())
+                .header(header::FROM, &from.to_string())
+                .header(header::TO, &to.to_string())
                 .send(body),
         )
     }
 
-    fn upload(&self, bytes: Vec<u8>, from: Checkpoint, to: Checkpoint) -> Result<Value> {
+    /// Uploads one chunk; `Ok` only once the server has durably accepted it up to `to`.
+    fn upload(&self, bytes: Vec<u8>, from: Checkpoint, to: Checkpoint) -> Result<Accepted> {
         let reply = if bytes.len() <= INLINE_LIMIT {
-            self.post_changes("application/vnd.cloudsync.payload", &bytes, from, to)?
+            self.post_changes(PAYLOAD_TYPE, &bytes, from, to)?
         } else {
             // Large payload: a signed URL of the payload store, then a reference.
             let slot = {
                 use sha2::Digest;
                 // The URL is issued for exactly these bytes: their size and hash.
-                let announce =
-                    json!({ "bytes": bytes.len(), "sha256": hex::encode(sha2::Sha256::digest(&bytes)) }).to_string();
+                let announce = NewUpload {
+                    bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                    sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                };
+                let announce = serde_json::to_vec(&announce).map_err(|e| net_err(e.to_string()))?;
                 Self::finish(
                     self.request(self.agent.post(&format!("{}/uploads", self.base)), true)
                         .header("Content-Type", "application/json")
-                        .send(announce.as_bytes()),
+                        .send(&announce[..]),
                 )?
             }
             .check()?
-            .json()?;
-            let (Some(put_url), Some(object)) = (slot["upload_url"].as_str(), slot["object"].as_str()) else {
-                return Err(net_err("the server's upload slot lacks upload_url or object"));
-            };
+            .json::<UploadTicket>()?;
             Self::finish(
-                self.request(self.agent.put(put_url), false)
+                self.request(self.agent.put(&slot.upload_url), false)
                     .header("Content-Type", "application/octet-stream")
                     .send(&bytes[..]),
             )?
             .check()?;
-            let reference = json!({ "object": object }).to_string();
-            self.post_changes("application/json", reference.as_bytes(), from, to)?
+            let reference =
+                serde_json::to_vec(&UploadRef { object: slot.object }).map_err(|e| net_err(e.to_string()))?;
+            self.post_changes("application/json", &reference, from, to)?
         };
-        reply.check()?.json()
+        let accepted: Accepted = reply.check()?.json()?;
+        // The send checkpoint moves to what the server says it accepted: anything
+        // else is not taken as sent.
+        if Checkpoint::parse(&accepted.accepted) != Some(to) {
+            return Err(net_err(format!(
+                "the server accepted the upload up to '{}', not '{to}': not counted as sent",
+                accepted.accepted.chars().take(40).collect::<String>()
+            )));
+        }
+        Ok(accepted)
     }
 
     fn download(&self, after: Checkpoint, wait: Duration) -> Result<Reply> {
@@ -263,23 +279,19 @@ impl Client {
     /// `POST {sync_url}/visibility`: which of `keys` of `table` exist centrally but are
     /// not visible to this device's identity.
     fn invisible(&self, table: &str, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let body = json!({ "table": table, "keys": keys.iter().map(hex::encode).collect::<Vec<_>>() }).to_string();
-        let v = Self::finish(
+        let body = VisibilityCheck { table: table.to_string(), keys: keys.iter().map(hex::encode).collect() };
+        let body = serde_json::to_vec(&body).map_err(|e| net_err(e.to_string()))?;
+        let answer: Invisible = Self::finish(
             self.request(self.agent.post(&format!("{}/visibility", self.base)), true)
                 .header("Content-Type", "application/json")
-                .send(body.as_bytes()),
+                .send(&body[..]),
         )?
         .check()?
         .json()?;
-        v["hidden"]
-            .as_array()
-            .ok_or_else(|| net_err("the server's visibility answer lacks 'hidden'"))?
-            .iter()
-            .map(|k| k.as_str().and_then(|h| hex::decode(h).ok()).ok_or_else(|| net_err("a hidden key is not hex")))
-            .collect()
+        answer.hidden.iter().map(|h| hex::decode(h).map_err(|_| net_err("a hidden key is not hex"))).collect()
     }
 
-    fn status(&self) -> Result<Value> {
+    fn status(&self) -> Result<SyncStatus> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
     }
@@ -288,10 +300,9 @@ impl Client {
 /// The device part of the server's status, and its most recent failure.
 fn server_view(client: &Client) -> (Value, Value) {
     match client.status() {
-        Ok(v) => {
-            let device = v["device"].clone();
-            let last = device["failures"].as_array().and_then(|f| f.first()).cloned().unwrap_or(Value::Null);
-            (device, last)
+        Ok(s) => {
+            let last = s.device.failures.first().map_or(Value::Null, |f| json!(f));
+            (json!(s.device), last)
         }
         Err(e) => (json!({ "error": e.to_string() }), Value::Null),
     }
@@ -349,7 +360,7 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
     loop {
         let reply = client.download(received, if first { wait } else { Duration::ZERO })?;
         first = false;
-        let next = reply.header("x-cloudsync-cursor").map(parse_checkpoint).transpose()?.unwrap_or(received);
+        let next = reply.header(header::CURSOR).map(parse_checkpoint).transpose()?.unwrap_or(received);
         if reply.status == 204 {
             if next != received {
                 set_setting(conn, RECEIVED, Some(&next.to_string()))?;
@@ -357,7 +368,7 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
             }
             break;
         }
-        let more = reply.header("x-cloudsync-more") == Some("1");
+        let more = reply.header(header::MORE) == Some(header::MORE_FOLLOWS);
         bytes += reply.body.len();
         chunks += 1;
         let report = in_savepoint(conn, "cloudsync_receive", || {
@@ -525,7 +536,7 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
 /// `cloudsync_network_status()`: the server's view of this device.
 pub fn status(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
-    let mut v = client.status()?;
+    let mut v = json!(client.status()?);
     v["sent"] = json!(checkpoint(conn, SENT)?.to_string());
     v["received"] = json!(checkpoint(conn, RECEIVED)?.to_string());
     Ok(v)

@@ -148,7 +148,7 @@ fn update_triggers(t: &SyncTable, pk_same: &str, filter_new: Option<&str>, filte
         }
         return;
     }
-    let words = t.mask_words.max(1);
+    let words = t.mask_words;
     let mut masks = vec![Vec::new(); words as usize];
     for c in &t.columns {
         masks[(c.id / MASK_BITS) as usize].push(format!("(({}) << {})", changed(c), c.id % MASK_BITS));

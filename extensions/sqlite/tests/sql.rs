@@ -48,6 +48,28 @@ fn db_version_moves_with_local_writes() {
     assert_eq!(v2, v1, "reading the feed assigns the announced version");
 }
 
+/// A fold whose log entries change no clock takes no `db_version` (the same rule as
+/// PostgreSQL's, both from the core's `Fold`). The entry is what a trigger logs for an
+/// update of a column that is no longer synced.
+#[test]
+fn a_fold_that_changes_nothing_keeps_the_db_version() {
+    let c = db_with_t("cls");
+    c.execute_batch("INSERT INTO t VALUES ('x', 1, 'one')").unwrap();
+    let v: i64 = one(&c, "SELECT cloudsync_db_version()");
+    c.execute_batch("INSERT INTO t_cloudsync_log (op, m0, k0) VALUES (2, 1 << 40, 'x')").unwrap();
+    assert_eq!(one::<i64>(&c, "SELECT count(*) FROM cloudsync_changes"), 2);
+    assert_eq!(one::<i64>(&c, "SELECT cloudsync_db_version()"), v);
+    assert_eq!(one::<i64>(&c, "SELECT count(*) FROM t_cloudsync_log"), 0, "the entry is folded all the same");
+    // A key-only table's log has one mask word too, and folds like any other.
+    c.execute_batch(
+        "CREATE TABLE tags (post TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (post, tag));
+         SELECT cloudsync_init('tags'); INSERT INTO tags VALUES ('p', 'x');",
+    )
+    .unwrap();
+    assert_eq!(one::<i64>(&c, "SELECT count(*) FROM cloudsync_changes WHERE tbl = 'tags'"), 1);
+    assert_eq!(one::<i64>(&c, "SELECT cloudsync_db_version()"), v + 1);
+}
+
 fn text(s: &str) -> Value {
     Value::Text(s.into())
 }

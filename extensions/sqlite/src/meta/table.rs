@@ -52,7 +52,8 @@ pub struct SyncTable {
     pub columns: Vec<SyncColumn>,
     /// Names of columns dropped by an alter (their changes are skipped, not refused).
     pub dropped: Vec<String>,
-    /// Number of mask words in the log table.
+    /// Mask words in the log table: at least one (a table whose only columns are its
+    /// key still has `m0`), clamped where the table is loaded.
     pub mask_words: u32,
     /// Between `cloudsync_begin_alter` and `cloudsync_commit_alter`.
     pub altering: bool,
@@ -168,7 +169,7 @@ impl SyncTable {
             pk,
             columns,
             dropped,
-            mask_words: u32::try_from(mask_words).unwrap_or(1),
+            mask_words: u32::try_from(mask_words).unwrap_or(1).max(1),
             altering,
             fingerprint,
             affinities,

@@ -1,0 +1,196 @@
+//! The sync endpoints' wire contract (`docs/protocol.md`): header names, the payload
+//! media type, and the JSON bodies of uploads, signed upload URLs, status and the
+//! visibility check.
+//!
+//! Feed positions travel as text, in the form of `cloudsync_core::feed::Checkpoint`
+//! (`<db_version>[.<seq>]`, or `<after>~<base>` partway through a pass), re-exported
+//! here as [`Checkpoint`]: parse with `Checkpoint::parse`, write with `to_string`.
+
+use serde::{Deserialize, Serialize};
+
+pub use cloudsync_core::feed::Checkpoint;
+
+use crate::outcome::RefusedRow;
+
+/// The protocol version this crate describes (`GET status` answers it).
+pub const VERSION: u32 = 1;
+
+/// Media type of a payload (the binary format of `docs/payload-format.md`).
+pub const PAYLOAD_TYPE: &str = "application/vnd.cloudsync.payload";
+
+/// Header names, lower case (HTTP header names are case-insensitive).
+pub mod header {
+    /// The device's site id (32 hex characters), on every sync request.
+    pub const SITE: &str = "x-cloudsync-site";
+    /// Device feed position an upload starts after.
+    pub const FROM: &str = "x-cloudsync-from";
+    /// Device feed position an upload ends at.
+    pub const TO: &str = "x-cloudsync-to";
+    /// Server feed position a download chunk ends at.
+    pub const CURSOR: &str = "x-cloudsync-cursor";
+    /// [`MORE_FOLLOWS`] when more changes follow the chunk.
+    pub const MORE: &str = "x-cloudsync-more";
+    /// Number of changes in the chunk.
+    pub const CHANGES: &str = "x-cloudsync-changes";
+    /// The value of [`MORE`] when more changes follow.
+    pub const MORE_FOLLOWS: &str = "1";
+}
+
+/// The answer to an accepted upload (`202`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Accepted {
+    /// The apply job.
+    pub job: i64,
+    /// The device feed position now durably accepted.
+    pub accepted: String,
+    /// Changes in the payload.
+    pub changes: u64,
+}
+
+/// What a device is about to upload through a signed URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewUpload {
+    /// The payload's size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+}
+
+/// A signed upload URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadTicket {
+    /// Pass back as `object` in the upload call ([`UploadRef`]).
+    pub object: String,
+    /// `PUT` the payload here.
+    pub upload_url: String,
+    /// Seconds the URL stays valid.
+    pub expires_in: u64,
+}
+
+/// An upload by reference: a payload already put at a signed upload URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UploadRef {
+    /// The `object` of the [`UploadTicket`].
+    pub object: String,
+}
+
+/// What the server knows of a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncStatus {
+    /// Protocol version ([`VERSION`]).
+    pub protocol: u32,
+    /// The central database's version.
+    pub server_db_version: u64,
+    /// The device's uploads.
+    pub device: DeviceStatus,
+}
+
+/// What the server knows of one device's uploads. Fields a server does not send read
+/// as empty, so a device reads the status of an older server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct DeviceStatus {
+    /// Highest device position accepted (its job is durably queued).
+    pub accepted: Option<String>,
+    /// Highest device position applied, with every earlier upload finished.
+    pub confirmed: Option<String>,
+    /// Uploads waiting or being applied.
+    pub pending: i64,
+    /// Uploads that failed (retrying or dead), most recent first.
+    pub failures: Vec<Failure>,
+    /// Rows of applied uploads that the central database refused (row-level
+    /// security, constraints), most recent first (of the last 20 such uploads).
+    pub refused: Vec<Refusal>,
+}
+
+/// A failed upload as a device sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Failure {
+    /// The job.
+    pub job: i64,
+    /// Stable error code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+    /// Whether the server is still retrying it.
+    pub retryable: bool,
+    /// When it last failed (Unix ms).
+    pub failed_at: i64,
+}
+
+/// A row the central database refused, as a device sees it: final, the server will
+/// not retry it (`docs/rls.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Refusal {
+    /// The job that carried it.
+    pub job: i64,
+    /// The row.
+    #[serde(flatten)]
+    pub row: RefusedRow,
+    /// Always false: the same change would be refused again.
+    pub retryable: bool,
+    /// When the job was applied (Unix ms).
+    pub refused_at: i64,
+}
+
+/// Most keys one visibility check may ask about.
+pub const MAX_VISIBILITY_KEYS: usize = 1000;
+
+/// Body of a visibility check: keys of rows the device holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VisibilityCheck {
+    /// Synced table.
+    pub table: String,
+    /// Primary keys in the payload encoding, hex (at most [`MAX_VISIBILITY_KEYS`]).
+    pub keys: Vec<String>,
+}
+
+/// Those of the keys asked about that are not visible to the device's user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invisible {
+    /// Keys (hex) whose row exists centrally but may not be read by this device's user.
+    pub hidden: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_back_flat() {
+        let r = Refusal {
+            job: 7,
+            row: RefusedRow {
+                table: "t".into(),
+                key: "'a'".into(),
+                sqlstate: crate::Sqlstate::new("42501"),
+                message: "no".into(),
+            },
+            retryable: false,
+            refused_at: 1,
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""table":"t""#) && !text.contains(r#""row""#), "{text}");
+        assert_eq!(serde_json::from_str::<Refusal>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn a_status_without_the_newer_fields_still_reads() {
+        let s: SyncStatus =
+            serde_json::from_str(r#"{"protocol":1,"server_db_version":3,"device":{"pending":2}}"#).unwrap();
+        assert_eq!((s.device.pending, s.device.failures.len()), (2, 0));
+    }
+}
