@@ -8,12 +8,13 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use cloudsync_tenants::actor::Actor;
-use cloudsync_tenants::identity::Subject;
-use cloudsync_tenants::ids::{DatabaseId, TenantId};
-use cloudsync_tenants::keys::{ApiKey, KeyCheck, Scope, PREFIX};
-use cloudsync_tenants::model::Database;
+use cloudsync_service::actor::Actor;
+use cloudsync_service::control::identity::Subject;
+use cloudsync_service::control::keys::{ApiKey, KeyCheck, Scope, PREFIX};
+use cloudsync_service::ids::{DatabaseId, TenantId};
+use cloudsync_service::model::Database;
 use governor::clock::Clock;
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -129,7 +130,7 @@ async fn addressed_tenant(parts: &mut Parts, state: &AppState) -> Result<Option<
                 let Ok(id) = DatabaseId::parse(value) else { return Ok(None) };
                 return match state.control.database(&id).await {
                     Ok(db) => Ok(Some(db.tenant_id)),
-                    Err(cloudsync_tenants::Error::NotFound { .. }) => Ok(None),
+                    Err(cloudsync_service::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(e.into()),
                 };
             }
@@ -141,7 +142,7 @@ async fn addressed_tenant(parts: &mut Parts, state: &AppState) -> Result<Option<
 
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer(parts)?.to_string();
-    if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
+    if bool::from(token.as_bytes().ct_eq(state.admin_token.expose_secret().as_bytes())) {
         return Ok(Caller::Operator);
     }
     let invalid = || ApiError::Unauthorized("invalid, expired or revoked credentials".into());

@@ -7,8 +7,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cloudsync_tenants::identity::JwtError;
-use cloudsync_tenants::Error as CpError;
+use cloudsync_service::control::identity::JwtError;
+use cloudsync_service::Error as CpError;
 
 /// An error answered over HTTP.
 #[derive(Debug, thiserror::Error)]

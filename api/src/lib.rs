@@ -38,14 +38,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use cloudsync_tenants::backends::Backends;
-use cloudsync_tenants::devices::UsageRecorder;
-use cloudsync_tenants::identity::Verifier;
-use cloudsync_tenants::ids::DatabaseId;
-use cloudsync_tenants::notify::Notifier;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore};
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::backends::Backends;
+use cloudsync_service::control::devices::UsageRecorder;
+use cloudsync_service::control::identity::Verifier;
+use cloudsync_service::control::ControlPlane;
+use cloudsync_service::ids::DatabaseId;
+use cloudsync_service::notify::Notifier;
+use cloudsync_service::payloads::{AnyStore, FolderStore};
 use governor::DefaultKeyedRateLimiter;
+use secrecy::SecretString;
 use tokio::sync::{watch, Notify};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -101,8 +102,8 @@ pub struct Inner {
     pub notifier: Arc<Notifier>,
     /// Wakes this node's apply workers.
     pub wake: Arc<Notify>,
-    /// The operator's token.
-    pub admin_token: String,
+    /// The operator's token (never printed).
+    pub admin_token: SecretString,
     /// Base URL devices use to reach this service.
     pub public_url: String,
     /// Size limits.
@@ -115,7 +116,7 @@ pub struct Inner {
     pub verifier: Verifier,
     /// Where tenant-supplied URLs may lead (the verifier and the PostgreSQL backends
     /// hold the same policy).
-    pub egress: Arc<cloudsync_tenants::egress::Egress>,
+    pub egress: Arc<cloudsync_service::egress::Egress>,
     /// Sync-request counters, flushed to the control plane periodically.
     pub usage: UsageRecorder,
     /// Per-credential rate limiter (`None`: unlimited).
@@ -135,7 +136,7 @@ pub fn decode_permit_count() -> usize {
 /// of long-polls woken together) queues instead of opening a connection per request.
 pub fn db_permit_count() -> usize {
     let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2);
-    (cores * 4).min(cloudsync_tenants::backends::sqlite::IDLE_PER_DATABASE)
+    (cores * 4).min(cloudsync_service::backends::sqlite::IDLE_PER_DATABASE)
 }
 
 /// Shared state of the application (cheap to clone).

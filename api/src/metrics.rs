@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cloudsync_tenants::ids::TenantId;
-use cloudsync_tenants::worker::{Observer, Outcome};
+use cloudsync_service::ids::TenantId;
+use cloudsync_service::worker::{Observer, Outcome};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -241,7 +241,7 @@ impl Metrics {
     }
 
     /// Counts a store failure, when `e` is one.
-    pub fn count_store_error(&self, e: &cloudsync_tenants::Error) {
+    pub fn count_store_error(&self, e: &cloudsync_service::Error) {
         if let Some(store) = e.failed_store() {
             self.store_errors.with_label_values(&[store]).inc();
         }
@@ -254,7 +254,7 @@ impl Metrics {
 
     /// Refreshes the gauges read from shared state and this node's pools.
     pub async fn refresh(&self, state: &crate::AppState) {
-        match state.control.overview(cloudsync_tenants::overview::Scope::all()).await {
+        match state.control.overview(cloudsync_service::control::overview::Scope::all()).await {
             Ok(o) => {
                 let q = &o.queue;
                 for (s, n) in [

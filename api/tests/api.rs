@@ -5,7 +5,7 @@ mod support;
 
 use axum::http::StatusCode;
 use cloudsync_api::Limits;
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::control::ControlPlane;
 use serde_json::{json, Value};
 use support::{TestApp, TOKEN};
 

@@ -9,8 +9,8 @@ mod support;
 use axum::http::StatusCode;
 use cloudsync_api::openapi::{methods, operations, secured};
 use cloudsync_api::Limits;
-use cloudsync_tenants::ids::{DatabaseId, SiteHex};
-use cloudsync_tenants::jobs::NewJob;
+use cloudsync_service::control::jobs::NewJob;
+use cloudsync_service::ids::{DatabaseId, SiteHex};
 use serde_json::{json, Value};
 use support::{alg_none, hs256, now_s, TestApp, TOKEN};
 
@@ -61,7 +61,7 @@ async fn fixture(app: &TestApp) -> Fixture {
             bytes: 1,
             from_cursor: "0.0".into(),
             to_cursor: "1.0".into(),
-            actor: cloudsync_tenants::actor::Actor::default(),
+            actor: cloudsync_service::actor::Actor::default(),
         })
         .await
         .unwrap()
@@ -173,7 +173,7 @@ async fn every_route_of_the_document_is_served() {
     // The document and the router come from one builder; check the reverse direction
     // too: no documented operation is missing from the router (405/404 from axum).
     let dir = tempfile::tempdir().unwrap();
-    let cp = cloudsync_tenants::store::ControlPlane::open_sqlite(&dir.path().join("c.sqlite")).await.unwrap();
+    let cp = cloudsync_service::control::ControlPlane::open_sqlite(&dir.path().join("c.sqlite")).await.unwrap();
     let app = support::app_on(cp, Limits::default(), None);
     let doc = cloudsync_api::openapi_document();
     for (method, path) in operations(&doc) {

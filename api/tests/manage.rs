@@ -361,7 +361,7 @@ async fn devices_jobs_and_usage_are_accounted_and_devices_can_be_blocked() {
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after_per_credential() {
     let dir = tempfile::tempdir().unwrap();
-    let cp = cloudsync_tenants::store::ControlPlane::open_sqlite(&dir.path().join("c.sqlite")).await.unwrap();
+    let cp = cloudsync_service::control::ControlPlane::open_sqlite(&dir.path().join("c.sqlite")).await.unwrap();
     let app = support::app_on(cp, Limits::default(), Some((1, 2)));
     let t = app.tenant("t").await;
     let (_, a) = app.key(&t, &["admin"]).await;

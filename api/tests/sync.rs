@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cloudsync_api::Limits;
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::control::ControlPlane;
 use serde_json::json;
 use support::{device_payload, TestApp, TOKEN};
 

@@ -1,133 +1,141 @@
-//! Settings of `cloudsync serve`: flags, then `CLOUDSYNC_*` environment variables, then
-//! the TOML config file, then defaults.
+//! Settings of `cloudsync serve`, layered with figment: flags, then `CLOUDSYNC_*`
+//! environment variables (both read by clap), then the TOML config file, then defaults.
+//!
+//! One struct, [`ServeArgs`], is both the flags and the file's format: the file is the
+//! bottom layer and the flags and variables given are merged over it, so a setting
+//! read from anywhere is validated and defaulted once, in [`Settings::resolve`].
+//! Secrets (the admin token, the secrets key, the control-plane URL with its password,
+//! the S3 secret key) leave this module as `SecretString`: they never print in a
+//! `Debug` and are exposed only where they are used.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::Deserialize;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
-/// Flags of `cloudsync serve` (each also read from its environment variable).
-#[derive(Args, Debug, Default)]
+/// Flags of `cloudsync serve` (each also read from its environment variable), and the
+/// keys of the config file (the same names, without `--`). Not `Debug`: it holds
+/// secrets as given.
+#[derive(Args, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CLOUDSYNC_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     /// Directory for the embedded stores (created if missing).
     #[arg(long, env = "CLOUDSYNC_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Operator token for the admin API (generated and stored in the data directory if
     /// not given).
     #[arg(long, env = "CLOUDSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
     /// Base URL devices use to reach this node (default: http://<listen address>).
     #[arg(long, env = "CLOUDSYNC_PUBLIC_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// TOML config file.
     #[arg(long, env = "CLOUDSYNC_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Apply workers on this node.
     #[arg(long, env = "CLOUDSYNC_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// Log format: text or json.
     #[arg(long, env = "CLOUDSYNC_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
     /// Largest payload accepted inline in an upload, in bytes.
     #[arg(long, env = "CLOUDSYNC_INLINE_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inline_limit: Option<usize>,
     /// Largest payload accepted through a signed upload URL, in bytes.
     #[arg(long, env = "CLOUDSYNC_UPLOAD_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_limit: Option<usize>,
     /// Most bytes an uploaded payload may declare once decompressed, in all.
     #[arg(long, env = "CLOUDSYNC_PAYLOAD_RAW_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_raw_limit: Option<u64>,
     /// Largest download chunk, in bytes (uncompressed estimate; at least 1024).
     #[arg(long, env = "CLOUDSYNC_CHUNK_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_bytes: Option<usize>,
     /// Hours uploaded payloads are kept after upload.
     #[arg(long, env = "CLOUDSYNC_PAYLOAD_RETENTION_HOURS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_retention_hours: Option<u64>,
     /// S3 bucket for payloads (instead of the data directory's folder).
     #[arg(long, env = "CLOUDSYNC_S3_BUCKET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_bucket: Option<String>,
     /// S3 endpoint URL, for S3-compatible services.
     #[arg(long, env = "CLOUDSYNC_S3_ENDPOINT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_endpoint: Option<String>,
     /// S3 region.
     #[arg(long, env = "CLOUDSYNC_S3_REGION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_region: Option<String>,
     /// Key prefix inside the bucket.
     #[arg(long, env = "CLOUDSYNC_S3_PREFIX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_prefix: Option<String>,
     /// S3 access key id.
     #[arg(long, env = "CLOUDSYNC_S3_ACCESS_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_access_key: Option<String>,
     /// S3 secret access key.
     #[arg(long, env = "CLOUDSYNC_S3_SECRET_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_secret_key: Option<String>,
     /// Path-style S3 addressing (endpoint/bucket/key): true or false.
     #[arg(long, env = "CLOUDSYNC_S3_PATH_STYLE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_path_style: Option<bool>,
     /// Control-plane store: postgres://… (for several nodes) or sqlite://… (default: a
     /// SQLite file in the data directory).
     #[arg(long, env = "CLOUDSYNC_CONTROL_PLANE_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane_url: Option<String>,
     /// Key sealing tenants' secrets at rest: 32 bytes, unpadded base64url (default:
     /// generated and stored in the data directory; every node needs the same key).
     #[arg(long, env = "CLOUDSYNC_SECRETS_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key: Option<String>,
     /// Requests per second allowed per API key or JWT user (0: unlimited).
     #[arg(long, env = "CLOUDSYNC_RATE_LIMIT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
     /// Burst allowed above the rate limit.
     #[arg(long, env = "CLOUDSYNC_RATE_BURST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_burst: Option<u32>,
     /// Seconds between JWKS refetches caused by unknown key ids, per JWKS URL.
     #[arg(long, env = "CLOUDSYNC_JWKS_REFRESH_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_refresh_secs: Option<u64>,
     /// Seconds between usage flushes to the control plane.
     #[arg(long, env = "CLOUDSYNC_USAGE_FLUSH_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_flush_secs: Option<u64>,
     /// Connections this node keeps at most to each PostgreSQL backend (default 8).
     #[arg(long, env = "CLOUDSYNC_POSTGRES_POOL_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_pool_size: Option<u32>,
     /// Hosts, addresses and CIDR ranges tenants' URLs (JWKS, PostgreSQL backends) may
     /// reach besides public addresses, comma-separated (e.g. 127.0.0.1,10.0.0.0/8).
     #[arg(long, env = "CLOUDSYNC_EGRESS_ALLOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub egress_allow: Option<String>,
-}
-
-/// The same settings in the config file.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    admin_token: Option<String>,
-    public_url: Option<String>,
-    workers: Option<usize>,
-    log_format: Option<String>,
-    inline_limit: Option<usize>,
-    upload_limit: Option<usize>,
-    chunk_bytes: Option<usize>,
-    payload_raw_limit: Option<u64>,
-    payload_retention_hours: Option<u64>,
-    s3_bucket: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_region: Option<String>,
-    s3_prefix: Option<String>,
-    s3_access_key: Option<String>,
-    s3_secret_key: Option<String>,
-    s3_path_style: Option<bool>,
-    control_plane_url: Option<String>,
-    secrets_key: Option<String>,
-    rate_limit: Option<u32>,
-    rate_burst: Option<u32>,
-    jwks_refresh_secs: Option<u64>,
-    usage_flush_secs: Option<u64>,
-    postgres_pool_size: Option<u32>,
-    egress_allow: Option<String>,
 }
 
 /// Resolved settings.
@@ -135,7 +143,7 @@ struct FileSettings {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
     pub public_url: Option<String>,
     pub workers: usize,
     pub json_logs: bool,
@@ -144,88 +152,79 @@ pub struct Settings {
     pub chunk_bytes: usize,
     pub payload_raw_limit: u64,
     pub payload_retention_hours: u64,
-    pub s3: Option<cloudsync_tenants::payloads::S3Config>,
-    pub control_plane_url: Option<String>,
-    pub secrets_key: Option<String>,
+    pub s3: Option<cloudsync_service::payloads::S3Config>,
+    pub control_plane_url: Option<SecretString>,
+    pub secrets_key: Option<SecretString>,
     pub rate_limit: u32,
     pub rate_burst: u32,
     pub jwks_refresh_secs: u64,
     pub usage_flush_secs: u64,
     pub postgres_pool_size: u32,
-    pub egress: cloudsync_tenants::egress::Egress,
+    pub egress: cloudsync_service::egress::Egress,
 }
 
 impl Settings {
     /// Applies the precedence flags > environment > file > defaults.
     pub fn resolve(args: ServeArgs) -> Result<Settings> {
-        let file: FileSettings = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileSettings::default(),
-        };
-        let log_format = args.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        let mut layers = Figment::new();
+        if let Some(path) = &args.config {
+            // A missing file is an error, not an empty layer: the operator named it.
+            anyhow::ensure!(path.is_file(), "reading {}: no such file", path.display());
+            layers = layers.merge(Toml::file_exact(path));
+        }
+        let a: ServeArgs = layers.merge(Serialized::defaults(&args)).extract().map_err(|e| {
+            let place = args.config.as_ref().map_or_else(String::new, |p| format!(" in {}", p.display()));
+            anyhow::anyhow!("invalid settings{place}: {e}")
+        })?;
+        let log_format = a.log_format.unwrap_or_else(|| "text".into());
         anyhow::ensure!(
             log_format == "text" || log_format == "json",
             "log format must be 'text' or 'json', got '{log_format}'"
         );
-        let workers = args.workers.or(file.workers).unwrap_or(2);
+        let workers = a.workers.unwrap_or(2);
         anyhow::ensure!((1..=64).contains(&workers), "workers must be between 1 and 64");
-        let rate_limit = args.rate_limit.or(file.rate_limit).unwrap_or(100);
-        let usage_flush_secs = args.usage_flush_secs.or(file.usage_flush_secs).unwrap_or(5);
+        let rate_limit = a.rate_limit.unwrap_or(100);
+        let usage_flush_secs = a.usage_flush_secs.unwrap_or(5);
         anyhow::ensure!((1..=3600).contains(&usage_flush_secs), "usage flush interval must be 1 to 3600 seconds");
-        let egress =
-            cloudsync_tenants::egress::Egress::parse(&args.egress_allow.or(file.egress_allow).unwrap_or_default())
-                .map_err(anyhow::Error::msg)?;
+        let egress = cloudsync_service::egress::Egress::parse(&a.egress_allow.unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+        let secret = |v: Option<String>| v.filter(|v| !v.is_empty()).map(SecretString::from);
         Ok(Settings {
             egress,
-            control_plane_url: args.control_plane_url.or(file.control_plane_url).filter(|u| !u.is_empty()),
-            secrets_key: args.secrets_key.or(file.secrets_key).filter(|k| !k.is_empty()),
+            control_plane_url: secret(a.control_plane_url),
+            secrets_key: secret(a.secrets_key),
             rate_limit,
-            rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(rate_limit.saturating_mul(2)),
-            jwks_refresh_secs: args.jwks_refresh_secs.or(file.jwks_refresh_secs).unwrap_or(10),
+            rate_burst: a.rate_burst.unwrap_or(rate_limit.saturating_mul(2)),
+            jwks_refresh_secs: a.jwks_refresh_secs.unwrap_or(10),
             usage_flush_secs,
-            postgres_pool_size: args
+            postgres_pool_size: a
                 .postgres_pool_size
-                .or(file.postgres_pool_size)
-                .unwrap_or(cloudsync_tenants::backends::postgres::DEFAULT_POOL_SIZE)
+                .unwrap_or(cloudsync_service::backends::postgres::DEFAULT_POOL_SIZE)
                 .max(1),
-            listen: args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("cloudsync-data")),
-            admin_token: args.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),
-            public_url: args.public_url.or(file.public_url),
+            listen: a.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("cloudsync-data")),
+            admin_token: secret(a.admin_token),
+            public_url: a.public_url,
             workers,
             json_logs: log_format == "json",
-            inline_limit: args.inline_limit.or(file.inline_limit).unwrap_or(1 << 20),
-            upload_limit: args.upload_limit.or(file.upload_limit).unwrap_or(256 << 20),
-            chunk_bytes: args
-                .chunk_bytes
-                .or(file.chunk_bytes)
-                .unwrap_or(cloudsync_api::Limits::default().chunk_bytes)
-                .max(1024),
-            payload_raw_limit: args
+            inline_limit: a.inline_limit.unwrap_or(1 << 20),
+            upload_limit: a.upload_limit.unwrap_or(256 << 20),
+            chunk_bytes: a.chunk_bytes.unwrap_or(cloudsync_api::Limits::default().chunk_bytes).max(1024),
+            payload_raw_limit: a
                 .payload_raw_limit
-                .or(file.payload_raw_limit)
                 .unwrap_or(cloudsync_api::Limits::default().payload_raw_bytes)
                 .max(1 << 20),
-            payload_retention_hours: args.payload_retention_hours.or(file.payload_retention_hours).unwrap_or(24 * 7),
-            s3: match args.s3_bucket.or(file.s3_bucket) {
+            payload_retention_hours: a.payload_retention_hours.unwrap_or(24 * 7),
+            s3: match a.s3_bucket {
                 None => None,
-                Some(bucket) => Some(cloudsync_tenants::payloads::S3Config {
-                    endpoint: args.s3_endpoint.or(file.s3_endpoint),
-                    region: args.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+                Some(bucket) => Some(cloudsync_service::payloads::S3Config {
+                    endpoint: a.s3_endpoint,
+                    region: a.s3_region.unwrap_or_else(|| "us-east-1".into()),
                     bucket,
-                    prefix: args.s3_prefix.or(file.s3_prefix).unwrap_or_default(),
-                    access_key: args
-                        .s3_access_key
-                        .or(file.s3_access_key)
-                        .context("an S3 bucket needs an access key (--s3-access-key)")?,
-                    secret_key: args
-                        .s3_secret_key
-                        .or(file.s3_secret_key)
-                        .context("an S3 bucket needs a secret key (--s3-secret-key)")?,
-                    path_style: args.s3_path_style.or(file.s3_path_style).unwrap_or(true),
+                    prefix: a.s3_prefix.unwrap_or_default(),
+                    access_key: a.s3_access_key.context("an S3 bucket needs an access key (--s3-access-key)")?,
+                    secret_key: secret(a.s3_secret_key).context("an S3 bucket needs a secret key (--s3-secret-key)")?,
+                    path_style: a.s3_path_style.unwrap_or(true),
                 }),
             },
         })
@@ -249,7 +248,32 @@ mod tests {
         let d = Settings::resolve(ServeArgs::default()).unwrap();
         assert_eq!(d.listen.to_string(), "127.0.0.1:8080");
         std::fs::write(&path, "bogus = 1\n").unwrap();
+        let e = Settings::resolve(ServeArgs { config: Some(path.clone()), ..ServeArgs::default() }).err().unwrap();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        std::fs::write(&path, "workers = \"three\"\n").unwrap();
         assert!(Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).is_err());
+        let missing = dir.join("missing.toml");
+        assert!(Settings::resolve(ServeArgs { config: Some(missing), ..ServeArgs::default() }).is_err());
+    }
+
+    #[test]
+    fn secrets_from_the_file_never_print() {
+        let dir = tempfile_dir();
+        let path = dir.join("secrets.toml");
+        std::fs::write(
+            &path,
+            "admin_token = \"tok-1234\"\nsecrets_key = \"key-5678\"\ncontrol_plane_url = \"postgres://u:pw-9@h/db\"\n\
+             s3_bucket = \"b\"\ns3_access_key = \"ak\"\ns3_secret_key = \"sk-0000\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap();
+        let shown = format!("{s:?}");
+        for secret in ["tok-1234", "key-5678", "pw-9", "sk-0000"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        use secrecy::ExposeSecret;
+        assert_eq!(s.admin_token.as_ref().map(|t| t.expose_secret()), Some("tok-1234"));
+        assert_eq!(s.s3.map(|c| c.secret_key.expose_secret().to_string()).as_deref(), Some("sk-0000"));
     }
 
     fn tempfile_dir() -> PathBuf {

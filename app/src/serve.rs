@@ -7,17 +7,18 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine;
 use cloudsync_api::{AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backends::postgres::PgBackends;
-use cloudsync_tenants::backends::sqlite::SqliteBackends;
-use cloudsync_tenants::backends::Backends;
-use cloudsync_tenants::devices::UsageRecorder;
-use cloudsync_tenants::identity::Verifier;
-use cloudsync_tenants::notify::Notifier;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
-use cloudsync_tenants::secrets::SecretBox;
-use cloudsync_tenants::store::{redact, ControlPlane};
-use cloudsync_tenants::worker;
+use cloudsync_service::backends::postgres::PgBackends;
+use cloudsync_service::backends::sqlite::SqliteBackends;
+use cloudsync_service::backends::Backends;
+use cloudsync_service::control::devices::UsageRecorder;
+use cloudsync_service::control::identity::Verifier;
+use cloudsync_service::control::{redact, ControlPlane};
+use cloudsync_service::notify::Notifier;
+use cloudsync_service::payloads::{AnyStore, FolderStore, PayloadStore, S3Store};
+use cloudsync_service::secrets::SecretBox;
+use cloudsync_service::worker;
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{watch, Notify};
 
 use crate::config::Settings;
@@ -87,7 +88,7 @@ pub async fn run(s: Settings) -> Result<()> {
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
     let control_url = control_plane_url(&s);
     let (secrets_key, _) = match &s.secrets_key {
-        Some(k) => (k.clone(), false),
+        Some(k) => (k.expose_secret().to_string(), false),
         None => {
             if !control_url.starts_with("sqlite:") {
                 tracing::warn!(
@@ -104,7 +105,7 @@ pub async fn run(s: Settings) -> Result<()> {
         .with_context(|| format!("opening the control-plane store {}", redact(&control_url)))?
         .with_secrets(secrets);
     let (admin_token, generated) = match &s.admin_token {
-        Some(t) => (t.clone(), false),
+        Some(t) => (t.expose_secret().to_string(), false),
         None => stored_secret(&s.data_dir.join("admin-token"), || random_token("csa_"))?,
     };
     let (url_secret, _) = stored_secret(&s.data_dir.join("url-signing-key"), || random_token(""))?;
@@ -176,7 +177,7 @@ pub async fn run(s: Settings) -> Result<()> {
         folder,
         notifier,
         wake,
-        admin_token: admin_token.clone(),
+        admin_token: SecretString::from(admin_token.clone()),
         public_url: public_url.clone(),
         limits: Limits {
             inline_bytes: s.inline_limit,
@@ -240,7 +241,7 @@ pub async fn run(s: Settings) -> Result<()> {
 
 /// The control-plane URL: configured, or the SQLite file in the data directory.
 pub fn control_plane_url(s: &Settings) -> String {
-    default_control_url(s.control_plane_url.clone(), &s.data_dir)
+    default_control_url(s.control_plane_url.as_ref().map(|u| u.expose_secret().to_string()), &s.data_dir)
 }
 
 fn default_control_url(url: Option<String>, data_dir: &Path) -> String {

@@ -7,8 +7,8 @@ use axum::http::{header, HeaderMap};
 use cloudsync_api::auth::Caller;
 use cloudsync_api::error::ApiError;
 use cloudsync_api::AppState;
-use cloudsync_tenants::ids::TenantId;
-use cloudsync_tenants::sessions::{Principal, Session};
+use cloudsync_service::control::sessions::{Principal, Session};
+use cloudsync_service::ids::TenantId;
 
 use crate::Problem;
 

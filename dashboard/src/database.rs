@@ -13,12 +13,12 @@ use axum::Form;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_protocol::Provisioning;
-use cloudsync_tenants::devices::Device;
-use cloudsync_tenants::ids::{DatabaseId, SiteHex};
-use cloudsync_tenants::jobs::{Job, JobState};
-use cloudsync_tenants::model::{Database, Tenant};
-use cloudsync_tenants::overview::Scope;
-use cloudsync_tenants::page::PageRequest;
+use cloudsync_service::control::devices::Device;
+use cloudsync_service::control::jobs::{Job, JobState};
+use cloudsync_service::control::overview::Scope;
+use cloudsync_service::ids::{DatabaseId, SiteHex};
+use cloudsync_service::model::{Database, Tenant};
+use cloudsync_service::page::PageRequest;
 use leptos::prelude::*;
 use serde::Deserialize;
 

@@ -96,8 +96,8 @@ impl From<ApiError> for Problem {
     }
 }
 
-impl From<cloudsync_tenants::Error> for Problem {
-    fn from(e: cloudsync_tenants::Error) -> Self {
+impl From<cloudsync_service::Error> for Problem {
+    fn from(e: cloudsync_service::Error) -> Self {
         Problem(e.into())
     }
 }

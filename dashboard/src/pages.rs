@@ -5,9 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use cloudsync_api::AppState;
-use cloudsync_tenants::ids::now_ms;
-use cloudsync_tenants::overview::{FailedJob, Scope};
-use cloudsync_tenants::page::PageRequest;
+use cloudsync_service::control::overview::{FailedJob, Scope};
+use cloudsync_service::ids::now_ms;
+use cloudsync_service::page::PageRequest;
 use leptos::prelude::*;
 use serde::Deserialize;
 
@@ -264,8 +264,8 @@ pub async fn create_tenant(
 }
 
 /// Whether an error is about what the user typed (shown next to the field).
-pub fn is_input_error(e: &cloudsync_tenants::Error) -> bool {
-    matches!(e, cloudsync_tenants::Error::Invalid(_) | cloudsync_tenants::Error::Conflict(_))
+pub fn is_input_error(e: &cloudsync_service::Error) -> bool {
+    matches!(e, cloudsync_service::Error::Invalid(_) | cloudsync_service::Error::Conflict(_))
 }
 
 /// The same for errors already mapped to the API's.

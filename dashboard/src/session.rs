@@ -16,9 +16,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use cloudsync_api::error::ApiError;
 use cloudsync_api::AppState;
-use cloudsync_tenants::keys::{KeyCheck, Scope, PREFIX};
-use cloudsync_tenants::sessions::{random_token, Principal, LIFETIME};
+use cloudsync_service::control::keys::{KeyCheck, Scope, PREFIX};
+use cloudsync_service::control::sessions::{random_token, Principal, LIFETIME};
 use leptos::prelude::*;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -66,7 +67,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let Some(id) = cookie(req.headers(), SESSION_COOKIE) else {
         return signed_out(&req);
     };
-    let session = match state.control.session(&id, &state.admin_token).await {
+    let session = match state.control.session(&id, state.admin_token.expose_secret()).await {
         Ok(Some(s)) => s,
         Ok(None) => return signed_out(&req),
         Err(e) => return Problem::from(ApiError::from(e)).into_response(),
@@ -161,7 +162,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
         );
     }
     let token = f.token.trim();
-    let principal = if !token.is_empty() && same(token, &state.admin_token) {
+    let principal = if !token.is_empty() && same(token, state.admin_token.expose_secret()) {
         Principal::Operator
     } else if token.starts_with(PREFIX) {
         match state.control.authenticate_key(token).await {
@@ -180,7 +181,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
     } else {
         return invalid(&state, &next);
     };
-    let (id, _) = match state.control.create_session(principal, &state.admin_token).await {
+    let (id, _) = match state.control.create_session(principal, state.admin_token.expose_secret()).await {
         Ok(s) => s,
         Err(e) => return Problem::from(ApiError::from(e)).into_response(),
     };

@@ -6,12 +6,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
-use cloudsync_tenants::identity::{IdentityInput, Method};
-use cloudsync_tenants::ids::{now_ms, ApiKeyId, TenantId};
-use cloudsync_tenants::keys::{ApiKey, Scope as KeyScope};
-use cloudsync_tenants::model::{BackendConfig, Tenant};
-use cloudsync_tenants::overview::Scope;
-use cloudsync_tenants::page::PageRequest;
+use cloudsync_service::control::identity::{IdentityInput, Method};
+use cloudsync_service::control::keys::{ApiKey, Scope as KeyScope};
+use cloudsync_service::control::overview::Scope;
+use cloudsync_service::ids::{now_ms, ApiKeyId, TenantId};
+use cloudsync_service::model::{BackendConfig, Tenant};
+use cloudsync_service::page::PageRequest;
 use leptos::prelude::*;
 use serde::Deserialize;
 
@@ -58,7 +58,7 @@ async fn render(
     let keys = state.control.api_keys(&t.id, &PageRequest::new(Some(PAGE), q.key_cursor.as_deref())?).await?;
     let identity = match state.control.identity(&t.id).await {
         Ok(i) => Some(i),
-        Err(cloudsync_tenants::Error::NotFound { .. }) => None,
+        Err(cloudsync_service::Error::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
     let hours = if q.hours == Some(168) { 168 } else { 24 };
@@ -355,7 +355,7 @@ pub struct IdentityFields {
 }
 
 impl IdentityFields {
-    fn from_current(i: Option<&cloudsync_tenants::identity::Identity>) -> IdentityFields {
+    fn from_current(i: Option<&cloudsync_service::control::identity::Identity>) -> IdentityFields {
         let Some(i) = i else {
             return IdentityFields {
                 method: "jwks".into(),

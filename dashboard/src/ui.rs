@@ -1,7 +1,7 @@
 //! Building blocks of the pages: the layout, notices, form fields, pagers, numbers and
 //! times for people, and bar charts drawn as SVG on the server.
 
-use cloudsync_tenants::overview::UsageHour;
+use cloudsync_service::control::overview::UsageHour;
 use leptos::prelude::*;
 
 use crate::admin::Admin;

@@ -13,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cloudsync_api::{router_with, AppState, Limits};
-use cloudsync_tenants::ids::TenantId;
-use cloudsync_tenants::jobs::JobState;
-use cloudsync_tenants::page::PageRequest;
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::control::jobs::JobState;
+use cloudsync_service::control::ControlPlane;
+use cloudsync_service::ids::TenantId;
+use cloudsync_service::page::PageRequest;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 #[path = "../../api/tests/support/mod.rs"]
@@ -224,7 +224,7 @@ async fn operator_runs_the_service_from_the_browser() {
     let report = tokio::task::spawn_blocking(move || sync_device(sync_url, secret)).await.unwrap();
     assert!(report.to_string().contains("sent") || report.is_object(), "{report}");
     let db_id = db_path.rsplit('/').next().unwrap().to_string();
-    let db = cloudsync_tenants::ids::DatabaseId::parse(&db_id).unwrap();
+    let db = cloudsync_service::ids::DatabaseId::parse(&db_id).unwrap();
     let mut done = false;
     for _ in 0..400 {
         let jobs = server.state.control.jobs(&db, None, &PageRequest::first(10)).await.unwrap();

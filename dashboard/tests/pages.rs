@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cloudsync_api::Limits;
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::control::ControlPlane;
 use support::{Resp, TestApp, TOKEN};
 
 async fn app() -> (TestApp, tempfile::TempDir) {
@@ -205,9 +205,9 @@ async fn a_tenant_admin_sees_only_their_tenant_until_the_key_is_revoked() {
 #[tokio::test]
 async fn a_job_page_lists_the_rows_the_database_refused() {
     use cloudsync_protocol::RefusedRow;
-    use cloudsync_tenants::actor::Actor;
-    use cloudsync_tenants::ids::{DatabaseId, SiteHex};
-    use cloudsync_tenants::jobs::NewJob;
+    use cloudsync_service::actor::Actor;
+    use cloudsync_service::control::jobs::NewJob;
+    use cloudsync_service::ids::{DatabaseId, SiteHex};
     let (app, _dir) = app().await;
     let (cookie, _) = sign_in(&app, TOKEN).await.unwrap();
     let tenant = app.tenant("acme").await;

@@ -62,7 +62,7 @@ fn fuzz(args: &[String]) -> Result<()> {
         None => TARGETS.to_vec(),
     };
     let secs = args.get(1).cloned().unwrap_or_else(|| "60".into());
-    let dir = sys::root().join("extensions/core/fuzz");
+    let dir = sys::root().join("core/fuzz");
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from)
         .join("fuzz");

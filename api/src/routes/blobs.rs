@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use cloudsync_tenants::payloads::{Op, PayloadStore};
+use cloudsync_service::payloads::{Op, PayloadStore};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};

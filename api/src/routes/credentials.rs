@@ -4,10 +4,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_tenants::identity::{Identity, IdentityInput};
-use cloudsync_tenants::ids::ApiKeyId;
-use cloudsync_tenants::keys::{ApiKey, Scope};
-use cloudsync_tenants::page::Page;
+use cloudsync_service::control::identity::{Identity, IdentityInput};
+use cloudsync_service::control::keys::{ApiKey, Scope};
+use cloudsync_service::ids::ApiKeyId;
+use cloudsync_service::page::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

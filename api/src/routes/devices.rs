@@ -3,11 +3,11 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
-use cloudsync_tenants::devices::Device;
-use cloudsync_tenants::ids::SiteHex;
-use cloudsync_tenants::jobs::{Job, JobState};
-use cloudsync_tenants::keys::Scope;
-use cloudsync_tenants::page::Page;
+use cloudsync_service::control::devices::Device;
+use cloudsync_service::control::jobs::{Job, JobState};
+use cloudsync_service::control::keys::Scope;
+use cloudsync_service::ids::SiteHex;
+use cloudsync_service::page::Page;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 

@@ -4,12 +4,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_tenants::deletion::{self, Deleted};
-use cloudsync_tenants::devices::Usage;
-use cloudsync_tenants::ids::{now_ms, TenantId};
-use cloudsync_tenants::keys::Scope;
-use cloudsync_tenants::model::Tenant;
-use cloudsync_tenants::page::Page;
+use cloudsync_service::control::devices::Usage;
+use cloudsync_service::control::keys::Scope;
+use cloudsync_service::deletion::{self, Deleted};
+use cloudsync_service::ids::{now_ms, TenantId};
+use cloudsync_service::model::Tenant;
+use cloudsync_service::page::Page;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -31,8 +31,8 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The page requested.
-    pub fn page(&self) -> ApiResult<cloudsync_tenants::page::PageRequest> {
-        Ok(cloudsync_tenants::page::PageRequest::new(self.limit, self.cursor.as_deref())?)
+    pub fn page(&self) -> ApiResult<cloudsync_service::page::PageRequest> {
+        Ok(cloudsync_service::page::PageRequest::new(self.limit, self.cursor.as_deref())?)
     }
 }
 

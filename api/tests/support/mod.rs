@@ -8,20 +8,20 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use cloudsync_api::{router, AppState, Inner, Limits, Metrics};
-use cloudsync_tenants::backends::postgres::PgBackends;
-use cloudsync_tenants::backends::sqlite::SqliteBackends;
-use cloudsync_tenants::backends::Backends;
-use cloudsync_tenants::devices::UsageRecorder;
-use cloudsync_tenants::identity::Verifier;
-use cloudsync_tenants::notify::Notifier;
-use cloudsync_tenants::payloads::{AnyStore, FolderStore};
-use cloudsync_tenants::secrets::SecretBox;
-use cloudsync_tenants::store::ControlPlane;
+use cloudsync_service::backends::postgres::PgBackends;
+use cloudsync_service::backends::sqlite::SqliteBackends;
+use cloudsync_service::backends::Backends;
+use cloudsync_service::control::devices::UsageRecorder;
+use cloudsync_service::control::identity::Verifier;
+use cloudsync_service::control::ControlPlane;
+use cloudsync_service::notify::Notifier;
+use cloudsync_service::payloads::{AnyStore, FolderStore};
+use cloudsync_service::secrets::SecretBox;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-#[path = "../../../tenants/tests/common/mod.rs"]
+#[path = "../../../service/tests/common/mod.rs"]
 pub mod common;
 
 pub const TOKEN: &str = "csa_test_admin_token";
@@ -55,7 +55,7 @@ pub fn state_on(
     std::mem::forget(tx);
     let control = control.with_secrets(SecretBox::from_text(&SecretBox::generate_text()).unwrap());
     // Everything here runs on loopback, as on an operator's single machine.
-    let egress = Arc::new(cloudsync_tenants::egress::Egress::parse("127.0.0.1").unwrap());
+    let egress = Arc::new(cloudsync_service::egress::Egress::parse("127.0.0.1").unwrap());
     AppState(Arc::new(Inner {
         control: control.clone(),
         backends: Arc::new(Backends::new(
@@ -84,7 +84,7 @@ pub fn state_on(
 /// when the returned sender sends `true` (or is dropped).
 pub fn workers(state: &AppState, n: usize) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(cloudsync_tenants::worker::Context {
+    let ctx = Arc::new(cloudsync_service::worker::Context {
         control: state.control.clone(),
         backends: Arc::clone(&state.backends),
         payloads: Arc::clone(&state.payloads),
@@ -93,7 +93,7 @@ pub fn workers(state: &AppState, n: usize) -> (tokio::sync::watch::Sender<bool>,
         node: "test".into(),
         observer: Arc::new(state.metrics.clone()),
     });
-    (stop, cloudsync_tenants::worker::spawn(n, ctx, shutdown))
+    (stop, cloudsync_service::worker::spawn(n, ctx, shutdown))
 }
 
 /// A response.

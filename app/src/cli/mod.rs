@@ -31,7 +31,7 @@ pub fn translate_ddl(file: Option<&std::path::Path>, as_json: bool) -> Result<()
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
     };
-    let t = cloudsync_core::ddl::translate(&sql)?;
+    let t = cloudsync_ddl::translate(&sql)?;
     if as_json {
         let tables: Vec<Value> = t
             .tables

@@ -406,7 +406,7 @@ impl Drop for PgDb {
     }
 }
 
-#[path = "../../../tenants/tests/s3_server/mod.rs"]
+#[path = "../../../service/tests/s3_server/mod.rs"]
 mod s3_server;
 // Not every test crate including this module starts an S3 server.
 #[allow(unused_imports)]

@@ -27,7 +27,7 @@ fn cloudsync_version() -> &'static str {
 /// gives 42601.
 #[pg_extern(immutable, parallel_safe)]
 fn cloudsync_translate_ddl(sqlite_sql: &str) -> String {
-    report(cloudsync_core::ddl::translate(sqlite_sql).map(|t| t.script()).map_err(Error::from))
+    report(cloudsync_ddl::translate(sqlite_sql).map(|t| t.script()).map_err(Error::from))
 }
 
 /// This database's site id (16 bytes).

@@ -97,7 +97,7 @@ pub enum Error {
     ForeignSite(String),
     /// SQLite DDL that does not translate (`cloudsync_translate_ddl`).
     #[error("{0}")]
-    Translate(#[from] cloudsync_core::ddl::TranslateError),
+    Translate(#[from] cloudsync_ddl::TranslateError),
     /// SPI failed.
     #[error("SPI error: {0}")]
     Spi(#[from] pgrx::spi::SpiError),
@@ -128,9 +128,9 @@ impl Error {
             Error::Corrupt(_) => C::ERRCODE_DATA_CORRUPTED,
             Error::Hidden { .. } | Error::ForeignSite(_) => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
             Error::Translate(t) => match t {
-                cloudsync_core::ddl::TranslateError::Syntax(_) => C::ERRCODE_SYNTAX_ERROR,
-                cloudsync_core::ddl::TranslateError::Empty => C::ERRCODE_INVALID_PARAMETER_VALUE,
-                cloudsync_core::ddl::TranslateError::Refused(_) => C::ERRCODE_FEATURE_NOT_SUPPORTED,
+                cloudsync_ddl::TranslateError::Syntax(_) => C::ERRCODE_SYNTAX_ERROR,
+                cloudsync_ddl::TranslateError::Empty => C::ERRCODE_INVALID_PARAMETER_VALUE,
+                cloudsync_ddl::TranslateError::Refused(_) => C::ERRCODE_FEATURE_NOT_SUPPORTED,
             },
             Error::Spi(_) => C::ERRCODE_INTERNAL_ERROR,
         }

@@ -40,10 +40,10 @@ pub enum Error {
     /// compile, provisioning SQL that creates no table).
     #[error("{0}")]
     Invalid(String),
-    /// Schema SQL the guard refuses (`cloudsync_core::ddl::guard`): it does not parse as
+    /// Schema SQL the guard refuses (`cloudsync_ddl::guard`): it does not parse as
     /// `CREATE TABLE`/`CREATE INDEX`, or holds constructs refused for every backend.
     #[error(transparent)]
-    Schema(#[from] cloudsync_core::ddl::TranslateError),
+    Schema(#[from] cloudsync_ddl::TranslateError),
     /// A bad argument to a SQL function.
     #[error("{function}: {why}")]
     Argument {

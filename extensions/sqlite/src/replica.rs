@@ -120,7 +120,7 @@ impl Replica {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        let emitted = cloudsync_core::ddl::guard::schema(sql)?;
+        let emitted = cloudsync_ddl::guard::schema(sql)?;
         self.scoped(|conn| {
             let txn = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             let done = provision_in(conn, &emitted, algos, flags)?;
@@ -305,7 +305,7 @@ fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &P
 /// tables.
 fn provision_in(
     conn: &Connection,
-    emitted: &[cloudsync_core::ddl::guard::Emitted],
+    emitted: &[cloudsync_ddl::guard::Emitted],
     algos: &BTreeMap<String, String>,
     flags: &BTreeMap<String, i64>,
 ) -> Result<Provisioning> {

@@ -1,0 +1,132 @@
+//! Downloads: the next bounded chunk of the central feed minus the device's own
+//! changes, long-polling when there is none, restarting a device's pass when the rules
+//! of what it may read changed.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cloudsync_core::feed::Checkpoint;
+use cloudsync_protocol::sync::header::MORE_FOLLOWS;
+use cloudsync_service::control::devices::Activity;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{cursor_text, parse_cursor, Payload, SyncCtx, CHANGES, CURSOR, MAX_WAIT, MORE, PAYLOAD_TYPE};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+use crate::metrics::Action;
+use crate::AppState;
+
+/// Query of a download.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DownloadQuery {
+    /// The device's site id (32 hex characters), unless the `x-cloudsync-site` header
+    /// names it (read by [`SyncCtx`]).
+    #[serde(default)]
+    #[allow(dead_code)]
+    site: Option<String>,
+    /// Server position to continue after (`<db_version>.<seq>`; default the beginning).
+    #[serde(default)]
+    after: Option<String>,
+    /// Wait up to this long (ms, at most 60000) for changes when there are none.
+    #[serde(default)]
+    #[param(minimum = 0)]
+    wait_ms: Option<u64>,
+    /// Largest chunk wanted (bytes; clamped to the server's chunk size).
+    #[serde(default)]
+    #[param(minimum = 0)]
+    max_bytes: Option<usize>,
+}
+
+/// Download the next chunk of changes the device did not write; long-polls with
+/// `wait_ms`. The chunk's end position is in `x-cloudsync-cursor`.
+#[utoipa::path(get, path = "/v1/sync/{db}/changes", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), DownloadQuery),
+    responses(
+        (status = 200, description = "A chunk of changes", body = Payload, content_type = "application/vnd.cloudsync.payload",
+            headers(("x-cloudsync-cursor" = String, description = "Position the chunk ends at"),
+                ("x-cloudsync-more" = String, description = "`1` when more changes follow"),
+                ("x-cloudsync-changes" = u64, description = "Changes in the chunk"))),
+        (status = 204, description = "No changes (within `wait_ms`)",
+            headers(("x-cloudsync-cursor" = String, description = "The current position")))))]
+pub async fn download(
+    State(state): State<AppState>,
+    ctx: SyncCtx,
+    Query(q): Query<DownloadQuery>,
+) -> ApiResult<Response> {
+    let (db, site) = (&ctx.db, ctx.site);
+    let q = q?;
+    let actor = ctx.caller.actor(db)?;
+    let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Checkpoint::ZERO);
+    // When the rules deciding what this device may read changed since it was last served
+    // (or it never stored a checkpoint of the pass that restarted it), it starts over:
+    // rows that became visible reach it although they did not change (docs/rls.md).
+    // While that pass runs, only the last checkpoint it handed out continues it; any
+    // other (a response lost, a checkpoint from before) starts it again, which merges
+    // make harmless.
+    let mut restart_pass = None;
+    if let Some(rules) = state.backends.of(db).visibility().await? {
+        let (seen, last) = state.control.device_visibility(&db.id, &site).await?;
+        let continuing = match last.as_deref().map(parse_cursor).transpose()? {
+            Some(last) => seen.as_deref() == Some(rules.as_str()) && last == after,
+            None => seen.as_deref() == Some(rules.as_str()),
+        };
+        if !continuing {
+            after = Checkpoint::ZERO;
+        }
+        if !continuing || last.is_some() {
+            restart_pass = Some(rules);
+        }
+    }
+    let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before reading, so a change applied in between is not missed.
+    let mut changed = state.notifier.subscribe(&db.id);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let chunk = state.backends.of(db).changes(after, site.0, max_bytes, &actor).await?;
+        if let Some(rules) = &restart_pass {
+            let last = chunk.more.then(|| cursor_text(chunk.next));
+            state.control.set_device_visibility(&db.id, &site, rules, last.as_deref()).await?;
+            if !chunk.more {
+                restart_pass = None;
+            }
+        }
+        let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
+        if let Some(payload) = chunk.payload {
+            activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);
+            activity.changes_out = i64::try_from(chunk.changes).unwrap_or(i64::MAX);
+            ctx.record(&state, activity);
+            state.metrics.payload(&db.tenant_id, Action::Download, payload.len(), chunk.changes);
+            let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, PAYLOAD_TYPE)], payload).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                CURSOR,
+                HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
+            );
+            h.insert(MORE, HeaderValue::from_static(if chunk.more { MORE_FOLLOWS } else { "0" }));
+            h.insert(CHANGES, HeaderValue::from(chunk.changes));
+            return Ok(resp);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || *shutdown.borrow() {
+            ctx.record(&state, activity);
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            resp.headers_mut().insert(
+                CURSOR,
+                HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
+            );
+            return Ok(resp);
+        }
+        // Woken by an apply on this node; polled once a second for applies on others.
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = tokio::time::sleep((deadline - now).min(Duration::from_secs(1))) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

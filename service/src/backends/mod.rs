@@ -1,0 +1,115 @@
+//! Every tenant database, whatever its engine, behind one trait: [`TenantDb`]. The
+//! SQLite files this service manages ([`sqlite`]: a `Replica` of the SQLite adapter,
+//! blocking, run on tokio's blocking pool within a permit) and tenants' own PostgreSQL
+//! databases ([`postgres`]: Postgres Sync, through SQL) answer in the same shapes — an
+//! apply returns the rows applied and refused, each engine deciding refusals itself; a
+//! download returns one bounded chunk.
+//!
+//! [`Backends::of`] is the one place the service picks an engine for a database.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cloudsync_core::feed::{Checkpoint, Chunk};
+use cloudsync_core::SiteId;
+use cloudsync_protocol::{ApplyOutcome, Provisioning, TableInfo};
+
+use crate::actor::Actor;
+use crate::control::ControlPlane;
+use crate::model::{BackendConfig, Database, DatabaseSettings};
+use crate::Result;
+
+/// What the service asks of a tenant database.
+#[async_trait::async_trait]
+pub trait TenantDb: Send + Sync {
+    /// Makes a new database's central copy (SQLite), or checks the tenant's PostgreSQL
+    /// database is usable (reachable, extension created, schemas exist).
+    async fn create(&self) -> Result<()>;
+
+    /// Removes the database's central copy. A PostgreSQL backend is the tenant's: its
+    /// data stays; only this node's connections to it are closed.
+    async fn delete(&self) -> Result<()>;
+
+    /// Creates tables (SQLite DDL; translated for PostgreSQL) and enables sync on them,
+    /// all or nothing; a `dry_run` reports what it would do and rolls back.
+    async fn provision(
+        &self,
+        sql: String,
+        algos: BTreeMap<String, String>,
+        flags: BTreeMap<String, i64>,
+        dry_run: bool,
+    ) -> Result<Provisioning>;
+
+    /// The canonical name of the synced table `name`, or `NotFound`.
+    async fn synced_table(&self, name: &str) -> Result<String>;
+
+    /// The synced tables, with row counts.
+    async fn tables(&self) -> Result<Vec<TableInfo>>;
+
+    /// Applies a payload `uploader` uploaded (already checked against the hash its
+    /// object key names), acting as `actor`. The engine decodes it once, refuses it
+    /// whole when it holds another site's changes, and applies each row whole or
+    /// reports it refused (a policy, a constraint, a value).
+    async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome>;
+
+    /// The next chunk of changes after `after` that `device` did not write, as `actor`
+    /// may see them.
+    async fn changes(&self, after: Checkpoint, device: SiteId, max_bytes: usize, actor: &Actor) -> Result<Chunk>;
+
+    /// Checks the row policies of `settings` against the database: they compile
+    /// against their tables (SQLite); a PostgreSQL backend has none (its own row-level
+    /// security decides).
+    async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()>;
+
+    /// Of `keys` (a device's rows of `table`, payload-encoded), those that exist
+    /// centrally but `actor` may not read: what a device flags as no longer visible
+    /// (`docs/rls.md`).
+    async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>>;
+
+    /// A fingerprint of what decides which rows a device may read: the read policies
+    /// (SQLite), or the row-level security of the synced tables (PostgreSQL: whether it
+    /// is enabled, every policy's command, roles and expressions). None when nothing
+    /// restricts reads. When it changes, devices download everything visible again.
+    async fn visibility(&self) -> Result<Option<String>>;
+
+    /// The database's feed position.
+    async fn db_version(&self) -> Result<u64>;
+}
+
+/// The tenant databases of this node.
+pub struct Backends {
+    /// SQLite files in the data directory.
+    pub sqlite: Arc<sqlite::SqliteBackends>,
+    /// Tenants' PostgreSQL databases.
+    pub postgres: postgres::PgBackends,
+    control: ControlPlane,
+}
+
+impl Backends {
+    /// The backends of this node; `control` unseals a PostgreSQL backend's URL when its
+    /// pool is first made.
+    pub fn new(sqlite: sqlite::SqliteBackends, postgres: postgres::PgBackends, control: ControlPlane) -> Backends {
+        Backends { sqlite: Arc::new(sqlite), postgres, control }
+    }
+
+    /// The database `db`, on its engine.
+    pub fn of<'a>(&'a self, db: &'a Database) -> Box<dyn TenantDb + 'a> {
+        match &db.backend {
+            BackendConfig::Sqlite => Box::new(sqlite::SqliteDb::new(&self.sqlite, db)),
+            BackendConfig::Postgres { .. } => Box::new(postgres::PgDb::new(&self.postgres, &self.control, db)),
+        }
+    }
+
+    /// Blocking SQLite calls running now, and PostgreSQL connections in use.
+    pub fn in_use(&self) -> usize {
+        self.sqlite.in_use() + self.postgres.in_use()
+    }
+
+    /// Idle connections held by this node, over all backends.
+    pub fn idle_connections(&self) -> usize {
+        self.sqlite.idle_connections() + self.postgres.idle_connections()
+    }
+}

@@ -1,0 +1,540 @@
+//! Tenant databases on the tenant's own PostgreSQL (with the `cloudsync` extension):
+//! a bounded connection pool per database, provisioning by translating SQLite DDL,
+//! and applies and downloads under each device's identity (`docs/rls.md`).
+//!
+//! The service connects as the backend URL's user. That role owns the sync metadata
+//! and should have `BYPASSRLS` (or be the tables' owner): it is used as-is only for
+//! operator actions (provisioning, listing tables). Every device apply and download
+//! runs in a transaction that sets `request.jwt.claims` and reads/writes the user's
+//! tables as the device's role (`cloudsync_payload_apply_rows(…, as_role, …)`,
+//! `cloudsync_payload_encode_next(…, visible_to)`), so the database's privileges and
+//! row-level security decide. Which rows are refused is Postgres Sync's decision, made
+//! in one call that applies each refused row's neighbours in per-row subtransactions.
+//!
+//! One file, over 500 lines: the PostgreSQL backend's pools, egress-checked
+//! connections (the half that is not [`TenantDb`]), and its [`TenantDb`] methods, of
+//! which provisioning (translating SQLite DDL against the existing tables) is the
+//! longest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudsync_core::feed::{Checkpoint, Chunk};
+use cloudsync_core::{Cursor, SiteId};
+use cloudsync_ddl::{self as ddl, Existing, Target};
+use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sqlstate, TableInfo};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
+
+use super::TenantDb;
+use crate::actor::Actor;
+use crate::control::ControlPlane;
+use crate::egress::Egress;
+use crate::ids::DatabaseId;
+use crate::model::{check_backend_url, url_part, BackendConfig, Database, DatabaseSettings};
+use crate::{Error, Result};
+
+/// Connections per PostgreSQL backend, per node.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// How long a request waits for a connection or a server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL backends this node has connected to.
+pub struct PgBackends {
+    pools: Mutex<HashMap<DatabaseId, PgPool>>,
+    pool_size: u32,
+    egress: Arc<Egress>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A tenant database's error, as the control plane reports it. Connection failures
+/// are `Unreachable` (retried); the server's errors keep their SQLSTATE.
+pub fn pg_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) => Error::Postgres {
+            sqlstate: d.code().map(Sqlstate::new).unwrap_or_default(),
+            message: d.message().to_string(),
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => Error::Unreachable(e.to_string()),
+        _ => Error::Postgres { sqlstate: Sqlstate::default(), message: e.to_string() },
+    }
+}
+
+/// How the node connects to a backend: built field by field from the tenant's URL,
+/// never parsed by the driver (which would read the node's `~/.pgpass` and `PG*`
+/// environment, follow `host=`/`hostaddr=` parameters and unix sockets, and read
+/// certificate files named in the URL). The host is resolved through the egress
+/// policy and the connection pinned to the first allowed address, so the pool's
+/// later connections go where the check said (no DNS rebinding).
+async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backend url: {e}")))?;
+    // Stored URLs are checked again: one stored before a rule existed fails closed.
+    let sslmode = check_backend_url(&parsed, false)?;
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed.port().unwrap_or(5432);
+    let addr =
+        *egress.resolve("backend url", host, port).await?.first().ok_or_else(|| Error::Unreachable(host.into()))?;
+    // The connection goes to the address just checked (a later DNS answer changes
+    // nothing), except with `verify-full`: the driver checks the server's certificate
+    // against the host it connects by, so it must connect by the name and resolve it
+    // again. A DNS answer changed in between reaches only a server holding a
+    // certificate for the tenant's own host name from a trusted authority; the
+    // handshake fails before any query anywhere else (`docs/security.md`).
+    let target = match (sslmode, parsed.host()) {
+        (sqlx::postgres::PgSslMode::VerifyFull, Some(url::Host::Domain(name))) => name.to_string(),
+        _ => addr.ip().to_string(),
+    };
+    Ok(PgConnectOptions::new_without_pgpass()
+        .host(&target)
+        .port(addr.port())
+        .username(&url_part(parsed.username()))
+        // Always set: without it the driver would send the node's PGPASSWORD.
+        .password(&parsed.password().map(url_part).unwrap_or_default())
+        .database(&url_part(parsed.path().trim_start_matches('/')))
+        .ssl_mode(sslmode)
+        .application_name("cloudsync"))
+}
+
+/// Sets the device's identity for the rest of the transaction: `request.jwt.claims`
+/// (and the older per-claim settings some policies read).
+async fn set_identity(tx: &mut Transaction<'_, Postgres>, actor: &Actor) -> Result<()> {
+    let claims = actor.claims.to_string();
+    let sub = actor.user_id.clone().unwrap_or_default();
+    sqlx::query(
+        "SELECT set_config('request.jwt.claims', $1, true), set_config('request.jwt.claim.sub', $2, true), \
+         set_config('request.jwt.claim.role', $3, true)",
+    )
+    .bind(claims)
+    .bind(sub)
+    .bind(&actor.role)
+    .execute(&mut **tx)
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+impl PgBackends {
+    /// No pools yet; each backend gets up to `pool_size` connections, to hosts the
+    /// `egress` policy allows.
+    pub fn new(pool_size: u32, egress: Arc<Egress>) -> PgBackends {
+        PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1), egress }
+    }
+
+    /// The database's pool, made on first use (the host resolved and pinned then): only
+    /// then is the URL, with its password, unsealed (`url`).
+    async fn pool(&self, db: &DatabaseId, url: impl FnOnce() -> Result<String>) -> Result<PgPool> {
+        if let Some(p) = lock(&self.pools).get(db) {
+            return Ok(p.clone());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(self.pool_size)
+            .min_connections(0)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options(&self.egress, &url()?).await?);
+        Ok(lock(&self.pools).entry(db.clone()).or_insert(pool).clone())
+    }
+
+    /// Closes and forgets a database's pool (deleted, or its URL changed).
+    pub fn forget(&self, db: &DatabaseId) {
+        if let Some(p) = lock(&self.pools).remove(db) {
+            tokio::spawn(async move { p.close().await });
+        }
+    }
+
+    /// Connections in use by this node (all PostgreSQL backends).
+    pub fn in_use(&self) -> usize {
+        lock(&self.pools).values().map(|p| usize::try_from(p.size()).unwrap_or(0).saturating_sub(p.num_idle())).sum()
+    }
+
+    /// Idle connections held by this node (all PostgreSQL backends).
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.pools).values().map(PgPool::num_idle).sum()
+    }
+
+    /// Checks a backend before it is used: the server answers, the extension is
+    /// created in the database (with how to install it if not), the schemas exist.
+    pub async fn check(&self, url: &str, backend: &BackendConfig) -> Result<()> {
+        let BackendConfig::Postgres { schema, tables, .. } = backend else { return Ok(()) };
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options(&self.egress, url).await?))
+                .await
+                .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
+                .map_err(|e| match pg_error(e) {
+                    Error::Postgres { message, .. } => {
+                        Error::Invalid(format!("cannot connect to the backend: {message}"))
+                    }
+                    other => other,
+                })?;
+        let installed: Option<String> =
+            sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'cloudsync'")
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(pg_error)?;
+        if installed.is_none() {
+            let available: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'cloudsync')")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(pg_error)?;
+            return Err(Error::Invalid(if available {
+                "the cloudsync extension is not created in this database: run CREATE EXTENSION cloudsync \
+                 (as its owner) and create the database again"
+                    .into()
+            } else {
+                "the cloudsync extension is not installed on this PostgreSQL server: build and install it with \
+                 `cargo xtask pg install` on the server (docs/postgres.md), then CREATE EXTENSION cloudsync"
+                    .into()
+            }));
+        }
+        for s in std::iter::once(schema).chain(tables.values()) {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(s)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(pg_error)?;
+            if !exists {
+                return Err(Error::Invalid(format!("schema '{s}' does not exist in the backend database")));
+            }
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+/// One tenant PostgreSQL database ([`TenantDb`]).
+pub struct PgDb<'a> {
+    pg: &'a PgBackends,
+    control: &'a ControlPlane,
+    db: &'a Database,
+}
+
+impl<'a> PgDb<'a> {
+    /// `db`, through `pg`'s pools; `control` unseals its URL when a pool is made.
+    pub fn new(pg: &'a PgBackends, control: &'a ControlPlane, db: &'a Database) -> Self {
+        PgDb { pg, control, db }
+    }
+
+    fn url(&self) -> Result<String> {
+        self.control.backend_url(self.db)?.ok_or_else(|| Error::Invalid("not a PostgreSQL backend".into()))
+    }
+
+    async fn pool(&self) -> Result<PgPool> {
+        self.pg.pool(&self.db.id, || self.url()).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TenantDb for PgDb<'_> {
+    async fn create(&self) -> Result<()> {
+        self.pg.check(&self.url()?, &self.db.backend).await
+    }
+
+    async fn delete(&self) -> Result<()> {
+        self.pg.forget(&self.db.id);
+        Ok(())
+    }
+
+    /// Creates tables from SQLite DDL, translated (`docs/translate-ddl.md`), and
+    /// enables sync on them, in one transaction (rolled back for a dry run). Tables
+    /// that exist get their new columns. Runs as the backend's own role.
+    async fn provision(
+        &self,
+        sql: String,
+        algos: BTreeMap<String, String>,
+        flags: BTreeMap<String, i64>,
+        dry_run: bool,
+    ) -> Result<Provisioning> {
+        let (sql, algos, flags) = (&sql, &algos, &flags);
+        let BackendConfig::Postgres { schema, tables: per_table, .. } = &self.db.backend else {
+            return Err(Error::Invalid("not a PostgreSQL backend".into()));
+        };
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        let mut schemas: Vec<String> = per_table.values().cloned().collect();
+        schemas.push(schema.clone());
+        let mut existing = Existing::new();
+        for r in sqlx::query(
+            "SELECT c.relname::text AS t, a.attname::text AS c, n.nspname::text AS s FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid \
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY c.relname, a.attnum",
+        )
+        .bind(&schemas)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg_error)?
+        {
+            let (table, column, in_schema): (String, String, String) = (r.get("t"), r.get("c"), r.get("s"));
+            let wanted = per_table.iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map_or(schema, |(_, s)| s);
+            if *wanted == in_schema {
+                existing.entry(table).or_default().push(column);
+            }
+        }
+        let target = Target { schema: Some(schema.clone()), tables: per_table.clone() };
+        let translation = ddl::translate_into(sql, &existing, &target)?;
+        if let Some(unknown) = algos
+            .keys()
+            .chain(flags.keys())
+            .find(|t| !translation.tables.iter().any(|x| !x.existing && x.name.eq_ignore_ascii_case(t)))
+        {
+            return Err(Error::Invalid(format!(
+                "algo or flags given for table '{unknown}', which this SQL does not create"
+            )));
+        }
+        let mut statements = Vec::new();
+        for stmt in &translation.statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| with_statement(pg_error(e), stmt))?;
+            statements.push(stmt.clone());
+        }
+        // New tables, and tables that existed without being synced, get synced.
+        let synced: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM cloudsync.tables").fetch_all(&mut *tx).await.map_err(pg_error)?;
+        let mut out = Vec::new();
+        for t in
+            translation.tables.iter().filter(|t| !t.existing || !synced.iter().any(|s| s.eq_ignore_ascii_case(&t.name)))
+        {
+            if let Some(why) = &t.unsynced {
+                return Err(Error::Invalid(format!("table '{}' cannot be synced: {why}", t.name)));
+            }
+            let pick = |m: &BTreeMap<String, String>| {
+                m.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.name)).map(|(_, v)| v.clone())
+            };
+            let algo = pick(algos).unwrap_or_else(|| "cls".into());
+            let flag = flags.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.name)).map_or(0, |(_, v)| *v);
+            let in_schema = pick(per_table).unwrap_or_else(|| schema.clone());
+            let init = "SELECT cloudsync_init(format('%I.%I', $1::text, $2::text), $3, $4::int)";
+            sqlx::query(init)
+                .bind(&in_schema)
+                .bind(&t.name)
+                .bind(&algo)
+                .bind(flag)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| with_statement(pg_error(e), &format!("cloudsync_init of table {}", t.name)))?;
+            statements.push(format!(
+                "SELECT cloudsync_init('{}.{}', '{algo}', {flag})",
+                ddl::ident(&in_schema),
+                ddl::ident(&t.name)
+            ));
+            out.push(Provisioned { table: t.name.clone(), algo });
+        }
+        if dry_run {
+            tx.rollback().await.map_err(pg_error)?;
+        } else {
+            tx.commit().await.map_err(pg_error)?;
+        }
+        Ok(Provisioning { statements, tables: out })
+    }
+
+    /// The sync name of the synced table `name` (matched case-insensitively, as
+    /// SQLite devices name tables), or `NotFound`.
+    async fn synced_table(&self, name: &str) -> Result<String> {
+        let pool = self.pool().await?;
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM cloudsync.tables WHERE lower(name) = lower($1) ORDER BY name = $1 DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&pool)
+        .await
+        .map_err(pg_error)?;
+        found.ok_or(Error::NotFound { what: "synced table" })
+    }
+
+    /// The synced tables, with their row counts (all rows: the backend's own role).
+    async fn tables(&self) -> Result<Vec<TableInfo>> {
+        let pool = self.pool().await?;
+        let mut conn = pool.acquire().await.map_err(pg_error)?;
+        let rows = sqlx::query(
+            "SELECT t.name, t.algo, t.enabled, t.pk, t.relid::text AS rel, \
+             coalesce((SELECT array_agg(c.name ORDER BY c.id) FROM cloudsync.columns c WHERE c.tbl = t.id AND NOT c.dropped), \
+             '{}') AS columns FROM cloudsync.tables t ORDER BY t.name",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(pg_error)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let rel: String = r.get("rel");
+            // `rel` is regclass output: a quoted, schema-qualified name.
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {rel}")))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(pg_error)?;
+            out.push(TableInfo {
+                table: r.get("name"),
+                algo: r.get("algo"),
+                enabled: r.get("enabled"),
+                key: r.get("pk"),
+                columns: r.get("columns"),
+                rows: count,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        // Postgres Sync decodes the payload once, checks its sites, and applies it whole
+        // or, when a row is refused, row by row in subtransactions.
+        let (applied, refused): (i64, String) =
+            sqlx::query_as("SELECT applied, refused::text FROM cloudsync_payload_apply_rows($1, $2, $3)")
+                .bind(&payload)
+                .bind(&actor.role)
+                .bind(uploader.as_bytes().to_vec())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        let refused: Vec<RefusedRow> = serde_json::from_str(&refused).map_err(|e| Error::Postgres {
+            sqlstate: Sqlstate::default(),
+            message: format!("cloudsync_payload_apply_rows answered refused rows that do not read back: {e}"),
+        })?;
+        Ok(ApplyOutcome { applied: u64::try_from(applied).unwrap_or(0), refused })
+    }
+
+    async fn changes(&self, after: Checkpoint, device: SiteId, _max_bytes: usize, actor: &Actor) -> Result<Chunk> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        // Postgres Sync reads whole feeds (each complete, in one snapshot) from a whole
+        // version: from the pass's base, so a checkpoint partway through a pass (only a
+        // SQLite backend hands those out) re-reads what it may lack, which merges make
+        // harmless.
+        let base = after.base;
+        let whole = if base.seq == u64::MAX { base.db_version } else { base.db_version.saturating_sub(1) };
+        let since = i64::try_from(whole).map_err(|_| Error::Invalid("cursor out of range".into()))?;
+        let row = sqlx::query("SELECT payload, changes, db_version FROM cloudsync_payload_encode_next($1, $2, $3)")
+            .bind(since)
+            .bind(device.as_bytes().to_vec())
+            .bind(&actor.role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        let upto: i64 = row.get("db_version");
+        let changes: i64 = row.get("changes");
+        Ok(Chunk {
+            payload: row.get("payload"),
+            changes: u64::try_from(changes).unwrap_or(0),
+            // Complete through the version the read was bounded by (`cloudsync_core::feed`).
+            next: Checkpoint::complete(Cursor::through(u64::try_from(upto).unwrap_or(0)).max(after.after)),
+            more: false,
+        })
+    }
+
+    async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()> {
+        if settings.read_policies().is_empty() && settings.write_policies().is_empty() {
+            return Ok(());
+        }
+        Err(Error::Invalid(
+            "row policies are for SQLite backends; on PostgreSQL, use the database's row-level security \
+             (CREATE POLICY), which devices' changes are applied under"
+                .into(),
+        ))
+    }
+
+    /// A fingerprint of the row-level security of the synced tables (see
+    /// [`TenantDb::visibility`]); None when none of them has RLS on.
+    async fn visibility(&self) -> Result<Option<String>> {
+        let pool = self.pool().await?;
+        let row: (bool, Option<String>) = sqlx::query_as(
+            "SELECT coalesce(bool_or(c.relrowsecurity), false), md5(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, \
+             (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)), ';' ORDER BY p.polname) \
+              FROM pg_policy p WHERE p.polrelid = c.oid)), ',' ORDER BY t.name)) \
+             FROM cloudsync.tables t JOIN pg_class c ON c.oid = t.relid",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(pg_error)?;
+        Ok(if row.0 { row.1 } else { None })
+    }
+
+    async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        let hidden: Vec<Vec<u8>> = sqlx::query_scalar("SELECT cloudsync_invisible_keys($1, $2, $3)")
+            .bind(table)
+            .bind(keys)
+            .bind(&actor.role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match pg_error(e) {
+                Error::Postgres { sqlstate, .. }
+                    if sqlstate.is(Sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE)
+                        || sqlstate.is(Sqlstate::UNDEFINED_TABLE) =>
+                {
+                    Error::NotFound { what: "synced table" }
+                }
+                other => other,
+            })?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(hidden)
+    }
+
+    /// The database's feed position.
+    async fn db_version(&self) -> Result<u64> {
+        let pool = self.pool().await?;
+        let v: i64 = sqlx::query_scalar("SELECT cloudsync_db_version()").fetch_one(&pool).await.map_err(pg_error)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+}
+
+fn with_statement(e: Error, stmt: &str) -> Error {
+    match e {
+        Error::Postgres { sqlstate, message } => Error::Invalid(format!(
+            "PostgreSQL refused the provisioning ({sqlstate}: {message}) at: {}",
+            stmt.chars().take(300).collect::<String>()
+        )),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_pinned_to_the_checked_address_and_built_from_the_url_alone() {
+        let open = Egress::parse("127.0.0.1").unwrap();
+        let o = options(&open, "postgres://u:p%40ss@localhost:5433/db?sslmode=disable").await.unwrap();
+        assert_eq!(o.get_host(), "127.0.0.1", "the name is resolved once and the address pinned");
+        assert_eq!(o.get_port(), 5433);
+        assert_eq!(o.get_username(), "u");
+        assert_eq!(o.get_database(), Some("db"));
+        assert!(o.get_socket().is_none());
+        assert!(matches!(o.get_ssl_mode(), sqlx::postgres::PgSslMode::Disable));
+        // verify-full checks the certificate against the name, so connects by it.
+        let named = options(&open, "postgres://u:p@localhost:5433/db?sslmode=verify-full").await.unwrap();
+        assert_eq!(named.get_host(), "localhost");
+        for url in ["postgres://u:p@localhost:5433/db", "postgres://u:p@localhost:5433/db?sslmode=verify-full"] {
+            let refused = options(&Egress::default(), url).await.unwrap_err();
+            assert!(matches!(refused, Error::Egress(crate::egress::EgressError::Refused { .. })), "{refused}");
+        }
+        // A URL stored before the parameter rules fails closed.
+        for url in [
+            "postgres://u:p@localhost/db?host=/run/postgresql",
+            "postgres://u:p@localhost/db?hostaddr=10.0.0.1",
+            "postgres://u:p@localhost/db?sslkey=/etc/ssl/private/node.key",
+            "postgres://u@%2Frun%2Fpostgresql/db",
+        ] {
+            assert!(matches!(options(&open, url).await, Err(Error::Invalid(_))), "{url}");
+        }
+    }
+}
