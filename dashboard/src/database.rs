@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use cloudsync_api::error::ApiError;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_protocol::Provisioning;
@@ -73,7 +74,7 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, Problem> {
     let base = format!("/admin/tenants/{}/databases/{}", t.id, db.id);
-    let tables = cloudsync_api::routes::databases::tables(state, &db).await?;
+    let tables = state.backends.of(&db).tables().await.map_err(ApiError::from)?;
     let devices = state.control.devices(&db.id, &PageRequest::new(Some(PAGE), q.device_cursor.as_deref())?).await?;
     let filter = job_state(q.job_state.as_deref());
     let jobs = state.control.jobs(&db.id, filter, &PageRequest::new(Some(PAGE), q.job_cursor.as_deref())?).await?;
@@ -342,8 +343,8 @@ pub async fn schema(
     let dry_run = f.action != "apply";
     let outcome = match parse_algos(&f.algos) {
         Ok(algos) => {
-            match cloudsync_api::routes::databases::provision(
-                &state,
+            match cloudsync_service::ops::provision(
+                &state.backends,
                 &loaded.1,
                 f.sql.clone(),
                 algos,
@@ -351,6 +352,7 @@ pub async fn schema(
                 dry_run,
             )
             .await
+            .map_err(ApiError::from)
             {
                 Ok(p) if dry_run => Ok(p),
                 Ok(_) => {

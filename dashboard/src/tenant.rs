@@ -4,6 +4,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use cloudsync_api::error::ApiError;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_service::control::identity::{IdentityInput, Method};
@@ -253,7 +254,16 @@ pub async fn create_database(
     Form(f): Form<NewDatabase>,
 ) -> Result<Response, Problem> {
     let t = tenant(&state, &admin, &id).await?;
-    match cloudsync_api::routes::databases::create(&state, &t.id, &f.name, BackendConfig::Sqlite).await {
+    match cloudsync_service::ops::create_database(
+        &state.control,
+        &state.backends,
+        &t.id,
+        &f.name,
+        BackendConfig::Sqlite,
+    )
+    .await
+    .map_err(ApiError::from)
+    {
         Ok(db) => Ok(Redirect::to(&format!("/admin/tenants/{}/databases/{}?notice=database-created", t.id, db.id))
             .into_response()),
         Err(e) if is_input_api_error(&e) => {

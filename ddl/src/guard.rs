@@ -17,8 +17,8 @@
 //! One file, over 500 lines: one concern — what tenant SQL may contain (the allow-
 //! lists) and the canonical re-emission — with its unit tests.
 
-use super::lex::{lex, Tok};
-use super::translate::{ident, Reason, Refusal, TranslateError};
+use super::lex::{ident, lex, Tok};
+use super::refusal::{Reason, Refusal, TranslateError};
 use super::{ColumnConstraint, ForeignKey, Index, IndexedTerm, Named, Statement, Table, TableConstraint};
 
 /// Functions an expression in tenant DDL or a row policy may call: SQLite's built-in

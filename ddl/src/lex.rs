@@ -166,6 +166,12 @@ pub fn lex(sql: &str) -> Result<Vec<Spanned>, DdlError> {
     Ok(out)
 }
 
+/// `"name"`, with `"` doubled: an identifier quoted the way both SQLite and PostgreSQL
+/// read it back.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,13 +14,14 @@
 pub mod guard;
 mod lex;
 mod parse;
+mod refusal;
 mod translate;
 
-pub use lex::{lex, Spanned, Tok};
+pub use lex::{ident, lex, Spanned, Tok};
 pub use parse::parse;
 pub use translate::{
-    ident, translate, translate_against, translate_into, Existing, Reason, Refusal, Target, TranslateError,
-    TranslatedTable, Translation, NOCASE_COLLATION,
+    translate, translate_against, translate_into, Existing, Reason, Refusal, Target, TranslateError, TranslatedTable,
+    Translation, NOCASE_COLLATION,
 };
 
 /// Why schema SQL could not be parsed.

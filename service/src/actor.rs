@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The identity a device acts with.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// The role: on PostgreSQL backends the database role changes run as
     /// (`SET LOCAL ROLE`), on SQLite backends `auth_role()`.
@@ -16,7 +17,7 @@ pub struct Actor {
     pub user_id: Option<String>,
     /// What `request.jwt.claims` (and `auth_claim()`) holds: the token's verified
     /// claims, or `{"role": …, "key_id": …}` for a device using an API key.
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub claims: serde_json::Value,
 }
 

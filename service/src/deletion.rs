@@ -13,7 +13,8 @@ use crate::payloads::PayloadStore;
 use crate::Result;
 
 /// What a deletion removed.
-#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deleted {
     /// Databases deleted.
     pub databases: u64,

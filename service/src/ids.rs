@@ -10,7 +10,8 @@ use crate::{Error, Result};
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, " id (a UUIDv7 in its hyphenated text form).")]
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(String);
 

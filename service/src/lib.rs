@@ -10,7 +10,8 @@
 //! [`backends::TenantDb`]: SQLite files ([`backends::sqlite`], each connection in the
 //! [`sandbox`]) or tenants' PostgreSQL ([`backends::postgres`]), used as each device's
 //! [`actor::Actor`]), the apply
-//! workers ([`worker`]) and in-process change notifications ([`notify`]). Every
+//! workers ([`worker`]) and in-process change notifications ([`notify`]). What spans the
+//! control plane and the tenant databases for every front end is in [`ops`]. Every
 //! connection to a tenant-supplied host goes through the [`egress`] policy.
 //!
 //! It is not the HTTP layer (`cloudsync-api`) and owns no configuration parsing
@@ -27,6 +28,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod notify;
+pub mod ops;
 pub mod page;
 pub mod payloads;
 pub mod sandbox;

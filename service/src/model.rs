@@ -10,7 +10,8 @@ use crate::ids::{DatabaseId, TenantId};
 use crate::{Error, Result};
 
 /// A tenant: an operator's customer, owning databases and keys.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Id.
     pub id: TenantId,
@@ -25,7 +26,8 @@ pub struct Tenant {
 }
 
 /// Where a database's central copy lives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendConfig {
     /// A SQLite file managed by the service, in its data directory.
@@ -154,7 +156,8 @@ pub fn pg_name(what: &str, name: &str) -> Result<()> {
 }
 
 /// A synced database of a tenant.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Database {
     /// Id.
     pub id: DatabaseId,
@@ -176,7 +179,8 @@ pub struct Database {
 }
 
 /// Per-database sync settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Settings of individual tables, by table name.
@@ -190,7 +194,8 @@ pub struct DatabaseSettings {
 /// The roles devices' changes are applied and their downloads read as: on PostgreSQL
 /// backends the database role (`SET LOCAL ROLE`), on SQLite backends the value of
 /// `auth_role()` in row policies.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoleSettings {
     /// Roles a device may act as (a JWT's role claim must be one of them).
@@ -251,7 +256,8 @@ fn guarded(policy: &str) -> String {
 }
 
 /// How one table syncs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TableSettings {
     /// Which way changes flow.
@@ -269,7 +275,8 @@ pub struct TableSettings {
 }
 
 /// Which way a table's changes flow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Devices upload and download changes.
@@ -324,7 +331,8 @@ impl DatabaseSettings {
 }
 
 /// A change to a database.
-#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseUpdate {
     /// New name.

@@ -4,12 +4,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_protocol::{Provisioning, TableInfo, Tables};
+use cloudsync_protocol::{Provisioning, Tables};
 use cloudsync_service::control::devices::Usage;
 use cloudsync_service::control::keys::Scope;
 use cloudsync_service::deletion::{self, Deleted};
 use cloudsync_service::ids::{DatabaseId, TenantId};
 use cloudsync_service::model::{BackendConfig, Database, DatabaseUpdate};
+use cloudsync_service::ops;
 use cloudsync_service::page::Page;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,23 +96,8 @@ pub async fn create_database(
     let tenant = tenant_id(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
     let req = body(b, state.limits.json_bytes)?;
-    let db = create(&state, &tenant, &req.name, req.backend).await?;
+    let db = ops::create_database(&state.control, &state.backends, &tenant, &req.name, req.backend).await?;
     Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
-}
-
-/// Creates a database: checks a PostgreSQL backend first (reachable, extension
-/// created), then stores its control-plane row, then makes a SQLite central copy.
-pub async fn create(state: &AppState, tenant: &TenantId, name: &str, backend: BackendConfig) -> ApiResult<Database> {
-    let db = state.control.new_database(tenant, name, backend)?;
-    if matches!(db.backend, BackendConfig::Postgres { .. }) {
-        state.backends.of(&db).create().await?;
-        state.control.insert_database(&db).await?;
-    } else {
-        state.control.insert_database(&db).await?;
-        state.backends.of(&db).create().await?;
-    }
-    tracing::info!(database = %db.id, tenant = %db.tenant_id, backend = db.backend.kind(), "database created");
-    Ok(db)
 }
 
 /// List a tenant's databases.
@@ -245,23 +231,7 @@ pub async fn apply_schema(
     let db = load(&state, &caller, &tenant, &db, Scope::Schema).await?;
     let dry_run = q?.dry_run.unwrap_or(false);
     let req = body(b, state.limits.json_bytes)?;
-    Ok(Json(provision(&state, &db, req.sql, req.algo, req.flags, dry_run).await?))
-}
-
-/// Provisions `sql` in `db` (see [`apply_schema`]); the dashboard's path too.
-pub async fn provision(
-    state: &AppState,
-    db: &Database,
-    sql: String,
-    algo: BTreeMap<String, String>,
-    flags: BTreeMap<String, i64>,
-    dry_run: bool,
-) -> ApiResult<Provisioning> {
-    let done = state.backends.of(db).provision(sql, algo, flags, dry_run).await?;
-    if !dry_run {
-        tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
-    }
-    Ok(done)
+    Ok(Json(ops::provision(&state.backends, &db, req.sql, req.algo, req.flags, dry_run).await?))
 }
 
 /// The synced tables of a database, with their algorithm, columns and row count.
@@ -274,12 +244,8 @@ pub async fn list_tables(
     Path((tenant, db)): Path<(String, String)>,
 ) -> ApiResult<Json<Tables>> {
     let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
-    Ok(Json(Tables { tables: tables(&state, &db).await? }))
-}
-
-/// The synced tables of `db`.
-pub async fn tables(state: &AppState, db: &Database) -> ApiResult<Vec<TableInfo>> {
-    Ok(state.backends.of(db).tables().await?)
+    let tables = state.backends.of(&db).tables().await?;
+    Ok(Json(Tables { tables }))
 }
 
 /// Usage of one database over a time range.

@@ -14,10 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Column, ColumnConstraint, ForeignKey, Index, IndexedTerm, Statement, Table, TableConstraint, Tok};
 use cloudsync_core::schema::Affinity;
 
-pub use refusal::{Reason, Refusal, TranslateError};
+use crate::lex::ident;
+
+pub use crate::refusal::{Reason, Refusal, TranslateError};
 
 mod expr;
-mod refusal;
 #[cfg(test)]
 mod tests;
 
@@ -150,11 +151,6 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
     } else {
         Err(TranslateError::Refused(tr.refusals))
     }
-}
-
-/// `"name"`, with `"` doubled.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn literal(s: &str) -> String {

@@ -7,22 +7,8 @@ use rusqlite::Connection;
 
 use crate::sql::in_savepoint;
 use crate::state::ConnState;
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Values};
 use crate::{fold, Result};
-
-/// How incoming values are held against the columns' type affinity
-/// (`Affinity::converts`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Values {
-    /// Keys must be stored as sent (a converted key would name another row than the
-    /// clock); other values are stored as the column stores them. A device: what a
-    /// PostgreSQL server sends for a SQLite `NUMERIC` column is text, which the column
-    /// converts by design (`docs/postgres.md`, type mapping).
-    Keys,
-    /// Keys and values must be stored as sent: the central database of the service,
-    /// where one apply decides what every device downloads.
-    Exact,
-}
 
 /// Merges a decoded changeset atomically (a device's rules: [`Values::Keys`]).
 pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<ApplyReport> {

@@ -22,10 +22,11 @@ use cloudsync_core::{Changeset, SiteId, Value};
 use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sqlstate, TableInfo};
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::apply::{apply_with, Values};
+use crate::apply::apply_with;
 use crate::changes::{FeedQuery, SiteFilter};
 use crate::meta::table::SyncTable;
 use crate::state::ConnState;
+use crate::store::Values;
 use crate::{Error, Result};
 
 /// Row policies: `(table, SQL expression over the row's columns)`, matched to tables

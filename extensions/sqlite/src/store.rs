@@ -15,6 +15,20 @@ use crate::meta::table::SyncTable;
 use crate::sql::{i64_of, ident, u64_of, value_of, Bind};
 use crate::{meta, Error, Result};
 
+/// How incoming values are held against the columns' type affinity
+/// (`Affinity::converts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Values {
+    /// Keys must be stored as sent (a converted key would name another row than the
+    /// clock); other values are stored as the column stores them. A device: what a
+    /// PostgreSQL server sends for a SQLite `NUMERIC` column is text, which the column
+    /// converts by design (`docs/postgres.md`, type mapping).
+    Keys,
+    /// Keys and values must be stored as sent: the central database of the service,
+    /// where one apply decides what every device downloads.
+    Exact,
+}
+
 /// Kinds of column-set-dependent statements.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -120,7 +134,7 @@ impl<'c> Prepared<'c> {
 /// A [`Store`] over one connection, for the duration of one apply.
 pub struct SqliteStore<'c> {
     conn: &'c Connection,
-    values: crate::apply::Values,
+    values: Values,
     tables: HashMap<String, Prepared<'c>>,
     sites: HashMap<SiteOrd, SiteId>,
 }
@@ -128,7 +142,7 @@ pub struct SqliteStore<'c> {
 impl<'c> SqliteStore<'c> {
     /// A store over `conn`, holding incoming values to `values`. The caller owns the
     /// transaction.
-    pub fn new(conn: &'c Connection, values: crate::apply::Values) -> Self {
+    pub fn new(conn: &'c Connection, values: Values) -> Self {
         SqliteStore { conn, values, tables: HashMap::new(), sites: HashMap::new() }
     }
 
@@ -164,7 +178,7 @@ impl Store for SqliteStore<'_> {
         }
         Ok(self.tables.get(name).map(|p| {
             let mut info = p.table.info();
-            if self.values == crate::apply::Values::Keys {
+            if self.values == Values::Keys {
                 info.affinities.columns.clear();
             }
             info

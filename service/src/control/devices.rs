@@ -23,7 +23,8 @@ use crate::{Error, Result};
 const HOUR_MS: i64 = 3_600_000;
 
 /// A device as the control plane knows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     /// The device's site id.
     pub site_id: String,
@@ -88,7 +89,8 @@ const DEVICE_SELECT: &str = "SELECT d.*, \
     FROM devices d";
 
 /// Usage over a time range.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// Start of the range (Unix ms, rounded down to the hour).
     pub from: i64,

@@ -27,7 +27,8 @@ use crate::{Error, Result};
 pub const MAX_ATTEMPTS: i64 = 8;
 
 /// State of a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting (new, or retrying after a backoff).
@@ -67,7 +68,8 @@ impl JobState {
 }
 
 /// A job as stored.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Id (increasing in upload order).
     pub id: i64,

@@ -27,7 +27,8 @@ pub use verify::{JwtError, Subject, Verifier};
 pub const MAX_LEEWAY_S: i64 = 300;
 
 /// How a tenant's tokens are signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// A shared secret, HS256.
@@ -58,7 +59,8 @@ impl Method {
 }
 
 /// Identity settings as a tenant sends them.
-#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IdentityInput {
     /// Method.
@@ -92,7 +94,8 @@ pub struct IdentityInput {
 }
 
 /// Identity settings as stored and shown (never with the secret).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Identity {
     /// Tenant.
     pub tenant_id: TenantId,

@@ -1,0 +1,53 @@
+//! Operations that span the control plane and the tenant databases, written once for
+//! every front end (the REST API and the dashboard call these, not each other).
+
+use std::collections::BTreeMap;
+
+use cloudsync_protocol::Provisioning;
+
+use crate::backends::Backends;
+use crate::control::ControlPlane;
+use crate::ids::TenantId;
+use crate::model::{BackendConfig, Database};
+use crate::Result;
+
+/// Creates a database. A PostgreSQL backend is checked first (reachable, extension
+/// created) and only then recorded; a SQLite backend is recorded first and then its
+/// central copy made, so a file never exists without the row that names it (deletion
+/// removes data before rows, and finds it through the row).
+pub async fn create_database(
+    control: &ControlPlane,
+    backends: &Backends,
+    tenant: &TenantId,
+    name: &str,
+    backend: BackendConfig,
+) -> Result<Database> {
+    let db = control.new_database(tenant, name, backend)?;
+    if matches!(db.backend, BackendConfig::Postgres { .. }) {
+        backends.of(&db).create().await?;
+        control.insert_database(&db).await?;
+    } else {
+        control.insert_database(&db).await?;
+        backends.of(&db).create().await?;
+    }
+    tracing::info!(database = %db.id, tenant = %db.tenant_id, backend = db.backend.kind(), "database created");
+    Ok(db)
+}
+
+/// Provisions schema SQL in a database: guarded and re-emitted (SQLite) or translated
+/// (PostgreSQL), then sync enabled on the new tables with `algo` and `flags`; a dry run
+/// reports the statements and tables without keeping anything.
+pub async fn provision(
+    backends: &Backends,
+    db: &Database,
+    sql: String,
+    algo: BTreeMap<String, String>,
+    flags: BTreeMap<String, i64>,
+    dry_run: bool,
+) -> Result<Provisioning> {
+    let done = backends.of(db).provision(sql, algo, flags, dry_run).await?;
+    if !dry_run {
+        tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
+    }
+    Ok(done)
+}
