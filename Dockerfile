@@ -14,6 +14,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data cloudsync \
  && mkdir -p /data && chown cloudsync /data
 COPY --from=build /src/target/release/cloudsync /usr/local/bin/cloudsync
+# Listening on every interface, the node needs the URL it is reached at:
+#   docker run -e CLOUDSYNC_PUBLIC_URL=https://sync.example.com -p 8080:8080 -v data:/data cloudsync
 ENV CLOUDSYNC_LISTEN=0.0.0.0:8080 \
     CLOUDSYNC_DATA_DIR=/data \
     CLOUDSYNC_LOG_FORMAT=json

@@ -25,6 +25,17 @@ pub enum ApiError {
     /// The device is blocked in this database.
     #[error("this device is blocked in this database{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     DeviceBlocked(Option<String>),
+    /// The site id is bound to another user or API key.
+    #[error("this site id belongs to another user or API key: a new device (or a new account on a device) needs a new site id; an administrator can release the binding")]
+    SiteBound,
+    /// The credential started using too many new site ids in the past hour.
+    #[error("this credential started using more than {limit} new site ids in the past hour; retry after {retry_after_secs} s")]
+    TooManyNewSites {
+        /// New site ids allowed per hour.
+        limit: u32,
+        /// Seconds until one more is allowed.
+        retry_after_secs: u64,
+    },
     /// Too many requests with one credential.
     #[error("too many requests with this credential; retry after {0} s")]
     RateLimited(u64),
@@ -94,6 +105,8 @@ impl ApiError {
             ApiError::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             ApiError::DeviceBlocked(_) => (StatusCode::FORBIDDEN, "device_blocked"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::SiteBound => (StatusCode::FORBIDDEN, "site_bound"),
+            ApiError::TooManyNewSites { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_new_sites"),
             ApiError::ConfirmationRequired(_) => (StatusCode::BAD_REQUEST, "confirmation_required"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -189,7 +202,7 @@ impl IntoResponse for ApiError {
             resp.extensions_mut().insert(StoreFailure(store));
         }
         match self {
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(secs) | ApiError::TooManyNewSites { retry_after_secs: secs, .. } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             ApiError::StoreUnavailable(_) => {

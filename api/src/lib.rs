@@ -67,6 +67,9 @@ pub struct Limits {
     pub chunk_bytes: usize,
     /// Most bytes an uploaded payload may declare once decompressed, in all.
     pub payload_raw_bytes: u64,
+    /// New site ids one user or API key may start syncing with per hour, across its
+    /// tenant's databases (0: no limit).
+    pub new_sites_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             json_bytes: 256 << 10,
             chunk_bytes: 4 << 20,
             payload_raw_bytes: 64 << 20,
+            new_sites_per_hour: 100,
         }
     }
 }
@@ -124,6 +128,26 @@ pub struct Inner {
     /// Payloads being read and decoded for an upload at once ([`decode_permit_count`]):
     /// with [`Limits::payload_raw_bytes`], what uploads may hold in memory.
     pub decoding: tokio::sync::Semaphore,
+    /// Who may read `/metrics`, and where.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics` (`docs/metrics.md`).
+#[derive(Default)]
+pub struct MetricsAccess {
+    /// A bearer token it requires (None: none).
+    pub token: Option<SecretString>,
+    /// Served only by [`metrics_router`] on its own address: the application's
+    /// `/metrics` answers 404.
+    pub separate: bool,
+}
+
+/// `/metrics` alone, for a separate listener (`--metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::health::metrics_here))
+        .fallback(|| async { error::ApiError::NotFound("route".into()) })
+        .with_state(state)
 }
 
 /// Uploads decoded at once: one per core (decoding is CPU work off the async runtime).
@@ -198,6 +222,9 @@ fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::get_device))
         .routes(routes!(devices::block_device))
         .routes(routes!(devices::unblock_device))
+        .routes(routes!(devices::release_device))
+        .routes(routes!(devices::list_blocked, devices::block_subject))
+        .routes(routes!(devices::unblock_subject))
         .routes(routes!(devices::list_jobs))
         .routes(routes!(devices::get_job))
         .routes(routes!(devices::retry_job))

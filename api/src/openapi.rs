@@ -132,9 +132,17 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             );
             if secured(path) {
                 add("401", "Missing, malformed, invalid, expired or revoked credentials (`unauthorized`)");
-                add("403", "Credentials that do not allow this (`forbidden`, `tenant_suspended`, `device_blocked`)");
+                add(
+                    "403",
+                    "Credentials that do not allow this (`forbidden`, `tenant_suspended`, `device_blocked`, \
+                     `site_bound`)",
+                );
                 add("404", "Unknown resource, or one of another tenant (`not_found`)");
-                add("429", "Rate limit of the credential exceeded (`rate_limited`; see `Retry-After`)");
+                add(
+                    "429",
+                    "Rate limit of the credential exceeded (`rate_limited`), or too many new site ids this hour \
+                     (`too_many_new_sites`); see `Retry-After`",
+                );
             }
             if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete) {
                 add("409", "Conflicts with the current state (`conflict`)");

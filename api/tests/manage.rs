@@ -260,7 +260,8 @@ async fn identity_settings_are_validated_and_pin_the_algorithm() {
             .await
             .unwrap();
         assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is not stored in clear");
-        let tok = hs256(SECRET, json!({ "uid": "u9", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
+        // The same user as above (the site id is bound to u1), named by another claim.
+        let tok = hs256(SECRET, json!({ "uid": "u1", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
         assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::OK);
         // A valid token of a suspended tenant is refused with the precise code.
         app.call("POST", &format!("/v1/tenants/{t}/suspend"), Some(TOKEN), None).await;
@@ -273,7 +274,7 @@ async fn identity_settings_are_validated_and_pin_the_algorithm() {
             .execute(&support::common::pool(&app.state.control))
             .await
             .unwrap();
-        let empty = hs256("", json!({ "uid": "u9", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
+        let empty = hs256("", json!({ "uid": "u1", "iss": "https://idp", "aud": "cloudsync", "exp": now_s() + 600 }));
         assert_eq!(app.call("GET", &status, Some(&empty), None).await.0, StatusCode::UNAUTHORIZED);
         assert_eq!(app.call("DELETE", &url, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
         assert_eq!(app.call("GET", &status, Some(&tok), None).await.0, StatusCode::UNAUTHORIZED);

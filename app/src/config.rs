@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Flags of `cloudsync serve` (each also read from its environment variable), and the
@@ -37,7 +37,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_ADMIN_TOKEN", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
-    /// Base URL devices use to reach this node (default: http://<listen address>).
+    /// File holding the admin token (`-`: standard input), instead of the flag or
+    /// variable, which other users of the machine may see.
+    #[arg(long, env = "CLOUDSYNC_ADMIN_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Base URL devices and browsers use to reach this node (default:
+    /// http://<listen address>; required when listening on a non-loopback address).
     #[arg(long, env = "CLOUDSYNC_PUBLIC_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
@@ -97,6 +103,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_S3_SECRET_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_secret_key: Option<String>,
+    /// File holding the S3 secret access key (`-`: standard input).
+    #[arg(long, env = "CLOUDSYNC_S3_SECRET_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_secret_key_file: Option<PathBuf>,
     /// Path-style S3 addressing (endpoint/bucket/key): true or false.
     #[arg(long, env = "CLOUDSYNC_S3_PATH_STYLE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,11 +116,19 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_CONTROL_PLANE_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane_url: Option<String>,
+    /// File holding the control-plane URL (`-`: standard input).
+    #[arg(long, env = "CLOUDSYNC_CONTROL_PLANE_URL_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane_url_file: Option<PathBuf>,
     /// Key sealing tenants' secrets at rest: 32 bytes, unpadded base64url (default:
     /// generated and stored in the data directory; every node needs the same key).
     #[arg(long, env = "CLOUDSYNC_SECRETS_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key: Option<String>,
+    /// File holding the secrets key (`-`: standard input).
+    #[arg(long, env = "CLOUDSYNC_SECRETS_KEY_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Requests per second allowed per API key or JWT user (0: unlimited).
     #[arg(long, env = "CLOUDSYNC_RATE_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +137,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_burst: Option<u32>,
+    /// New site ids (devices) one JWT user or API key may start syncing with per hour,
+    /// across its tenant's databases (default 100; 0: no limit).
+    #[arg(long, env = "CLOUDSYNC_NEW_SITES_PER_HOUR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_sites_per_hour: Option<u32>,
     /// Seconds between JWKS refetches caused by unknown key ids, per JWKS URL.
     #[arg(long, env = "CLOUDSYNC_JWKS_REFRESH_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +154,19 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_POSTGRES_POOL_SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_pool_size: Option<u32>,
+    /// A separate address serving only `/metrics` (the public port then answers 404
+    /// there), e.g. a private network's.
+    #[arg(long, env = "CLOUDSYNC_METRICS_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (at least 128 bits).
+    #[arg(long, env = "CLOUDSYNC_METRICS_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
+    /// File holding the metrics token (`-`: standard input).
+    #[arg(long, env = "CLOUDSYNC_METRICS_TOKEN_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Hosts, addresses and CIDR ranges tenants' URLs (JWKS, PostgreSQL backends) may
     /// reach besides public addresses, comma-separated (e.g. 127.0.0.1,10.0.0.0/8).
     #[arg(long, env = "CLOUDSYNC_EGRESS_ALLOW")]
@@ -157,10 +193,13 @@ pub struct Settings {
     pub secrets_key: Option<SecretString>,
     pub rate_limit: u32,
     pub rate_burst: u32,
+    pub new_sites_per_hour: u32,
     pub jwks_refresh_secs: u64,
     pub usage_flush_secs: u64,
     pub postgres_pool_size: u32,
     pub egress: cloudsync_service::egress::Egress,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Settings {
@@ -188,22 +227,60 @@ impl Settings {
         anyhow::ensure!((1..=3600).contains(&usage_flush_secs), "usage flush interval must be 1 to 3600 seconds");
         let egress = cloudsync_service::egress::Egress::parse(&a.egress_allow.unwrap_or_default())
             .map_err(anyhow::Error::msg)?;
-        let secret = |v: Option<String>| v.filter(|v| !v.is_empty()).map(SecretString::from);
+        let from_stdin: Vec<&str> = [
+            ("admin-token", &a.admin_token_file),
+            ("metrics-token", &a.metrics_token_file),
+            ("secrets-key", &a.secrets_key_file),
+            ("control-plane-url", &a.control_plane_url_file),
+            ("s3-secret-key", &a.s3_secret_key_file),
+        ]
+        .into_iter()
+        .filter(|(_, f)| f.as_ref().is_some_and(|f| f.as_os_str() == "-"))
+        .map(|(name, _)| name)
+        .collect();
+        if let [first, second, ..] = from_stdin[..] {
+            anyhow::bail!("--{first}-file and --{second}-file both read standard input: only one can");
+        }
+        let admin_token = secret("admin-token", a.admin_token, a.admin_token_file)?;
+        let metrics_token = secret("metrics-token", a.metrics_token, a.metrics_token_file)?;
+        for (name, token) in [("admin token", &admin_token), ("metrics token", &metrics_token)] {
+            if let Some(t) = token {
+                strong_enough(name, t.expose_secret())?;
+            }
+        }
+        let listen = a.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        if let Some(url) = &a.public_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "the public URL must start with http:// or https://, got '{url}'"
+            );
+        } else {
+            anyhow::ensure!(
+                listen.ip().is_loopback(),
+                "listening on {listen} (reachable from other machines) needs --public-url: the URL devices and \
+                 browsers reach this node at, which signed upload URLs name and which decides whether the \
+                 dashboard's cookie is Secure (https://…)"
+            );
+        }
+        let s3_secret_key = secret("s3-secret-key", a.s3_secret_key, a.s3_secret_key_file)?;
         Ok(Settings {
             egress,
-            control_plane_url: secret(a.control_plane_url),
-            secrets_key: secret(a.secrets_key),
+            control_plane_url: secret("control-plane-url", a.control_plane_url, a.control_plane_url_file)?,
+            secrets_key: secret("secrets-key", a.secrets_key, a.secrets_key_file)?,
+            metrics_listen: a.metrics_listen,
+            metrics_token,
             rate_limit,
             rate_burst: a.rate_burst.unwrap_or(rate_limit.saturating_mul(2)),
+            new_sites_per_hour: a.new_sites_per_hour.unwrap_or(cloudsync_api::Limits::default().new_sites_per_hour),
             jwks_refresh_secs: a.jwks_refresh_secs.unwrap_or(10),
             usage_flush_secs,
             postgres_pool_size: a
                 .postgres_pool_size
                 .unwrap_or(cloudsync_service::backends::postgres::DEFAULT_POOL_SIZE)
                 .max(1),
-            listen: a.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen,
             data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("cloudsync-data")),
-            admin_token: secret(a.admin_token),
+            admin_token,
             public_url: a.public_url,
             workers,
             json_logs: log_format == "json",
@@ -223,12 +300,56 @@ impl Settings {
                     bucket,
                     prefix: a.s3_prefix.unwrap_or_default(),
                     access_key: a.s3_access_key.context("an S3 bucket needs an access key (--s3-access-key)")?,
-                    secret_key: secret(a.s3_secret_key).context("an S3 bucket needs a secret key (--s3-secret-key)")?,
+                    secret_key: s3_secret_key.context("an S3 bucket needs a secret key (--s3-secret-key)")?,
                     path_style: a.s3_path_style.unwrap_or(true),
                 }),
             },
         })
     }
+}
+
+/// A secret given as a value or in a file (`--<name>-file`; `-`: standard input), not
+/// both; an empty value is none. A file's content is trimmed of its line ending.
+fn secret(name: &str, value: Option<String>, file: Option<PathBuf>) -> Result<Option<SecretString>> {
+    let value = match (value.filter(|v| !v.is_empty()), file) {
+        (Some(_), Some(_)) => anyhow::bail!("--{name} and --{name}-file are both given: choose one"),
+        (Some(v), None) => Some(v),
+        (None, None) => None,
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .with_context(|| format!("reading --{name}-file from standard input"))?;
+            Some(text)
+        }
+        (None, Some(path)) => {
+            Some(std::fs::read_to_string(&path).with_context(|| format!("reading --{name}-file {}", path.display()))?)
+        }
+    };
+    Ok(value.map(|v| v.trim_end_matches(['\r', '\n']).to_string()).filter(|v| !v.is_empty()).map(SecretString::from))
+}
+
+/// Refuses a configured token that carries fewer than 128 bits, estimated from its
+/// length and the character classes it uses (a lower bound for a random token, an
+/// upper one for a chosen word).
+fn strong_enough(name: &str, token: &str) -> Result<()> {
+    let mut alphabet = 0u32;
+    for (class, size) in [
+        (&(|c: char| c.is_ascii_lowercase()) as &dyn Fn(char) -> bool, 26),
+        (&|c: char| c.is_ascii_uppercase(), 26),
+        (&|c: char| c.is_ascii_digit(), 10),
+        (&|c: char| !c.is_ascii_alphanumeric(), 33),
+    ] {
+        if token.chars().any(class) {
+            alphabet += size;
+        }
+    }
+    let bits = token.chars().count() as f64 * f64::from(alphabet.max(1)).log2();
+    anyhow::ensure!(
+        bits >= 128.0,
+        "the {name} is too weak: it must carry at least 128 bits, e.g. 32 random hex characters or 22 of \
+         base64url (this one carries at most {bits:.0}); leave the admin token unset to have one generated"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -262,7 +383,7 @@ mod tests {
         let path = dir.join("secrets.toml");
         std::fs::write(
             &path,
-            "admin_token = \"tok-1234\"\nsecrets_key = \"key-5678\"\ncontrol_plane_url = \"postgres://u:pw-9@h/db\"\n\
+            "admin_token = \"tok-1234-0123456789abcdef0123\"\nsecrets_key = \"key-5678\"\ncontrol_plane_url = \"postgres://u:pw-9@h/db\"\n\
              s3_bucket = \"b\"\ns3_access_key = \"ak\"\ns3_secret_key = \"sk-0000\"\n",
         )
         .unwrap();
@@ -271,9 +392,59 @@ mod tests {
         for secret in ["tok-1234", "key-5678", "pw-9", "sk-0000"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
-        use secrecy::ExposeSecret;
-        assert_eq!(s.admin_token.as_ref().map(|t| t.expose_secret()), Some("tok-1234"));
+        assert_eq!(s.admin_token.as_ref().map(|t| t.expose_secret()), Some("tok-1234-0123456789abcdef0123"));
         assert_eq!(s.s3.map(|c| c.secret_key.expose_secret().to_string()).as_deref(), Some("sk-0000"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_weak_tokens_are_refused() {
+        let dir = tempfile_dir();
+        let token = dir.join("token");
+        std::fs::write(&token, "csa_0123456789abcdef0123456789abcdef\n").unwrap();
+        let s = Settings::resolve(ServeArgs { admin_token_file: Some(token.clone()), ..ServeArgs::default() }).unwrap();
+        assert_eq!(s.admin_token.as_ref().map(|t| t.expose_secret()), Some("csa_0123456789abcdef0123456789abcdef"));
+        let both = ServeArgs {
+            admin_token: Some("csa_0123456789abcdef0123456789abcdef".into()),
+            admin_token_file: Some(token),
+            ..ServeArgs::default()
+        };
+        assert!(Settings::resolve(both).err().unwrap().to_string().contains("both given"));
+        let missing = ServeArgs { secrets_key_file: Some(dir.join("nope")), ..ServeArgs::default() };
+        assert!(Settings::resolve(missing).err().unwrap().to_string().contains("--secrets-key-file"));
+        let two_stdin = ServeArgs {
+            admin_token_file: Some("-".into()),
+            metrics_token_file: Some("-".into()),
+            ..ServeArgs::default()
+        };
+        // Refused before either is read.
+        let e = Settings::resolve(two_stdin).err().unwrap().to_string();
+        assert!(e.contains("standard input"), "{e}");
+        for weak in ["secret", "password123", "tok-1234", "0123456789abcdef0123"] {
+            let args = ServeArgs { admin_token: Some(weak.into()), ..ServeArgs::default() };
+            let e = Settings::resolve(args).err().unwrap().to_string();
+            assert!(e.contains("at least 128 bits") && !e.contains(weak), "{weak}: {e}");
+            let args = ServeArgs { metrics_token: Some(weak.into()), ..ServeArgs::default() };
+            assert!(Settings::resolve(args).is_err(), "{weak}");
+        }
+        for strong in ["0123456789abcdef0123456789abcdef", "Zk3_pQ9-xY7wV2bN5mL8aR"] {
+            let args = ServeArgs { admin_token: Some(strong.into()), ..ServeArgs::default() };
+            assert!(Settings::resolve(args).is_ok(), "{strong}");
+        }
+    }
+
+    #[test]
+    fn a_node_reachable_from_elsewhere_needs_its_public_url() {
+        let open = |public_url: Option<&str>| ServeArgs {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            public_url: public_url.map(str::to_string),
+            ..ServeArgs::default()
+        };
+        let e = Settings::resolve(open(None)).err().unwrap().to_string();
+        assert!(e.contains("--public-url"), "{e}");
+        assert!(Settings::resolve(open(Some("https://sync.example.com"))).is_ok());
+        assert!(Settings::resolve(open(Some("sync.example.com"))).is_err());
+        let loopback = ServeArgs { listen: Some("[::1]:8080".parse().unwrap()), ..ServeArgs::default() };
+        assert!(Settings::resolve(loopback).is_ok());
     }
 
     fn tempfile_dir() -> PathBuf {

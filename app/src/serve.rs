@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use cloudsync_api::{AppState, Inner, Limits, Metrics};
+use cloudsync_api::{AppState, Inner, Limits, Metrics, MetricsAccess};
 use cloudsync_service::backends::postgres::PgBackends;
 use cloudsync_service::backends::sqlite::SqliteBackends;
 use cloudsync_service::backends::Backends;
@@ -184,6 +184,7 @@ pub async fn run(s: Settings) -> Result<()> {
             upload_bytes: s.upload_limit,
             chunk_bytes: s.chunk_bytes,
             payload_raw_bytes: s.payload_raw_limit,
+            new_sites_per_hour: s.new_sites_per_hour,
             ..Limits::default()
         },
         metrics,
@@ -193,14 +194,32 @@ pub async fn run(s: Settings) -> Result<()> {
         usage: UsageRecorder::default(),
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
+        metrics_access: MetricsAccess { token: s.metrics_token.clone(), separate: s.metrics_listen.is_some() },
     }));
-    let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx);
+    let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx.clone());
     let app = cloudsync_api::router_with(state.clone(), cloudsync_dashboard::router(state.clone()));
+    let metrics_server = match s.metrics_listen {
+        None => None,
+        Some(at) => {
+            let l =
+                tokio::net::TcpListener::bind(at).await.with_context(|| format!("listening for metrics on {at}"))?;
+            let at = l.local_addr()?;
+            let mut down = shutdown_rx.clone();
+            let stop = async move {
+                let _ = down.wait_for(|d| *d).await;
+            };
+            let router = cloudsync_api::metrics_router(state.clone());
+            Some((at, tokio::spawn(crate::http::serve(l, router, stop, Duration::from_secs(5)))))
+        }
+    };
 
     println!("cloudsync {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
-    println!("  dashboard:  {public_url}/admin   (sign in with the admin token below)");
+    println!("  dashboard:  {public_url}/admin   (sign in with the admin token)");
     println!("  API:        {public_url}/v1");
-    println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics");
+    match &metrics_server {
+        Some((at, _)) => println!("  health:     {public_url}/healthz   metrics: http://{at}/metrics"),
+        None => println!("  health:     {public_url}/healthz   metrics: {public_url}/metrics"),
+    }
     println!("  API docs:   {public_url}/docs   (OpenAPI: {public_url}/openapi.json)");
     println!("  data dir:   {}", s.data_dir.display());
     println!("  control:    {}", redact(&control_url));
@@ -208,14 +227,14 @@ pub async fn run(s: Settings) -> Result<()> {
         Some(cfg) => println!("  payloads:   s3 bucket {} ({})", cfg.bucket, cfg.endpoint.as_deref().unwrap_or("AWS")),
         None => println!("  payloads:   {}", s.data_dir.join("payloads").display()),
     }
-    if s.admin_token.is_some() {
-        println!("  admin token: (from configuration)");
-    } else {
-        println!(
-            "  admin token: {admin_token}   ({} {})",
-            if generated { "generated and stored in" } else { "read from" },
+    // The token is shown once, when it is made; afterwards only where it is kept.
+    match (&s.admin_token, generated) {
+        (Some(_), _) => println!("  admin token: (from configuration)"),
+        (None, true) => println!(
+            "  admin token: {admin_token}   (generated and stored in {}; shown only this once)",
             s.data_dir.join("admin-token").display()
-        );
+        ),
+        (None, false) => println!("  admin token: in {}", s.data_dir.join("admin-token").display()),
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -231,6 +250,9 @@ pub async fn run(s: Settings) -> Result<()> {
     }
     janitor.abort();
     let _ = housekeeping.await;
+    if let Some((_, server)) = metrics_server {
+        let _ = server.await;
+    }
     // Counters of the last requests.
     if let Err(e) = state.usage.flush(&state.control).await {
         tracing::warn!(error = %e, "final usage flush failed");

@@ -347,20 +347,29 @@ fn scenario(
     // For alice it stopped being visible: her copy stays as it was, no longer updated.
     settle(&mut alice);
     assert_eq!(alice.sql("SELECT owner_id FROM todos WHERE id = 'a2'"), [vec![json!("alice")]]);
-    // ...and is flagged when she asks which of her rows she may no longer see. Bob's
-    // refused copy of a1 is flagged for him; rows the server never had are not.
-    for (d, key) in [(&mut alice as &mut dyn Device, "6132"), (&mut bob, "6131")] {
+    // ...and is flagged when she asks which of her rows she may no longer read, as is
+    // her refused x1 (the server has no row of hers by that key). Bob's refused copy of
+    // a1 is flagged for him.
+    for (d, keys) in [(&mut alice as &mut dyn Device, &["6132", "7831"][..]), (&mut bob, &["6131"])] {
         let v: Value =
             serde_json::from_str(d.one("SELECT cloudsync_network_check_visibility()").as_str().unwrap()).unwrap();
-        assert_eq!(v["hidden"], json!(1), "{}: {v}", d.name());
-        let flagged =
-            d.one(&format!("SELECT count(*) FROM cloudsync_hidden WHERE tbl = 'todos' AND hex(pk) LIKE '%{key}'"));
-        assert_eq!(flagged, json!(1), "{}", d.name());
+        assert_eq!(
+            (v["hidden"].as_u64(), v["unconfirmed"].as_u64()),
+            (Some(keys.len() as u64), Some(0)),
+            "{}: {v}",
+            d.name()
+        );
+        for key in keys {
+            let flagged =
+                d.one(&format!("SELECT count(*) FROM cloudsync_hidden WHERE tbl = 'todos' AND hex(pk) LIKE '%{key}'"));
+            assert_eq!(flagged, json!(1), "{} {key}", d.name());
+        }
     }
 
-    // The check folds the device's own writes before reading its clocks: rows written
-    // since the last sync are asked about (the server has none of them: not flagged),
-    // and a row deleted since is no longer asked about (a2, flagged above, is not now).
+    // The check folds the device's own writes before reading its clocks, and leaves
+    // out rows whose changes the server has not applied yet (their central copy is not
+    // theirs yet): new rows are not asked about, and a row deleted since is no longer
+    // asked about (a2, flagged above, is not now).
     let check = |d: &mut dyn Device| -> Value {
         serde_json::from_str(d.one("SELECT cloudsync_network_check_visibility()").as_str().unwrap()).unwrap()
     };
@@ -370,20 +379,34 @@ fn scenario(
     );
     alice.sql("DELETE FROM todos WHERE id = 'a2'");
     let second = check(&mut alice);
-    assert_eq!(second["hidden"], json!(0), "{second}");
-    assert_eq!(second["checked"].as_u64(), first["checked"].as_u64().map(|n| n + 1), "{first} then {second}");
-    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_hidden"), json!(0));
+    assert_eq!((second["hidden"].as_u64(), second["unconfirmed"].as_u64()), (Some(1), Some(2)), "{second}");
+    assert_eq!(second["checked"].as_u64(), first["checked"].as_u64().map(|n| n - 1), "{first} then {second}");
+    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_hidden"), json!(1), "x1 only");
+    // Once applied centrally, they are asked about (and readable).
+    settle(&mut alice);
+    let third = check(&mut alice);
+    assert_eq!((third["hidden"].as_u64(), third["unconfirmed"].as_u64()), (Some(1), Some(0)), "{third}");
+    assert_eq!(third["checked"].as_u64(), second["checked"].as_u64().map(|n| n + 2), "{second} then {third}");
 
     // The visibility check refuses what it cannot answer precisely.
     let (url, token, site) = (format!("{sync_url}/visibility"), jwt("alice", None), "0123456789abcdef0123456789abcdef");
     let ask = |body: Value| {
         let headers = [("content-type", "application/json"), ("x-cloudsync-site", site)];
-        http("POST", &url, Some(&token), Some(body.to_string().into_bytes()), &headers).unwrap().0
+        http("POST", &url, Some(&token), Some(body.to_string().into_bytes()), &headers)
     };
-    assert_eq!(ask(json!({ "table": "todos", "keys": ["zz"] })), 400);
-    assert_eq!(ask(json!({ "table": "todos", "keys": vec!["00"; 1001] })), 400);
-    assert_eq!(ask(json!({ "table": "nope", "keys": [] })), 404);
-    assert_eq!(ask(json!({ "table": "todos", "keys": [] })), 200);
+    assert_eq!(ask(json!({ "table": "todos", "keys": ["zz"] })).unwrap().0, 400);
+    assert_eq!(ask(json!({ "table": "todos", "keys": vec!["00"; 1001] })).unwrap().0, 400);
+    assert_eq!(ask(json!({ "table": "nope", "keys": [] })).unwrap().0, 404);
+    assert_eq!(ask(json!({ "table": "todos", "keys": [] })).unwrap().0, 200);
+    // It is no oracle: bob's row b1 and a key with no row at all are answered alike
+    // (keys of the same shape as x1's: the two-character text after the same prefix).
+    let x1 = alice.one("SELECT hex(pk) FROM cloudsync_hidden WHERE hex(pk) LIKE '%7831'");
+    let x1 = x1.as_str().unwrap().to_ascii_lowercase();
+    let key = |id: &str| format!("{}{}", &x1[..x1.len() - 4], hex::encode(id));
+    let (status, body) = ask(json!({ "table": "todos", "keys": [key("b1"), key("q9"), key("a1")] })).unwrap();
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["hidden"], json!([key("b1"), key("q9")]), "a1 is hers; b1 (bob's) and q9 (nobody's) alike");
 
     // The read rules change: a row that became visible without being written reaches
     // bob on his next sync (he downloads everything visible again).

@@ -88,7 +88,16 @@ pub fn run(server: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut child = Command::new(server)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--rate-limit", "0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--rate-limit",
+            "0",
+            "--new-sites-per-hour",
+            "0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -37,7 +37,7 @@ fn start(server: &Path, dir: &Path) -> Result<Node> {
     let mut child = Command::new(server)
         // The simulated devices share one key: the per-credential rate limit would
         // measure itself, not the service.
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--new-sites-per-hour", "0", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

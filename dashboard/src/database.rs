@@ -138,7 +138,7 @@ async fn render(
         view! {
             <div class="scroll"><table>
                 <thead><tr>
-                    <th scope="col">"Device (site id)"</th><th scope="col">"User"</th><th scope="col">"Last seen"</th>
+                    <th scope="col">"Device (site id)"</th><th scope="col">"Bound to"</th><th scope="col">"Last seen"</th>
                     <th scope="col">"Requests"</th><th scope="col">"Uploaded"</th><th scope="col">"Downloaded"</th>
                     <th scope="col">"Last error"</th><th scope="col">"State"</th>
                 </tr></thead>
@@ -254,10 +254,22 @@ fn device_row(base: &str, csrf: &str, d: Device) -> impl IntoView {
         }
         .into_any()
     };
+    // A bound site id can be released (docs/protocol.md, "Devices are who they say
+    // they are"): its next request binds it again.
+    let bound = d.subject.clone().map(|subject| {
+        view! {
+            <code>{subject}</code>
+            " "
+            <form method="post" action=format!("{base}/devices/{}/release", d.site_id) class="inline">
+                <Csrf token=csrf.to_string()/>
+                <button type="submit" aria-label=format!("Release the binding of {}", d.site_id)>"Release"</button>
+            </form>
+        }
+    });
     view! {
         <tr>
             <td><code title=d.site_id.clone()>{d.site_id.get(..12).unwrap_or("").to_string()}</code></td>
-            <td>{d.user_id.unwrap_or_else(|| "-".into())}</td>
+            <td>{match bound { Some(b) => b.into_any(), None => "-".into_any() }}</td>
             <td>{when(d.last_seen)}</td>
             <td class="num">{count(d.requests)}</td>
             <td class="num">{format!("{} · {} changes", bytes(d.bytes_in), count(d.changes_in))}</td>
@@ -422,6 +434,18 @@ pub async fn unblock(
     Path(p): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
     set_blocked(&state, &admin, p, None).await
+}
+
+/// `POST …/devices/{site}/release`.
+pub async fn release(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((t, db, site)): Path<(String, String, String)>,
+) -> Result<Response, Problem> {
+    let (t, db) = load(&state, &admin, &t, &db).await?;
+    state.control.release_device(&db.id, &SiteHex::parse(&site)?).await?;
+    Ok(Redirect::to(&format!("/admin/tenants/{}/databases/{}?notice=device-released#devices-h", t.id, db.id))
+        .into_response())
 }
 
 /// `POST …/jobs/{job}/retry`.

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/tenants/{tenant}/databases/{db}/schema", post(database::schema))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/block", post(database::block))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/unblock", post(database::unblock))
+        .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/release", post(database::release))
         .route("/admin/tenants/{tenant}/databases/{db}/jobs/{job}", get(database::job))
         .route("/admin/tenants/{tenant}/databases/{db}/jobs/{job}/retry", post(database::retry))
         .route("/admin/tenants/{tenant}/databases/{db}/jobs/{job}/discard", post(database::discard))
@@ -136,6 +137,7 @@ pub fn notice(code: Option<&str>) -> Option<String> {
         "tables-provisioned" => "Tables created and synced.",
         "device-blocked" => "Device blocked.",
         "device-unblocked" => "Device unblocked.",
+        "device-released" => "Device released: its site id is bound to whoever syncs with it next.",
         "job-retried" => "Job queued again.",
         "job-discarded" => "Job discarded.",
         _ => return None,

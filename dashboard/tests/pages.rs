@@ -130,6 +130,7 @@ async fn every_form_needs_the_session_csrf_token() {
         format!("{base}/databases/{db}/schema"),
         format!("{base}/databases/{db}/devices/{site}/block"),
         format!("{base}/databases/{db}/devices/{site}/unblock"),
+        format!("{base}/databases/{db}/devices/{site}/release"),
         format!("{base}/databases/{db}/jobs/1/retry"),
         format!("{base}/databases/{db}/jobs/1/discard"),
     ];

@@ -161,7 +161,8 @@ pub struct VisibilityCheck {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invisible {
-    /// Keys (hex) whose row exists centrally but may not be read by this device's user.
+    /// Keys (hex) that name no central row this device's user may read (a hidden row
+    /// and a missing one alike).
     pub hidden: Vec<String>,
 }
 

@@ -2,8 +2,9 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_service::control::devices::Device;
+use cloudsync_service::control::devices::{BlockedSubject, Device};
 use cloudsync_service::control::jobs::{Job, JobState};
 use cloudsync_service::control::keys::Scope;
 use cloudsync_service::ids::SiteHex;
@@ -86,6 +87,78 @@ pub async fn unblock_device(
 ) -> ApiResult<Json<Device>> {
     let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
     Ok(Json(state.control.set_blocked(&db.id, &SiteHex::parse(&site)?, None).await?))
+}
+
+/// Release a device's binding: its site id is bound to whoever syncs with it next
+/// (`docs/protocol.md`, "Devices are who they say they are").
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/devices/{site}/release", tag = "devices",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id"),
+        ("site" = String, Path, description = "Site id (32 hex characters)")),
+    responses((status = 200, description = "The device, unbound", body = Device)))]
+pub async fn release_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db, site)): Path<(String, String, String)>,
+) -> ApiResult<Json<Device>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    Ok(Json(state.control.release_device(&db.id, &SiteHex::parse(&site)?).await?))
+}
+
+/// A user or API key to block or unblock.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectBlock {
+    /// `user:<JWT user id>` or `key:<API key id>` (as a device's `subject` shows).
+    subject: String,
+    /// Why (shown to its devices in their errors; blocking only).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The users and API keys blocked in a database (at most 1000, most recent first).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/databases/{db}/blocked", tag = "devices",
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "Blocked users and keys", body = Vec<BlockedSubject>)))]
+pub async fn list_blocked(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<BlockedSubject>>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    Ok(Json(state.control.blocked_subjects(&db.id).await?))
+}
+
+/// Block a user or an API key: every sync request it makes to this database is
+/// refused with `403 device_blocked`, whatever site id it uses.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/blocked", tag = "devices", request_body = SubjectBlock,
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 200, description = "The block", body = BlockedSubject)))]
+pub async fn block_subject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    b: Result<Json<SubjectBlock>, JsonRejection>,
+) -> ApiResult<Json<BlockedSubject>> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let req = body(b, state.limits.json_bytes)?;
+    let reason = req.reason.unwrap_or_else(|| "blocked by an administrator".into());
+    Ok(Json(state.control.block_subject(&db.id, &req.subject, &reason).await?))
+}
+
+/// Unblock a user or an API key.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/databases/{db}/blocked/remove", tag = "devices", request_body = SubjectBlock,
+    params(("tenant" = String, Path, description = "Tenant id"), ("db" = String, Path, description = "Database id")),
+    responses((status = 204, description = "Unblocked")))]
+pub async fn unblock_subject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant, db)): Path<(String, String)>,
+    b: Result<Json<SubjectBlock>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let db = load(&state, &caller, &tenant, &db, Scope::Admin).await?;
+    let req = body(b, state.limits.json_bytes)?;
+    state.control.unblock_subject(&db.id, &req.subject).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Filter of a job list.

@@ -77,6 +77,7 @@ pub fn state_on(
         usage: UsageRecorder::default(),
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
+        metrics_access: cloudsync_api::MetricsAccess::default(),
     }))
 }
 

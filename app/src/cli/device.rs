@@ -46,6 +46,41 @@ pub enum DeviceCmd {
         database: String,
         site: String,
     },
+    /// Release a device's binding: its site id is bound to whoever syncs with it next.
+    Release {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        site: String,
+    },
+    /// List the users and API keys blocked in a database.
+    Blocked {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+    },
+    /// Block a user or an API key, whatever site id it uses.
+    BlockSubject {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        /// `user:<JWT user id>` or `key:<API key id>` (a device's `subject`).
+        subject: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unblock a user or an API key.
+    UnblockSubject {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        database: String,
+        subject: String,
+    },
 }
 
 pub fn device(cmd: DeviceCmd, c: &ClientArgs) -> Result<()> {
@@ -53,7 +88,7 @@ pub fn device(cmd: DeviceCmd, c: &ClientArgs) -> Result<()> {
     match cmd {
         DeviceCmd::List { tenant, database, paging } => c.table(
             &c.list(&base(&tenant, &database), &[], paging.limit)?,
-            &["site_id", "user_id", "last_seen", "requests", "changes_in", "changes_out", "blocked_at"],
+            &["site_id", "subject", "last_seen", "requests", "changes_in", "changes_out", "blocked_at"],
         ),
         DeviceCmd::Get { tenant, database, site } => {
             c.object(&c.call("GET", &format!("{}/{site}", base(&tenant, &database)), None)?);
@@ -64,6 +99,22 @@ pub fn device(cmd: DeviceCmd, c: &ClientArgs) -> Result<()> {
         }
         DeviceCmd::Unblock { tenant, database, site } => {
             c.object(&c.call("POST", &format!("{}/{site}/unblock", base(&tenant, &database)), None)?);
+        }
+        DeviceCmd::Release { tenant, database, site } => {
+            c.object(&c.call("POST", &format!("{}/{site}/release", base(&tenant, &database)), None)?);
+        }
+        DeviceCmd::Blocked { tenant, database } => {
+            let list = c.call("GET", &format!("/v1/tenants/{tenant}/databases/{database}/blocked"), None)?;
+            c.table(&json!({ "items": list }), &["subject", "blocked_at", "reason"]);
+        }
+        DeviceCmd::BlockSubject { tenant, database, subject, reason } => {
+            let path = format!("/v1/tenants/{tenant}/databases/{database}/blocked");
+            c.object(&c.call("POST", &path, Some(json!({ "subject": subject, "reason": reason })))?);
+        }
+        DeviceCmd::UnblockSubject { tenant, database, subject } => {
+            let path = format!("/v1/tenants/{tenant}/databases/{database}/blocked/remove");
+            c.call("POST", &path, Some(json!({ "subject": subject })))?;
+            c.object(&json!({ "unblocked": subject }));
         }
     }
     Ok(())

@@ -317,24 +317,31 @@ fn cloudsync_payload_encode_next(
     TableIterator::once(row)
 }
 
-/// Of `pks` (keys of the synced table `tbl`, in the payload's encoding), those whose
-/// row exists here but that `visible_to` cannot see (privileges and row-level security,
-/// with the transaction's settings): a device asking which of the rows it holds are no
-/// longer visible to its user. Only the keys asked about are ever answered.
+/// Of `pks` (keys of the synced table `tbl`, in the payload's encoding), those that
+/// name no row `visible_to` can read (privileges and row-level security, with the
+/// transaction's settings): a device asking which of the rows it holds are no longer
+/// visible to its user. A key whose row exists but is hidden and a key with no row at
+/// all are answered alike, so the answer reveals nothing a download would not: whether
+/// a row the role may not read exists stays unknown. Keys are returned as sent.
 #[pg_extern]
 fn cloudsync_invisible_keys<'a>(tbl: &str, pks: Array<'a, &'a [u8]>, visible_to: &str) -> Vec<Vec<u8>> {
     spi(|c| {
         let t = crate::table::SyncTable::require(c, tbl)?;
-        let keys: Vec<Vec<Value>> =
-            pks.iter().flatten().filter_map(|pk| cloudsync_core::value::decode_key(pk, t.pk.len()).ok()).collect();
-        let present = crate::batch::existing(c, &t, &keys)?;
+        let asked: Vec<(&[u8], Option<Vec<Value>>)> =
+            pks.iter().flatten().map(|pk| (pk, cloudsync_core::value::decode_key(pk, t.pk.len()).ok())).collect();
+        let keys: Vec<Vec<Value>> = asked.iter().filter_map(|(_, k)| k.clone()).collect();
         let mut role = crate::role::RoleSwitch::new(c, Some(visible_to))?;
         role.user(c)?;
         let visible = crate::batch::existing(c, &t, &keys);
         role.caller(c)?;
         let visible = visible?;
-        let mut hidden: Vec<Vec<u8>> = present.difference(&visible).cloned().collect();
+        let mut hidden: Vec<Vec<u8>> = asked
+            .into_iter()
+            .filter(|(_, key)| !key.as_ref().is_some_and(|k| visible.contains(&cloudsync_core::value::encode_key(k))))
+            .map(|(pk, _)| pk.to_vec())
+            .collect();
         hidden.sort();
+        hidden.dedup();
         Ok(hidden)
     })
 }

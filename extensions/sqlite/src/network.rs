@@ -17,6 +17,7 @@
 //! `network/{client,checkpoints,sync,visibility}.rs` is planned (issue "one home for
 //! each concept").
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use cloudsync_core::feed::Checkpoint;
@@ -276,8 +277,8 @@ impl Client {
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()
     }
 
-    /// `POST {sync_url}/visibility`: which of `keys` of `table` exist centrally but are
-    /// not visible to this device's identity.
+    /// `POST {sync_url}/visibility`: which of `keys` of `table` name no central row this
+    /// device's identity may read.
     fn invisible(&self, table: &str, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let body = VisibilityCheck { table: table.to_string(), keys: keys.iter().map(hex::encode).collect() };
         let body = serde_json::to_vec(&body).map_err(|e| net_err(e.to_string()))?;
@@ -486,11 +487,13 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
 const VISIBILITY_BATCH: usize = 500;
 
 /// `cloudsync_network_check_visibility()`: asks the server which of this database's
-/// rows (live, in synced tables) exist centrally but are no longer visible to this
-/// device's user (row-level security or row policies), and records them in
-/// `cloudsync_hidden(tbl, pk)` — replacing what an earlier check recorded. Rows the
-/// server does not have (never uploaded, or refused) are not flagged. The server only
-/// answers about the keys sent, so nothing about other users' rows is learned.
+/// rows (live, in synced tables) its user may not read centrally (row-level security or
+/// row policies, or no such row there), and records them in `cloudsync_hidden(tbl, pk)`
+/// — replacing what an earlier check recorded. Rows with local changes the server has
+/// not yet applied (unsent, or waiting in its queue) are not asked about: their central
+/// copy is not yet theirs. A row the server refused is flagged. The server only answers
+/// about the keys sent, and a hidden row and a missing one alike, so nothing about
+/// other users' rows is learned.
 pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
     conn.execute_batch(
@@ -499,10 +502,12 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
     // Clocks are read below: local writes not yet folded would make new rows missing
     // from the check and deleted ones still in it.
     fold::fold_all(conn)?;
-    let (mut checked, mut hidden) = (0u64, 0u64);
+    let pending = unconfirmed_keys(conn, &client)?;
+    let (mut checked, mut hidden, mut unconfirmed) = (0u64, 0u64, 0u64);
     let mut tables = serde_json::Map::new();
     for name in SyncTable::names(conn)? {
         let Some(t) = SyncTable::load(conn, &name)? else { continue };
+        let mut waiting = 0u64;
         let keys: Vec<Vec<u8>> = {
             let cols = t.meta_keys().join(", ");
             let mut stmt = conn.prepare(&format!("SELECT {cols} FROM {} WHERE cl % 2 = 1", t.meta()))?;
@@ -512,7 +517,15 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
                     (0..n).map(|i| r.get_ref(i).map(crate::sql::value_of)).collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(cloudsync_core::value::encode_key(&key))
             })?;
-            rows.collect::<rusqlite::Result<_>>()?
+            let all: Vec<Vec<u8>> = rows.collect::<rusqlite::Result<_>>()?;
+            let mine = pending.get(&t.name);
+            all.into_iter()
+                .filter(|pk| {
+                    let unconfirmed = mine.is_some_and(|m| m.contains(pk));
+                    waiting += u64::from(unconfirmed);
+                    !unconfirmed
+                })
+                .collect()
         };
         let mut found = Vec::new();
         for batch in keys.chunks(VISIBILITY_BATCH) {
@@ -528,9 +541,27 @@ pub fn check_visibility(conn: &Connection, state: &ConnState) -> Result<Value> {
         })?;
         checked += keys.len() as u64;
         hidden += found.len() as u64;
-        tables.insert(t.name.clone(), json!({ "checked": keys.len(), "hidden": found.len() }));
+        unconfirmed += waiting;
+        tables.insert(t.name.clone(), json!({ "checked": keys.len(), "hidden": found.len(), "unconfirmed": waiting }));
     }
-    Ok(json!({ "checked": checked, "hidden": hidden, "tables": tables }))
+    Ok(json!({ "checked": checked, "hidden": hidden, "unconfirmed": unconfirmed, "tables": tables }))
+}
+
+/// The rows (encoded keys, by table) this device changed after the last position the
+/// server confirmed applying (its own uploads, every earlier one finished).
+fn unconfirmed_keys(conn: &Connection, client: &Client) -> Result<HashMap<String, HashSet<Vec<u8>>>> {
+    let confirmed = client.status()?.device.confirmed.as_deref().map(parse_checkpoint).transpose()?;
+    let query = FeedQuery {
+        from: confirmed.unwrap_or(Checkpoint::ZERO),
+        sites: SiteFilter::Only(client.site),
+        ..FeedQuery::default()
+    };
+    let mut reader = FeedReader::new(conn, query)?;
+    let mut keys: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
+    while let Some(c) = reader.next(conn)? {
+        keys.entry(c.table).or_default().insert(c.pk);
+    }
+    Ok(keys)
 }
 
 /// `cloudsync_network_status()`: the server's view of this device.

@@ -161,16 +161,22 @@ impl Replica {
         })
     }
 
-    /// Of `keys` (rows of `table`, payload-encoded), those whose row exists but the read
-    /// `policy` hides from the caller; None when `table` is not synced.
+    /// Of `keys` (rows of `table`, payload-encoded), those that name no row the read
+    /// `policy` lets the caller read (with no policy, every live row is readable); None
+    /// when `table` is not synced. A hidden row and a key with no row are answered
+    /// alike, so the answer tells nothing a download would not. Keys are returned as
+    /// given.
     pub fn invisible(&self, table: &str, keys: &[Vec<u8>], policy: Option<&str>) -> Result<Option<Vec<Vec<u8>>>> {
         self.scoped(|conn| {
             let Some(t) = SyncTable::load(conn, table)? else { return Ok(None) };
-            let Some(expr) = policy else { return Ok(Some(Vec::new())) };
+            let expr = policy.unwrap_or("1");
             let mut hidden = Vec::new();
             for pk in keys {
-                let Ok(key) = decode_key(pk, t.pk.len()) else { continue };
-                if row_allowed(conn, &t, &key, expr)? == Some(false) {
+                let readable = match decode_key(pk, t.pk.len()) {
+                    Ok(key) => row_allowed(conn, &t, &key, expr)? == Some(true),
+                    Err(_) => false,
+                };
+                if !readable {
                     hidden.push(pk.clone());
                 }
             }

@@ -64,9 +64,9 @@ pub trait TenantDb: Send + Sync {
     /// security decides).
     async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()>;
 
-    /// Of `keys` (a device's rows of `table`, payload-encoded), those that exist
-    /// centrally but `actor` may not read: what a device flags as no longer visible
-    /// (`docs/rls.md`).
+    /// Of `keys` (a device's rows of `table`, payload-encoded), those that name no row
+    /// `actor` may read — hidden and missing alike, so the answer reveals no existence:
+    /// what a device flags as no longer visible (`docs/rls.md`).
     async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>>;
 
     /// A fingerprint of what decides which rows a device may read: the read policies

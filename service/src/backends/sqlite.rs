@@ -234,8 +234,8 @@ impl SqliteBackends {
         self.with_actor(db, Budgets::APPLY, actor, |r| Ok(r.apply(payload, uploader, policies)?))
     }
 
-    /// Of `keys` of `table`, those whose row exists but `actor` may not read
-    /// (`policy`: the table's read policy; without one every row is readable).
+    /// Of `keys` of `table`, those that name no row `actor` may read (`policy`: the
+    /// table's read policy; without one every live row is readable).
     pub fn invisible(
         &self,
         db: &DatabaseId,

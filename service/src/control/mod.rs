@@ -73,6 +73,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_postgres_backends.sql"),
         include_str!("../../migrations/postgres/0004_postgres_backends.sql"),
     ),
+    (
+        5,
+        "bound devices",
+        include_str!("../../migrations/sqlite/0005_bound_devices.sql"),
+        include_str!("../../migrations/postgres/0005_bound_devices.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

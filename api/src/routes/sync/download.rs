@@ -59,7 +59,7 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let (db, site) = (&ctx.db, ctx.site);
     let q = q?;
-    let actor = ctx.caller.actor(db)?;
+    let actor = &ctx.actor;
     let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Checkpoint::ZERO);
     // When the rules deciding what this device may read changed since it was last served
     // (or it never stored a checkpoint of the pass that restarted it), it starts over:
@@ -88,7 +88,7 @@ pub async fn download(
     let mut changed = state.notifier.subscribe(&db.id);
     let mut shutdown = state.shutdown.clone();
     loop {
-        let chunk = state.backends.of(db).changes(after, site.0, max_bytes, &actor).await?;
+        let chunk = state.backends.of(db).changes(after, site.0, max_bytes, actor).await?;
         if let Some(rules) = &restart_pass {
             let last = chunk.more.then(|| cursor_text(chunk.next));
             state.control.set_device_visibility(&db.id, &site, rules, last.as_deref()).await?;

@@ -10,8 +10,9 @@
 //! | `POST {sync_url}/visibility` | which of the rows a device holds its user may no longer read | `visibility` |
 //!
 //! Every handler starts from a [`SyncCtx`]: the caller authenticated, the database it
-//! may sync with and the device (not blocked), resolved once, in that order, before the
-//! handler reads anything else of the request.
+//! may sync with, the identity it syncs as (a JWT's role allowed by the database) and
+//! the device — bound to the caller, not blocked — resolved once, in that order, before
+//! the handler reads anything else of the request.
 
 mod download;
 mod status;
@@ -25,7 +26,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use cloudsync_core::feed::Checkpoint;
-use cloudsync_service::control::devices::Activity;
+use cloudsync_service::actor::Actor;
+use cloudsync_service::control::devices::{Activity, Refused};
 use cloudsync_service::control::keys::Scope;
 use cloudsync_service::ids::{DatabaseId, SiteHex};
 use cloudsync_service::model::Database;
@@ -49,13 +51,18 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A sync request's context, resolved once before its handler runs: the caller
 /// (authenticated and rate limited), the database it may sync with (checked against
-/// the caller's scope) and the device, by the site id of its `x-cloudsync-site` header
-/// or its `site` query parameter (not blocked).
+/// the caller's scope), the identity its changes are applied and its downloads read
+/// with (refused when the database does not allow a JWT's role), and the device, by
+/// the site id of its `x-cloudsync-site` header or its `site` query parameter: bound
+/// to the caller on its first request and refused to anyone else, not blocked (by
+/// site, user or key).
 pub struct SyncCtx {
     /// Who is calling.
     pub caller: Caller,
     /// The database addressed.
     pub db: Database,
+    /// Whom the request acts as.
+    pub actor: Actor,
     /// The device.
     pub site: SiteHex,
 }
@@ -68,11 +75,19 @@ impl FromRequestParts<AppState> for SyncCtx {
         let Path(db) = Path::<String>::from_request_parts(parts, state).await?;
         let db = state.control.database(&DatabaseId::parse(&db)?).await?;
         caller.database(&db, Scope::Sync)?;
+        let actor = caller.actor(&db)?;
         let site = SiteHex::parse(&site_of(parts)?)?;
-        if let Some(reason) = state.control.blocked(&db.id, &site).await? {
-            return Err(ApiError::DeviceBlocked(Some(reason).filter(|r| !r.is_empty())));
+        let subject = caller.subject().ok_or_else(|| ApiError::Forbidden("sync endpoints are for devices".into()))?;
+        let refused =
+            state.control.admit(&db.tenant_id, &db.id, &site, &subject, state.limits.new_sites_per_hour).await?;
+        match refused {
+            None => Ok(SyncCtx { caller, db, actor, site }),
+            Some(Refused::Blocked(reason)) => Err(ApiError::DeviceBlocked(reason.filter(|r| !r.is_empty()))),
+            Some(Refused::BoundElsewhere) => Err(ApiError::SiteBound),
+            Some(Refused::TooManyNewSites { limit, retry_after_secs }) => {
+                Err(ApiError::TooManyNewSites { limit, retry_after_secs })
+            }
         }
-        Ok(SyncCtx { caller, db, site })
     }
 }
 

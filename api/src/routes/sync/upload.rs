@@ -56,8 +56,6 @@ pub async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let (db, site) = (&ctx.db, ctx.site);
-    // Refused before anything is stored when the device's role is not allowed.
-    let actor = ctx.caller.actor(db)?;
     let from = parse_cursor(header(&headers, FROM)?)?;
     let to = parse_cursor(header(&headers, TO)?)?;
     let body = body.map_err(|e| too_large(e, state.limits.inline_bytes))?;
@@ -107,7 +105,7 @@ pub async fn upload(
             bytes: i64::try_from(len).unwrap_or(i64::MAX),
             from_cursor: cursor_text(from),
             to_cursor: cursor_text(to),
-            actor,
+            actor: ctx.actor.clone(),
         })
         .await?;
     state.wake.notify_one();

@@ -1,5 +1,5 @@
-//! The visibility check: which of the rows a device holds exist centrally but may not
-//! be read by its user.
+//! The visibility check: which of the rows a device holds its user may not read
+//! centrally.
 
 use axum::extract::State;
 use axum::Json;
@@ -10,9 +10,10 @@ use super::{SiteHeader, SyncCtx, MAX_VISIBILITY_KEYS};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
-/// Which of the rows a device holds exist centrally but are no longer visible to its
-/// user (row-level security, row policies): the device flags them (`docs/rls.md`).
-/// Only the keys sent are answered about.
+/// Which of the rows a device holds name no central row its user may read (row-level
+/// security, row policies; a hidden row and a missing one are answered alike, so this
+/// is no existence oracle): the device flags them (`docs/rls.md`). Only the keys sent
+/// are answered about.
 #[utoipa::path(post, path = "/v1/sync/{db}/visibility", tag = "sync", request_body = VisibilityCheck,
     params(("db" = String, Path, description = "Database id"), SiteHeader),
     responses((status = 200, description = "The keys no longer visible", body = Invisible)))]
@@ -22,7 +23,7 @@ pub async fn visibility(
     b: Result<Json<VisibilityCheck>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Invisible>> {
     let db = &ctx.db;
-    let actor = ctx.caller.actor(db)?;
+    let actor = &ctx.actor;
     let req = crate::extract::body(b, state.limits.json_bytes)?;
     if req.keys.len() > MAX_VISIBILITY_KEYS {
         return Err(ApiError::BadRequest(format!("at most {MAX_VISIBILITY_KEYS} keys per request")));
@@ -33,6 +34,6 @@ pub async fn visibility(
         .map(|k| hex::decode(k).map_err(|_| ApiError::BadRequest(format!("key '{k}' is not hex"))))
         .collect::<ApiResult<Vec<_>>>()?;
     ctx.record(&state, Activity::default());
-    let hidden = state.backends.of(db).invisible(&actor, req.table, keys).await?;
+    let hidden = state.backends.of(db).invisible(actor, req.table, keys).await?;
     Ok(Json(Invisible { hidden: hidden.iter().map(hex::encode).collect() }))
 }
