@@ -62,7 +62,10 @@ pub fn schemathesis() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cloudsync-contract-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let token = format!("csa_contract_{}", std::process::id());
+    // A token the node accepts: configured tokens must carry 128 bits.
+    let mut random = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+    let token = format!("csa_contract_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let mut child = Command::new(target_dir().join("debug/cloudsync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--admin-token", &token, "--data-dir"])
         .arg(dir.join("data"))
