@@ -98,7 +98,7 @@ impl Caller {
     /// The subject a device's site id is bound to: the JWT's user, or the API key
     /// (none for the operator, who does not sync).
     pub fn subject(&self) -> Option<String> {
-        use cloudsync_service::control::devices::{subject_of_key, subject_of_user};
+        use cloudsync_service::control::bindings::{subject_of_key, subject_of_user};
         match self {
             Caller::Operator => None,
             Caller::Key(k) => Some(subject_of_key(k.id.as_str())),

@@ -12,6 +12,7 @@
 //! functions), and each engine has its own migrations, run by sqlx's `Migrator` from
 //! one table that pairs them by version (a version cannot exist for one engine only).
 
+pub mod bindings;
 mod databases;
 pub mod devices;
 pub mod identity;
