@@ -6,6 +6,8 @@
 //! tenant is meaningless at another. Every credential but the operator's is rate
 //! limited (per API key, per JWT user).
 
+use std::net::IpAddr;
+
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use cloudsync_service::actor::Actor;
@@ -151,21 +153,28 @@ async fn addressed_tenant(parts: &mut Parts, state: &AppState) -> Result<Option<
     Ok(None)
 }
 
-async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+async fn authenticate(parts: &mut Parts, state: &AppState, client: Option<IpAddr>) -> Result<Caller, ApiError> {
     let token = bearer(parts)?.to_string();
     if bool::from(token.as_bytes().ct_eq(state.admin_token.expose_secret().as_bytes())) {
         return Ok(Caller::Operator);
     }
-    let invalid = || ApiError::Unauthorized("invalid, expired or revoked credentials".into());
+    // A secret nobody issued (the admin token, an API key, or neither's shape) is a
+    // guess, counted against the client's address; a JWT that fails verification is
+    // not (guessing signatures is hopeless, and devices behind one address holding
+    // expired tokens must not lock each other out).
+    let guessed = || {
+        crate::lockout::failed(state, client);
+        ApiError::Unauthorized("invalid, expired or revoked credentials".into())
+    };
     if token.starts_with(PREFIX) {
         return match state.control.authenticate_key(&token).await? {
             KeyCheck::Valid(key) => Ok(Caller::Key(key)),
             KeyCheck::TenantSuspended => Err(ApiError::TenantSuspended),
-            KeyCheck::Invalid => Err(invalid()),
+            KeyCheck::Invalid => Err(guessed()),
         };
     }
     if token.split('.').count() != 3 {
-        return Err(invalid());
+        return Err(guessed());
     }
     let tenant = addressed_tenant(parts, state).await?.ok_or_else(|| {
         ApiError::Unauthorized("a JWT is accepted only on the endpoints of an existing tenant's databases".into())
@@ -177,7 +186,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state).await?;
+        let client = crate::lockout::client_addr(state, &parts.headers, &parts.extensions);
+        crate::lockout::check(state, client)?;
+        let caller = authenticate(parts, state, client).await?;
         if let (Some(limiter), Some(bucket)) = (&state.limiter, caller.bucket()) {
             if let Err(not_until) = limiter.check_key(&bucket) {
                 let wait = not_until.wait_time_from(limiter.clock().now());

@@ -36,6 +36,9 @@ pub enum ApiError {
         /// Seconds until one more is allowed.
         retry_after_secs: u64,
     },
+    /// Too many failed authentications from the client's address.
+    #[error("too many failed authentications from this address; retry after {0} s")]
+    TooManyFailedAttempts(u64),
     /// Too many requests with one credential.
     #[error("too many requests with this credential; retry after {0} s")]
     RateLimited(u64),
@@ -74,6 +77,9 @@ pub enum ApiError {
         /// The node's limit.
         limit: u64,
     },
+    /// A tenant database at its size quota (`507`): the write was not kept.
+    #[error("{0}")]
+    StorageQuota(String),
     /// A failure of the service itself.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -105,6 +111,7 @@ impl ApiError {
             ApiError::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             ApiError::DeviceBlocked(_) => (StatusCode::FORBIDDEN, "device_blocked"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),
             ApiError::SiteBound => (StatusCode::FORBIDDEN, "site_bound"),
             ApiError::TooManyNewSites { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_new_sites"),
             ApiError::ConfirmationRequired(_) => (StatusCode::BAD_REQUEST, "confirmation_required"),
@@ -116,6 +123,7 @@ impl ApiError {
             ApiError::TooLarge(_) | ApiError::DecompressedTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::StorageQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_quota_exceeded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::StoreUnavailable(store) => (
@@ -143,6 +151,8 @@ impl From<CpError> for ApiError {
             CpError::Invalid(m) => ApiError::BadRequest(m),
             CpError::Conflict(m) => ApiError::Conflict(m),
             CpError::Forbidden(m) => ApiError::Forbidden(m),
+            e @ CpError::StorageQuota { .. } => ApiError::StorageQuota(e.public_message()),
+            e @ CpError::TimeBudget(_) => ApiError::Rejected { code: e.code(), message: e.public_message() },
             e @ (CpError::Schema(_) | CpError::Egress(_)) => {
                 ApiError::Rejected { code: e.code(), message: e.to_string() }
             }
@@ -202,7 +212,9 @@ impl IntoResponse for ApiError {
             resp.extensions_mut().insert(StoreFailure(store));
         }
         match self {
-            ApiError::RateLimited(secs) | ApiError::TooManyNewSites { retry_after_secs: secs, .. } => {
+            ApiError::RateLimited(secs)
+            | ApiError::TooManyFailedAttempts(secs)
+            | ApiError::TooManyNewSites { retry_after_secs: secs, .. } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             ApiError::StoreUnavailable(_) => {

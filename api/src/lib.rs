@@ -15,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod hygiene;
+pub mod lockout;
 pub mod metrics;
 pub mod openapi;
 pub mod routes {
@@ -130,6 +131,11 @@ pub struct Inner {
     pub decoding: tokio::sync::Semaphore,
     /// Who may read `/metrics`, and where.
     pub metrics_access: MetricsAccess,
+    /// Failed authentications per client address (`None`: not limited).
+    pub lockout: Option<lockout::Lockout>,
+    /// The header the operator's proxy puts the client's address in (`None`: the
+    /// connection's peer is the client).
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 /// Who may read `/metrics` (`docs/metrics.md`).

@@ -69,6 +69,9 @@ pub struct Metrics {
     payload_size: HistogramVec,
     /// Requests refused by the per-credential rate limit.
     pub rate_limited: IntCounter,
+    /// Failed authentications (`failed`) and requests refused from locked-out
+    /// addresses (`refused`).
+    pub auth_failures: IntCounterVec,
     /// Failed usage flushes (counters kept for the next flush).
     pub usage_flush_errors: IntCounter,
     /// Store failures by store.
@@ -89,6 +92,8 @@ pub struct Metrics {
     resources: IntGaugeVec,
     /// Connections of this node's pools by pool and state.
     pool: IntGaugeVec,
+    /// Waiting downloads and the databases watched for them, on this node.
+    long_polls: IntGaugeVec,
     tenants_seen: std::sync::Arc<Mutex<HashSet<String>>>,
 }
 
@@ -145,6 +150,11 @@ impl Metrics {
                 "cloudsync_rate_limited_total",
                 "Requests refused by the per-credential rate limit",
             )),
+            auth_failures: counter(
+                "cloudsync_auth_failures_total",
+                "Authentications refused as guesses (failed), and requests refused from locked-out addresses (refused)",
+                &["outcome"],
+            ),
             usage_flush_errors: must(IntCounter::new(
                 "cloudsync_usage_flush_errors_total",
                 "Failed usage flushes (their counters are kept for the next one)",
@@ -170,6 +180,11 @@ impl Metrics {
             ),
             resources: gauge("cloudsync_resources", "Tenants and databases, service-wide", &["kind"]),
             pool: gauge("cloudsync_pool_connections", "Connections of this node's pools", &["pool", "state"]),
+            long_polls: gauge(
+                "cloudsync_long_polls",
+                "Downloads waiting for changes on this node, and the databases one watcher each polls for them",
+                &["kind"],
+            ),
             tenants_seen: std::sync::Arc::default(),
         };
         let build = must(IntGaugeVec::new(
@@ -187,6 +202,7 @@ impl Metrics {
             Box::new(m.payloads.clone()),
             Box::new(m.payload_size.clone()),
             Box::new(m.rate_limited.clone()),
+            Box::new(m.auth_failures.clone()),
             Box::new(m.usage_flush_errors.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.job_attempts.clone()),
@@ -197,6 +213,7 @@ impl Metrics {
             Box::new(m.active_devices.clone()),
             Box::new(m.resources.clone()),
             Box::new(m.pool.clone()),
+            Box::new(m.long_polls.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -205,6 +222,9 @@ impl Metrics {
         // Series that exist from the start, so dashboards and alerts see zeros, not gaps.
         for outcome in [Outcome::Applied, Outcome::Retrying, Outcome::Dead, Outcome::Unrecorded] {
             m.job_attempts.with_label_values(&[outcome.name()]);
+        }
+        for outcome in ["failed", "refused"] {
+            m.auth_failures.with_label_values(&[outcome]);
         }
         for store in ["control", "payload", "backend"] {
             m.store_errors.with_label_values(&[store]);
@@ -287,6 +307,12 @@ impl Metrics {
         self.pool
             .with_label_values(&["backend", "in_use"])
             .set(i64::try_from(state.backends.in_use()).unwrap_or(i64::MAX));
+        self.long_polls
+            .with_label_values(&["waiting"])
+            .set(i64::try_from(state.notifier.waiting()).unwrap_or(i64::MAX));
+        self.long_polls
+            .with_label_values(&["watched_databases"])
+            .set(i64::try_from(state.notifier.watched()).unwrap_or(i64::MAX));
     }
 
     /// The text exposition format.

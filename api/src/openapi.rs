@@ -4,7 +4,7 @@
 //!
 //! [`finish`] adds what every operation shares instead of repeating it per handler:
 //! bearer security on every `/v1` operation except the signed-URL blob endpoints, and
-//! the documented error responses (`400`, `401`, `403`, `404`, `409`, `413`, `429`,
+//! the documented error responses (`400`, `401`, `403`, `404`, `409`, `413`, `429`, `507`,
 //! `503`) with the one error body.
 
 use std::fmt::Write;
@@ -140,12 +140,16 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
                 add("404", "Unknown resource, or one of another tenant (`not_found`)");
                 add(
                     "429",
-                    "Rate limit of the credential exceeded (`rate_limited`), or too many new site ids this hour \
-                     (`too_many_new_sites`); see `Retry-After`",
+                    "Rate limit of the credential exceeded (`rate_limited`), too many new site ids this hour \
+                     (`too_many_new_sites`), or too many failed authentications from this address \
+                     (`too_many_failed_attempts`); see `Retry-After`",
                 );
             }
             if matches!(method, HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch | HttpMethod::Delete) {
                 add("409", "Conflicts with the current state (`conflict`)");
+                if secured(path) {
+                    add("507", "A tenant database at its size quota (`storage_quota_exceeded`): nothing was kept");
+                }
             }
             if op.request_body.is_some() {
                 add("413", "Body over the size limit (`payload_too_large`)");

@@ -93,3 +93,64 @@ async fn a_restart_under_new_read_rules_survives_a_lost_response() {
     let (status, _, _, _) = download(&app, &db, &key, &reader, &done).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+/// Waiting downloads cost no query each: one watcher per database reads its position
+/// once a second while anyone waits, wakes every waiter when a change lands — here
+/// applied by another node, which cannot signal this one — and stops when they are gone.
+#[tokio::test]
+async fn waiting_downloads_share_one_watcher_woken_by_another_nodes_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let limits = Limits { new_sites_per_hour: 0, ..Limits::default() };
+    // This node runs no worker; the other, on the same stores, applies.
+    let app = support::app_on(control.clone(), limits, None);
+    let other = support::state_on(control, app.dir.path(), "http://test", limits, None);
+    let (_tx, _workers) = support::workers(&other, 1);
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", SQL).await;
+    let (_, key) = app.key(&tenant, &["sync"]).await;
+
+    const WAITERS: usize = 100;
+    let started = tokio::time::Instant::now();
+    let polls_before = app.state.notifier.polls();
+    let waits = (0..WAITERS).map(|_| {
+        let site = uuid::Uuid::now_v7().simple().to_string();
+        let req = Request::builder()
+            .uri(format!("/v1/sync/{db}/changes?site={site}&after=0&wait_ms=60000"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let app = &app;
+        async move {
+            let r = app.send(req).await;
+            (r.status, r.headers.get("x-cloudsync-changes").map(|v| v.to_str().unwrap().to_string()), started.elapsed())
+        }
+    });
+    let waiting = futures::future::join_all(waits);
+    let write = async {
+        // Every download is waiting before the change is made.
+        while app.state.notifier.waiting() < WAITERS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.state.notifier.watched(), 1, "one watcher for the database, whatever the waiters");
+        let (writer, payload) = device_payload(SQL, &["items"], "INSERT INTO items VALUES ('a', 'first', 1);");
+        let up = app.upload(&db, &key, &writer, payload).await;
+        assert_eq!(up.status, StatusCode::ACCEPTED, "{}", up.body);
+    };
+    let (answers, ()) = tokio::join!(waiting, write);
+    let elapsed = started.elapsed();
+    for (status, changes, took) in &answers {
+        assert_eq!(*status, StatusCode::OK);
+        assert!(changes.as_deref().is_some_and(|n| n != "0"), "{changes:?}");
+        assert!(*took < Duration::from_secs(30), "woken by the change, not by the 60 s deadline ({took:?})");
+    }
+    // One read of the position per second while they waited, not one per waiter.
+    let polls = app.state.notifier.polls() - polls_before;
+    assert!(polls <= elapsed.as_secs() + 2, "{polls} reads in {elapsed:?} for {WAITERS} waiters");
+    // With nobody waiting the watcher stops.
+    while app.state.notifier.watched() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the watcher outlived its waiters");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.notifier.waiting(), 0);
+}

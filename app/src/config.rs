@@ -154,6 +154,39 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_POSTGRES_POOL_SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_pool_size: Option<u32>,
+    /// Seconds one call in a tenant database may run for a request — a download
+    /// chunk, provisioning, listing tables — where tenants' policies and triggers run
+    /// (default 60); PostgreSQL backends' `statement_timeout`.
+    #[arg(long, env = "CLOUDSYNC_REQUEST_BUDGET_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_budget_secs: Option<u64>,
+    /// Seconds applying one uploaded payload may run (default 300): past it the job
+    /// fails for good with `time_budget_exceeded`.
+    #[arg(long, env = "CLOUDSYNC_APPLY_BUDGET_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_budget_secs: Option<u64>,
+    /// Seconds a PostgreSQL backend session may stay idle inside a transaction
+    /// (default 60).
+    #[arg(long, env = "CLOUDSYNC_POSTGRES_IDLE_IN_TRANSACTION_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_idle_in_transaction_secs: Option<u64>,
+    /// Size in MiB each SQLite tenant database may reach (default 10240; 0: no
+    /// limit); writes past it fail with `507 storage_quota_exceeded`.
+    #[arg(long, env = "CLOUDSYNC_SQLITE_MAX_DATABASE_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_max_database_mb: Option<u64>,
+    /// Failed authentications (unknown API keys, a wrong admin token, dashboard
+    /// sign-ins) allowed per client address and minute before the address is refused
+    /// for a while (default 20; 0: no limit).
+    #[arg(long, env = "CLOUDSYNC_AUTH_FAILURES_PER_MINUTE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_failures_per_minute: Option<u32>,
+    /// The request header a reverse proxy in front of the node puts the client's
+    /// address in (e.g. `Fly-Client-IP`, `X-Forwarded-For`); default: the connection's
+    /// peer. Set it only behind a proxy that sets it: clients could otherwise choose it.
+    #[arg(long, env = "CLOUDSYNC_CLIENT_ADDRESS_HEADER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address_header: Option<String>,
     /// A separate address serving only `/metrics` (the public port then answers 404
     /// there), e.g. a private network's.
     #[arg(long, env = "CLOUDSYNC_METRICS_LISTEN")]
@@ -197,6 +230,10 @@ pub struct Settings {
     pub jwks_refresh_secs: u64,
     pub usage_flush_secs: u64,
     pub postgres_pool_size: u32,
+    pub budgets: cloudsync_service::backends::Budgets,
+    pub auth_failures_per_minute: u32,
+    pub client_address_header: Option<axum::http::HeaderName>,
+    pub sqlite_max_database_bytes: u64,
     pub egress: cloudsync_service::egress::Egress,
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_token: Option<SecretString>,
@@ -262,9 +299,39 @@ impl Settings {
                  dashboard's cookie is Secure (https://…)"
             );
         }
+        let defaults = cloudsync_service::backends::Budgets::default();
+        let seconds = |name: &str, value: Option<u64>, default: std::time::Duration| {
+            let secs = value.unwrap_or(default.as_secs());
+            anyhow::ensure!((1..=86_400).contains(&secs), "{name} must be 1 to 86400 seconds, got {secs}");
+            Ok(std::time::Duration::from_secs(secs))
+        };
+        let budgets = cloudsync_service::backends::Budgets {
+            request: seconds("the request budget", a.request_budget_secs, defaults.request)?,
+            apply: seconds("the apply budget", a.apply_budget_secs, defaults.apply)?,
+            idle_in_transaction: seconds(
+                "the PostgreSQL idle-in-transaction timeout",
+                a.postgres_idle_in_transaction_secs,
+                defaults.idle_in_transaction,
+            )?,
+        };
+        let sqlite_max_database_bytes = a
+            .sqlite_max_database_mb
+            .map_or(cloudsync_service::backends::sqlite::DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
         let s3_secret_key = secret("s3-secret-key", a.s3_secret_key, a.s3_secret_key_file)?;
+        let client_address_header = a
+            .client_address_header
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                axum::http::HeaderName::try_from(h.as_str())
+                    .map_err(|_| anyhow::anyhow!("the client address header '{h}' is not a header name"))
+            })
+            .transpose()?;
         Ok(Settings {
             egress,
+            budgets,
+            auth_failures_per_minute: a.auth_failures_per_minute.unwrap_or(20),
+            client_address_header,
+            sqlite_max_database_bytes,
             control_plane_url: secret("control-plane-url", a.control_plane_url, a.control_plane_url_file)?,
             secrets_key: secret("secrets-key", a.secrets_key, a.secrets_key_file)?,
             metrics_listen: a.metrics_listen,
@@ -375,6 +442,32 @@ mod tests {
         assert!(Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).is_err());
         let missing = dir.join("missing.toml");
         assert!(Settings::resolve(ServeArgs { config: Some(missing), ..ServeArgs::default() }).is_err());
+    }
+
+    #[test]
+    fn budgets_quotas_and_the_client_address_are_checked_settings() {
+        let d = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(d.budgets, cloudsync_service::backends::Budgets::default());
+        assert_eq!(d.sqlite_max_database_bytes, 10 << 30);
+        assert_eq!((d.auth_failures_per_minute, d.client_address_header.is_none()), (20, true));
+        let s = Settings::resolve(ServeArgs {
+            apply_budget_secs: Some(2),
+            request_budget_secs: Some(3),
+            sqlite_max_database_mb: Some(0),
+            client_address_header: Some("Fly-Client-IP".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((s.budgets.apply.as_secs(), s.budgets.request.as_secs(), s.budgets.job().as_secs()), (2, 3, 62));
+        assert_eq!(s.sqlite_max_database_bytes, 0);
+        assert_eq!(s.client_address_header.unwrap().as_str(), "fly-client-ip");
+        for bad in [
+            ServeArgs { apply_budget_secs: Some(0), ..ServeArgs::default() },
+            ServeArgs { request_budget_secs: Some(86_401), ..ServeArgs::default() },
+            ServeArgs { client_address_header: Some("not a header".into()), ..ServeArgs::default() },
+        ] {
+            assert!(Settings::resolve(bad).is_err());
+        }
     }
 
     #[test]

@@ -128,8 +128,10 @@ pub async fn run(s: Settings) -> Result<()> {
     };
     let egress = Arc::new(s.egress.clone());
     let backends = Arc::new(Backends::new(
-        SqliteBackends::new(s.data_dir.join("databases"), cloudsync_api::db_permit_count())?,
-        PgBackends::new(s.postgres_pool_size, Arc::clone(&egress)),
+        SqliteBackends::new(s.data_dir.join("databases"), cloudsync_api::db_permit_count())?
+            .with_budgets(s.budgets)
+            .with_max_bytes(s.sqlite_max_database_bytes),
+        PgBackends::new(s.postgres_pool_size, Arc::clone(&egress)).with_budgets(s.budgets),
         control.clone(),
     ));
     let notifier = Arc::new(Notifier::default());
@@ -146,6 +148,7 @@ pub async fn run(s: Settings) -> Result<()> {
         wake: Arc::clone(&wake),
         node,
         observer: Arc::new(metrics.clone()),
+        max_attempt: s.budgets.job(),
     });
     let workers = worker::spawn(s.workers, ctx, shutdown_rx.clone());
 
@@ -195,6 +198,8 @@ pub async fn run(s: Settings) -> Result<()> {
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: MetricsAccess { token: s.metrics_token.clone(), separate: s.metrics_listen.is_some() },
+        lockout: cloudsync_api::lockout::Lockout::new(s.auth_failures_per_minute),
+        client_address_header: s.client_address_header.clone(),
     }));
     let housekeeping = spawn_housekeeping(state.clone(), Duration::from_secs(s.usage_flush_secs), shutdown_rx.clone());
     let app = cloudsync_api::router_with(state.clone(), cloudsync_dashboard::router(state.clone()));
@@ -306,6 +311,9 @@ fn spawn_housekeeping(
             }
             if let Some(l) = &state.limiter {
                 l.retain_recent();
+            }
+            if let Some(l) = &state.lockout {
+                l.prune();
             }
             if let Err(e) = state.control.purge_sessions().await {
                 tracing::warn!(error = %e, "removing expired dashboard sessions failed");

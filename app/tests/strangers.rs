@@ -146,3 +146,56 @@ fn drain_jobs(server: &Server, p: &Provisioned) {
     }
     panic!("jobs not done");
 }
+
+/// Guessing credentials costs the guesser its address: past the limit every
+/// authentication from it is refused, valid or not, so a guess learns nothing, while
+/// other addresses are untouched. Behind a proxy the address is the header the
+/// operator names.
+#[test]
+#[ignore = "needs the built binary; run by cargo xtask test"]
+fn failed_authentications_lock_out_their_address() {
+    let call = |server: &Server, token: &str, client: Option<&str>| {
+        let headers: Vec<(&str, &str)> = client.map(|c| vec![("x-client-address", c)]).unwrap_or_default();
+        let (status, body) = http("GET", &format!("{}/v1/tenants", server.url), Some(token), None, &headers).unwrap();
+        let body: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+        (status, body["error"]["code"].as_str().unwrap_or_default().to_string())
+    };
+    let unauthorized = (401, "unauthorized".to_string());
+    let locked = (429, "too_many_failed_attempts".to_string());
+
+    // The connection's peer: here, loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port(), &["--auth-failures-per-minute", "3"]);
+    let admin = server.token.clone();
+    assert_eq!(call(&server, &admin, None).0, 200);
+    for guess in ["csk_guess1", "csk_guess2", "not-a-token", "csk_guess4"] {
+        assert_eq!(call(&server, guess, None), unauthorized);
+    }
+    assert_eq!(call(&server, &admin, None), locked, "the right token from a locked-out address is refused too");
+    // The dashboard's sign-in counts and refuses alike.
+    let (status, _) = http(
+        "POST",
+        &format!("{}/admin/login", server.url),
+        None,
+        Some(b"token=x&csrf=x".to_vec()),
+        &[("content-type", "application/x-www-form-urlencoded")],
+    )
+    .unwrap();
+    assert_eq!(status, 429);
+
+    // Behind a proxy: the header it sets is the address; clients without it are not
+    // counted, and each address has its own bucket.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        free_port(),
+        &["--auth-failures-per-minute", "3", "--client-address-header", "x-client-address"],
+    );
+    let admin = server.token.clone();
+    for _ in 0..4 {
+        assert_eq!(call(&server, "csk_guess", Some("198.51.100.7, 203.0.113.9")), unauthorized);
+    }
+    assert_eq!(call(&server, &admin, Some("203.0.113.9")), locked, "the proxy's own entry (the last) counts");
+    assert_eq!(call(&server, &admin, Some("198.51.100.7, 203.0.113.10")).0, 200);
+    assert_eq!(call(&server, &admin, Some("2001:db8::1")).0, 200);
+}

@@ -123,6 +123,9 @@ impl IntoResponse for Problem {
         });
         let mut resp = (status, Html(page)).into_response();
         *resp.extensions_mut() = api.extensions().clone();
+        if let Some(wait) = api.headers().get(axum::http::header::RETRY_AFTER) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, wait.clone());
+        }
         resp
     }
 }

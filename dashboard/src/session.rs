@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use cloudsync_api::error::ApiError;
+use cloudsync_api::lockout::ClientAddress;
 use cloudsync_api::AppState;
 use cloudsync_service::control::keys::{KeyCheck, Scope, PREFIX};
 use cloudsync_service::control::sessions::{random_token, Principal, LIFETIME};
@@ -152,9 +153,18 @@ pub async fn login_form(State(state): State<AppState>, Query(q): Query<LoginQuer
 }
 
 /// `POST /admin/login`.
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form<LoginForm>) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
+    headers: HeaderMap,
+    form: Form<LoginForm>,
+) -> Response {
     let Form(f) = form;
     let next = safe_next(f.next.as_deref());
+    // An address that guessed too often is refused before its token is looked at.
+    if let Err(e) = cloudsync_api::lockout::check(&state, client) {
+        return Problem::from(e).into_response();
+    }
     if !cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same(&c, &f.csrf)) {
         return refused(
             StatusCode::FORBIDDEN,
@@ -175,11 +185,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
                 let msg = "This key's tenant is suspended.".to_string();
                 return login_page(&state, &next, Some(msg), StatusCode::FORBIDDEN);
             }
-            Ok(KeyCheck::Invalid) => return invalid(&state, &next),
+            Ok(KeyCheck::Invalid) => return invalid(&state, &next, client),
             Err(e) => return Problem::from(ApiError::from(e)).into_response(),
         }
     } else {
-        return invalid(&state, &next);
+        return invalid(&state, &next, client);
     };
     let (id, _) = match state.control.create_session(principal, state.admin_token.expose_secret()).await {
         Ok(s) => s,
@@ -193,8 +203,9 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, form: Form
     resp
 }
 
-fn invalid(state: &AppState, next: &str) -> Response {
+fn invalid(state: &AppState, next: &str, client: Option<std::net::IpAddr>) -> Response {
     tracing::warn!("dashboard sign-in refused");
+    cloudsync_api::lockout::failed(state, client);
     let msg = "Invalid, expired or revoked token.".to_string();
     login_page(state, next, Some(msg), StatusCode::UNAUTHORIZED)
 }

@@ -61,6 +61,11 @@ impl Sqlstate {
     pub const UNDEFINED_TABLE: &'static str = "42P01";
     /// `55P03`: a lock not available (a lock timeout).
     pub const LOCK_NOT_AVAILABLE: &'static str = "55P03";
+    /// `57014`: a statement cancelled, here by `statement_timeout` (the node's time
+    /// budget for one statement).
+    pub const QUERY_CANCELED: &'static str = "57014";
+    /// `25P03`: the session closed by `idle_in_transaction_session_timeout`.
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &'static str = "25P03";
 
     /// The code as given.
     pub fn new(code: impl Into<String>) -> Sqlstate {
@@ -91,15 +96,25 @@ impl Sqlstate {
 
     /// Whether the same statement may succeed later: connection exceptions (08),
     /// transaction rollbacks — serialization failures, deadlocks (40) —, insufficient
-    /// resources (53), operator intervention (57), a lock timeout.
+    /// resources (53), operator intervention (57) other than a statement past its time
+    /// budget, a lock timeout.
     pub fn is_transient(&self) -> bool {
-        matches!(self.class(), "08" | "40" | "53" | "57") || self.is(Self::LOCK_NOT_AVAILABLE)
+        (matches!(self.class(), "08" | "40" | "53" | "57") && !self.over_budget()) || self.is(Self::LOCK_NOT_AVAILABLE)
+    }
+
+    /// Whether the statement ran past the node's time budget (`statement_timeout`,
+    /// `idle_in_transaction_session_timeout`): the same work would again.
+    pub fn over_budget(&self) -> bool {
+        self.is(Self::QUERY_CANCELED) || self.is(Self::IDLE_IN_TRANSACTION_TIMEOUT)
     }
 
     /// The API's stable code for a statement refused with this SQLSTATE.
     pub fn api_code(&self) -> &'static str {
         if self.is(Self::INSUFFICIENT_PRIVILEGE) {
             return "permission_denied";
+        }
+        if self.over_budget() {
+            return "time_budget_exceeded";
         }
         match self.class() {
             "23" => "constraint_violation",
@@ -139,6 +154,8 @@ mod tests {
             ("08006", false, true, "internal"),
             ("53300", false, true, "internal"),
             ("57P01", false, true, "internal"),
+            ("57014", false, false, "time_budget_exceeded"),
+            ("25P03", false, false, "time_budget_exceeded"),
             ("55P03", false, true, "internal"),
             ("55000", false, false, "internal"),
             ("XX000", false, false, "internal"),

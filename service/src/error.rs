@@ -65,6 +65,17 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A tenant database reached its size quota: nothing of the write was kept.
+    #[error("the database reached its size limit of {limit_bytes} bytes ({used_bytes} in use): nothing of this write was kept")]
+    StorageQuota {
+        /// The quota.
+        limit_bytes: u64,
+        /// The file's size when the write failed.
+        used_bytes: u64,
+    },
+    /// An operation on a tenant database ran past its time budget and was stopped.
+    #[error("the operation ran past its time budget of {} s and was stopped: nothing of it was kept", .0.as_secs())]
+    TimeBudget(std::time::Duration),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -167,6 +178,8 @@ impl Error {
             Error::Invalid(_) => "invalid_request",
             Error::Forbidden(_) => "forbidden",
             Error::Egress(_) => "egress_refused",
+            Error::StorageQuota { .. } => "storage_quota_exceeded",
+            Error::TimeBudget(_) => "time_budget_exceeded",
             Error::Postgres { sqlstate, .. } => sqlstate.api_code(),
             Error::Schema(cloudsync_ddl::TranslateError::Refused(_)) => "refused_sql",
             Error::Schema(_) => "invalid_sql",
@@ -288,5 +301,13 @@ mod tests {
         assert_eq!((pg("40001").retryable(), pg("40001").code()), (true, "database_unavailable"));
         assert_eq!((pg("23505").retryable(), pg("23505").code()), (false, "constraint_violation"));
         assert_eq!((pg("42501").retryable(), pg("42501").code()), (false, "permission_denied"));
+        // Budgets and quotas are the tenant's: never retried, said with their own code.
+        assert_eq!((pg("57014").retryable(), pg("57014").code()), (false, "time_budget_exceeded"));
+        assert_eq!((pg("25P03").retryable(), pg("25P03").code()), (false, "time_budget_exceeded"));
+        let late = Error::TimeBudget(std::time::Duration::from_secs(360));
+        assert_eq!((late.retryable(), late.code(), late.failed_store()), (false, "time_budget_exceeded", None));
+        let full = Error::StorageQuota { limit_bytes: 1 << 20, used_bytes: 1 << 20 };
+        assert_eq!((full.retryable(), full.code(), full.failed_store()), (false, "storage_quota_exceeded", None));
+        assert!(!full.public_message().contains('/'));
     }
 }

@@ -71,10 +71,8 @@ const PRAGMAS: &[&str] = &[
     "busy_timeout",
     "wal_checkpoint",
     "trusted_schema",
-    "max_page_count",
     "page_count",
     "page_size",
-    "journal_size_limit",
 ];
 
 /// The deadline of the operation a connection runs (Unix ms; 0: none), read by its
@@ -162,6 +160,8 @@ mod tests {
         for sql in [
             "ATTACH DATABASE ':memory:' AS x",
             "PRAGMA writable_schema = ON",
+            "PRAGMA max_page_count = 4294967294",
+            "PRAGMA journal_size_limit = -1",
             "PRAGMA temp_store_directory = '/tmp'",
             "SELECT load_extension('x')",
             "SELECT random()",

@@ -76,6 +76,10 @@ pub struct Context<P> {
     pub node: String,
     /// Told of every attempt.
     pub observer: Arc<dyn Observer>,
+    /// How long one attempt may run (`Budgets::job`): past it the apply is stopped and
+    /// the job fails with `time_budget_exceeded`, for good, and its lease is no longer
+    /// renewed, so a worker stuck past it anyway loses the job to another.
+    pub max_attempt: Duration,
 }
 
 /// Starts `n` workers; they stop (releasing their leases) when `shutdown` turns true.
@@ -127,21 +131,29 @@ async fn run<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
 
 async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     let started = std::time::Instant::now();
-    // Keep the lease alive while the apply runs.
+    // Keep the lease alive while the apply runs, up to its time budget.
     let heartbeat = {
         let control = ctx.control.clone();
         let owner = owner.to_string();
         let id = job.id;
+        let until = started + ctx.max_attempt;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE / 3).await;
+                if std::time::Instant::now() >= until {
+                    tracing::warn!("the job ran past its time budget: its lease is no longer renewed");
+                    break;
+                }
                 if !matches!(control.extend_lease(id, &owner, LEASE).await, Ok(true)) {
                     break;
                 }
             }
         })
     };
-    let outcome = apply(ctx, &job).await;
+    let outcome = match tokio::time::timeout(ctx.max_attempt, apply(ctx, &job)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::TimeBudget(ctx.max_attempt)),
+    };
     heartbeat.abort();
     let store_error = |e: &Error| {
         if let Some(store) = e.failed_store() {

@@ -66,8 +66,11 @@ pub fn schemathesis() -> Result<()> {
     let mut random = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
     let token = format!("csa_contract_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    // No rate limit and no lockout: the tester sends thousands of requests, wrong
+    // credentials among them, from one address (both are tested on their own).
     let mut child = Command::new(target_dir().join("debug/cloudsync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--admin-token", &token, "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--auth-failures-per-minute", "0"])
+        .args(["--admin-token", &token, "--data-dir"])
         .arg(dir.join("data"))
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -139,9 +139,24 @@ pub fn test(so: &std::path::Path) -> Result<()> {
     install()?;
     step("Postgres Sync: SQL scenarios against the installed extension and the cross-engine property test");
     sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])?;
-    step("The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once");
+    step(
+        "The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once, \
+         time budgets",
+    );
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "-p", "cloudsync", "--test", "rls", "--test", "concurrency", "--", "--ignored"])
+        .args([
+            "test",
+            "-p",
+            "cloudsync",
+            "--test",
+            "rls",
+            "--test",
+            "concurrency",
+            "--test",
+            "budgets",
+            "--",
+            "--ignored",
+        ])
         .env("CLOUDSYNC_EXTENSION", so)
         .current_dir(root()))
 }

@@ -78,6 +78,8 @@ pub fn state_on(
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: cloudsync_api::MetricsAccess::default(),
+        lockout: cloudsync_api::lockout::Lockout::new(20),
+        client_address_header: None,
     }))
 }
 
@@ -93,6 +95,7 @@ pub fn workers(state: &AppState, n: usize) -> (tokio::sync::watch::Sender<bool>,
         wake: Arc::clone(&state.wake),
         node: "test".into(),
         observer: Arc::new(state.metrics.clone()),
+        max_attempt: cloudsync_service::backends::Budgets::default().job(),
     });
     (stop, cloudsync_service::worker::spawn(n, ctx, shutdown))
 }

@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::SiteId;
@@ -21,6 +22,45 @@ use crate::actor::Actor;
 use crate::control::ControlPlane;
 use crate::model::{BackendConfig, Database, DatabaseSettings};
 use crate::Result;
+
+/// The time budgets of the work the node does in tenant databases, where tenants'
+/// own SQL runs (row policies, triggers, provisioning): past its budget a statement is
+/// stopped — by the sandbox's progress handler on SQLite, by `statement_timeout` on
+/// PostgreSQL — and the call fails with `time_budget_exceeded`, nothing of it kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budgets {
+    /// A call made for a request: one download chunk, provisioning, listing tables, a
+    /// visibility check.
+    pub request: Duration,
+    /// Applying one uploaded payload.
+    pub apply: Duration,
+    /// A PostgreSQL session left idle inside a transaction
+    /// (`idle_in_transaction_session_timeout`).
+    pub idle_in_transaction: Duration,
+}
+
+impl Budgets {
+    /// Reads of metadata and policy checks: at most 10 s (and within `request`).
+    pub fn quick(&self) -> Duration {
+        self.request.min(Duration::from_secs(10))
+    }
+
+    /// How long an apply job may hold its worker and its lease: the apply's budget, and
+    /// a minute for fetching and checking its payload and waiting for a connection.
+    pub fn job(&self) -> Duration {
+        self.apply.saturating_add(Duration::from_secs(60))
+    }
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            request: Duration::from_secs(60),
+            apply: Duration::from_secs(300),
+            idle_in_transaction: Duration::from_secs(60),
+        }
+    }
+}
 
 /// What the service asks of a tenant database.
 #[async_trait::async_trait]

@@ -27,7 +27,7 @@ use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sq
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
-use super::TenantDb;
+use super::{Budgets, TenantDb};
 use crate::actor::Actor;
 use crate::control::ControlPlane;
 use crate::egress::Egress;
@@ -45,6 +45,7 @@ pub struct PgBackends {
     pools: Mutex<HashMap<DatabaseId, PgPool>>,
     pool_size: u32,
     egress: Arc<Egress>,
+    budgets: Budgets,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,7 +76,7 @@ pub fn pg_error(e: sqlx::Error) -> Error {
 /// certificate files named in the URL). The host is resolved through the egress
 /// policy and the connection pinned to the first allowed address, so the pool's
 /// later connections go where the check said (no DNS rebinding).
-async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
+async fn options(egress: &Egress, url: &str, budgets: Budgets) -> Result<PgConnectOptions> {
     let parsed = url::Url::parse(url).map_err(|e| Error::Invalid(format!("backend url: {e}")))?;
     // Stored URLs are checked again: one stored before a rule existed fails closed.
     let sslmode = check_backend_url(&parsed, false)?;
@@ -101,7 +102,11 @@ async fn options(egress: &Egress, url: &str) -> Result<PgConnectOptions> {
         .password(&parsed.password().map(url_part).unwrap_or_default())
         .database(&url_part(parsed.path().trim_start_matches('/')))
         .ssl_mode(sslmode)
-        .application_name("cloudsync"))
+        .application_name("cloudsync")
+        .options([
+            ("statement_timeout", format!("{}ms", budgets.request.as_millis())),
+            ("idle_in_transaction_session_timeout", format!("{}ms", budgets.idle_in_transaction.as_millis())),
+        ]))
 }
 
 /// Sets the device's identity for the rest of the transaction: `request.jwt.claims`
@@ -126,7 +131,23 @@ impl PgBackends {
     /// No pools yet; each backend gets up to `pool_size` connections, to hosts the
     /// `egress` policy allows.
     pub fn new(pool_size: u32, egress: Arc<Egress>) -> PgBackends {
-        PgBackends { pools: Mutex::new(HashMap::new()), pool_size: pool_size.max(1), egress }
+        PgBackends {
+            pools: Mutex::new(HashMap::new()),
+            pool_size: pool_size.max(1),
+            egress,
+            budgets: Budgets::default(),
+        }
+    }
+
+    /// Sessions opened from now on run within `budgets`: `statement_timeout` is the
+    /// request budget (an apply raises it for its own transaction), and
+    /// `idle_in_transaction_session_timeout` is set. Both are the client's settings,
+    /// which outrank the role's and the database's: a tenant's `ALTER ROLE … SET
+    /// statement_timeout = 0` does not lift them.
+    #[must_use]
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     /// The database's pool, made on first use (the host resolved and pinned then): only
@@ -140,7 +161,7 @@ impl PgBackends {
             .min_connections(0)
             .acquire_timeout(CONNECT_TIMEOUT)
             .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(options(&self.egress, &url()?).await?);
+            .connect_lazy_with(options(&self.egress, &url()?, self.budgets).await?);
         Ok(lock(&self.pools).entry(db.clone()).or_insert(pool).clone())
     }
 
@@ -165,16 +186,16 @@ impl PgBackends {
     /// created in the database (with how to install it if not), the schemas exist.
     pub async fn check(&self, url: &str, backend: &BackendConfig) -> Result<()> {
         let BackendConfig::Postgres { schema, tables, .. } = backend else { return Ok(()) };
-        let mut conn =
-            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options(&self.egress, url).await?))
-                .await
-                .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
-                .map_err(|e| match pg_error(e) {
-                    Error::Postgres { message, .. } => {
-                        Error::Invalid(format!("cannot connect to the backend: {message}"))
-                    }
-                    other => other,
-                })?;
+        let mut conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            PgConnection::connect_with(&options(&self.egress, url, self.budgets).await?),
+        )
+        .await
+        .map_err(|_| Error::Unreachable("no answer from the PostgreSQL server within 10 s".into()))?
+        .map_err(|e| match pg_error(e) {
+            Error::Postgres { message, .. } => Error::Invalid(format!("cannot connect to the backend: {message}")),
+            other => other,
+        })?;
         let installed: Option<String> =
             sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'cloudsync'")
                 .fetch_optional(&mut conn)
@@ -389,6 +410,11 @@ impl TenantDb for PgDb<'_> {
         let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(format!("{}ms", self.pg.budgets.apply.as_millis()))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
         // Postgres Sync decodes the payload once, checks its sites, and applies it whole
         // or, when a row is refused, row by row in subtransactions.
         let (applied, refused): (i64, String) =
@@ -513,7 +539,8 @@ mod tests {
     #[tokio::test]
     async fn connections_are_pinned_to_the_checked_address_and_built_from_the_url_alone() {
         let open = Egress::parse("127.0.0.1").unwrap();
-        let o = options(&open, "postgres://u:p%40ss@localhost:5433/db?sslmode=disable").await.unwrap();
+        let o =
+            options(&open, "postgres://u:p%40ss@localhost:5433/db?sslmode=disable", Budgets::default()).await.unwrap();
         assert_eq!(o.get_host(), "127.0.0.1", "the name is resolved once and the address pinned");
         assert_eq!(o.get_port(), 5433);
         assert_eq!(o.get_username(), "u");
@@ -521,10 +548,11 @@ mod tests {
         assert!(o.get_socket().is_none());
         assert!(matches!(o.get_ssl_mode(), sqlx::postgres::PgSslMode::Disable));
         // verify-full checks the certificate against the name, so connects by it.
-        let named = options(&open, "postgres://u:p@localhost:5433/db?sslmode=verify-full").await.unwrap();
+        let named =
+            options(&open, "postgres://u:p@localhost:5433/db?sslmode=verify-full", Budgets::default()).await.unwrap();
         assert_eq!(named.get_host(), "localhost");
         for url in ["postgres://u:p@localhost:5433/db", "postgres://u:p@localhost:5433/db?sslmode=verify-full"] {
-            let refused = options(&Egress::default(), url).await.unwrap_err();
+            let refused = options(&Egress::default(), url, Budgets::default()).await.unwrap_err();
             assert!(matches!(refused, Error::Egress(crate::egress::EgressError::Refused { .. })), "{refused}");
         }
         // A URL stored before the parameter rules fails closed.
@@ -534,7 +562,53 @@ mod tests {
             "postgres://u:p@localhost/db?sslkey=/etc/ssl/private/node.key",
             "postgres://u@%2Frun%2Fpostgresql/db",
         ] {
-            assert!(matches!(options(&open, url).await, Err(Error::Invalid(_))), "{url}");
+            assert!(matches!(options(&open, url, Budgets::default()).await, Err(Error::Invalid(_))), "{url}");
         }
+    }
+
+    /// Against the PostgreSQL server the tests run on (`CLOUDSYNC_TEST_PG_URL`).
+    #[tokio::test]
+    async fn sessions_run_within_the_nodes_budgets_whatever_the_role_says() {
+        let admin = std::env::var("CLOUDSYNC_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut c = PgConnection::connect(&admin).await.expect("PostgreSQL for the tests (cargo xtask test starts it)");
+        // A role that asks for no limits at all, as a tenant could set on its own server.
+        let role = format!("cs_budget_{}", uuid::Uuid::now_v7().simple());
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET statement_timeout = 0; \
+             ALTER ROLE {role} SET idle_in_transaction_session_timeout = 0"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_username(&role).unwrap();
+        url.set_password(None).unwrap();
+        url.set_query(Some("sslmode=disable"));
+        let budgets = Budgets {
+            request: Duration::from_millis(300),
+            apply: Duration::from_secs(5),
+            idle_in_transaction: Duration::from_millis(400),
+        };
+        let open = Egress::parse("127.0.0.1").unwrap();
+        let options = options(&open, url.as_str(), budgets).await.unwrap();
+        let mut s = PgConnection::connect_with(&options).await.unwrap();
+        let shown: (String, String) = sqlx::query_as(
+            "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
+        )
+        .fetch_one(&mut s)
+        .await
+        .unwrap();
+        assert_eq!(shown, ("300ms".to_string(), "400ms".to_string()));
+        let e = pg_error(sqlx::query("SELECT pg_sleep(5)").execute(&mut s).await.unwrap_err());
+        assert!(matches!(&e, Error::Postgres { sqlstate, .. } if sqlstate.over_budget()), "{e}");
+        assert_eq!((e.code(), e.retryable()), ("time_budget_exceeded", false));
+        // A session left inside a transaction is closed by the server.
+        let mut s = PgConnection::connect_with(&options).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut s).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(sqlx::query("SELECT 1").execute(&mut s).await.is_err(), "the idle transaction outlived its budget");
+        drop(s);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}"))).execute(&mut c).await.unwrap();
     }
 }

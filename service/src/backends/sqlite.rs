@@ -18,7 +18,7 @@ use cloudsync_sqlite::{Policies, Replica};
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
-use super::TenantDb;
+use super::{Budgets, TenantDb};
 use crate::actor::Actor;
 use crate::ids::DatabaseId;
 use crate::model::{Database, DatabaseSettings};
@@ -28,19 +28,16 @@ use crate::{Error, Result};
 /// a permit per blocking database call), so this many are enough to never reopen.
 pub const IDLE_PER_DATABASE: usize = 16;
 
-/// Time budgets of the operations on a tenant database (`sandbox::Budget`): a
-/// statement still running past its operation's budget is interrupted.
-pub struct Budgets;
+/// The size a database file may reach unless the node is told otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
 
-impl Budgets {
-    /// Reads of metadata, policy checks, creating the file.
-    pub const QUICK: Duration = Duration::from_secs(10);
-    /// Provisioning (DDL, enabling sync), listing tables with their row counts, one
-    /// download chunk.
-    pub const STANDARD: Duration = Duration::from_secs(60);
-    /// Applying one uploaded payload (up to the upload limit).
-    pub const APPLY: Duration = Duration::from_secs(300);
-}
+/// The size the write-ahead log is truncated back to after a checkpoint
+/// (`journal_size_limit`): a large transaction grows it, and the space is given back.
+pub const JOURNAL_BYTES: u64 = 64 << 20;
+
+/// Free space under which a full database is taken for a full disk rather than its
+/// quota (SQLite answers `SQLITE_FULL` for both).
+const FULL_DISK_MARGIN: u64 = 64 << 20;
 
 struct Conn {
     replica: Replica,
@@ -62,6 +59,10 @@ pub struct SqliteBackends {
     /// Bounds the blocking calls running at once, over all databases.
     permits: Semaphore,
     permit_count: usize,
+    /// The size each database file may reach (`max_page_count`); 0: none.
+    max_bytes: u64,
+    /// How long its calls may run (the sandbox interrupts them past it).
+    budgets: Budgets,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,7 +82,24 @@ impl SqliteBackends {
             handles: Mutex::new(HashMap::new()),
             permits: Semaphore::new(permit_count),
             permit_count,
+            max_bytes: DEFAULT_MAX_BYTES,
+            budgets: Budgets::default(),
         })
+    }
+
+    /// Calls run within `budgets`.
+    #[must_use]
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    /// Each database file may grow to `max_bytes` (0: no quota); a write past it fails
+    /// with [`Error::StorageQuota`], and nothing of it is kept.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Runs `f` on tokio's blocking pool, within a permit.
@@ -115,6 +133,14 @@ impl SqliteBackends {
         // FULL: a job is marked done only after its apply committed, and must not be
         // undone by a power loss.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // The quota, set before the sandbox's authorizer, which refuses these PRAGMAs
+        // afterwards: nothing on the connection can raise it.
+        conn.pragma_update(None, "journal_size_limit", i64::try_from(JOURNAL_BYTES).unwrap_or(i64::MAX))?;
+        if self.max_bytes > 0 {
+            let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (self.max_bytes / u64::try_from(page_size).unwrap_or(4096).max(512)).max(1);
+            conn.pragma_update(None, "max_page_count", i64::try_from(pages).unwrap_or(i64::MAX))?;
+        }
         let replica = Replica::new(conn)?;
         let actor = Arc::new(Mutex::new(None));
         register_auth(replica.connection(), &actor)?;
@@ -157,7 +183,7 @@ impl SqliteBackends {
             Some(c) => c,
             None => self.open(db, create)?,
         };
-        let result = conn.budget.within(limit, || f(&conn));
+        let result = conn.budget.within(limit, || f(&conn)).map_err(|e| self.limit_reached(&conn, limit, e));
         // A connection left inside a transaction by an error is not reused.
         if conn.replica.connection().is_autocommit() {
             let mut idle = lock(&handle.idle);
@@ -168,9 +194,38 @@ impl SqliteBackends {
         result
     }
 
+    /// `e` as the limit it reached, if it reached one: [`Error::TimeBudget`] when the
+    /// sandbox interrupted it past `limit`; [`Error::StorageQuota`] when it is SQLite's
+    /// `SQLITE_FULL` and the disk still has room. SQLite answers the same for a file at
+    /// its `max_page_count` and for a full disk, and a full disk leaves nothing free: a
+    /// rollback does not shrink the write-ahead log the refused writes went to.
+    fn limit_reached(&self, conn: &Conn, limit: Duration, e: Error) -> Error {
+        let code = match &e {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            | Error::Backend(cloudsync_sqlite::Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => f.code,
+            _ => return e,
+        };
+        if code == rusqlite::ErrorCode::OperationInterrupted {
+            return Error::TimeBudget(limit);
+        }
+        if code != rusqlite::ErrorCode::DiskFull || self.max_bytes == 0 {
+            return e;
+        }
+        let free = rustix::fs::statvfs(&self.root).map(|s| s.f_bavail.saturating_mul(s.f_frsize)).unwrap_or(0);
+        if free < FULL_DISK_MARGIN {
+            return e;
+        }
+        let c = conn.replica.connection();
+        let pragma = |name| {
+            c.pragma_query_value(None, name, |r| r.get::<_, i64>(0)).map_or(0, |n| u64::try_from(n).unwrap_or(0))
+        };
+        let used = pragma("page_count").saturating_mul(pragma("page_size"));
+        Error::StorageQuota { limit_bytes: self.max_bytes, used_bytes: used }
+    }
+
     /// Creates the database file.
     pub fn create(&self, db: &DatabaseId) -> Result<()> {
-        self.with_conn(db, true, Budgets::QUICK, |_| Ok(()))
+        self.with_conn(db, true, self.budgets.quick(), |_| Ok(()))
     }
 
     /// Deletes the database file (and its WAL). Idempotent. Connections in use finish
@@ -202,17 +257,17 @@ impl SqliteBackends {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        self.with(db, Budgets::STANDARD, |r| Ok(r.provision(sql, algos, flags, dry_run)?))
+        self.with(db, self.budgets.request, |r| Ok(r.provision(sql, algos, flags, dry_run)?))
     }
 
     /// The canonical name of the synced table `name`, or `NotFound`.
     pub fn synced_table(&self, db: &DatabaseId, name: &str) -> Result<String> {
-        self.with(db, Budgets::QUICK, |r| r.synced_table(name)?.ok_or(Error::NotFound { what: "synced table" }))
+        self.with(db, self.budgets.quick(), |r| r.synced_table(name)?.ok_or(Error::NotFound { what: "synced table" }))
     }
 
     /// The synced tables of `db`, by name.
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
-        self.with(db, Budgets::STANDARD, |r| Ok(r.tables()?))
+        self.with(db, self.budgets.request, |r| Ok(r.tables()?))
     }
 
     /// Connections to tenant databases held idle by this node (all databases).
@@ -231,7 +286,7 @@ impl SqliteBackends {
         actor: &Actor,
         policies: &Policies,
     ) -> Result<ApplyOutcome> {
-        self.with_actor(db, Budgets::APPLY, actor, |r| Ok(r.apply(payload, uploader, policies)?))
+        self.with_actor(db, self.budgets.apply, actor, |r| Ok(r.apply(payload, uploader, policies)?))
     }
 
     /// Of `keys` of `table`, those that name no row `actor` may read (`policy`: the
@@ -244,7 +299,7 @@ impl SqliteBackends {
         keys: &[Vec<u8>],
         policy: Option<&str>,
     ) -> Result<Vec<Vec<u8>>> {
-        self.with_actor(db, Budgets::QUICK, actor, |r| {
+        self.with_actor(db, self.budgets.quick(), actor, |r| {
             r.invisible(table, keys, policy)?.ok_or(Error::NotFound { what: "synced table" })
         })
     }
@@ -252,7 +307,7 @@ impl SqliteBackends {
     /// Checks a row policy compiles against `table` (its columns, the `auth_*()`
     /// functions), as a single expression.
     pub fn check_policy(&self, db: &DatabaseId, table: &str, expr: &str) -> Result<()> {
-        self.with(db, Budgets::QUICK, |r| Ok(r.check_policy(table, expr)?))
+        self.with(db, self.budgets.quick(), |r| Ok(r.check_policy(table, expr)?))
     }
 
     /// The changes after `after` that `device` did not write, as one bounded chunk,
@@ -266,12 +321,12 @@ impl SqliteBackends {
         actor: &Actor,
         policies: &Policies,
     ) -> Result<Chunk> {
-        self.with_actor(db, Budgets::STANDARD, actor, |r| Ok(r.chunk(after, device, max_bytes, policies)?))
+        self.with_actor(db, self.budgets.request, actor, |r| Ok(r.chunk(after, device, max_bytes, policies)?))
     }
 
     /// The central database's feed position.
     pub fn db_version(&self, db: &DatabaseId) -> Result<u64> {
-        self.with(db, Budgets::QUICK, |r| Ok(r.db_version()?))
+        self.with(db, self.budgets.quick(), |r| Ok(r.db_version()?))
     }
 }
 
@@ -396,5 +451,67 @@ impl TenantDb for SqliteDb<'_> {
     async fn db_version(&self) -> Result<u64> {
         let id = self.db.id.clone();
         self.sqlite.blocking(move |s| s.db_version(&id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_at_its_quota_refuses_a_write_whole_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = 256 << 10;
+        let sqlite = SqliteBackends::new(dir.path().to_path_buf(), 2).unwrap().with_max_bytes(quota);
+        let db = DatabaseId::generate();
+        sqlite.create(&db).unwrap();
+        let run = |sql: &str, value: Vec<u8>| {
+            sqlite.with(&db, Duration::from_secs(10), |r| Ok(r.connection().execute(sql, [value])?))
+        };
+        sqlite
+            .with(&db, Duration::from_secs(10), |r| Ok(r.connection().execute_batch("CREATE TABLE t (b BLOB)")?))
+            .unwrap();
+        run("INSERT INTO t VALUES (?1)", vec![1; 64 << 10]).unwrap();
+        let e = run("INSERT INTO t VALUES (?1)", vec![2; 512 << 10]).unwrap_err();
+        assert!(matches!(e, Error::StorageQuota { limit_bytes, .. } if limit_bytes == quota), "{e}");
+        assert_eq!((e.code(), e.retryable()), ("storage_quota_exceeded", false));
+        // Nothing of the refused write was kept; what fits still does.
+        let rows = || {
+            sqlite.with(&db, Duration::from_secs(10), |r| {
+                Ok(r.connection().query_row("SELECT count(*), sum(length(b)) FROM t", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?)
+            })
+        };
+        assert_eq!(rows().unwrap(), (1, 64 << 10));
+        run("INSERT INTO t VALUES (?1)", vec![3; 16 << 10]).unwrap();
+        assert_eq!(rows().unwrap(), (2, 80 << 10));
+        let size = std::fs::metadata(sqlite.path(&db)).unwrap().len();
+        assert!(size <= quota, "the file is {size} bytes, over its quota of {quota}");
+        // The sandbox keeps anything on the connection from lifting the quota.
+        let lifted = sqlite.with(&db, Duration::from_secs(10), |r| {
+            Ok(r.connection().execute_batch("PRAGMA max_page_count = 4294967294")?)
+        });
+        assert!(lifted.is_err());
+        assert!(run("INSERT INTO t VALUES (?1)", vec![2; 512 << 10]).is_err());
+    }
+
+    #[test]
+    fn a_call_past_its_budget_fails_with_the_budget_it_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteBackends::new(dir.path().to_path_buf(), 2).unwrap();
+        let db = DatabaseId::generate();
+        sqlite.create(&db).unwrap();
+        let e = sqlite
+            .with(&db, Duration::from_millis(100), |r| {
+                Ok(r.connection().query_row(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap_err();
+        assert!(matches!(e, Error::TimeBudget(d) if d == Duration::from_millis(100)), "{e}");
+        assert_eq!((e.code(), e.retryable()), ("time_budget_exceeded", false));
     }
 }

@@ -84,8 +84,10 @@ pub async fn download(
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
-    // Subscribe before reading, so a change applied in between is not missed.
-    let mut changed = state.notifier.subscribe(&db.id);
+    // Subscribe before reading, so a change applied in between is not missed. While
+    // it waits, this download costs no query: the database's one shared watcher reads
+    // its feed position for everyone waiting on it (`service::notify`).
+    let mut changed = (!wait.is_zero()).then(|| state.notifier.subscribe_watched(db, &state.backends));
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.of(db).changes(after, site.0, max_bytes, actor).await?;
@@ -122,10 +124,11 @@ pub async fn download(
             );
             return Ok(resp);
         }
-        // Woken by an apply on this node; polled once a second for applies on others.
+        // Woken by an apply on this node, or by the watcher for changes made elsewhere.
+        let Some(changed) = changed.as_mut() else { continue };
         tokio::select! {
             _ = changed.changed() => {}
-            () = tokio::time::sleep((deadline - now).min(Duration::from_secs(1))) => {}
+            () = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
         }
     }

@@ -1,0 +1,114 @@
+//! Tenant-defined work runs within the node's time budgets: a PostgreSQL row policy
+//! that never ends fails its apply job for good with `time_budget_exceeded` (the device
+//! reads the code in its status) and frees the worker; a read policy that never ends
+//! fails the download with the same code, raised as a SQL error in the application.
+//! Devices are Debian's Python loading the built extension. Needs PostgreSQL with the
+//! cloudsync extension installed (`cargo xtask test` installs it).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const SCHEMA: &str = "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT)";
+
+const SETUP: &str = r#"
+DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+CREATE EXTENSION cloudsync;
+"#;
+
+/// A policy function that never returns for the body 'spin' (its loop checks for
+/// interrupts at every statement, as any PL/pgSQL loop does).
+const RUNAWAY: &str = r#"
+CREATE FUNCTION spins(body text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    WHILE body = 'spin' LOOP PERFORM 1; END LOOP;
+    RETURN true;
+END $f$;
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO authenticated;
+CREATE POLICY notes_read ON notes FOR SELECT TO authenticated USING (true);
+CREATE POLICY notes_write ON notes FOR INSERT TO authenticated WITH CHECK (spins(body));
+CREATE POLICY notes_update ON notes FOR UPDATE TO authenticated USING (true) WITH CHECK (spins(body));
+"#;
+
+fn status(d: &mut dyn Device) -> Value {
+    let rows = d.exec("SELECT cloudsync_network_status()", &[]).unwrap();
+    serde_json::from_str(rows[0][0].as_str().unwrap()).unwrap()
+}
+
+/// Waits until the server has finished every upload of `d` (applied or failed).
+fn settled(d: &mut dyn Device) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = status(d);
+        if v["device"]["pending"] == json!(0) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "uploads still pending: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs the built extension and the cloudsync extension in PostgreSQL; run by cargo xtask test"]
+fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
+    let pg = PgDb::new("budgets", SETUP);
+    let dir = tempfile::tempdir().unwrap();
+    // One worker: a job that held it would stop every later one.
+    let server = Server::start(
+        &dir.path().join("data"),
+        free_port(),
+        &["--egress-allow", "127.0.0.1", "--workers", "1", "--apply-budget-secs", "2", "--request-budget-secs", "2"],
+    );
+    let tenant = server.admin("/v1/tenants", json!({ "name": "runaway" }));
+    let t = tenant["id"].as_str().unwrap().to_string();
+    let db = server.admin(
+        &format!("/v1/tenants/{t}/databases"),
+        json!({ "name": "main", "backend": { "kind": "postgres", "url": format!("{}?sslmode=disable", pg.url) } }),
+    );
+    let d = db["id"].as_str().unwrap().to_string();
+    server.admin(&format!("/v1/tenants/{t}/databases/{d}/schema"), json!({ "sql": SCHEMA }));
+    psql(&pg.url, RUNAWAY);
+    let key = server.admin(&format!("/v1/tenants/{t}/api-keys"), json!({ "name": "devices", "scopes": ["sync"] }));
+    let p = Provisioned {
+        tenant: t,
+        database: d,
+        sync_url: db["sync_url"].as_str().unwrap().to_string(),
+        key: key["key"].as_str().unwrap().to_string(),
+        central: dir.path().join("unused"),
+    };
+    let mut dev = PyDevice::open("device", &dir.path().join("device.db"));
+    dev.join(SCHEMA, &p);
+
+    // The runaway write: accepted, then stopped at its budget and failed for good.
+    dev.sql("INSERT INTO notes VALUES ('n1', 'spin')");
+    dev.sync(0).unwrap();
+    let v = settled(&mut dev);
+    let failure = &v["device"]["failures"][0];
+    assert_eq!(failure["code"], "time_budget_exceeded", "{v}");
+    assert_eq!(failure["retryable"], false, "not retried: the same work would run as long again: {v}");
+    assert_eq!(psql(&pg.url, "SELECT count(*) FROM notes"), "0", "nothing of the stopped apply is kept");
+
+    // The worker is free: the next write applies.
+    dev.sql("INSERT INTO notes VALUES ('n2', 'fine')");
+    dev.sync(0).unwrap();
+    let v = settled(&mut dev);
+    assert_eq!(psql(&pg.url, "SELECT body FROM notes WHERE id = 'n2'"), "fine", "{v}");
+
+    // A read policy that never ends: the download fails with the budget's code, raised
+    // in the application as a SQL error.
+    psql(
+        &pg.url,
+        "INSERT INTO notes VALUES ('n3', 'server'); \
+         ALTER POLICY notes_read ON notes USING (spins(CASE WHEN id = 'n3' THEN 'spin' ELSE body END))",
+    );
+    let e = dev.sync(0).unwrap_err();
+    assert!(e.contains("time_budget_exceeded"), "{e}");
+    // The rest of the node is unharmed: without the runaway policy the row arrives.
+    psql(&pg.url, "ALTER POLICY notes_read ON notes USING (true)");
+    dev.sync(0).unwrap();
+    assert_eq!(dev.one("SELECT body FROM notes WHERE id = 'n3'"), json!("server"));
+}
