@@ -25,6 +25,7 @@ pub mod control;
 pub mod deletion;
 pub mod egress;
 pub mod error;
+pub mod fair;
 pub mod ids;
 pub mod model;
 pub mod notify;

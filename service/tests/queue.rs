@@ -75,6 +75,38 @@ async fn jobs_of_a_database_run_in_order_and_databases_in_parallel() {
     on_both!(order_and_parallelism);
 }
 
+async fn tenants_share_the_workers(cp: &ControlPlane) {
+    // Tenant A floods the queue across five databases; B's one job comes last.
+    let a = cp.create_tenant("a").await.unwrap();
+    let b = cp.create_tenant("b").await.unwrap();
+    let mut flood = Vec::new();
+    for i in 0..5 {
+        let db = cp.create_database(&a.id, &format!("a{i}"), BackendConfig::Sqlite).await.unwrap().id;
+        flood.push(cp.enqueue(job(&db, 1)).await.unwrap().id);
+    }
+    let db_b = cp.create_database(&b.id, "b", BackendConfig::Sqlite).await.unwrap().id;
+    let late = cp.enqueue(job(&db_b, 1)).await.unwrap().id;
+    // The first worker takes A's oldest; the second goes to B, which runs nothing, not
+    // to A's next four older jobs.
+    let first = cp.claim("w1", LEASE).await.unwrap().unwrap();
+    let second = cp.claim("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!((first.id, second.id), (flood[0], late));
+    // With nobody else waiting, A gets every other worker, oldest first.
+    let third = cp.claim("w3", LEASE).await.unwrap().unwrap();
+    assert_eq!(third.id, flood[1]);
+    // B's job done, B runs nothing again: its next job goes before A's older ones.
+    cp.complete(late, "w2", 1, &[]).await.unwrap();
+    let db_b2 = cp.create_database(&b.id, "b2", BackendConfig::Sqlite).await.unwrap().id;
+    let b2 = cp.enqueue(job(&db_b2, 1)).await.unwrap().id;
+    let fourth = cp.claim("w4", LEASE).await.unwrap().unwrap();
+    assert_eq!(fourth.id, b2, "B runs nothing, A runs two");
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_the_queue_does_not_hold_the_others_back() {
+    on_both!(tenants_share_the_workers);
+}
+
 async fn retries_and_dead_letters(cp: &ControlPlane) {
     let dbs = two_databases(cp).await;
     let j1 = cp.enqueue(job(&dbs[0], 1)).await.unwrap();

@@ -16,10 +16,10 @@ use cloudsync_core::SiteId;
 use cloudsync_protocol::{ApplyOutcome, Provisioning, TableInfo};
 use cloudsync_sqlite::{Policies, Replica};
 use rusqlite::Connection;
-use tokio::sync::Semaphore;
 
 use super::{Budgets, TenantDb};
 use crate::actor::Actor;
+use crate::fair::FairPermits;
 use crate::ids::DatabaseId;
 use crate::model::{Database, DatabaseSettings};
 use crate::{Error, Result};
@@ -57,8 +57,9 @@ pub struct SqliteBackends {
     root: PathBuf,
     handles: Mutex<HashMap<DatabaseId, Arc<Handle>>>,
     /// Bounds the blocking calls running at once, over all databases.
-    permits: Semaphore,
-    permit_count: usize,
+    /// Bounds the blocking calls running at once, over all databases, shared fairly
+    /// between tenants (`fair`).
+    permits: Arc<FairPermits>,
     /// The size each database file may reach (`max_page_count`); 0: none.
     max_bytes: u64,
     /// How long its calls may run (the sandbox interrupts them past it).
@@ -76,12 +77,10 @@ impl SqliteBackends {
     /// run at once.
     pub fn new(root: PathBuf, permits: usize) -> Result<Self> {
         std::fs::create_dir_all(&root).map_err(|source| Error::Io { path: root.display().to_string(), source })?;
-        let permit_count = permits.max(1);
         Ok(SqliteBackends {
             root,
             handles: Mutex::new(HashMap::new()),
-            permits: Semaphore::new(permit_count),
-            permit_count,
+            permits: FairPermits::new(permits),
             max_bytes: DEFAULT_MAX_BYTES,
             budgets: Budgets::default(),
         })
@@ -102,19 +101,20 @@ impl SqliteBackends {
         self
     }
 
-    /// Runs `f` on tokio's blocking pool, within a permit.
+    /// Runs `f` on tokio's blocking pool, within a permit taken for `tenant`.
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
+        tenant: &str,
         f: impl FnOnce(&SqliteBackends) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self.permits.acquire().await.map_err(|e| Error::Task(e.to_string()))?;
+        let _permit = self.permits.acquire(tenant).await;
         let sqlite = Arc::clone(self);
         tokio::task::spawn_blocking(move || f(&sqlite)).await.map_err(|e| Error::Task(e.to_string()))?
     }
 
     /// Blocking calls running now.
     pub fn in_use(&self) -> usize {
-        self.permit_count.saturating_sub(self.permits.available_permits())
+        self.permits.in_use()
     }
 
     fn path(&self, db: &DatabaseId) -> PathBuf {
@@ -375,12 +375,12 @@ impl<'a> SqliteDb<'a> {
 impl TenantDb for SqliteDb<'_> {
     async fn create(&self) -> Result<()> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(move |s| s.create(&id)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.create(&id)).await
     }
 
     async fn delete(&self) -> Result<()> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(move |s| s.delete(&id)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.delete(&id)).await
     }
 
     async fn provision(
@@ -391,27 +391,31 @@ impl TenantDb for SqliteDb<'_> {
         dry_run: bool,
     ) -> Result<Provisioning> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
     }
 
     async fn synced_table(&self, name: &str) -> Result<String> {
         let (id, name) = (self.db.id.clone(), name.to_string());
-        self.sqlite.blocking(move |s| s.synced_table(&id, &name)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.synced_table(&id, &name)).await
     }
 
     async fn tables(&self) -> Result<Vec<TableInfo>> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(move |s| s.tables(&id)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.tables(&id)).await
     }
 
     async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {
         let (id, actor, policies) = (self.db.id.clone(), actor.clone(), self.db.settings.write_policies());
-        self.sqlite.blocking(move |s| s.apply(&id, &payload, uploader, &actor, &policies)).await
+        self.sqlite
+            .blocking(self.db.tenant_id.as_str(), move |s| s.apply(&id, &payload, uploader, &actor, &policies))
+            .await
     }
 
     async fn changes(&self, after: Checkpoint, device: SiteId, max_bytes: usize, actor: &Actor) -> Result<Chunk> {
         let (id, actor, policies) = (self.db.id.clone(), actor.clone(), self.db.settings.read_policies());
-        self.sqlite.blocking(move |s| s.changes(&id, after, device, max_bytes, &actor, &policies)).await
+        self.sqlite
+            .blocking(self.db.tenant_id.as_str(), move |s| s.changes(&id, after, device, max_bytes, &actor, &policies))
+            .await
     }
 
     async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()> {
@@ -422,7 +426,7 @@ impl TenantDb for SqliteDb<'_> {
         }
         let id = self.db.id.clone();
         self.sqlite
-            .blocking(move |s| {
+            .blocking(self.db.tenant_id.as_str(), move |s| {
                 for (table, expr) in &policies {
                     s.check_policy(&id, table, expr)?;
                 }
@@ -435,7 +439,9 @@ impl TenantDb for SqliteDb<'_> {
         let policy =
             self.db.settings.read_policies().into_iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map(|(_, p)| p);
         let (id, actor) = (self.db.id.clone(), actor.clone());
-        self.sqlite.blocking(move |s| s.invisible(&id, &actor, &table, &keys, policy.as_deref())).await
+        self.sqlite
+            .blocking(self.db.tenant_id.as_str(), move |s| s.invisible(&id, &actor, &table, &keys, policy.as_deref()))
+            .await
     }
 
     async fn visibility(&self) -> Result<Option<String>> {
@@ -450,7 +456,7 @@ impl TenantDb for SqliteDb<'_> {
 
     async fn db_version(&self) -> Result<u64> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(move |s| s.db_version(&id)).await
+        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.db_version(&id)).await
     }
 }
 

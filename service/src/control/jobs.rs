@@ -189,16 +189,22 @@ impl ControlPlane {
         job_of(&row)
     }
 
-    /// Claims the oldest claimable job: the head of its database's queue, pending and
-    /// due, or running with an expired lease.
+    /// Claims a claimable job — the head of its database's queue, pending and due, or
+    /// running with an expired lease — of the tenant running the fewest jobs now
+    /// (service-wide), the oldest first: a tenant flooding the queue across many
+    /// databases gets the workers nobody else waits for, and the next free worker goes
+    /// to any other tenant with a job waiting. A job holds its worker at most its
+    /// budget (`Budgets::job`).
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT j.id FROM jobs j \
+             WHERE id = (SELECT j.id FROM jobs j JOIN databases d ON d.id = j.database_id \
                  WHERE ((j.state = 'pending' AND j.next_attempt_at <= $3) OR (j.state = 'running' AND j.lease_until < $3)) \
                    AND j.id = (SELECT min(k.id) FROM jobs k WHERE k.database_id = j.database_id AND k.state IN ('pending', 'running')) \
-                 ORDER BY j.id LIMIT 1) \
+                 ORDER BY (SELECT count(*) FROM jobs r JOIN databases rd ON rd.id = r.database_id \
+                           WHERE rd.tenant_id = d.tenant_id AND r.state = 'running' AND r.lease_until >= $3), j.id \
+                 LIMIT 1) \
              AND ((state = 'pending' AND next_attempt_at <= $3) OR (state = 'running' AND lease_until < $3)) \
              RETURNING *",
         )
