@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cloudsync_service::control::identity::JwtError;
+use cloudsync_service::control::quotas::Quota;
 use cloudsync_service::Error as CpError;
 
 /// An error answered over HTTP.
@@ -77,6 +78,15 @@ pub enum ApiError {
         /// The node's limit.
         limit: u64,
     },
+    /// The tenant reached a quota: `429` with `Retry-After` for waiting downloads,
+    /// `507` for what it holds (databases, devices).
+    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.name().replace('_', " "))]
+    OverQuota {
+        /// Which.
+        quota: cloudsync_service::control::quotas::Quota,
+        /// Its limit.
+        limit: u32,
+    },
     /// A tenant database at its size quota (`507`): the write was not kept.
     #[error("{0}")]
     StorageQuota(String),
@@ -90,6 +100,10 @@ pub enum ApiError {
     #[error("{} is unavailable for now; retry later", store_name(.0))]
     StoreUnavailable(&'static str),
 }
+
+/// Seconds a device is asked to wait before waiting for changes again, past its
+/// tenant's long-poll quota.
+pub const LONG_POLL_RETRY_AFTER: u64 = 5;
 
 /// Seconds a client is asked to wait after a store outage.
 pub const STORE_RETRY_AFTER: u64 = 2;
@@ -124,6 +138,10 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::StorageQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_quota_exceeded"),
+            ApiError::OverQuota { quota, .. } => match quota {
+                Quota::LongPolls | Quota::LongPollsPerCredential => (StatusCode::TOO_MANY_REQUESTS, quota.code()),
+                Quota::Databases | Quota::Devices => (StatusCode::INSUFFICIENT_STORAGE, quota.code()),
+            },
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::StoreUnavailable(store) => (
@@ -152,6 +170,7 @@ impl From<CpError> for ApiError {
             CpError::Conflict(m) => ApiError::Conflict(m),
             CpError::Forbidden(m) => ApiError::Forbidden(m),
             e @ CpError::StorageQuota { .. } => ApiError::StorageQuota(e.public_message()),
+            CpError::OverQuota { quota, limit } => ApiError::OverQuota { quota, limit },
             e @ CpError::TimeBudget(_) => ApiError::Rejected { code: e.code(), message: e.public_message() },
             e @ (CpError::Schema(_) | CpError::Egress(_)) => {
                 ApiError::Rejected { code: e.code(), message: e.to_string() }
@@ -211,6 +230,15 @@ impl IntoResponse for ApiError {
         if let Some(store) = store {
             resp.extensions_mut().insert(StoreFailure(store));
         }
+        let quota = match &self {
+            ApiError::OverQuota { quota, .. } => Some(quota.name()),
+            ApiError::StorageQuota(_) => Some("storage"),
+            ApiError::TooManyNewSites { .. } => Some("new_sites_per_hour"),
+            _ => None,
+        };
+        if let Some(quota) = quota {
+            resp.extensions_mut().insert(QuotaHit(quota));
+        }
         match self {
             ApiError::RateLimited(secs)
             | ApiError::TooManyFailedAttempts(secs)
@@ -219,6 +247,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::StoreUnavailable(_) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER));
+            }
+            ApiError::OverQuota { quota: Quota::LongPolls | Quota::LongPollsPerCredential, .. } => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(LONG_POLL_RETRY_AFTER));
             }
             _ => {}
         }
@@ -230,6 +261,10 @@ impl IntoResponse for ApiError {
 /// metrics middleware counts it.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreFailure(pub &'static str);
+
+/// Marks a response refused by a quota (its name); the metrics middleware counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaHit(pub &'static str);
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

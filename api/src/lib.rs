@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod hygiene;
 pub mod lockout;
+pub mod longpolls;
 pub mod metrics;
 pub mod openapi;
 pub mod routes {
@@ -71,6 +72,8 @@ pub struct Limits {
     /// New site ids one user or API key may start syncing with per hour, across its
     /// tenant's databases (0: no limit).
     pub new_sites_per_hour: u32,
+    /// Every tenant's quotas unless an operator set its own.
+    pub quotas: cloudsync_service::control::quotas::Quotas,
 }
 
 impl Default for Limits {
@@ -82,6 +85,7 @@ impl Default for Limits {
             chunk_bytes: 4 << 20,
             payload_raw_bytes: 64 << 20,
             new_sites_per_hour: 100,
+            quotas: cloudsync_service::control::quotas::Quotas::default(),
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct Inner {
     pub decoding: tokio::sync::Semaphore,
     /// Who may read `/metrics`, and where.
     pub metrics_access: MetricsAccess,
+    /// Downloads waiting on this node, by tenant and credential.
+    pub long_polls: longpolls::LongPolls,
     /// Failed authentications per client address (`None`: not limited).
     pub lockout: Option<lockout::Lockout>,
     /// The header the operator's proxy puts the client's address in (`None`: the
@@ -195,6 +201,9 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     if let Some(error::StoreFailure(store)) = resp.extensions().get::<error::StoreFailure>() {
         state.metrics.store_failed(store);
     }
+    if let Some(error::QuotaHit(quota)) = resp.extensions().get::<error::QuotaHit>() {
+        state.metrics.quota_hits.with_label_values(&[quota]).inc();
+    }
     state.metrics.requests.with_label_values(&[route.as_str(), resp.status().as_str()]).inc();
     state.metrics.latency.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
     resp
@@ -215,6 +224,7 @@ fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::suspend_tenant))
         .routes(routes!(tenants::resume_tenant))
         .routes(routes!(tenants::tenant_usage))
+        .routes(routes!(tenants::get_quotas, tenants::set_quotas))
         .routes(routes!(databases::create_database, databases::list_databases))
         .routes(routes!(databases::get_database, databases::update_database, databases::delete_database))
         .routes(routes!(databases::apply_schema))

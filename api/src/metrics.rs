@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Failed authentications (`failed`) and requests refused from locked-out
     /// addresses (`refused`).
     pub auth_failures: IntCounterVec,
+    /// Requests refused by a tenant's quota, by quota.
+    pub quota_hits: IntCounterVec,
     /// Failed usage flushes (counters kept for the next flush).
     pub usage_flush_errors: IntCounter,
     /// Store failures by store.
@@ -155,6 +157,11 @@ impl Metrics {
                 "Authentications refused as guesses (failed), and requests refused from locked-out addresses (refused)",
                 &["outcome"],
             ),
+            quota_hits: counter(
+                "cloudsync_quota_hits_total",
+                "Requests refused by a tenant's quota, by quota",
+                &["quota"],
+            ),
             usage_flush_errors: must(IntCounter::new(
                 "cloudsync_usage_flush_errors_total",
                 "Failed usage flushes (their counters are kept for the next one)",
@@ -203,6 +210,7 @@ impl Metrics {
             Box::new(m.payload_size.clone()),
             Box::new(m.rate_limited.clone()),
             Box::new(m.auth_failures.clone()),
+            Box::new(m.quota_hits.clone()),
             Box::new(m.usage_flush_errors.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.job_attempts.clone()),
@@ -225,6 +233,11 @@ impl Metrics {
         }
         for outcome in ["failed", "refused"] {
             m.auth_failures.with_label_values(&[outcome]);
+        }
+        for quota in
+            ["databases", "devices", "long_polls", "long_polls_per_credential", "storage", "new_sites_per_hour"]
+        {
+            m.quota_hits.with_label_values(&[quota]);
         }
         for store in ["control", "payload", "backend"] {
             m.store_errors.with_label_values(&[store]);

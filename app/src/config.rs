@@ -187,6 +187,26 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_CLIENT_ADDRESS_HEADER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_address_header: Option<String>,
+    /// Every tenant's database quota unless an operator set its own (default 100; 0:
+    /// no limit).
+    #[arg(long, env = "CLOUDSYNC_QUOTA_DATABASES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_databases: Option<u32>,
+    /// Every tenant's device quota, over all its databases (default 100000; 0: no
+    /// limit).
+    #[arg(long, env = "CLOUDSYNC_QUOTA_DEVICES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_devices: Option<u32>,
+    /// Downloads one tenant may have waiting at once on a node (default 1000; 0: no
+    /// limit).
+    #[arg(long, env = "CLOUDSYNC_QUOTA_LONG_POLLS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_long_polls: Option<u32>,
+    /// Downloads one JWT user or API key may have waiting at once on a node (default
+    /// 100; 0: no limit).
+    #[arg(long, env = "CLOUDSYNC_QUOTA_LONG_POLLS_PER_CREDENTIAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_long_polls_per_credential: Option<u32>,
     /// A separate address serving only `/metrics` (the public port then answers 404
     /// there), e.g. a private network's.
     #[arg(long, env = "CLOUDSYNC_METRICS_LISTEN")]
@@ -232,6 +252,7 @@ pub struct Settings {
     pub postgres_pool_size: u32,
     pub budgets: cloudsync_service::backends::Budgets,
     pub auth_failures_per_minute: u32,
+    pub quotas: cloudsync_service::control::quotas::Quotas,
     pub client_address_header: Option<axum::http::HeaderName>,
     pub sqlite_max_database_bytes: u64,
     pub egress: cloudsync_service::egress::Egress,
@@ -330,6 +351,15 @@ impl Settings {
             egress,
             budgets,
             auth_failures_per_minute: a.auth_failures_per_minute.unwrap_or(20),
+            quotas: {
+                let d = cloudsync_service::control::quotas::Quotas::default();
+                cloudsync_service::control::quotas::Quotas {
+                    databases: a.quota_databases.unwrap_or(d.databases),
+                    devices: a.quota_devices.unwrap_or(d.devices),
+                    long_polls: a.quota_long_polls.unwrap_or(d.long_polls),
+                    long_polls_per_credential: a.quota_long_polls_per_credential.unwrap_or(d.long_polls_per_credential),
+                }
+            },
             client_address_header,
             sqlite_max_database_bytes,
             control_plane_url: secret("control-plane-url", a.control_plane_url, a.control_plane_url_file)?,

@@ -188,6 +188,7 @@ pub async fn run(s: Settings) -> Result<()> {
             chunk_bytes: s.chunk_bytes,
             payload_raw_bytes: s.payload_raw_limit,
             new_sites_per_hour: s.new_sites_per_hour,
+            quotas: s.quotas,
             ..Limits::default()
         },
         metrics,
@@ -198,6 +199,7 @@ pub async fn run(s: Settings) -> Result<()> {
         limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: MetricsAccess { token: s.metrics_token.clone(), separate: s.metrics_listen.is_some() },
+        long_polls: cloudsync_api::longpolls::LongPolls::default(),
         lockout: cloudsync_api::lockout::Lockout::new(s.auth_failures_per_minute),
         client_address_header: s.client_address_header.clone(),
     }));

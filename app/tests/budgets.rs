@@ -112,3 +112,50 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
     dev.sync(0).unwrap();
     assert_eq!(dev.one("SELECT body FROM notes WHERE id = 'n3'"), json!("server"));
 }
+
+/// Quota answers reach the application through the extension (Debian's Python): a
+/// device past the tenant's device quota gets a SQL error carrying
+/// `device_quota_exceeded`; an upload that would grow the central SQLite database past
+/// its size quota fails its job with `storage_quota_exceeded`, read in the result of
+/// `cloudsync_network_sync()`, and nothing of it is applied.
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn quota_errors_reach_the_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port(), &["--sqlite-max-database-mb", "1"]);
+    let p = server.provision(SCHEMA);
+    let (status, _) = http(
+        "PUT",
+        &format!("{}/v1/tenants/{}/quotas", server.url, p.tenant),
+        Some(&server.token),
+        Some(json!({ "devices": 1 }).to_string().into_bytes()),
+        &[("content-type", "application/json")],
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let mut first = PyDevice::open("first", &dir.path().join("first.db"));
+    first.join(SCHEMA, &p);
+    first.sync(0).unwrap();
+    let mut second = PyDevice::open("second", &dir.path().join("second.db"));
+    second.join(SCHEMA, &p);
+    let e = second.sync(0).unwrap_err();
+    assert!(e.contains("device_quota_exceeded"), "{e}");
+
+    // 2 MiB of notes into a database allowed 1 MiB.
+    let body = "x".repeat(4096);
+    for i in 0..512 {
+        first.exec("INSERT INTO notes VALUES (?1, ?2)", &[json!(format!("n{i}")), json!(body)]).unwrap();
+    }
+    first.sync(0).unwrap();
+    let v = settled(&mut first);
+    let failure = &v["device"]["failures"][0];
+    assert_eq!(
+        (failure["code"].as_str(), failure["retryable"].as_bool()),
+        (Some("storage_quota_exceeded"), Some(false)),
+        "{v}"
+    );
+    let synced = first.sync(0).unwrap();
+    assert_eq!(synced["send"]["last_failure"]["code"], "storage_quota_exceeded", "{synced}");
+    let central = file_rows(&p.central, "SELECT count(*) FROM notes");
+    assert_eq!(central[0][0], json!(0), "nothing of the refused upload was applied");
+}

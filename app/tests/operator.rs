@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use serde_json::json;
 use support::*;
 
 /// A started node, killed when dropped (also when an assertion fails first).
@@ -169,4 +170,41 @@ fn the_cli_releases_bindings_and_blocks_users_and_keys() {
     assert!(code == 403 && body.contains("device_blocked") && body.contains("leaked"), "{code} {body}");
     cli(&server, &[&["device", "unblock-subject"][..], &scope, &[&subject]].concat());
     assert_eq!(http("GET", &status, Some(&p.key), None, &[]).unwrap().0, 200);
+}
+
+#[test]
+fn the_cli_shows_and_sets_a_tenants_quotas_over_the_nodes_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), free_port(), &["--quota-devices", "1"]);
+    let p = server.provision("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT);");
+    let q = cli(&server, &["tenant", "quotas", &p.tenant]);
+    assert_eq!((q["quotas"]["devices"].as_u64(), q["quotas"]["databases"].as_u64()), (Some(1), Some(100)), "{q}");
+    // The node's default of one device: a second site id is refused, with its code.
+    let status = |site: &str| http("GET", &format!("{}/status?site={site}", p.sync_url), Some(&p.key), None, &[]);
+    assert_eq!(status("00000000000000000000000000000001").unwrap().0, 200);
+    let (code, body) = status("00000000000000000000000000000002").unwrap();
+    assert!(code == 507 && String::from_utf8_lossy(&body).contains("device_quota_exceeded"), "{code}");
+    // Raised for this tenant only; set limits add up, --clear forgets them.
+    cli(&server, &["tenant", "quotas", &p.tenant, "--set", "devices=5"]);
+    let q = cli(&server, &["tenant", "quotas", &p.tenant, "--set", "long_polls=7"]);
+    assert_eq!(q["overrides"], json!({ "devices": 5, "long_polls": 7 }), "{q}");
+    assert_eq!(status("00000000000000000000000000000002").unwrap().0, 200);
+    let q = cli(&server, &["tenant", "quotas", &p.tenant, "--clear"]);
+    assert_eq!((q["overrides"].clone(), q["quotas"]["devices"].as_u64()), (json!({}), Some(1)), "{q}");
+    // A name that is no quota is refused by the server, nothing set.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args([
+            "tenant",
+            "quotas",
+            &p.tenant,
+            "--set",
+            "disks=1",
+            "--server",
+            &server.url,
+            "--admin-token",
+            &server.token,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("disks"));
 }

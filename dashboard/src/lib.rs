@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/tenants/{tenant}/keys", post(tenant::create_key))
         .route("/admin/tenants/{tenant}/keys/{key}/revoke", post(tenant::revoke_key))
         .route("/admin/tenants/{tenant}/identity", post(tenant::set_identity))
+        .route("/admin/tenants/{tenant}/quotas", post(tenant::set_quotas))
         .route("/admin/tenants/{tenant}/databases/{db}", get(database::page))
         .route("/admin/tenants/{tenant}/databases/{db}/schema", post(database::schema))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/block", post(database::block))
@@ -137,6 +138,7 @@ pub fn notice(code: Option<&str>) -> Option<String> {
         "database-created" => "Database created.",
         "key-revoked" => "Key revoked.",
         "identity-saved" => "Identity settings saved.",
+        "quotas-saved" => "Quotas saved.",
         "tables-provisioned" => "Tables created and synced.",
         "device-blocked" => "Device blocked.",
         "device-unblocked" => "Device unblocked.",

@@ -271,5 +271,8 @@ pub fn is_input_error(e: &cloudsync_service::Error) -> bool {
 /// The same for errors already mapped to the API's.
 pub fn is_input_api_error(e: &cloudsync_api::error::ApiError) -> bool {
     use cloudsync_api::error::ApiError;
-    matches!(e, ApiError::BadRequest(_) | ApiError::Rejected { .. } | ApiError::Conflict(_))
+    matches!(
+        e,
+        ApiError::BadRequest(_) | ApiError::Rejected { .. } | ApiError::Conflict(_) | ApiError::OverQuota { .. }
+    )
 }

@@ -10,6 +10,7 @@ use cloudsync_api::AppState;
 use cloudsync_service::control::identity::{IdentityInput, Method};
 use cloudsync_service::control::keys::{ApiKey, Scope as KeyScope};
 use cloudsync_service::control::overview::Scope;
+use cloudsync_service::control::quotas::QuotaOverrides;
 use cloudsync_service::ids::{now_ms, ApiKeyId, TenantId};
 use cloudsync_service::model::{BackendConfig, Tenant};
 use cloudsync_service::page::PageRequest;
@@ -176,6 +177,47 @@ async fn render(
         Some((f, e)) => (f, Some(e)),
         None => (IdentityFields::from_current(identity.as_ref()), None),
     };
+    let overrides = state.control.quota_overrides(&t.id).await?;
+    let quotas = state.limits.quotas.with(&overrides);
+    let quota_rows = [
+        ("Databases", "databases", quotas.databases, overrides.databases),
+        ("Devices", "devices", quotas.devices, overrides.devices),
+        ("Waiting downloads (per node)", "long_polls", quotas.long_polls, overrides.long_polls),
+        (
+            "Waiting downloads per user or key (per node)",
+            "long_polls_per_credential",
+            quotas.long_polls_per_credential,
+            overrides.long_polls_per_credential,
+        ),
+    ];
+    let quota_list = quota_rows
+        .iter()
+        .map(|(label, _, value, set)| {
+            let shown = if *value == 0 { "no limit".to_string() } else { value.to_string() };
+            let whose = if set.is_some() { " (set for this tenant)" } else { " (the node's default)" };
+            view! { <div><dt>{*label}</dt><dd>{shown}{whose}</dd></div> }
+        })
+        .collect::<Vec<_>>();
+    let quota_form = admin.is_operator().then(|| {
+        let fields = quota_rows
+            .iter()
+            .map(|(label, name, _, set)| {
+                view! {
+                    <TextField name=*name label=*label kind=Some("number")
+                        value=set.map(|v| v.to_string()).unwrap_or_default()/>
+                }
+            })
+            .collect::<Vec<_>>();
+        view! {
+            <form method="post" action=format!("{base}/quotas") class="card">
+                <h3>"Set this tenant's quotas"</h3>
+                <Csrf token=csrf.clone()/>
+                <p class="hint">"Empty: the node's default. 0: no limit."</p>
+                {fields}
+                <button type="submit">"Save quotas"</button>
+            </form>
+        }
+    });
     let title = format!("Tenant {}", t.name);
     let mut trail = vec![("Overview", "/admin".to_string())];
     if admin.is_operator() {
@@ -216,6 +258,11 @@ async fn render(
                         hint=Some("Leave empty for a key that does not expire.")/>
                     <button type="submit">"Create key"</button>
                 </form>
+            </section>
+            <section aria-labelledby="quota-h">
+                <h2 id="quota-h">"Quotas"</h2>
+                <dl class="pairs">{quota_list}</dl>
+                {quota_form}
             </section>
             <section aria-labelledby="id-h">
                 <h2 id="id-h">"Identity provider (JWT)"</h2>
@@ -260,6 +307,7 @@ pub async fn create_database(
         &t.id,
         &f.name,
         BackendConfig::Sqlite,
+        state.limits.quotas,
     )
     .await
     .map_err(ApiError::from)
@@ -326,6 +374,51 @@ pub async fn create_key(
         Err(Err(e)) => return Err(e.into()),
     };
     render(&state, &admin, t, &TenantQuery::default(), extra, status).await
+}
+
+/// The quota form: each field empty (the node's default) or a whole number.
+#[derive(Deserialize, Default)]
+pub struct QuotaFields {
+    #[serde(default)]
+    databases: String,
+    #[serde(default)]
+    devices: String,
+    #[serde(default)]
+    long_polls: String,
+    #[serde(default)]
+    long_polls_per_credential: String,
+}
+
+/// `POST /admin/tenants/{tenant}/quotas` (operator only).
+pub async fn set_quotas(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(f): Form<QuotaFields>,
+) -> Result<Response, Problem> {
+    let t = tenant(&state, &admin, &id).await?;
+    admin.caller.operator()?;
+    let field = |name: &str, text: &str| -> Result<Option<u32>, Problem> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            Problem(ApiError::BadRequest(format!(
+                "the {} quota must be empty or a whole number",
+                name.replace('_', " ")
+            )))
+        })
+    };
+    let quotas = QuotaOverrides {
+        databases: field("databases", &f.databases)?,
+        devices: field("devices", &f.devices)?,
+        long_polls: field("long_polls", &f.long_polls)?,
+        long_polls_per_credential: field("long_polls_per_credential", &f.long_polls_per_credential)?,
+    };
+    state.control.set_quota_overrides(&t.id, &quotas).await?;
+    tracing::info!(tenant = %t.id, ?quotas, "tenant quotas set (dashboard)");
+    Ok(Redirect::to(&format!("/admin/tenants/{}?notice=quotas-saved", t.id)).into_response())
 }
 
 /// `POST /admin/tenants/{tenant}/keys/{key}/revoke`.

@@ -127,6 +127,7 @@ async fn every_form_needs_the_session_csrf_token() {
         format!("{base}/keys"),
         format!("{base}/keys/{key}/revoke"),
         format!("{base}/identity"),
+        format!("{base}/quotas"),
         format!("{base}/databases/{db}/schema"),
         format!("{base}/databases/{db}/devices/{site}/block"),
         format!("{base}/databases/{db}/devices/{site}/unblock"),
@@ -275,4 +276,41 @@ async fn the_provisioning_form_refuses_what_the_api_refuses() {
     let (_, tables) = app.call("GET", &format!("/v1/tenants/{tenant}/databases/{db}/tables"), Some(TOKEN), None).await;
     let names: Vec<&str> = tables["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["t"]);
+}
+
+#[tokio::test]
+async fn the_operator_sets_a_tenants_quotas_its_admin_only_reads_them() {
+    let (app, _dir) = app().await;
+    let tenant = app.tenant("acme").await;
+    let (cookie, csrf) = sign_in(&app, TOKEN).await.unwrap();
+    let page = get(&app, &format!("/admin/tenants/{tenant}"), Some(&cookie)).await;
+    assert!(html(&page).contains("Quotas") && html(&page).contains("(the node's default)"), "{}", html(&page));
+    let r = post(
+        &app,
+        &format!("/admin/tenants/{tenant}/quotas"),
+        Some(&cookie),
+        &format!("csrf={csrf}&databases=3&devices=&long_polls=0&long_polls_per_credential="),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+    let (_, q) = app.call("GET", &format!("/v1/tenants/{tenant}/quotas"), Some(TOKEN), None).await;
+    assert_eq!(q["overrides"], serde_json::json!({ "databases": 3, "long_polls": 0 }), "{q}");
+    // Not a number: refused, nothing changed.
+    let r = post(&app, &format!("/admin/tenants/{tenant}/quotas"), Some(&cookie), &format!("csrf={csrf}&devices=many"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let (_, again) = app.call("GET", &format!("/v1/tenants/{tenant}/quotas"), Some(TOKEN), None).await;
+    assert_eq!(again, q);
+
+    // The tenant's own admin sees them, without the form, and cannot set them.
+    let (_, admin_key) = app.key(&tenant, &["admin"]).await;
+    let (cookie, csrf) = sign_in(&app, &admin_key).await.unwrap();
+    let page = html(&get(&app, &format!("/admin/tenants/{tenant}"), Some(&cookie)).await);
+    assert!(page.contains("(set for this tenant)") && !page.contains("Save quotas"), "{page}");
+    let r =
+        post(&app, &format!("/admin/tenants/{tenant}/quotas"), Some(&cookie), &format!("csrf={csrf}&databases=999"))
+            .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, after) = app.call("GET", &format!("/v1/tenants/{tenant}/quotas"), Some(TOKEN), None).await;
+    assert_eq!(after, q);
 }

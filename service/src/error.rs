@@ -65,6 +65,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The tenant reached one of its quotas (`control::quotas`): nothing was kept.
+    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.name().replace('_', " "))]
+    OverQuota {
+        /// Which.
+        quota: crate::control::quotas::Quota,
+        /// The limit.
+        limit: u32,
+    },
     /// A tenant database reached its size quota: nothing of the write was kept.
     #[error("the database reached its size limit of {limit_bytes} bytes ({used_bytes} in use): nothing of this write was kept")]
     StorageQuota {
@@ -179,6 +187,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Egress(_) => "egress_refused",
             Error::StorageQuota { .. } => "storage_quota_exceeded",
+            Error::OverQuota { quota, .. } => quota.code(),
             Error::TimeBudget(_) => "time_budget_exceeded",
             Error::Postgres { sqlstate, .. } => sqlstate.api_code(),
             Error::Schema(cloudsync_ddl::TranslateError::Refused(_)) => "refused_sql",

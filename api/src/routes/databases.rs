@@ -96,7 +96,9 @@ pub async fn create_database(
     let tenant = tenant_id(&tenant)?;
     caller.tenant(&tenant, Scope::Admin)?;
     let req = body(b, state.limits.json_bytes)?;
-    let db = ops::create_database(&state.control, &state.backends, &tenant, &req.name, req.backend).await?;
+    let db =
+        ops::create_database(&state.control, &state.backends, &tenant, &req.name, req.backend, state.limits.quotas)
+            .await?;
     Ok((StatusCode::CREATED, Json(DatabaseView::of(&state, db))))
 }
 

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use cloudsync_service::control::devices::Usage;
 use cloudsync_service::control::keys::Scope;
+use cloudsync_service::control::quotas::{QuotaOverrides, Quotas};
 use cloudsync_service::deletion::{self, Deleted};
 use cloudsync_service::ids::{now_ms, TenantId};
 use cloudsync_service::model::Tenant;
@@ -199,6 +200,58 @@ pub async fn resume_tenant(
     let tenant = tenant_id(&tenant)?;
     caller.operator()?;
     Ok(Json(state.control.set_suspended(&tenant, false).await?))
+}
+
+/// A tenant's quotas: in force, and those an operator set for it (the others are the
+/// node's defaults).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct TenantQuotas {
+    /// The limits in force (0: no limit).
+    pub quotas: Quotas,
+    /// The limits set for this tenant; a limit not here is the node's default.
+    pub overrides: QuotaOverrides,
+}
+
+async fn quotas_of(state: &AppState, tenant: &TenantId) -> ApiResult<TenantQuotas> {
+    let overrides = state.control.quota_overrides(tenant).await?;
+    Ok(TenantQuotas { quotas: state.limits.quotas.with(&overrides), overrides })
+}
+
+/// A tenant's quotas (`docs/api.md#quotas`).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/quotas", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant's quotas", body = TenantQuotas)))]
+pub async fn get_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantQuotas>> {
+    let tenant = tenant_id(&tenant)?;
+    caller.tenant(&tenant, Scope::Admin)?;
+    state.control.tenant(&tenant).await?;
+    Ok(Json(quotas_of(&state, &tenant).await?))
+}
+
+/// Set a tenant's quotas (operator only): the limits given replace those set before;
+/// a limit left out is the node's default again; 0 is no limit.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/quotas", tag = "tenants", request_body = QuotaOverrides,
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant's quotas", body = TenantQuotas)))]
+pub async fn set_quotas(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    b: Result<Json<QuotaOverrides>, JsonRejection>,
+) -> ApiResult<Json<TenantQuotas>> {
+    let tenant = tenant_id(&tenant)?;
+    // Another tenant's key learns nothing (404); the tenant's own keys may not raise
+    // their quotas (403).
+    caller.tenant(&tenant, Scope::Admin)?;
+    caller.operator()?;
+    let req = body(b, state.limits.json_bytes)?;
+    state.control.set_quota_overrides(&tenant, &req).await?;
+    tracing::info!(%tenant, quotas = ?req, "tenant quotas set");
+    Ok(Json(quotas_of(&state, &tenant).await?))
 }
 
 /// Usage of all of a tenant's databases over a time range.

@@ -78,6 +78,7 @@ pub fn state_on(
         limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: cloudsync_api::MetricsAccess::default(),
+        long_polls: cloudsync_api::longpolls::LongPolls::default(),
         lockout: cloudsync_api::lockout::Lockout::new(20),
         client_address_header: None,
     }))

@@ -37,6 +37,18 @@ pub enum TenantCmd {
         #[arg(long)]
         confirm: String,
     },
+    /// Show a tenant's quotas, or set some (`--set databases=10 --set devices=500`;
+    /// `--clear` first forgets those set before, back to the node's defaults).
+    Quotas {
+        id: String,
+        /// A limit to set: `databases`, `devices`, `long_polls` or
+        /// `long_polls_per_credential`, `=` a number (0: no limit).
+        #[arg(long, value_name = "NAME=N")]
+        set: Vec<String>,
+        /// Forget the limits set before.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Usage of a tenant's databases.
     Usage {
         id: String,
@@ -61,6 +73,25 @@ pub fn tenant(cmd: TenantCmd, c: &ClientArgs) -> Result<()> {
         TenantCmd::Resume { id } => c.object(&c.call("POST", &format!("/v1/tenants/{id}/resume"), None)?),
         TenantCmd::Delete { id, confirm } => {
             c.object(&c.call("DELETE", &format!("/v1/tenants/{id}?confirm={}", encode(&confirm)), None)?);
+        }
+        TenantCmd::Quotas { id, set, clear } => {
+            let path = format!("/v1/tenants/{id}/quotas");
+            if set.is_empty() && !clear {
+                c.object(&c.call("GET", &path, None)?);
+                return Ok(());
+            }
+            let mut overrides = if clear { json!({}) } else { c.call("GET", &path, None)?["overrides"].clone() };
+            for item in set {
+                let (name, value) = item
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--set takes NAME=N (e.g. databases=10), got '{item}'"))?;
+                let n: u32 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--set {name}: '{value}' is not a whole number"))?;
+                overrides[name.trim()] = json!(n);
+            }
+            c.object(&c.call("PUT", &path, Some(overrides))?);
         }
         TenantCmd::Usage { id, range } => {
             c.object(&c.call("GET", &format!("/v1/tenants/{id}/usage{}", range.query()), None)?);

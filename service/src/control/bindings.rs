@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::control::devices::Device;
+use crate::control::quotas::Quotas;
 use crate::control::ControlPlane;
 use crate::ids::{now_ms, DatabaseId, SiteHex, TenantId};
 use crate::{Error, Result};
@@ -20,6 +21,11 @@ pub enum Refused {
     Blocked(Option<String>),
     /// The site id is bound to another user or API key.
     BoundElsewhere,
+    /// The tenant has as many devices as its quota allows.
+    TooManyDevices {
+        /// Its device quota.
+        limit: u32,
+    },
     /// The caller bound more new site ids in the past hour than allowed.
     TooManyNewSites {
         /// New site ids allowed per hour.
@@ -91,8 +97,9 @@ impl ControlPlane {
     /// moves to the next subject (a rotated key's devices keep working with the new
     /// key). A device, or a user or key, that is blocked is refused. A subject
     /// may bind at most `new_sites_per_hour` site ids of the tenant's databases in any
-    /// hour (0: no limit): claiming is a write, then a count, then a release when over,
-    /// so concurrent claims never exceed the limit.
+    /// hour (0: no limit), and the tenant at most its device quota (`quotas`: the
+    /// node's defaults): claiming is a write, then a count, then a release when over,
+    /// so concurrent claims never exceed either.
     pub async fn admit(
         &self,
         tenant: &TenantId,
@@ -100,6 +107,7 @@ impl ControlPlane {
         site: &SiteHex,
         subject: &str,
         new_sites_per_hour: u32,
+        quotas: Quotas,
     ) -> Result<Option<Refused>> {
         // Twice at most: a claim that lost a race reads the winner's binding.
         for _ in 0..2 {
@@ -159,6 +167,15 @@ impl ControlPlane {
             };
             if claimed.rows_affected() == 0 {
                 continue;
+            }
+            if !exists {
+                // A new device: within the tenant's device quota, counted after the
+                // claim like the cap below.
+                let limit = quotas.with(&self.quota_overrides(tenant).await?).devices;
+                if limit > 0 && self.device_count(tenant).await? > i64::from(limit) {
+                    self.unclaim(db, site, subject).await?;
+                    return Ok(Some(Refused::TooManyDevices { limit }));
+                }
             }
             if new_sites_per_hour == 0 {
                 return Ok(None);

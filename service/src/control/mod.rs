@@ -19,6 +19,7 @@ pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod overview;
+pub mod quotas;
 pub mod sessions;
 mod tenants;
 
@@ -79,6 +80,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "bound devices",
         include_str!("../../migrations/sqlite/0005_bound_devices.sql"),
         include_str!("../../migrations/postgres/0005_bound_devices.sql"),
+    ),
+    (
+        6,
+        "tenant quotas",
+        include_str!("../../migrations/sqlite/0006_tenant_quotas.sql"),
+        include_str!("../../migrations/postgres/0006_tenant_quotas.sql"),
     ),
 ];
 

@@ -83,6 +83,17 @@ pub async fn download(
     }
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    // A download that may wait counts against the tenant's long-poll quotas until it
+    // answers.
+    let _waiting = if wait.is_zero() {
+        None
+    } else {
+        let quotas = state.limits.quotas.with(&state.control.quota_overrides(&db.tenant_id).await?);
+        match state.long_polls.enter(&db.tenant_id, &ctx.subject, quotas) {
+            Ok(w) => Some(w),
+            Err((quota, limit)) => return Err(ApiError::OverQuota { quota, limit }),
+        }
+    };
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before reading, so a change applied in between is not missed. While
     // it waits, this download costs no query: the database's one shared watcher reads

@@ -30,6 +30,7 @@ use cloudsync_service::actor::Actor;
 use cloudsync_service::control::bindings::Refused;
 use cloudsync_service::control::devices::Activity;
 use cloudsync_service::control::keys::Scope;
+use cloudsync_service::control::quotas::Quota;
 use cloudsync_service::ids::{DatabaseId, SiteHex};
 use cloudsync_service::model::Database;
 use serde::Deserialize;
@@ -66,6 +67,8 @@ pub struct SyncCtx {
     pub actor: Actor,
     /// The device.
     pub site: SiteHex,
+    /// The credential's subject (`user:…`, `key:…`) the device is bound to.
+    pub subject: String,
 }
 
 impl FromRequestParts<AppState> for SyncCtx {
@@ -79,10 +82,13 @@ impl FromRequestParts<AppState> for SyncCtx {
         let actor = caller.actor(&db)?;
         let site = SiteHex::parse(&site_of(parts)?)?;
         let subject = caller.subject().ok_or_else(|| ApiError::Forbidden("sync endpoints are for devices".into()))?;
-        let refused =
-            state.control.admit(&db.tenant_id, &db.id, &site, &subject, state.limits.new_sites_per_hour).await?;
+        let refused = state
+            .control
+            .admit(&db.tenant_id, &db.id, &site, &subject, state.limits.new_sites_per_hour, state.limits.quotas)
+            .await?;
         match refused {
-            None => Ok(SyncCtx { caller, db, actor, site }),
+            None => Ok(SyncCtx { caller, db, actor, site, subject }),
+            Some(Refused::TooManyDevices { limit }) => Err(ApiError::OverQuota { quota: Quota::Devices, limit }),
             Some(Refused::Blocked(reason)) => Err(ApiError::DeviceBlocked(reason.filter(|r| !r.is_empty()))),
             Some(Refused::BoundElsewhere) => Err(ApiError::SiteBound),
             Some(Refused::TooManyNewSites { limit, retry_after_secs }) => {
