@@ -187,6 +187,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_CLIENT_ADDRESS_HEADER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_address_header: Option<String>,
+    /// Hours finished apply jobs are kept (with the claims they acted with and the rows
+    /// refused), each site's newest excepted (default 168).
+    #[arg(long, env = "CLOUDSYNC_JOB_RETENTION_HOURS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_retention_hours: Option<u64>,
     /// Every tenant's database quota unless an operator set its own (default 100; 0:
     /// no limit).
     #[arg(long, env = "CLOUDSYNC_QUOTA_DATABASES")]
@@ -253,6 +258,7 @@ pub struct Settings {
     pub budgets: cloudsync_service::backends::Budgets,
     pub auth_failures_per_minute: u32,
     pub quotas: cloudsync_service::control::quotas::Quotas,
+    pub job_retention_hours: u64,
     pub client_address_header: Option<axum::http::HeaderName>,
     pub sqlite_max_database_bytes: u64,
     pub egress: cloudsync_service::egress::Egress,
@@ -351,6 +357,7 @@ impl Settings {
             egress,
             budgets,
             auth_failures_per_minute: a.auth_failures_per_minute.unwrap_or(20),
+            job_retention_hours: a.job_retention_hours.unwrap_or(24 * 7).max(1),
             quotas: {
                 let d = cloudsync_service::control::quotas::Quotas::default();
                 cloudsync_service::control::quotas::Quotas {

@@ -152,11 +152,13 @@ pub async fn run(s: Settings) -> Result<()> {
     });
     let workers = worker::spawn(s.workers, ctx, shutdown_rx.clone());
 
-    // Payload retention: uploaded objects are only needed until applied; keep them a
-    // while for inspection, then delete.
+    // Retention: uploaded objects are only needed until applied, finished jobs (with
+    // the claims they acted with) only for inspection; keep them a while, then delete.
     let retention = Duration::from_secs(s.payload_retention_hours.saturating_mul(3600));
+    let job_retention = Duration::from_secs(s.job_retention_hours.saturating_mul(3600));
     let janitor = {
         let payloads = Arc::clone(&payloads);
+        let control = control.clone();
         let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {
             loop {
@@ -164,6 +166,11 @@ pub async fn run(s: Settings) -> Result<()> {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "expired old payloads"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "expiring payloads failed"),
+                }
+                match control.prune_jobs(job_retention).await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "pruned finished jobs"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -199,6 +199,51 @@ async fn device_status_reports_accepted_confirmed_and_failures() {
     on_both!(status);
 }
 
+async fn pruning(cp: &ControlPlane) {
+    let dbs = two_databases(cp).await;
+    let site = SiteHex::parse("0102030405060708090a0b0c0d0e0f10").unwrap();
+    // Site of database a: three jobs applied. Database b: one applied, one waiting.
+    for n in 1..=3 {
+        let j = cp.enqueue(job(&dbs[0], n)).await.unwrap();
+        let c = cp.claim("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(c.id, j.id);
+        cp.complete(j.id, "w", 1, &[]).await.unwrap();
+    }
+    let b1 = cp.enqueue(job(&dbs[1], 1)).await.unwrap();
+    cp.claim("w", LEASE).await.unwrap().unwrap();
+    cp.complete(b1.id, "w", 1, &[]).await.unwrap();
+    cp.enqueue(job(&dbs[1], 2)).await.unwrap();
+    let before_a = cp.device_status(&dbs[0], &site).await.unwrap();
+    // Nothing is old enough yet.
+    assert_eq!(cp.prune_jobs(Duration::from_secs(3600)).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The two older jobs of a go; a's newest stays, without its claims; b, with a job
+    // waiting, keeps everything.
+    assert_eq!(cp.prune_jobs(Duration::ZERO).await.unwrap(), 2);
+    let after_a = cp.device_status(&dbs[0], &site).await.unwrap();
+    assert_eq!((after_a.accepted, after_a.confirmed), (before_a.accepted, before_a.confirmed));
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, actor FROM jobs WHERE database_id = '{}' ORDER BY id",
+        dbs[0]
+    )))
+    .fetch_all(&common::pool(cp))
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1.is_none(), "the kept job no longer holds the claims it acted with");
+    let b: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM jobs WHERE database_id = '{}'", dbs[1])))
+            .fetch_one(&common::pool(cp))
+            .await
+            .unwrap();
+    assert_eq!(b, 2);
+}
+
+#[tokio::test]
+async fn finished_jobs_are_pruned_but_each_sites_positions_stay() {
+    on_both!(pruning);
+}
+
 async fn concurrent_claims(cp: &ControlPlane) {
     // Many workers racing: each job is claimed by exactly one of them.
     let dbs = two_databases(cp).await;

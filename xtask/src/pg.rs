@@ -141,7 +141,7 @@ pub fn test(so: &std::path::Path) -> Result<()> {
     sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])?;
     step(
         "The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once, \
-         time budgets",
+         time budgets, a noisy neighbour",
     );
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
@@ -154,8 +154,12 @@ pub fn test(so: &std::path::Path) -> Result<()> {
             "concurrency",
             "--test",
             "budgets",
+            "--test",
+            "neighbours",
             "--",
             "--ignored",
+            // The noisy-neighbour test prints B's latency ratio (docs/benchmarks.md).
+            "--nocapture",
         ])
         .env("CLOUDSYNC_EXTENSION", so)
         .current_dir(root()))

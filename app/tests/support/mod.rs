@@ -143,6 +143,7 @@ impl Drop for Server {
     }
 }
 
+#[derive(Clone)]
 pub struct Provisioned {
     pub tenant: String,
     pub database: String,

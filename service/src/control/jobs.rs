@@ -280,6 +280,35 @@ impl ControlPlane {
         Ok(state)
     }
 
+    /// Prunes jobs finished (applied, dead or discarded) more than `older_than` ago,
+    /// with the claims they kept and their refused rows, in every site that has no job
+    /// waiting or running — except each site's newest job, from which its status reads
+    /// the positions the server accepted and confirmed. Returns the jobs deleted.
+    pub async fn prune_jobs(&self, older_than: Duration) -> Result<u64> {
+        let cutoff = now_ms() - ms(older_than);
+        let deleted = sqlx::query(
+            "DELETE FROM jobs WHERE state IN ('done', 'dead', 'discarded') AND finished_at < $1 \
+             AND id < (SELECT max(k.id) FROM jobs k WHERE k.database_id = jobs.database_id AND k.site_id = jobs.site_id) \
+             AND NOT EXISTS (SELECT 1 FROM jobs p WHERE p.database_id = jobs.database_id \
+                 AND p.site_id = jobs.site_id AND p.state IN ('pending', 'running'))",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        // The newest job of a site stays, without the identity it no longer needs once
+        // it can never run again (a dead job can be retried: it keeps whom it acts for,
+        // rather than ever running as someone else).
+        sqlx::query(
+            "UPDATE jobs SET actor = NULL WHERE state IN ('done', 'discarded') AND finished_at < $1 \
+             AND actor IS NOT NULL",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted)
+    }
+
     /// Releases every lease `owner` holds (graceful shutdown): its running jobs become
     /// pending again, immediately claimable by another node.
     pub async fn release(&self, owner: &str) -> Result<u64> {

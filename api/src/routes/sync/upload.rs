@@ -105,7 +105,7 @@ pub async fn upload(
             bytes: i64::try_from(len).unwrap_or(i64::MAX),
             from_cursor: cursor_text(from),
             to_cursor: cursor_text(to),
-            actor: ctx.actor.clone(),
+            actor: job_actor(&ctx),
         })
         .await?;
     state.wake.notify_one();
@@ -146,4 +146,17 @@ pub async fn new_upload(
     let ttl = Duration::from_secs(900);
     let url = state.payloads.presign(&object, Op::Put { len: req.bytes }, ttl).await?;
     Ok((StatusCode::CREATED, Json(UploadTicket { object, upload_url: url, expires_in: ttl.as_secs() })))
+}
+
+/// Whom an apply job acts for, with only the claims it can need: on a SQLite backend
+/// those its write policies read; a PostgreSQL backend's row-level security may read
+/// any claim.
+fn job_actor(ctx: &SyncCtx) -> cloudsync_service::actor::Actor {
+    match ctx.db.backend {
+        cloudsync_service::model::BackendConfig::Sqlite => {
+            let policies = ctx.db.settings.write_policies();
+            ctx.actor.for_job(policies.iter().map(|(_, p)| p.as_str()))
+        }
+        cloudsync_service::model::BackendConfig::Postgres { .. } => ctx.actor.clone(),
+    }
 }
