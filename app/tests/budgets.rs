@@ -14,26 +14,6 @@ use support::*;
 
 const SCHEMA: &str = "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT)";
 
-const SETUP: &str = r#"
-DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-CREATE EXTENSION cloudsync;
-"#;
-
-/// A policy function that never returns for the body 'spin' (its loop checks for
-/// interrupts at every statement, as any PL/pgSQL loop does).
-const RUNAWAY: &str = r#"
-CREATE FUNCTION spins(body text) RETURNS boolean LANGUAGE plpgsql AS $f$
-BEGIN
-    WHILE body = 'spin' LOOP PERFORM 1; END LOOP;
-    RETURN true;
-END $f$;
-ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
-GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO authenticated;
-CREATE POLICY notes_read ON notes FOR SELECT TO authenticated USING (true);
-CREATE POLICY notes_write ON notes FOR INSERT TO authenticated WITH CHECK (spins(body));
-CREATE POLICY notes_update ON notes FOR UPDATE TO authenticated USING (true) WITH CHECK (spins(body));
-"#;
-
 fn status(d: &mut dyn Device) -> Value {
     let rows = d.exec("SELECT cloudsync_network_status()", &[]).unwrap();
     serde_json::from_str(rows[0][0].as_str().unwrap()).unwrap()
@@ -55,7 +35,7 @@ fn settled(d: &mut dyn Device) -> Value {
 #[test]
 #[ignore = "needs the built extension and the cloudsync extension in PostgreSQL; run by cargo xtask test"]
 fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
-    let pg = PgDb::new("budgets", SETUP);
+    let pg = PgDb::new("budgets", PG_BACKEND_SETUP);
     let dir = tempfile::tempdir().unwrap();
     // One worker: a job that held it would stop every later one.
     let server = Server::start(
@@ -71,7 +51,7 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
     );
     let d = db["id"].as_str().unwrap().to_string();
     server.admin(&format!("/v1/tenants/{t}/databases/{d}/schema"), json!({ "sql": SCHEMA }));
-    psql(&pg.url, RUNAWAY);
+    psql(&pg.url, PG_RUNAWAY_POLICY);
     let key = server.admin(&format!("/v1/tenants/{t}/api-keys"), json!({ "name": "devices", "scopes": ["sync"] }));
     let p = Provisioned {
         tenant: t,

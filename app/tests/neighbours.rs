@@ -18,26 +18,8 @@ use support::*;
 
 const SCHEMA: &str = "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT)";
 
-const SETUP: &str = r#"
-DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-CREATE EXTENSION cloudsync;
-"#;
-
-/// A's PostgreSQL table: 20 000 rows, readable by every device; writing the body
-/// 'spin' runs a policy that never returns.
-const BIG: &str = r#"
-CREATE FUNCTION spins(body text) RETURNS boolean LANGUAGE plpgsql AS $f$
-BEGIN
-    WHILE body = 'spin' LOOP PERFORM 1; END LOOP;
-    RETURN true;
-END $f$;
-ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
-GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO authenticated;
-CREATE POLICY notes_read ON notes FOR SELECT TO authenticated USING (true);
-CREATE POLICY notes_write ON notes FOR INSERT TO authenticated WITH CHECK (spins(body));
-CREATE POLICY notes_update ON notes FOR UPDATE TO authenticated USING (true) WITH CHECK (spins(body));
-INSERT INTO notes SELECT 'pg' || g, repeat('x', 100) FROM generate_series(1, 20000) g;
-"#;
+/// A's large table: 20 000 rows.
+const BIG: &str = "INSERT INTO notes SELECT 'pg' || g, repeat('x', 100) FROM generate_series(1, 20000) g";
 
 const LONG_POLLS: usize = 1000;
 const A_LONG_POLL_QUOTA: usize = 300;
@@ -85,7 +67,7 @@ fn metric(server: &Server, line_start: &str) -> u64 {
 #[test]
 #[ignore = "needs the built extension and the cloudsync extension in PostgreSQL; run by cargo xtask test"]
 fn a_noisy_neighbour_does_not_stop_the_others() {
-    let pg = PgDb::new("neighbours", SETUP);
+    let pg = PgDb::new("neighbours", PG_BACKEND_SETUP);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         &dir.path().join("data"),
@@ -125,6 +107,7 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
     );
     let pg_id = pg_db["id"].as_str().unwrap().to_string();
     server.admin(&format!("/v1/tenants/{}/databases/{pg_id}/schema", a.tenant), json!({ "sql": SCHEMA }));
+    psql(&pg.url, PG_RUNAWAY_POLICY);
     psql(&pg.url, BIG);
     let a_pg = Provisioned {
         tenant: a.tenant.clone(),
@@ -137,8 +120,13 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
     let stop = Arc::new(AtomicBool::new(false));
     let flood_sent = Arc::new(AtomicU64::new(0));
     let mut load = Vec::new();
-    // A thousand long-polls: ten devices with a key each (each key's rate limit has
+    // A thousand long-polls, on a database nobody writes to (a change would end them
+    // early and free their places): ten devices with a key each (each key's rate limit has
     // room for its hundred at once), bound first, then waiting 20 s each.
+    let idle = server.admin(&format!("/v1/tenants/{}/databases", a.tenant), json!({ "name": "idle" }));
+    let idle_id = idle["id"].as_str().unwrap().to_string();
+    server.admin(&format!("/v1/tenants/{}/databases/{idle_id}/schema", a.tenant), json!({ "sql": SCHEMA }));
+    let idle_url = idle["sync_url"].as_str().unwrap().to_string();
     let poll_keys: Vec<String> = (0..10)
         .map(|i| {
             let k = server.admin(
@@ -146,14 +134,14 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
                 json!({ "name": format!("poller{i}"), "scopes": ["sync"] }),
             );
             let key = k["key"].as_str().unwrap().to_string();
-            let status = format!("{}/status?site={:032x}", a.sync_url, 0xa000 + i);
+            let status = format!("{idle_url}/status?site={:032x}", 0xa000 + i);
             assert_eq!(http("GET", &status, Some(&key), None, &[]).unwrap().0, 200);
             key
         })
         .collect();
     let polls: Vec<_> = (0..LONG_POLLS)
         .map(|i| {
-            let url = format!("{}/changes?site={:032x}&after=0&wait_ms=20000", a.sync_url, 0xa000 + i % 10);
+            let url = format!("{idle_url}/changes?site={:032x}&after=0&wait_ms=20000", 0xa000 + i % 10);
             let key = poll_keys[i % 10].clone();
             std::thread::spawn(move || {
                 let (status, body) = http("GET", &url, Some(&key), None, &[]).unwrap_or((0, Vec::new()));
@@ -188,6 +176,9 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) if e.contains("too_many_new_sites") => refused += 1,
+                    // A's own outages under its own load (a busy store: 503) are A's;
+                    // anything else is not expected.
+                    Err(e) if e.contains("network: 503") => {}
                     Err(e) => panic!("A's flood: {e}"),
                 }
                 n += 1;

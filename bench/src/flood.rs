@@ -15,7 +15,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -23,17 +22,6 @@ use serde_json::{json, Value};
 
 const BODY: usize = 64 << 20;
 const LIMIT: u32 = 64 << 20;
-
-fn mem(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0)
-        / 1024
-}
 
 /// A raw request with `declared` body bytes, sending as many as the server takes;
 /// returns the status (0 when the connection ended without one).
@@ -84,36 +72,9 @@ fn statuses(mut v: Vec<u16>) -> String {
 }
 
 pub fn run(server: &Path) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("cloudsync-bench-flood-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut child = Command::new(server)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate-limit",
-            "0",
-            "--new-sites-per-hour",
-            "0",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the server")?;
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().context("stdout")?));
-    lines.next().context("the server printed nothing")??;
-    std::thread::spawn(move || for _ in lines {});
-    let pid = child.id();
-    let token = std::fs::read_to_string(dir.join("admin-token"))?.trim().to_string();
-    let admin = |path: &str, body: Value| -> Result<Value> {
-        let mut r = ureq::post(&format!("http://127.0.0.1:{port}{path}"))
-            .header("Authorization", &format!("Bearer {token}"))
-            .send_json(&body)?;
-        Ok(r.body_mut().read_json()?)
-    };
+    let node = crate::node::Node::start(server, "flood", &["--rate-limit", "0", "--new-sites-per-hour", "0"])?;
+    let port = node.port;
+    let admin = |path: &str, body: Value| node.admin(path, &body);
     let t = admin("/v1/tenants", json!({ "name": "flood" }))?;
     let tid = t["id"].as_str().context("tenant")?.to_string();
     let db = admin(&format!("/v1/tenants/{tid}/databases"), json!({ "name": "flood" }))?;
@@ -125,7 +86,7 @@ pub fn run(server: &Path) -> Result<()> {
     let key = admin(&format!("/v1/tenants/{tid}/api-keys"), json!({ "name": "k", "scopes": ["sync"] }))?;
     let key = key["key"].as_str().context("key")?.to_string();
     std::thread::sleep(Duration::from_millis(500));
-    let base = mem(pid, "VmRSS:");
+    let base = node.mem("VmRSS:");
 
     // 1. Unauthenticated 64 MiB uploads.
     let chunk = vec![0x5a_u8; 1 << 16];
@@ -146,7 +107,7 @@ pub fn run(server: &Path) -> Result<()> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(0)).collect()
     });
-    let after_a = mem(pid, "VmHWM:");
+    let after_a = node.mem("VmHWM:");
 
     // 2. Decompression bombs from a device with a valid key: 20, then 100 (the peak
     // must not grow with their number).
@@ -170,13 +131,11 @@ pub fn run(server: &Path) -> Result<()> {
         })
     };
     let b20 = bombs(20);
-    let after_b20 = mem(pid, "VmHWM:");
+    let after_b20 = node.mem("VmHWM:");
     let b = bombs(100);
-    let after_b = mem(pid, "VmHWM:");
+    let after_b = node.mem("VmHWM:");
     let alive = ureq::get(&format!("http://127.0.0.1:{port}/readyz")).call().is_ok();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(node);
 
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     println!("### Memory under a flood (one node, {cores} cores)\n");

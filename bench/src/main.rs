@@ -7,8 +7,10 @@
 //! `docs/benchmarks.md`). Ratios are per round (tracked ÷ plain); the report shows the
 //! median over rounds.
 
+mod firstsync;
 mod fleet;
 mod flood;
+mod node;
 mod pg;
 mod sqlite;
 mod sync;
@@ -64,12 +66,17 @@ fn main() -> anyhow::Result<()> {
             let server = server.ok_or_else(|| anyhow::anyhow!("fleet needs --server <path of the cloudsync binary>"))?;
             fleet::run(&server, &fleet::Options { devices, seconds, faults, check })
         }
+        Some("firstsync") => {
+            let server =
+                server.ok_or_else(|| anyhow::anyhow!("firstsync needs --server <path of the cloudsync binary>"))?;
+            firstsync::run(&server, if rows == 100_000 { 200_000 } else { rows }, if devices == 10 { 50 } else { devices })
+        }
         Some("flood") => {
             let server = server.ok_or_else(|| anyhow::anyhow!("flood needs --server <path of the cloudsync binary>"))?;
             flood::run(&server)
         }
         _ => anyhow::bail!(
-            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W] | fleet --server BIN [--devices N] [--seconds S] [--no-faults] [--check] | flood --server BIN"
+            "usage: cloudsync-bench sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync --server BIN [--devices N] [--rows M] [--listeners L] [--writes W] | fleet --server BIN [--devices N] [--seconds S] [--no-faults] [--check] | flood --server BIN | firstsync --server BIN [--rows N] [--devices D]"
         ),
     }
 }

@@ -17,13 +17,13 @@ use anyhow::{Context, Result};
 use cloudsync_pg_interop::{server_url, url_for};
 use postgres::{Client, NoTls};
 
-struct Db {
-    name: String,
-    client: Client,
+pub(crate) struct Db {
+    pub(crate) name: String,
+    pub(crate) client: Client,
 }
 
 impl Db {
-    fn new(tag: &str) -> Result<Db> {
+    pub(crate) fn new(tag: &str) -> Result<Db> {
         let name = format!("cs_bench_{tag}_{}", std::process::id());
         let mut admin = Client::connect(&server_url(), NoTls).context("connect to PostgreSQL")?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;

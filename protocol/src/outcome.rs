@@ -57,6 +57,8 @@ impl Sqlstate {
     pub const DATA_EXCEPTION: &'static str = "22000";
     /// `55000`: an object not in the required state (Postgres Sync: a table not synced).
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &'static str = "55000";
+    /// `42883`: an undefined function (an extension older than the call).
+    pub const UNDEFINED_FUNCTION: &'static str = "42883";
     /// `42P01`: an undefined table.
     pub const UNDEFINED_TABLE: &'static str = "42P01";
     /// `55P03`: a lock not available (a lock timeout).

@@ -15,7 +15,8 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("pg") => pg(&args[1..]),
         Some("fleet") => fleet(&args[1..]),
         Some("flood") => through_the_service("flood", "docs/security.md", &args[1..]),
-        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | fleet [--devices N] [--seconds S] [--no-faults] [--check] | flood | core>"),
+        Some("firstsync") => through_the_service("firstsync", "docs/benchmarks.md", &args[1..]),
+        _ => bail!("usage: cargo xtask bench <sqlite [--rows N] [--rounds R] [--scaling] | pg [--rows N] [--rounds R] | sync [--devices N] [--rows M] [--listeners L] [--writes W] | fleet [--devices N] [--seconds S] [--no-faults] [--check] | flood | firstsync [--rows N] [--devices D] | core>"),
     }
 }
 

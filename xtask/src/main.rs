@@ -11,6 +11,7 @@
 //! | `bench fleet [--devices N] [--seconds S] [--no-faults] [--check]` | device processes doing random writes and syncing while the node is killed, its payload store made unusable and devices killed; divergences, jobs, errors and latencies, recorded in `docs/reliability.md` |
 //! | `pg install` | builds Postgres Sync (the pgrx extension) in release mode and installs it into the machine's PostgreSQL (`CREATE EXTENSION cloudsync`) |
 //! | `pg test` | installs the pgrx tooling when missing, runs the extension's `#[pg_test]`s in a throw-away cluster, installs it, then runs the scenarios and the cross-engine property test (also part of `test`) |
+//! | `bench firstsync [--rows N] [--devices D]` | the node's memory while D devices first-sync an N-row PostgreSQL table at once (bounded chunks), recorded in `docs/benchmarks.md` |
 //! | `bench pg [--rows N] [--rounds R]` | tracked vs untracked writes and payload apply vs plain INSERT in PostgreSQL |
 //! | `shell [DB]` | builds the extension and opens the sqlite3 shell with it loaded |
 //! | `fuzz [TARGET] [SECONDS]` | runs a `cargo fuzz` target of the core (default: all, 60 s each) on the committed corpus |

@@ -379,6 +379,28 @@ pub fn psql(url: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A PostgreSQL database ready for a backend whose devices act as `authenticated`.
+pub const PG_BACKEND_SETUP: &str = r#"
+DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+CREATE EXTENSION cloudsync;
+"#;
+
+/// Row-level security on a synced table `notes (id, body)` whose write policy never
+/// returns for the body 'spin' (its PL/pgSQL loop checks for interrupts at every
+/// statement): a tenant's runaway policy. Every row is readable.
+pub const PG_RUNAWAY_POLICY: &str = r#"
+CREATE FUNCTION spins(body text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    WHILE body = 'spin' LOOP PERFORM 1; END LOOP;
+    RETURN true;
+END $f$;
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO authenticated;
+CREATE POLICY notes_read ON notes FOR SELECT TO authenticated USING (true);
+CREATE POLICY notes_write ON notes FOR INSERT TO authenticated WITH CHECK (spins(body));
+CREATE POLICY notes_update ON notes FOR UPDATE TO authenticated USING (true) WITH CHECK (spins(body));
+"#;
+
 /// A throw-away PostgreSQL database, dropped at the end.
 pub struct PgDb {
     pub admin: String,

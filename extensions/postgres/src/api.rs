@@ -317,6 +317,38 @@ fn cloudsync_payload_encode_next(
     TableIterator::once(row)
 }
 
+/// The next download chunk after the checkpoint `after` (the protocol's text form:
+/// `<db_version>[.<seq>]`, or `<after>~<base>` partway through a pass; `0` from the
+/// beginning), of at most about `max_bytes` (a row is never split): as
+/// [`cloudsync_payload_encode_next`] sends, in bounded chunks. `next` is where the
+/// following chunk starts; `more` says whether rows follow up to this read's horizon.
+/// Memory is one page of rows per synced table and one chunk, whatever the table holds.
+#[allow(clippy::type_complexity)]
+#[pg_extern]
+fn cloudsync_payload_encode_chunk(
+    after: default!(&str, "'0'"),
+    except_site: default!(Option<&[u8]>, "NULL"),
+    visible_to: default!(Option<&str>, "NULL"),
+    max_bytes: default!(i64, 4194304),
+) -> TableIterator<
+    'static,
+    (name!(payload, Option<Vec<u8>>), name!(changes, i64), name!(next, String), name!(more, bool)),
+> {
+    let row = spi(|c| {
+        let from = if after.trim() == "0" {
+            cloudsync_core::feed::Checkpoint::ZERO
+        } else {
+            cloudsync_core::feed::Checkpoint::parse(after.trim())
+                .ok_or_else(|| Error::Invalid(format!("'{after}' is not a feed checkpoint")))?
+        };
+        let except = except_site.map(SiteId::from_slice).transpose().map_err(|e| Error::Invalid(e.to_string()))?;
+        let max = usize::try_from(max_bytes.max(1024)).unwrap_or(usize::MAX);
+        let (payload, changes, next, more) = feed::encode_chunk(c, from, except, visible_to, max)?;
+        Ok((payload, crate::sql::i64_of(changes)?, next.to_string(), more))
+    });
+    TableIterator::once(row)
+}
+
 /// Of `pks` (keys of the synced table `tbl`, in the payload's encoding), those that
 /// name no row `visible_to` can read (privileges and row-level security, with the
 /// transaction's settings): a device asking which of the rows it holds are no longer

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use cloudsync_core::engine::row_changes;
+use cloudsync_core::feed::{Checkpoint, Merge, Pages, PAGE_ROWS};
 use cloudsync_core::payload::{EncodeOptions, PayloadEncoder};
 use cloudsync_core::value::encode_key;
 use cloudsync_core::{Algo, Change, Cursor, SiteId, Value};
@@ -64,96 +65,7 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(C
     let mut rows: Vec<(Cursor, Vec<Change>)> = Vec::new();
     let mut sites: HashMap<u32, SiteId> = HashMap::new();
     for t in SyncTable::all(c)? {
-        let info = t.info();
-        let keys = t.meta_keys();
-        let key_reads: Vec<_> = t.pk.iter().zip(&keys).map(|(k, mk)| k.kind.read_expr(&format!("m.{mk}"))).collect();
-        let col_reads: Vec<_> =
-            t.columns.iter().map(|sc| sc.col.kind.read_expr(&format!("u.{}", ident(&sc.col.name)))).collect();
-        let join =
-            t.pk.iter()
-                .zip(&keys)
-                .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-        let mut select: Vec<String> = key_reads.iter().map(|(e, _)| e.clone()).collect();
-        select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
-        select.extend(col_reads.iter().map(|(e, _)| e.clone()));
-        let sql = format!(
-            "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > ($1, $2) AND m.dbv <= $3 \
-             ORDER BY m.dbv, m.seq",
-            select.join(", "),
-            t.clock(),
-            t.rel,
-        );
-        let nk = keys.len();
-        let after = q.after;
-        let fetched = query(
-            &*c,
-            &sql,
-            &[
-                i64_of(after.db_version)?.into(),
-                i64::try_from(after.seq).unwrap_or(i64::MAX).into(),
-                i64::try_from(horizon).unwrap_or(i64::MAX).into(),
-            ],
-            |r| {
-                let key: Vec<Value> = key_reads
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, rd))| read_value(r, i + 1, *rd))
-                    .collect::<Result<_>>()?;
-                let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
-                let values: Vec<Value> = col_reads
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, rd))| read_value(r, nk + 5 + i, *rd))
-                    .collect::<Result<_>>()?;
-                Ok((key, clock, values))
-            },
-        )?;
-        let visible = match role.target() {
-            None => None,
-            Some(_) => {
-                let alive: Vec<Vec<Value>> =
-                    fetched.iter().filter(|(_, clock, _)| clock.is_alive()).map(|(k, _, _)| k.clone()).collect();
-                role.user(c)?;
-                let seen = crate::batch::existing(c, &t, &alive);
-                role.caller(c)?;
-                Some(seen?)
-            }
-        };
-        for (key, clock, values) in fetched {
-            let at = clock.max_stamp();
-            let encoded = encode_key(&key);
-            let since = match &visible {
-                None => after,
-                Some(_) if !clock.is_alive() => after,
-                Some(seen) if seen.contains(&encoded) => Cursor::ZERO,
-                Some(_) => continue,
-            };
-            let changes = row_changes(
-                &info,
-                &encoded,
-                &clock,
-                since,
-                |ord| match sites.get(&ord) {
-                    Some(s) => Ok(*s),
-                    None => {
-                        let s = meta::site_id(&*c, ord)?;
-                        sites.insert(ord, s);
-                        Ok::<_, Error>(s)
-                    }
-                },
-                |ids| {
-                    Ok(ids
-                        .iter()
-                        .map(|id| {
-                            t.columns.iter().position(|sc| sc.id == *id).map_or(Value::Null, |p| values[p].clone())
-                        })
-                        .collect())
-                },
-            )?;
-            rows.push((at, changes));
-        }
+        rows.extend(table_rows(c, &t, &mut role, q.after, horizon, None, q.after, &mut sites)?);
     }
     // Stable: rows of one table keep their order; tables interleave by position.
     rows.sort_by_key(|(at, _)| *at);
@@ -162,6 +74,186 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(C
         .flat_map(|(at, changes)| changes.into_iter().map(move |ch| (at, ch)))
         .filter(|(_, ch)| q.except.is_none_or(|s| ch.site != s))
         .collect())
+}
+
+/// The rows of table `t` positioned after `after` and at a `db_version` at or below
+/// `horizon`, in position order (at most `limit`), each with its changes newer than
+/// `since`, or whole when `role` targets a role that can see it; a live row that role
+/// cannot see comes with no changes (its position still counts, so a page of them is
+/// not taken for the table's end).
+#[allow(clippy::too_many_arguments)]
+fn table_rows(
+    c: &mut SpiClient<'_>,
+    t: &SyncTable,
+    role: &mut RoleSwitch,
+    after: Cursor,
+    horizon: u64,
+    limit: Option<usize>,
+    since: Cursor,
+    sites: &mut HashMap<u32, SiteId>,
+) -> Result<Vec<(Cursor, Vec<Change>)>> {
+    let info = t.info();
+    let keys = t.meta_keys();
+    let key_reads: Vec<_> = t.pk.iter().zip(&keys).map(|(k, mk)| k.kind.read_expr(&format!("m.{mk}"))).collect();
+    let col_reads: Vec<_> =
+        t.columns.iter().map(|sc| sc.col.kind.read_expr(&format!("u.{}", ident(&sc.col.name)))).collect();
+    let join =
+        t.pk.iter()
+            .zip(&keys)
+            .map(|(k, mk)| format!("u.{} = m.{mk}", ident(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+    let mut select: Vec<String> = key_reads.iter().map(|(e, _)| e.clone()).collect();
+    select.extend(["m.cl".into(), "m.dbv".into(), "m.seq".into(), "m.clock".into()]);
+    select.extend(col_reads.iter().map(|(e, _)| e.clone()));
+    let sql = format!(
+        "SELECT {} FROM {} m LEFT JOIN {} u ON {join} WHERE (m.dbv, m.seq) > ($1, $2) AND m.dbv <= $3 \
+         ORDER BY m.dbv, m.seq{}",
+        select.join(", "),
+        t.clock(),
+        t.rel,
+        limit.map_or_else(String::new, |n| format!(" LIMIT {n}")),
+    );
+    let nk = keys.len();
+    let fetched = query(
+        &*c,
+        &sql,
+        &[
+            i64_of(after.db_version)?.into(),
+            i64::try_from(after.seq).unwrap_or(i64::MAX).into(),
+            i64::try_from(horizon).unwrap_or(i64::MAX).into(),
+        ],
+        |r| {
+            let key: Vec<Value> =
+                key_reads.iter().enumerate().map(|(i, (_, rd))| read_value(r, i + 1, *rd)).collect::<Result<_>>()?;
+            let clock = clock_at(r, nk + 1)?.ok_or_else(|| Error::Corrupt("clock row without cl".into()))?;
+            let values: Vec<Value> = col_reads
+                .iter()
+                .enumerate()
+                .map(|(i, (_, rd))| read_value(r, nk + 5 + i, *rd))
+                .collect::<Result<_>>()?;
+            Ok((key, clock, values))
+        },
+    )?;
+    let visible = match role.target() {
+        None => None,
+        Some(_) => {
+            let alive: Vec<Vec<Value>> =
+                fetched.iter().filter(|(_, clock, _)| clock.is_alive()).map(|(k, _, _)| k.clone()).collect();
+            role.user(c)?;
+            let seen = crate::batch::existing(c, t, &alive);
+            role.caller(c)?;
+            Some(seen?)
+        }
+    };
+    let mut rows = Vec::with_capacity(fetched.len());
+    for (key, clock, values) in fetched {
+        let at = clock.max_stamp();
+        let encoded = encode_key(&key);
+        let since = match &visible {
+            None => since,
+            Some(_) if !clock.is_alive() => since,
+            Some(seen) if seen.contains(&encoded) => Cursor::ZERO,
+            Some(_) => {
+                rows.push((at, Vec::new()));
+                continue;
+            }
+        };
+        let changes = row_changes(
+            &info,
+            &encoded,
+            &clock,
+            since,
+            |ord| match sites.get(&ord) {
+                Some(s) => Ok(*s),
+                None => {
+                    let s = meta::site_id(&*c, ord)?;
+                    sites.insert(ord, s);
+                    Ok::<_, Error>(s)
+                }
+            },
+            |ids| {
+                Ok(ids
+                    .iter()
+                    .map(|id| t.columns.iter().position(|sc| sc.id == *id).map_or(Value::Null, |p| values[p].clone()))
+                    .collect())
+            },
+        )?;
+        rows.push((at, changes));
+    }
+    Ok(rows)
+}
+
+/// The synced tables read page by page for a [`Merge`], in one state of the clocks
+/// (the `db_version` lock is held shared for the whole transaction: [`horizon`]).
+struct TablePages<'a, 'c> {
+    c: &'a mut SpiClient<'c>,
+    tables: Vec<SyncTable>,
+    role: RoleSwitch,
+    since: Cursor,
+    sites: HashMap<u32, SiteId>,
+}
+
+impl Pages for TablePages<'_, '_> {
+    type Row = Vec<Change>;
+    type Error = Error;
+
+    fn page(&mut self, table: usize, after: Cursor, horizon: u64, limit: usize) -> Result<Vec<(Cursor, Vec<Change>)>> {
+        let t = &self.tables[table];
+        table_rows(self.c, t, &mut self.role, after, horizon, Some(limit), self.since, &mut self.sites)
+    }
+
+    fn beyond(&mut self, table: usize, horizon: u64) -> Result<bool> {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE dbv > $1)", self.tables[table].clock());
+        let found = crate::sql::query_opt(&*self.c, &sql, &[i64::try_from(horizon).unwrap_or(i64::MAX).into()], |r| {
+            Ok(r.get::<bool>(1)?.unwrap_or(false))
+        })?;
+        Ok(found.unwrap_or(false))
+    }
+}
+
+/// A download chunk: folds pending local writes, then encodes the rows after `from`
+/// (a checkpoint as `cloudsync_core::feed` defines it) up to the [`horizon`], page by
+/// page, until the payload reaches about `max_bytes` at a row boundary. Returns the
+/// payload (None when nothing is to be sent), its change count, where the next chunk
+/// starts and whether more rows follow. Memory is one page per table and one chunk,
+/// whatever the feed holds.
+pub fn encode_chunk(
+    c: &mut SpiClient<'_>,
+    from: Checkpoint,
+    except: Option<SiteId>,
+    visible_to: Option<&str>,
+    max_bytes: usize,
+) -> Result<(Option<Vec<u8>>, u64, Checkpoint, bool)> {
+    fold::fold_all(c)?;
+    let horizon = horizon(c)?;
+    let tables = SyncTable::all(c)?;
+    let mut infos: HashMap<String, (Algo, u64)> =
+        tables.iter().map(|t| (t.name.clone(), (t.algo, t.fingerprint))).collect();
+    let mut encoder = PayloadEncoder::new(encode_options(c)?);
+    let role = RoleSwitch::new(c, visible_to)?;
+    let mut merge = Merge::new(tables.len(), from, horizon, PAGE_ROWS);
+    let mut pages = TablePages { c, tables, role, since: merge.since(), sites: HashMap::new() };
+    let mut last: Option<Cursor> = None;
+    let mut more = false;
+    while let Some((at, changes)) = merge.next(&mut pages)? {
+        if last.is_some() && encoder.size_estimate() >= max_bytes {
+            // This row starts the next chunk.
+            more = true;
+            break;
+        }
+        for change in changes.into_iter().filter(|ch| except.is_none_or(|s| ch.site != s)) {
+            let info = *infos.entry(change.table.clone()).or_insert((Algo::Cls, 0));
+            encoder.push(change, |_| info).map_err(|e| Error::Corrupt(e.to_string()))?;
+        }
+        last = Some(at);
+    }
+    let next = match (more, last) {
+        (true, Some(at)) => merge.stopped_at(at),
+        _ => merge.end(&mut pages)?,
+    };
+    let n = encoder.change_count();
+    Ok(((!encoder.is_empty()).then(|| encoder.finish()), n, next, more))
 }
 
 /// Encoder settings from `cloudsync_set`.

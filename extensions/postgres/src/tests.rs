@@ -126,6 +126,56 @@ mod tests {
         assert_eq!(changes, Some(1));
     }
 
+    /// One `cloudsync_payload_encode_chunk` call: payload length, changes, next, more.
+    fn chunk(after: &str, max_bytes: i64) -> (i64, i64, String, bool) {
+        let sql = format!(
+            "SELECT coalesce(length(payload), 0)::int8, changes, next, more \
+             FROM cloudsync_payload_encode_chunk('{after}', NULL, NULL, {max_bytes})"
+        );
+        Spi::connect(|c| {
+            let r = c.select(&sql, None, &[])?.first();
+            Ok::<_, pgrx::spi::Error>((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<i64>(2)?.unwrap_or(0),
+                r.get::<String>(3)?.unwrap_or_default(),
+                r.get::<bool>(4)?.unwrap_or(false),
+            ))
+        })
+        .expect(&sql)
+    }
+
+    #[pg_test]
+    fn encode_chunk_streams_the_feed_in_bounded_chunks_and_misses_no_write() {
+        todo();
+        run("CREATE TABLE note (id text PRIMARY KEY, body text)");
+        run("SELECT cloudsync_init('note')");
+        run("INSERT INTO todo SELECT 't' || g, repeat('x', 200), false FROM generate_series(1, 300) g");
+        run("INSERT INTO note SELECT g::text, repeat('y', 200) FROM generate_series(1, 300) g");
+        let whole = one::<i64>("SELECT changes FROM cloudsync_payload_encode_next(0)").unwrap();
+        let (mut after, mut total, mut chunks) = ("0".to_string(), 0, 0);
+        loop {
+            let (len, changes, next, more) = chunk(&after, 4096);
+            assert!(len <= 8192, "a chunk of {len} bytes for a budget of 4096");
+            assert_ne!(next, after, "a chunk that does not move");
+            total += changes;
+            chunks += 1;
+            if chunks == 1 {
+                // A write between two chunks reaches a later one.
+                run("INSERT INTO todo VALUES ('late', 'between chunks', true)");
+            }
+            after = next;
+            if !more {
+                break;
+            }
+        }
+        assert!(chunks > 5, "{chunks} chunks");
+        assert_eq!(total, whole + 2, "every change, once: the rows read first and the one written between chunks");
+        // From the end: nothing more, the same position.
+        let (len, changes, next, more) = chunk(&after, 4096);
+        assert_eq!((len, changes, more), (0, 0, false));
+        assert_eq!(next, after);
+    }
+
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }

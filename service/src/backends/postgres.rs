@@ -252,6 +252,35 @@ impl<'a> PgDb<'a> {
     async fn pool(&self) -> Result<PgPool> {
         self.pg.pool(&self.db.id, || self.url()).await
     }
+
+    /// A download from an extension without `cloudsync_payload_encode_chunk`: every
+    /// change after the checkpoint's pass base, in one payload (whole feeds, each
+    /// complete, from a whole version: a checkpoint partway through a pass re-reads
+    /// what it may lack, which merges make harmless).
+    async fn changes_whole(&self, after: Checkpoint, device: SiteId, actor: &Actor) -> Result<Chunk> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(pg_error)?;
+        set_identity(&mut tx, actor).await?;
+        let base = after.base;
+        let whole = if base.seq == u64::MAX { base.db_version } else { base.db_version.saturating_sub(1) };
+        let since = i64::try_from(whole).map_err(|_| Error::Invalid("cursor out of range".into()))?;
+        let row = sqlx::query("SELECT payload, changes, db_version FROM cloudsync_payload_encode_next($1, $2, $3)")
+            .bind(since)
+            .bind(device.as_bytes().to_vec())
+            .bind(&actor.role)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        let upto: i64 = row.get("db_version");
+        let changes: i64 = row.get("changes");
+        Ok(Chunk {
+            payload: row.get("payload"),
+            changes: u64::try_from(changes).unwrap_or(0),
+            next: Checkpoint::complete(Cursor::through(u64::try_from(upto).unwrap_or(0)).max(after.after)),
+            more: false,
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -433,33 +462,42 @@ impl TenantDb for PgDb<'_> {
         Ok(ApplyOutcome { applied: u64::try_from(applied).unwrap_or(0), refused })
     }
 
-    async fn changes(&self, after: Checkpoint, device: SiteId, _max_bytes: usize, actor: &Actor) -> Result<Chunk> {
+    async fn changes(&self, after: Checkpoint, device: SiteId, max_bytes: usize, actor: &Actor) -> Result<Chunk> {
         let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;
         set_identity(&mut tx, actor).await?;
-        // Postgres Sync reads whole feeds (each complete, in one snapshot) from a whole
-        // version: from the pass's base, so a checkpoint partway through a pass (only a
-        // SQLite backend hands those out) re-reads what it may lack, which merges make
-        // harmless.
-        let base = after.base;
-        let whole = if base.seq == u64::MAX { base.db_version } else { base.db_version.saturating_sub(1) };
-        let since = i64::try_from(whole).map_err(|_| Error::Invalid("cursor out of range".into()))?;
-        let row = sqlx::query("SELECT payload, changes, db_version FROM cloudsync_payload_encode_next($1, $2, $3)")
-            .bind(since)
-            .bind(device.as_bytes().to_vec())
-            .bind(&actor.role)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(pg_error)?;
+        // Postgres Sync reads the feed page by page from the checkpoint and stops at
+        // about `max_bytes`, at a row boundary: node memory is one chunk per download
+        // whatever the table holds (`cloudsync_core::feed` for the checkpoint's rules).
+        let row =
+            sqlx::query("SELECT payload, changes, next, more FROM cloudsync_payload_encode_chunk($1, $2, $3, $4)")
+                .bind(after.to_string())
+                .bind(device.as_bytes().to_vec())
+                .bind(&actor.role)
+                .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+                .fetch_one(&mut *tx)
+                .await;
+        let row = match row {
+            Ok(row) => row,
+            // An extension from before bounded chunks: the whole feed at once.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some(Sqlstate::UNDEFINED_FUNCTION) => {
+                drop(tx);
+                return self.changes_whole(after, device, actor).await;
+            }
+            Err(e) => return Err(pg_error(e)),
+        };
         tx.commit().await.map_err(pg_error)?;
-        let upto: i64 = row.get("db_version");
+        let next: String = row.get("next");
+        let next = Checkpoint::parse(&next).ok_or_else(|| Error::Postgres {
+            sqlstate: Sqlstate::default(),
+            message: format!("cloudsync_payload_encode_chunk answered a checkpoint that does not read back: {next}"),
+        })?;
         let changes: i64 = row.get("changes");
         Ok(Chunk {
             payload: row.get("payload"),
             changes: u64::try_from(changes).unwrap_or(0),
-            // Complete through the version the read was bounded by (`cloudsync_core::feed`).
-            next: Checkpoint::complete(Cursor::through(u64::try_from(upto).unwrap_or(0)).max(after.after)),
-            more: false,
+            next,
+            more: row.get("more"),
         })
     }
 
