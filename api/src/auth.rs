@@ -193,7 +193,7 @@ impl FromRequestParts<AppState> for Caller {
             if let Err(not_until) = limiter.check_key(&bucket) {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 state.metrics.rate_limited.inc();
-                return Err(ApiError::RateLimited((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)));
+                return Err(ApiError::RateLimited(crate::lockout::retry_after_secs(wait)));
             }
         }
         Ok(caller)

@@ -45,21 +45,9 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
     );
     let tenant = server.admin("/v1/tenants", json!({ "name": "runaway" }));
     let t = tenant["id"].as_str().unwrap().to_string();
-    let db = server.admin(
-        &format!("/v1/tenants/{t}/databases"),
-        json!({ "name": "main", "backend": { "kind": "postgres", "url": format!("{}?sslmode=disable", pg.url) } }),
-    );
-    let d = db["id"].as_str().unwrap().to_string();
-    server.admin(&format!("/v1/tenants/{t}/databases/{d}/schema"), json!({ "sql": SCHEMA }));
-    psql(&pg.url, PG_RUNAWAY_POLICY);
     let key = server.admin(&format!("/v1/tenants/{t}/api-keys"), json!({ "name": "devices", "scopes": ["sync"] }));
-    let p = Provisioned {
-        tenant: t,
-        database: d,
-        sync_url: db["sync_url"].as_str().unwrap().to_string(),
-        key: key["key"].as_str().unwrap().to_string(),
-        central: dir.path().join("unused"),
-    };
+    let p = server.postgres_database(&t, key["key"].as_str().unwrap(), "main", &pg.url, SCHEMA);
+    psql(&pg.url, PG_RUNAWAY_POLICY);
     let mut dev = PyDevice::open("device", &dir.path().join("device.db"));
     dev.join(SCHEMA, &p);
 

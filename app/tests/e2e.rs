@@ -343,23 +343,8 @@ fn operator_cli_provisions_and_the_network_functions_manage_state() {
     assert_eq!(tables["tables"][0]["table"], json!("notes"));
     let key = cli(&server, &["key", "create", "--tenant", tid, "--name", "phones", "--scope", "sync"]);
     // A CLI error is a non-zero exit with the server's message.
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args([
-            "database",
-            "create",
-            "--tenant",
-            tid,
-            "--name",
-            "main",
-            "--server",
-            &server.url,
-            "--admin-token",
-            &server.token,
-        ])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("409 conflict"));
+    let bad = cli_fails(&server, &["database", "create", "--tenant", tid, "--name", "main"]);
+    assert!(bad.contains("409 conflict"), "{bad}");
 
     let p = Provisioned {
         tenant: tid.to_string(),

@@ -101,21 +101,9 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
         &format!("/v1/tenants/{}/quotas", a.tenant),
         json!({ "long_polls": A_LONG_POLL_QUOTA, "long_polls_per_credential": A_LONG_POLL_QUOTA }),
     );
-    let pg_db = server.admin(
-        &format!("/v1/tenants/{}/databases", a.tenant),
-        json!({ "name": "big", "backend": { "kind": "postgres", "url": format!("{}?sslmode=disable", pg.url) } }),
-    );
-    let pg_id = pg_db["id"].as_str().unwrap().to_string();
-    server.admin(&format!("/v1/tenants/{}/databases/{pg_id}/schema", a.tenant), json!({ "sql": SCHEMA }));
+    let a_pg = server.postgres_database(&a.tenant, &a.key, "big", &pg.url, SCHEMA);
     psql(&pg.url, PG_RUNAWAY_POLICY);
     psql(&pg.url, BIG);
-    let a_pg = Provisioned {
-        tenant: a.tenant.clone(),
-        database: pg_id,
-        sync_url: pg_db["sync_url"].as_str().unwrap().to_string(),
-        key: a.key.clone(),
-        central: dir.path().join("unused"),
-    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let flood_sent = Arc::new(AtomicU64::new(0));

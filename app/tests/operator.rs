@@ -192,19 +192,6 @@ fn the_cli_shows_and_sets_a_tenants_quotas_over_the_nodes_defaults() {
     let q = cli(&server, &["tenant", "quotas", &p.tenant, "--clear"]);
     assert_eq!((q["overrides"].clone(), q["quotas"]["devices"].as_u64()), (json!({}), Some(1)), "{q}");
     // A name that is no quota is refused by the server, nothing set.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudsync"))
-        .args([
-            "tenant",
-            "quotas",
-            &p.tenant,
-            "--set",
-            "disks=1",
-            "--server",
-            &server.url,
-            "--admin-token",
-            &server.token,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("disks"));
+    let refused = cli_fails(&server, &["tenant", "quotas", &p.tenant, "--set", "disks=1"]);
+    assert!(refused.contains("disks"), "{refused}");
 }

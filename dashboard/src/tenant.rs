@@ -177,8 +177,8 @@ async fn render(
         Some((f, e)) => (f, Some(e)),
         None => (IdentityFields::from_current(identity.as_ref()), None),
     };
-    let overrides = state.control.quota_overrides(&t.id).await?;
-    let quotas = state.limits.quotas.with(&overrides);
+    let cloudsync_api::routes::tenants::TenantQuotas { quotas, overrides } =
+        cloudsync_api::routes::tenants::quotas_of(state, &t.id).await?;
     let quota_rows = [
         ("Databases", "databases", quotas.databases, overrides.databases),
         ("Devices", "devices", quotas.devices, overrides.devices),

@@ -48,11 +48,6 @@ impl Notifier {
         Self::channel(&mut self.lock(), db).sender.send_modify(|v| *v += 1);
     }
 
-    /// A receiver that wakes on the next change of `db` on this node only.
-    pub fn subscribe(&self, db: &DatabaseId) -> watch::Receiver<u64> {
-        Self::channel(&mut self.lock(), db).sender.subscribe()
-    }
-
     /// A receiver that wakes on the next change of `db`, wherever it was made: starts
     /// the database's watcher unless one runs. The watcher stops at its first poll
     /// after the last receiver is dropped.

@@ -42,7 +42,7 @@ pub async fn create_database(
 /// Keeps a database just inserted only within its tenant's quota: claimed, counted,
 /// given back when over (concurrent creations never overrun it).
 async fn within_database_quota(control: &ControlPlane, db: &Database, defaults: Quotas) -> Result<()> {
-    let limit = defaults.with(&control.quota_overrides(&db.tenant_id).await?).databases;
+    let limit = control.quotas(&db.tenant_id, defaults).await?.databases;
     if limit == 0 || control.database_count(&db.tenant_id).await? <= i64::from(limit) {
         return Ok(());
     }

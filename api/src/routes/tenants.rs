@@ -212,7 +212,8 @@ pub struct TenantQuotas {
     pub overrides: QuotaOverrides,
 }
 
-async fn quotas_of(state: &AppState, tenant: &TenantId) -> ApiResult<TenantQuotas> {
+/// A tenant's quotas as the API answers them (and the dashboard shows them).
+pub async fn quotas_of(state: &AppState, tenant: &TenantId) -> ApiResult<TenantQuotas> {
     let overrides = state.control.quota_overrides(tenant).await?;
     Ok(TenantQuotas { quotas: state.limits.quotas.with(&overrides), overrides })
 }

@@ -136,6 +136,26 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A database of `tenant` whose central copy is the PostgreSQL database at `url`,
+    /// holding `schema`, synced by devices with the API key `key`.
+    pub fn postgres_database(&self, tenant: &str, key: &str, name: &str, url: &str, schema: &str) -> Provisioned {
+        let db = self.admin(
+            &format!("/v1/tenants/{tenant}/databases"),
+            json!({ "name": name, "backend": { "kind": "postgres", "url": format!("{url}?sslmode=disable") } }),
+        );
+        let d = db["id"].as_str().unwrap().to_string();
+        self.admin(&format!("/v1/tenants/{tenant}/databases/{d}/schema"), json!({ "sql": schema }));
+        Provisioned {
+            tenant: tenant.to_string(),
+            database: d,
+            sync_url: db["sync_url"].as_str().unwrap().to_string(),
+            key: key.to_string(),
+            central: self.data_dir.join("not-a-sqlite-backend"),
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -161,6 +181,17 @@ pub fn cli(server: &Server, args: &[&str]) -> Value {
         .unwrap();
     assert!(out.status.success(), "cloudsync {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs the operator CLI against `server`, expecting it to fail; returns its stderr.
+pub fn cli_fails(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloudsync"))
+        .args(args)
+        .args(["--server", &server.url, "--admin-token", &server.token])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "cloudsync {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// One HTTP request; returns status and body (transport errors as Err).

@@ -56,7 +56,6 @@ struct Handle {
 pub struct SqliteBackends {
     root: PathBuf,
     handles: Mutex<HashMap<DatabaseId, Arc<Handle>>>,
-    /// Bounds the blocking calls running at once, over all databases.
     /// Bounds the blocking calls running at once, over all databases, shared fairly
     /// between tenants (`fair`).
     permits: Arc<FairPermits>,
@@ -369,18 +368,26 @@ impl<'a> SqliteDb<'a> {
     pub fn new(sqlite: &'a Arc<SqliteBackends>, db: &'a Database) -> Self {
         SqliteDb { sqlite, db }
     }
+
+    /// Runs `f` on the blocking pool within a permit of this database's tenant.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteBackends) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.sqlite.blocking(self.db.tenant_id.as_str(), f).await
+    }
 }
 
 #[async_trait::async_trait]
 impl TenantDb for SqliteDb<'_> {
     async fn create(&self) -> Result<()> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.create(&id)).await
+        self.blocking(move |s| s.create(&id)).await
     }
 
     async fn delete(&self) -> Result<()> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.delete(&id)).await
+        self.blocking(move |s| s.delete(&id)).await
     }
 
     async fn provision(
@@ -391,31 +398,27 @@ impl TenantDb for SqliteDb<'_> {
         dry_run: bool,
     ) -> Result<Provisioning> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
+        self.blocking(move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
     }
 
     async fn synced_table(&self, name: &str) -> Result<String> {
         let (id, name) = (self.db.id.clone(), name.to_string());
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.synced_table(&id, &name)).await
+        self.blocking(move |s| s.synced_table(&id, &name)).await
     }
 
     async fn tables(&self) -> Result<Vec<TableInfo>> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.tables(&id)).await
+        self.blocking(move |s| s.tables(&id)).await
     }
 
     async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {
         let (id, actor, policies) = (self.db.id.clone(), actor.clone(), self.db.settings.write_policies());
-        self.sqlite
-            .blocking(self.db.tenant_id.as_str(), move |s| s.apply(&id, &payload, uploader, &actor, &policies))
-            .await
+        self.blocking(move |s| s.apply(&id, &payload, uploader, &actor, &policies)).await
     }
 
     async fn changes(&self, after: Checkpoint, device: SiteId, max_bytes: usize, actor: &Actor) -> Result<Chunk> {
         let (id, actor, policies) = (self.db.id.clone(), actor.clone(), self.db.settings.read_policies());
-        self.sqlite
-            .blocking(self.db.tenant_id.as_str(), move |s| s.changes(&id, after, device, max_bytes, &actor, &policies))
-            .await
+        self.blocking(move |s| s.changes(&id, after, device, max_bytes, &actor, &policies)).await
     }
 
     async fn check_settings(&self, settings: &DatabaseSettings) -> Result<()> {
@@ -425,23 +428,20 @@ impl TenantDb for SqliteDb<'_> {
             return Ok(());
         }
         let id = self.db.id.clone();
-        self.sqlite
-            .blocking(self.db.tenant_id.as_str(), move |s| {
-                for (table, expr) in &policies {
-                    s.check_policy(&id, table, expr)?;
-                }
-                Ok(())
-            })
-            .await
+        self.blocking(move |s| {
+            for (table, expr) in &policies {
+                s.check_policy(&id, table, expr)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
         let policy =
             self.db.settings.read_policies().into_iter().find(|(t, _)| t.eq_ignore_ascii_case(&table)).map(|(_, p)| p);
         let (id, actor) = (self.db.id.clone(), actor.clone());
-        self.sqlite
-            .blocking(self.db.tenant_id.as_str(), move |s| s.invisible(&id, &actor, &table, &keys, policy.as_deref()))
-            .await
+        self.blocking(move |s| s.invisible(&id, &actor, &table, &keys, policy.as_deref())).await
     }
 
     async fn visibility(&self) -> Result<Option<String>> {
@@ -456,7 +456,7 @@ impl TenantDb for SqliteDb<'_> {
 
     async fn db_version(&self) -> Result<u64> {
         let id = self.db.id.clone();
-        self.sqlite.blocking(self.db.tenant_id.as_str(), move |s| s.db_version(&id)).await
+        self.blocking(move |s| s.db_version(&id)).await
     }
 }
 

@@ -171,7 +171,7 @@ impl ControlPlane {
             if !exists {
                 // A new device: within the tenant's device quota, counted after the
                 // claim like the cap below.
-                let limit = quotas.with(&self.quota_overrides(tenant).await?).devices;
+                let limit = self.quotas(tenant, quotas).await?.devices;
                 if limit > 0 && self.device_count(tenant).await? > i64::from(limit) {
                     self.unclaim(db, site, subject).await?;
                     return Ok(Some(Refused::TooManyDevices { limit }));

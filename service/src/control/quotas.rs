@@ -110,6 +110,12 @@ impl ControlPlane {
         }
     }
 
+    /// The limits in force for `tenant`: `defaults` (the node's) with those an
+    /// operator set over them.
+    pub async fn quotas(&self, tenant: &TenantId, defaults: Quotas) -> Result<Quotas> {
+        Ok(defaults.with(&self.quota_overrides(tenant).await?))
+    }
+
     /// Sets the limits of `tenant` (replacing those set before; a limit left out is
     /// the node's default again).
     pub async fn set_quota_overrides(&self, tenant: &TenantId, quotas: &QuotaOverrides) -> Result<()> {

@@ -83,22 +83,21 @@ pub async fn download(
     }
     let max_bytes = q.max_bytes.unwrap_or(state.limits.chunk_bytes).clamp(1024, state.limits.chunk_bytes);
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
     // A download that may wait counts against the tenant's long-poll quotas until it
-    // answers.
-    let _waiting = if wait.is_zero() {
+    // answers, and subscribes before reading, so a change applied in between is not
+    // missed. While it waits it costs no query: the database's one shared watcher
+    // reads its feed position for everyone waiting on it (`service::notify`).
+    let mut waiting = if wait.is_zero() {
         None
     } else {
-        let quotas = state.limits.quotas.with(&state.control.quota_overrides(&db.tenant_id).await?);
-        match state.long_polls.enter(&db.tenant_id, &ctx.subject, quotas) {
-            Ok(w) => Some(w),
-            Err((quota, limit)) => return Err(ApiError::OverQuota { quota, limit }),
-        }
+        let quotas = state.control.quotas(&db.tenant_id, state.limits.quotas).await?;
+        let place = state
+            .long_polls
+            .enter(&db.tenant_id, &ctx.subject, quotas)
+            .map_err(|(quota, limit)| ApiError::OverQuota { quota, limit })?;
+        Some((place, state.notifier.subscribe_watched(db, &state.backends)))
     };
-    let deadline = tokio::time::Instant::now() + wait;
-    // Subscribe before reading, so a change applied in between is not missed. While
-    // it waits, this download costs no query: the database's one shared watcher reads
-    // its feed position for everyone waiting on it (`service::notify`).
-    let mut changed = (!wait.is_zero()).then(|| state.notifier.subscribe_watched(db, &state.backends));
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.of(db).changes(after, site.0, max_bytes, actor).await?;
@@ -136,7 +135,7 @@ pub async fn download(
             return Ok(resp);
         }
         // Woken by an apply on this node, or by the watcher for changes made elsewhere.
-        let Some(changed) = changed.as_mut() else { continue };
+        let Some((_, changed)) = waiting.as_mut() else { continue };
         tokio::select! {
             _ = changed.changed() => {}
             () = tokio::time::sleep_until(deadline) => {}
