@@ -4,7 +4,7 @@
 //! A JWT is verified against the settings of the tenant the request addresses (the
 //! `{tenant}` path parameter, or the owner of the `{db}` one), so a token issued for one
 //! tenant is meaningless at another. Every credential but the operator's is rate
-//! limited (per API key, per JWT user).
+//! limited, per credential and per tenant (`quotas`).
 
 use std::net::IpAddr;
 
@@ -15,7 +15,6 @@ use cloudsync_service::control::identity::Subject;
 use cloudsync_service::control::keys::{ApiKey, KeyCheck, Scope, PREFIX};
 use cloudsync_service::ids::{DatabaseId, TenantId};
 use cloudsync_service::model::Database;
-use governor::clock::Clock;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
@@ -108,12 +107,13 @@ impl Caller {
         }
     }
 
-    /// The rate-limit bucket of this credential (the operator is not limited).
-    fn bucket(&self) -> Option<String> {
+    /// The tenant of this credential and its rate-limit bucket (the operator is not
+    /// limited).
+    fn bucket(&self) -> Option<(&TenantId, String)> {
         match self {
             Caller::Operator => None,
-            Caller::Key(k) => Some(format!("key:{}", k.id)),
-            Caller::Device(s) => Some(format!("jwt:{}:{}", s.tenant, s.user_id)),
+            Caller::Key(k) => Some((&k.tenant_id, format!("key:{}", k.id))),
+            Caller::Device(s) => Some((&s.tenant, format!("jwt:{}:{}", s.tenant, s.user_id))),
         }
     }
 }
@@ -189,12 +189,8 @@ impl FromRequestParts<AppState> for Caller {
         let client = crate::lockout::client_addr(state, &parts.headers, &parts.extensions);
         crate::lockout::check(state, client)?;
         let caller = authenticate(parts, state, client).await?;
-        if let (Some(limiter), Some(bucket)) = (&state.limiter, caller.bucket()) {
-            if let Err(not_until) = limiter.check_key(&bucket) {
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                state.metrics.rate_limited.inc();
-                return Err(ApiError::RateLimited(crate::lockout::retry_after_secs(wait)));
-            }
+        if let Some((tenant, bucket)) = caller.bucket() {
+            state.quotas.take_request(state, tenant, &bucket).await?;
         }
         Ok(caller)
     }

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cloudsync_service::control::identity::JwtError;
-use cloudsync_service::control::quotas::Quota;
+use cloudsync_service::control::quotas::{Kind, Quota};
 use cloudsync_service::Error as CpError;
 
 /// An error answered over HTTP.
@@ -40,9 +40,17 @@ pub enum ApiError {
     /// Too many failed authentications from the client's address.
     #[error("too many failed authentications from this address; retry after {0} s")]
     TooManyFailedAttempts(u64),
-    /// Too many requests with one credential.
-    #[error("too many requests with this credential; retry after {0} s")]
-    RateLimited(u64),
+    /// The tenant or credential reached a quota per unit of time (requests per
+    /// second, transfer per day): `429` with `Retry-After`.
+    #[error("over the quota of {limit} {}; retry after {retry_after_secs} s", .quota.unit())]
+    OverRate {
+        /// Which.
+        quota: Quota,
+        /// Its limit.
+        limit: u32,
+        /// Seconds until a request may succeed again.
+        retry_after_secs: u64,
+    },
     /// A destructive request without its confirmation.
     #[error("{0}")]
     ConfirmationRequired(String),
@@ -78,12 +86,12 @@ pub enum ApiError {
         /// The node's limit.
         limit: u64,
     },
-    /// The tenant reached a quota: `429` with `Retry-After` for waiting downloads,
-    /// `507` for what it holds (databases, devices).
-    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.name().replace('_', " "))]
+    /// The tenant reached a quota: `507` for what it holds (databases, devices,
+    /// storage), `429` with `Retry-After` for waiting downloads.
+    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.unit())]
     OverQuota {
         /// Which.
-        quota: cloudsync_service::control::quotas::Quota,
+        quota: Quota,
         /// Its limit.
         limit: u32,
     },
@@ -124,7 +132,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TenantSuspended => (StatusCode::FORBIDDEN, "tenant_suspended"),
             ApiError::DeviceBlocked(_) => (StatusCode::FORBIDDEN, "device_blocked"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::OverRate { quota, .. } => (StatusCode::TOO_MANY_REQUESTS, quota.code()),
             ApiError::TooManyFailedAttempts(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts"),
             ApiError::SiteBound => (StatusCode::FORBIDDEN, "site_bound"),
             ApiError::TooManyNewSites { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_new_sites"),
@@ -138,9 +146,9 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::StorageQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_quota_exceeded"),
-            ApiError::OverQuota { quota, .. } => match quota {
-                Quota::LongPolls | Quota::LongPollsPerCredential => (StatusCode::TOO_MANY_REQUESTS, quota.code()),
-                Quota::Databases | Quota::Devices => (StatusCode::INSUFFICIENT_STORAGE, quota.code()),
+            ApiError::OverQuota { quota, .. } => match quota.kind() {
+                Kind::Held => (StatusCode::INSUFFICIENT_STORAGE, quota.code()),
+                Kind::Rate | Kind::Waiting => (StatusCode::TOO_MANY_REQUESTS, quota.code()),
             },
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -231,7 +239,7 @@ impl IntoResponse for ApiError {
             resp.extensions_mut().insert(StoreFailure(store));
         }
         let quota = match &self {
-            ApiError::OverQuota { quota, .. } => Some(quota.name()),
+            ApiError::OverQuota { quota, .. } | ApiError::OverRate { quota, .. } => Some(quota.name()),
             ApiError::StorageQuota(_) => Some("storage"),
             ApiError::TooManyNewSites { .. } => Some("new_sites_per_hour"),
             _ => None,
@@ -240,7 +248,7 @@ impl IntoResponse for ApiError {
             resp.extensions_mut().insert(QuotaHit(quota));
         }
         match self {
-            ApiError::RateLimited(secs)
+            ApiError::OverRate { retry_after_secs: secs, .. }
             | ApiError::TooManyFailedAttempts(secs)
             | ApiError::TooManyNewSites { retry_after_secs: secs, .. } => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -248,7 +256,7 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable(_) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER));
             }
-            ApiError::OverQuota { quota: Quota::LongPolls | Quota::LongPollsPerCredential, .. } => {
+            ApiError::OverQuota { quota, .. } if quota.kind() != Kind::Held => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(LONG_POLL_RETRY_AFTER));
             }
             _ => {}

@@ -19,6 +19,7 @@ pub mod lockout;
 pub mod longpolls;
 pub mod metrics;
 pub mod openapi;
+pub mod quotas;
 pub mod routes {
     //! Route handlers, one module per area.
     pub mod blobs;
@@ -47,7 +48,6 @@ use cloudsync_service::control::ControlPlane;
 use cloudsync_service::ids::DatabaseId;
 use cloudsync_service::notify::Notifier;
 use cloudsync_service::payloads::{AnyStore, FolderStore};
-use governor::DefaultKeyedRateLimiter;
 use secrecy::SecretString;
 use tokio::sync::{watch, Notify};
 use utoipa::OpenApi as _;
@@ -74,6 +74,9 @@ pub struct Limits {
     pub new_sites_per_hour: u32,
     /// Every tenant's quotas unless an operator set its own.
     pub quotas: cloudsync_service::control::quotas::Quotas,
+    /// Burst of the node's per-credential request rate (`--rate-burst`; below that
+    /// rate, or for a rate set per tenant: twice the rate).
+    pub credential_burst: u32,
 }
 
 impl Default for Limits {
@@ -86,15 +89,9 @@ impl Default for Limits {
             payload_raw_bytes: 64 << 20,
             new_sites_per_hour: 100,
             quotas: cloudsync_service::control::quotas::Quotas::default(),
+            credential_burst: 0,
         }
     }
-}
-
-/// A per-credential rate limiter: `per_second` sustained, bursts of `burst`.
-pub fn rate_limiter(per_second: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<String>> {
-    let rate = std::num::NonZeroU32::new(per_second)?;
-    let burst = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
-    Some(governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst)))
 }
 
 /// Everything handlers share.
@@ -128,8 +125,8 @@ pub struct Inner {
     pub egress: Arc<cloudsync_service::egress::Egress>,
     /// Sync-request counters, flushed to the control plane periodically.
     pub usage: UsageRecorder,
-    /// Per-credential rate limiter (`None`: unlimited).
-    pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Tenants' quotas, as this node enforces them.
+    pub quotas: quotas::Enforcer,
     /// Payloads being read and decoded for an upload at once ([`decode_permit_count`]):
     /// with [`Limits::payload_raw_bytes`], what uploads may hold in memory.
     pub decoding: tokio::sync::Semaphore,

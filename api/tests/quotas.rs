@@ -197,3 +197,159 @@ async fn waiting_downloads_past_the_quota_are_refused_with_retry_after() {
         assert_eq!(hits(&app, "long_polls"), "1");
     });
 }
+
+#[tokio::test]
+async fn request_rates_are_limited_per_credential_and_per_tenant() {
+    on_both!(|app| {
+        let t = app.tenant("t").await;
+        let other = app.tenant("other").await;
+        let keys = [app.key(&t, &["admin"]).await.1, app.key(&t, &["admin"]).await.1, app.key(&t, &["admin"]).await.1];
+        let (_, other_key) = app.key(&other, &["admin"]).await;
+        // One request per second per key in bursts of two; two per second for the
+        // tenant, in bursts of four.
+        let (s, v) =
+            set(&app, &t, TOKEN, json!({ "requests_per_second": 2, "requests_per_second_per_credential": 1 })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let url = format!("/v1/tenants/{t}");
+        let get = |key: &str| {
+            let (app, url, auth) = (&app, &url, format!("Bearer {key}"));
+            async move { app.request("GET", url, Some(&auth), None, &[]).await }
+        };
+        for _ in 0..2 {
+            assert_eq!(get(&keys[0]).await.status, StatusCode::OK);
+        }
+        let r = get(&keys[0]).await;
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("per user or key"), "{}", r.body);
+        assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        // A second key has its own bucket, and takes the tenant's last two requests;
+        // the refused one above took none of them.
+        for _ in 0..2 {
+            assert_eq!(get(&keys[1]).await.status, StatusCode::OK);
+        }
+        // A third key, never used, finds the tenant's bucket empty.
+        let r = get(&keys[2]).await;
+        assert_eq!((r.status, r.body["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("2 requests per second"), "{}", r.body);
+        // Another tenant and the operator are untouched.
+        let other_url = format!("/v1/tenants/{other}");
+        assert_eq!(app.call("GET", &other_url, Some(&other_key), None).await.0, StatusCode::OK);
+        assert_eq!(app.call("GET", &url, Some(TOKEN), None).await.0, StatusCode::OK);
+        assert_eq!(hits(&app, "requests_per_second_per_credential"), "1");
+        assert_eq!(hits(&app, "requests_per_second"), "1");
+        // Buckets that are full again are forgotten: what a tenant minting users or
+        // keys leaves behind does not stay in memory.
+        assert!(app.state.quotas.buckets() >= 4);
+        // (A bucket is forgotten one emission interval after it is full: 3 s here.)
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+        app.state.quotas.prune();
+        assert_eq!(app.state.quotas.buckets(), 0);
+    });
+}
+
+/// A payload of one row holding `bytes` random bytes (incompressible), from a new
+/// device: `(site, payload)`.
+fn random_payload(bytes: usize) -> (String, Vec<u8>) {
+    support::device_payload(
+        SQL,
+        &["notes"],
+        &format!("INSERT INTO notes VALUES (hex(randomblob(8)), randomblob({bytes}))"),
+    )
+}
+
+#[tokio::test]
+async fn transfer_past_the_days_quota_is_refused_until_the_next_day_on_every_node() {
+    on_both!(|app| {
+        let t = app.tenant("t").await;
+        let db = app.database(&t, "d", SQL).await;
+        let (_, key) = app.key(&t, &["sync"]).await;
+        set(&app, &t, TOKEN, json!({ "transfer_mb_per_day": 1 })).await;
+        // Two uploads of 600 kB: the day's mebibyte is used up.
+        for _ in 0..2 {
+            let (site, payload) = random_payload(600_000);
+            let r = app.upload(&db, &key, &site, payload).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        }
+        let (small, payload) = random_payload(10);
+        let r = app.upload(&db, &key, &small, payload).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("transfer_quota_exceeded")),
+            "{}",
+            r.body
+        );
+        let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=86_400).contains(&retry), "until the next UTC day: {retry}");
+        let download = format!("/v1/sync/{db}/changes?site={}&after=0", site(1));
+        let (s, v) = app.call("GET", &download, Some(&key), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("transfer_quota_exceeded")));
+        // What a device may still ask costs no transfer.
+        let (s, _) = app.call("GET", &format!("/v1/sync/{db}/status?site={}", site(1)), Some(&key), None).await;
+        assert_eq!(s, StatusCode::OK);
+        // The operator reads what was used; another node, once this one flushed its
+        // usage, refuses as well.
+        let (_, v) = app.call("GET", &format!("/v1/tenants/{t}/quotas"), Some(TOKEN), None).await;
+        assert!(v["used"]["transfer_bytes_today"].as_u64().unwrap() >= 1_200_000, "{v}");
+        app.state.usage.flush(&app.state.control).await.unwrap();
+        let node = support::state_on(app.state.control.clone(), app.dir.path(), "http://test", Limits::default(), None);
+        let r = TestApp { app: cloudsync_api::router(node.clone()), state: node, dir: tempfile::tempdir().unwrap() };
+        let (s, v) = r.call("GET", &download, Some(&key), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("transfer_quota_exceeded")));
+        // Raised, devices go on at once on the node where it was raised.
+        set(&app, &t, TOKEN, json!({ "transfer_mb_per_day": 10 })).await;
+        assert_eq!(app.call("GET", &download, Some(&key), None).await.0, StatusCode::NO_CONTENT, "nothing applied yet");
+        assert_eq!(hits(&app, "transfer_mb_per_day"), "2");
+    });
+}
+
+#[tokio::test]
+async fn uploads_past_the_storage_quota_are_refused_and_nothing_is_kept() {
+    on_both!(|app| {
+        let (_stop, _workers) = support::workers(&app.state, 1);
+        let t = app.tenant("t").await;
+        let db = app.database(&t, "d", SQL).await;
+        let (_, key) = app.key(&t, &["sync"]).await;
+        set(&app, &t, TOKEN, json!({ "storage_mb": 1 })).await;
+        // Two uploads of 700 kB, both taken (storage is measured at each refresh) and
+        // applied.
+        let mut sites = vec![];
+        for _ in 0..2 {
+            let (site, payload) = random_payload(700_000);
+            let r = app.upload(&db, &key, &site, payload).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            sites.push(site);
+        }
+        for site in &sites {
+            let status = format!("/v1/sync/{db}/status?site={site}");
+            loop {
+                let (_, v) = app.call("GET", &status, Some(&key), None).await;
+                assert_eq!(v["device"]["failures"], json!([]), "{v}");
+                if v["device"]["pending"] == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // The next refresh finds the database past the quota.
+        app.state.quotas.forget(&cloudsync_service::ids::TenantId::parse(&t).unwrap());
+        let (_, v) = app.call("GET", &format!("/v1/tenants/{t}/quotas"), Some(TOKEN), None).await;
+        assert!(v["used"]["storage_bytes"].as_u64().unwrap() > 1 << 20, "{v}");
+        let (site2, payload) = random_payload(10);
+        let r = app.upload(&db, &key, &site2, payload).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (StatusCode::INSUFFICIENT_STORAGE, Some("storage_quota_exceeded")),
+            "{}",
+            r.body
+        );
+        let (_, v) = app.call("GET", &format!("/v1/sync/{db}/status?site={site2}"), Some(&key), None).await;
+        assert_eq!((v["device"]["accepted"].clone(), v["device"]["pending"].clone()), (json!(null), json!(0)), "{v}");
+        // Reads go on; a raised quota takes uploads again.
+        let download = format!("/v1/sync/{db}/changes?site={site2}&after=0");
+        assert_eq!(app.call("GET", &download, Some(&key), None).await.0, StatusCode::OK);
+        set(&app, &t, TOKEN, json!({ "storage_mb": 0 })).await;
+        let (site3, payload) = random_payload(10);
+        assert_eq!(app.upload(&db, &key, &site3, payload).await.status, StatusCode::ACCEPTED);
+        assert_eq!(hits(&app, "storage_mb"), "1");
+    });
+}

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use cloudsync_service::control::quotas::Quotas;
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
@@ -129,11 +130,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_SECRETS_KEY_FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key_file: Option<PathBuf>,
-    /// Requests per second allowed per API key or JWT user (0: unlimited).
+    /// Requests per second allowed per API key or JWT user, per node: every tenant's
+    /// `requests_per_second_per_credential` quota unless an operator set its own
+    /// (default 100; 0: unlimited).
     #[arg(long, env = "CLOUDSYNC_RATE_LIMIT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
-    /// Burst allowed above the rate limit.
+    /// Burst allowed above `--rate-limit` (default twice the rate; a rate set for one
+    /// tenant bursts to twice itself).
     #[arg(long, env = "CLOUDSYNC_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_burst: Option<u32>,
@@ -202,6 +206,23 @@ pub struct ServeArgs {
     #[arg(long, env = "CLOUDSYNC_QUOTA_DEVICES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota_devices: Option<u32>,
+    /// MiB every tenant's SQLite databases may take together on the node's disk
+    /// unless an operator set its own (default 102400; 0: no limit); uploads past it
+    /// are refused with `507 storage_quota_exceeded`.
+    #[arg(long, env = "CLOUDSYNC_QUOTA_STORAGE_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_storage_mb: Option<u32>,
+    /// MiB of sync payloads every tenant's devices may upload and download per UTC
+    /// day, over all nodes, unless an operator set its own (default 102400; 0: no
+    /// limit); past it sync requests get `429 transfer_quota_exceeded` until the day ends.
+    #[arg(long, env = "CLOUDSYNC_QUOTA_TRANSFER_MB_PER_DAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_transfer_mb_per_day: Option<u32>,
+    /// Requests per second of all of one tenant's credentials together, per node,
+    /// unless an operator set its own (default 1000; 0: no limit).
+    #[arg(long, env = "CLOUDSYNC_QUOTA_REQUESTS_PER_SECOND")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_requests_per_second: Option<u32>,
     /// Downloads one tenant may have waiting at once on a node (default 1000; 0: no
     /// limit).
     #[arg(long, env = "CLOUDSYNC_QUOTA_LONG_POLLS")]
@@ -249,7 +270,6 @@ pub struct Settings {
     pub s3: Option<cloudsync_service::payloads::S3Config>,
     pub control_plane_url: Option<SecretString>,
     pub secrets_key: Option<SecretString>,
-    pub rate_limit: u32,
     pub rate_burst: u32,
     pub new_sites_per_hour: u32,
     pub jwks_refresh_secs: u64,
@@ -257,7 +277,7 @@ pub struct Settings {
     pub postgres_pool_size: u32,
     pub budgets: cloudsync_service::backends::Budgets,
     pub auth_failures_per_minute: u32,
-    pub quotas: cloudsync_service::control::quotas::Quotas,
+    pub quotas: Quotas,
     pub job_retention_hours: u64,
     pub client_address_header: Option<axum::http::HeaderName>,
     pub sqlite_max_database_bytes: u64,
@@ -286,7 +306,7 @@ impl Settings {
         );
         let workers = a.workers.unwrap_or(2);
         anyhow::ensure!((1..=64).contains(&workers), "workers must be between 1 and 64");
-        let rate_limit = a.rate_limit.unwrap_or(100);
+        let rate_limit = a.rate_limit.unwrap_or(Quotas::default().requests_per_second_per_credential);
         let usage_flush_secs = a.usage_flush_secs.unwrap_or(5);
         anyhow::ensure!((1..=3600).contains(&usage_flush_secs), "usage flush interval must be 1 to 3600 seconds");
         let egress = cloudsync_service::egress::Egress::parse(&a.egress_allow.unwrap_or_default())
@@ -359,10 +379,14 @@ impl Settings {
             auth_failures_per_minute: a.auth_failures_per_minute.unwrap_or(20),
             job_retention_hours: a.job_retention_hours.unwrap_or(24 * 7).max(1),
             quotas: {
-                let d = cloudsync_service::control::quotas::Quotas::default();
-                cloudsync_service::control::quotas::Quotas {
+                let d = Quotas::default();
+                Quotas {
                     databases: a.quota_databases.unwrap_or(d.databases),
                     devices: a.quota_devices.unwrap_or(d.devices),
+                    storage_mb: a.quota_storage_mb.unwrap_or(d.storage_mb),
+                    transfer_mb_per_day: a.quota_transfer_mb_per_day.unwrap_or(d.transfer_mb_per_day),
+                    requests_per_second: a.quota_requests_per_second.unwrap_or(d.requests_per_second),
+                    requests_per_second_per_credential: rate_limit,
                     long_polls: a.quota_long_polls.unwrap_or(d.long_polls),
                     long_polls_per_credential: a.quota_long_polls_per_credential.unwrap_or(d.long_polls_per_credential),
                 }
@@ -373,7 +397,6 @@ impl Settings {
             secrets_key: secret("secrets-key", a.secrets_key, a.secrets_key_file)?,
             metrics_listen: a.metrics_listen,
             metrics_token,
-            rate_limit,
             rate_burst: a.rate_burst.unwrap_or(rate_limit.saturating_mul(2)),
             new_sites_per_hour: a.new_sites_per_hour.unwrap_or(cloudsync_api::Limits::default().new_sites_per_hour),
             jwks_refresh_secs: a.jwks_refresh_secs.unwrap_or(10),
@@ -492,9 +515,16 @@ mod tests {
             request_budget_secs: Some(3),
             sqlite_max_database_mb: Some(0),
             client_address_header: Some("Fly-Client-IP".into()),
+            rate_limit: Some(5),
+            quota_storage_mb: Some(0),
+            quota_requests_per_second: Some(50),
             ..ServeArgs::default()
         })
         .unwrap();
+        // --rate-limit is the default per-credential quota, bursting to twice itself.
+        let q = s.quotas;
+        assert_eq!((q.requests_per_second_per_credential, s.rate_burst), (5, 10));
+        assert_eq!((q.requests_per_second, q.storage_mb, q.transfer_mb_per_day), (50, 0, 102_400));
         assert_eq!((s.budgets.apply.as_secs(), s.budgets.request.as_secs(), s.budgets.job().as_secs()), (2, 3, 62));
         assert_eq!(s.sqlite_max_database_bytes, 0);
         assert_eq!(s.client_address_header.unwrap().as_str(), "fly-client-ip");

@@ -196,6 +196,7 @@ pub async fn run(s: Settings) -> Result<()> {
             payload_raw_bytes: s.payload_raw_limit,
             new_sites_per_hour: s.new_sites_per_hour,
             quotas: s.quotas,
+            credential_burst: s.rate_burst,
             ..Limits::default()
         },
         metrics,
@@ -203,7 +204,7 @@ pub async fn run(s: Settings) -> Result<()> {
         verifier: Verifier::new(Duration::from_secs(s.jwks_refresh_secs), &egress),
         egress,
         usage: UsageRecorder::default(),
-        limiter: cloudsync_api::rate_limiter(s.rate_limit, s.rate_burst),
+        quotas: cloudsync_api::quotas::Enforcer::default(),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: MetricsAccess { token: s.metrics_token.clone(), separate: s.metrics_listen.is_some() },
         long_polls: cloudsync_api::longpolls::LongPolls::default(),
@@ -318,9 +319,7 @@ fn spawn_housekeeping(
                 state.metrics.usage_flush_errors.inc();
                 tracing::warn!(error = %e, "usage flush failed; counters kept for the next one");
             }
-            if let Some(l) = &state.limiter {
-                l.retain_recent();
-            }
+            state.quotas.prune();
             if let Some(l) = &state.lockout {
                 l.prune();
             }

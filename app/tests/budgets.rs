@@ -86,21 +86,24 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
 /// `device_quota_exceeded`; an upload that would grow the central SQLite database past
 /// its size quota fails its job with `storage_quota_exceeded`, read in the result of
 /// `cloudsync_network_sync()`, and nothing of it is applied.
+/// Sets `tenant`'s quotas as the operator.
+fn set_quotas(server: &Server, tenant: &str, quotas: Value) {
+    server.put(&format!("/v1/tenants/{tenant}/quotas"), quotas);
+}
+
+/// One sync without retries: the first refusal reaches the caller.
+fn sync_once(d: &mut dyn Device, wait_ms: u64) -> Result<Value, String> {
+    let rows = d.exec(&format!("SELECT cloudsync_network_sync({wait_ms}, 0)"), &[])?;
+    Ok(serde_json::from_str(rows[0][0].as_str().unwrap()).unwrap())
+}
+
 #[test]
 #[ignore = "needs the built extension; run by cargo xtask test"]
 fn quota_errors_reach_the_application() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), free_port(), &["--sqlite-max-database-mb", "1"]);
     let p = server.provision(SCHEMA);
-    let (status, _) = http(
-        "PUT",
-        &format!("{}/v1/tenants/{}/quotas", server.url, p.tenant),
-        Some(&server.token),
-        Some(json!({ "devices": 1 }).to_string().into_bytes()),
-        &[("content-type", "application/json")],
-    )
-    .unwrap();
-    assert_eq!(status, 200);
+    set_quotas(&server, &p.tenant, json!({ "devices": 1 }));
     let mut first = PyDevice::open("first", &dir.path().join("first.db"));
     first.join(SCHEMA, &p);
     first.sync(0).unwrap();
@@ -126,4 +129,88 @@ fn quota_errors_reach_the_application() {
     assert_eq!(synced["send"]["last_failure"]["code"], "storage_quota_exceeded", "{synced}");
     let central = file_rows(&p.central, "SELECT count(*) FROM notes");
     assert_eq!(central[0][0], json!(0), "nothing of the refused upload was applied");
+}
+
+/// The other quota answers reach the application too, each as a SQL error carrying
+/// its code when the call is not retried: waiting downloads past the credential's
+/// quota (`too_many_long_polls`), requests past its rate (`rate_limited`), sync
+/// transfer past the tenant's day (`transfer_quota_exceeded`), uploads past the
+/// tenant's storage (`storage_quota_exceeded`), and an address locked out after guessed
+/// keys (`too_many_failed_attempts`).
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn rate_and_wait_quotas_reach_the_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port(), &[]);
+    let p = server.provision(SCHEMA);
+    let mut dev = PyDevice::open("dev", &dir.path().join("dev.db"));
+    dev.join(SCHEMA, &p);
+    dev.sync(0).unwrap();
+
+    // One download of this key waits; the device's own wait is one too many.
+    set_quotas(&server, &p.tenant, json!({ "long_polls_per_credential": 1 }));
+    let held = {
+        let url = format!("{}/changes?site={:032x}&after=0&wait_ms=20000", p.sync_url, 7);
+        let key = p.key.clone();
+        std::thread::spawn(move || http("GET", &url, Some(&key), None, &[]).unwrap().0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        match sync_once(&mut dev, 1000) {
+            Err(e) => break e,
+            // The held download was not waiting yet: this one waited its second.
+            Ok(_) => assert!(Instant::now() < deadline, "the held download never waited"),
+        }
+    };
+    assert!(e.contains("too_many_long_polls"), "{e}");
+    // A change from the device wakes the held download.
+    dev.exec("INSERT INTO notes VALUES ('w', 'wake')", &[]).unwrap();
+    sync_once(&mut dev, 0).unwrap();
+    assert_eq!(held.join().unwrap(), 200);
+
+    // One request per second for this key, in bursts of two.
+    set_quotas(&server, &p.tenant, json!({ "requests_per_second_per_credential": 1 }));
+    let e = (0..10).find_map(|_| sync_once(&mut dev, 0).err()).expect("a sync past the rate");
+    assert!(e.contains("rate_limited"), "{e}");
+    set_quotas(&server, &p.tenant, json!({}));
+
+    // A MiB a day: an upload of 1.2 MB (random, so compressed as large) is taken;
+    // the download after it, in the same sync or the next, is not.
+    set_quotas(&server, &p.tenant, json!({ "transfer_mb_per_day": 1 }));
+    dev.exec("INSERT INTO notes VALUES ('big', randomblob(1200000))", &[]).unwrap();
+    let e = sync_once(&mut dev, 0).and_then(|_| sync_once(&mut dev, 0)).unwrap_err();
+    assert!(e.contains("transfer_quota_exceeded"), "{e}");
+    set_quotas(&server, &p.tenant, json!({ "transfer_mb_per_day": 0 }));
+    dev.sync(0).unwrap();
+    settled(&mut dev);
+    let central = file_rows(&p.central, "SELECT count(*) FROM notes WHERE id = 'big'");
+    assert_eq!(central[0][0], json!(1), "the upload taken before the quota was reached was applied");
+
+    // The tenant's storage, 1 MiB, is taken by that row: the next upload is refused
+    // whole (a 507 is not retried), the next one past a raised quota goes through.
+    set_quotas(&server, &p.tenant, json!({ "storage_mb": 1 }));
+    dev.exec("INSERT INTO notes VALUES ('over', 'x')", &[]).unwrap();
+    let e = sync_once(&mut dev, 0).unwrap_err();
+    assert!(e.contains("storage_quota_exceeded"), "{e}");
+    set_quotas(&server, &p.tenant, json!({}));
+    dev.sync(0).unwrap();
+    settled(&mut dev);
+    let central = file_rows(&p.central, "SELECT count(*) FROM notes WHERE id = 'over'");
+    assert_eq!(central[0][0], json!(1), "sent once the quota allowed it");
+
+    // Guessed keys lock the address out, whatever key it then presents.
+    let locked = Server::start(&dir.path().join("locked"), free_port(), &["--auth-failures-per-minute", "2"]);
+    let q = locked.provision(SCHEMA);
+    let mut guesser = PyDevice::open("guesser", &dir.path().join("guesser.db"));
+    guesser.join(SCHEMA, &q);
+    guesser.exec("SELECT cloudsync_network_set_apikey('csk_not_a_key_anyone_issued')", &[]).unwrap();
+    // Two guesses a minute (a sync may make more than one request): the next locks
+    // the address out.
+    for _ in 0..3 {
+        let e = sync_once(&mut guesser, 0).unwrap_err();
+        assert!(e.contains("unauthorized") || e.contains("too_many_failed_attempts"), "{e}");
+    }
+    guesser.exec("SELECT cloudsync_network_set_apikey(?1)", &[json!(q.key)]).unwrap();
+    let e = sync_once(&mut guesser, 0).unwrap_err();
+    assert!(e.contains("too_many_failed_attempts"), "{e}");
 }

@@ -17,6 +17,11 @@ use std::thread;
 use serde_json::{json, Value};
 use support::*;
 
+/// Every request served (no rate limits), download chunks of about a kilobyte (many
+/// checkpoints partway through a pass), backends on this machine.
+const SERVE_FLAGS: &[&str] =
+    &["--rate-limit", "0", "--quota-requests-per-second", "0", "--chunk-bytes", "1024", "--egress-allow", "127.0.0.1"];
+
 const TABLES: [(&str, &str); 2] = [
     ("events", "CREATE TABLE events (id TEXT PRIMARY KEY NOT NULL, kind TEXT, n INTEGER)"),
     ("items", "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, label TEXT, qty INTEGER)"),
@@ -144,12 +149,7 @@ fn expected() -> Vec<usize> {
 #[ignore = "needs the built extension (CLOUDSYNC_EXTENSION); run by cargo xtask test"]
 fn every_device_receives_every_row_sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
-    // Download chunks of about a kilobyte: many checkpoints partway through a pass.
-    let server = Server::start(
-        &dir.path().join("data"),
-        free_port(),
-        &["--rate-limit", "0", "--chunk-bytes", "1024", "--egress-allow", "127.0.0.1"],
-    );
+    let server = Server::start(&dir.path().join("data"), free_port(), SERVE_FLAGS);
     let schema: String = TABLES.iter().map(|(_, ddl)| format!("{ddl};")).collect();
     let p = server.provision(&schema);
     let central = |table: &str| {
@@ -175,11 +175,7 @@ fn every_device_receives_every_row_postgres_backend() {
          CREATE EXTENSION cloudsync;",
     );
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        free_port(),
-        &["--rate-limit", "0", "--chunk-bytes", "1024", "--egress-allow", "127.0.0.1"],
-    );
+    let server = Server::start(&dir.path().join("data"), free_port(), SERVE_FLAGS);
     let tenant = server.admin("/v1/tenants", json!({ "name": "fleet" }));
     let t = tenant["id"].as_str().unwrap();
     let db = server.admin(

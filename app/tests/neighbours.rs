@@ -25,18 +25,6 @@ const LONG_POLLS: usize = 1000;
 const A_LONG_POLL_QUOTA: usize = 300;
 const ROUNDS: usize = 30;
 
-fn put(server: &Server, path: &str, body: Value) {
-    let (status, v) = http(
-        "PUT",
-        &format!("{}{path}", server.url),
-        Some(&server.token),
-        Some(body.to_string().into_bytes()),
-        &[("content-type", "application/json")],
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&v));
-}
-
 /// B's round: a new row, synced; returns how long the sync took.
 fn round(d: &mut RustDevice, n: usize) -> Duration {
     d.exec("INSERT INTO notes VALUES (?1, 'b')", &[json!(format!("b{n}"))]).unwrap();
@@ -96,8 +84,7 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
     // Tenant A: a SQLite database for long-polls and uploads, a PostgreSQL one with
     // the large table and the runaway policy.
     let a = server.provision(SCHEMA);
-    put(
-        &server,
+    server.put(
         &format!("/v1/tenants/{}/quotas", a.tenant),
         json!({ "long_polls": A_LONG_POLL_QUOTA, "long_polls_per_credential": A_LONG_POLL_QUOTA }),
     );

@@ -175,10 +175,19 @@ fn the_cli_releases_bindings_and_blocks_users_and_keys() {
 #[test]
 fn the_cli_shows_and_sets_a_tenants_quotas_over_the_nodes_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), free_port(), &["--quota-devices", "1"]);
+    let server = Server::start(
+        dir.path(),
+        free_port(),
+        &["--quota-devices", "1", "--quota-transfer-mb-per-day", "7", "--rate-limit", "9"],
+    );
     let p = server.provision("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT);");
     let q = cli(&server, &["tenant", "quotas", &p.tenant]);
     assert_eq!((q["quotas"]["devices"].as_u64(), q["quotas"]["databases"].as_u64()), (Some(1), Some(100)), "{q}");
+    assert_eq!(
+        (q["quotas"]["transfer_mb_per_day"].as_u64(), q["quotas"]["requests_per_second_per_credential"].as_u64()),
+        (Some(7), Some(9)),
+        "{q}"
+    );
     // The node's default of one device: a second site id is refused, with its code.
     let status = |site: &str| http("GET", &format!("{}/status?site={site}", p.sync_url), Some(&p.key), None, &[]);
     assert_eq!(status("00000000000000000000000000000001").unwrap().0, 200);

@@ -70,16 +70,7 @@ pub fn run(server: &Path, rows: usize, devices: usize) -> Result<()> {
     let node = crate::node::Node::start(
         server,
         "firstsync",
-        &[
-            "--rate-limit",
-            "0",
-            "--new-sites-per-hour",
-            "0",
-            "--egress-allow",
-            "127.0.0.1",
-            "--postgres-pool-size",
-            &pool,
-        ],
+        &[crate::node::UNLIMITED, &["--egress-allow", "127.0.0.1", "--postgres-pool-size", &pool]].concat(),
     )?;
     let admin = |path: &str, body: Value| node.admin(path, &body);
     let t = admin("/v1/tenants", json!({ "name": "firstsync" }))?;

@@ -50,17 +50,8 @@ struct Node {
 impl Node {
     fn start(bin: &Path, dir: &Path, port: u16) -> Result<Node> {
         let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--rate-limit",
-                "0",
-                "--new-sites-per-hour",
-                "0",
-                "--chunk-bytes",
-                "16384",
-            ])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--chunk-bytes", "16384"])
+            .args(crate::node::UNLIMITED)
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "error")

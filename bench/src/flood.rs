@@ -72,7 +72,7 @@ fn statuses(mut v: Vec<u16>) -> String {
 }
 
 pub fn run(server: &Path) -> Result<()> {
-    let node = crate::node::Node::start(server, "flood", &["--rate-limit", "0", "--new-sites-per-hour", "0"])?;
+    let node = crate::node::Node::start(server, "flood", crate::node::UNLIMITED)?;
     let port = node.port;
     let admin = |path: &str, body: Value| node.admin(path, &body);
     let t = admin("/v1/tenants", json!({ "name": "flood" }))?;

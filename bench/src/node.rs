@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+/// Flags of a node that serves every request a benchmark makes: no request rates,
+/// no cap on new devices.
+pub const UNLIMITED: &[&str] = &["--rate-limit", "0", "--quota-requests-per-second", "0", "--new-sites-per-hour", "0"];
+
 /// A running node.
 pub struct Node {
     child: Child,

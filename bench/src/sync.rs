@@ -35,9 +35,11 @@ impl Drop for Node {
 
 fn start(server: &Path, dir: &Path) -> Result<Node> {
     let mut child = Command::new(server)
-        // The simulated devices share one key: the per-credential rate limit would
-        // measure itself, not the service.
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--new-sites-per-hour", "0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        // The simulated devices share one key: the rate limits would measure
+        // themselves, not the service.
+        .args(crate::node::UNLIMITED)
+        .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

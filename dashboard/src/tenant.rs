@@ -10,7 +10,7 @@ use cloudsync_api::AppState;
 use cloudsync_service::control::identity::{IdentityInput, Method};
 use cloudsync_service::control::keys::{ApiKey, Scope as KeyScope};
 use cloudsync_service::control::overview::Scope;
-use cloudsync_service::control::quotas::QuotaOverrides;
+use cloudsync_service::control::quotas::{Quota, QuotaOverrides};
 use cloudsync_service::ids::{now_ms, ApiKeyId, TenantId};
 use cloudsync_service::model::{BackendConfig, Tenant};
 use cloudsync_service::page::PageRequest;
@@ -177,33 +177,28 @@ async fn render(
         Some((f, e)) => (f, Some(e)),
         None => (IdentityFields::from_current(identity.as_ref()), None),
     };
-    let cloudsync_api::routes::tenants::TenantQuotas { quotas, overrides } =
+    let cloudsync_api::routes::tenants::TenantQuotas { quotas, overrides, used } =
         cloudsync_api::routes::tenants::quotas_of(state, &t.id).await?;
-    let quota_rows = [
-        ("Databases", "databases", quotas.databases, overrides.databases),
-        ("Devices", "devices", quotas.devices, overrides.devices),
-        ("Waiting downloads (per node)", "long_polls", quotas.long_polls, overrides.long_polls),
-        (
-            "Waiting downloads per user or key (per node)",
-            "long_polls_per_credential",
-            quotas.long_polls_per_credential,
-            overrides.long_polls_per_credential,
-        ),
-    ];
+    let quota_rows =
+        Quota::ALL.iter().map(|&q| (quota_label(q), q.name(), quotas.get(q), overrides.get(q))).collect::<Vec<_>>();
     let quota_list = quota_rows
         .iter()
         .map(|(label, _, value, set)| {
             let shown = if *value == 0 { "no limit".to_string() } else { value.to_string() };
             let whose = if set.is_some() { " (set for this tenant)" } else { " (the node's default)" };
-            view! { <div><dt>{*label}</dt><dd>{shown}{whose}</dd></div> }
+            view! { <div><dt>{label.clone()}</dt><dd>{shown}{whose}</dd></div> }.into_any()
         })
+        .chain(
+            [("Transfer today (UTC)", used.transfer_bytes_today), ("Storage used", used.storage_bytes)]
+                .map(|(label, bytes)| view! { <div><dt>{label}</dt><dd>{mib(bytes)}</dd></div> }.into_any()),
+        )
         .collect::<Vec<_>>();
     let quota_form = admin.is_operator().then(|| {
         let fields = quota_rows
             .iter()
             .map(|(label, name, _, set)| {
                 view! {
-                    <TextField name=*name label=*label kind=Some("number")
+                    <TextField name=*name label=label.clone() kind=Some("number")
                         value=set.map(|v| v.to_string()).unwrap_or_default()/>
                 }
             })
@@ -212,7 +207,7 @@ async fn render(
             <form method="post" action=format!("{base}/quotas") class="card">
                 <h3>"Set this tenant's quotas"</h3>
                 <Csrf token=csrf.clone()/>
-                <p class="hint">"Empty: the node's default. 0: no limit."</p>
+                <p class="hint">"Empty: the node's default. 0: no limit. Rates and waiting downloads count on each node."</p>
                 {fields}
                 <button type="submit">"Save quotas"</button>
             </form>
@@ -376,18 +371,21 @@ pub async fn create_key(
     render(&state, &admin, t, &TenantQuery::default(), extra, status).await
 }
 
-/// The quota form: each field empty (the node's default) or a whole number.
-#[derive(Deserialize, Default)]
-pub struct QuotaFields {
-    #[serde(default)]
-    databases: String,
-    #[serde(default)]
-    devices: String,
-    #[serde(default)]
-    long_polls: String,
-    #[serde(default)]
-    long_polls_per_credential: String,
+/// A quota as the dashboard names it: what its limit counts.
+fn quota_label(q: Quota) -> String {
+    let unit = q.unit();
+    let mut chars = unit.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
+
+/// Bytes shown in MiB, one decimal (rounded down).
+fn mib(bytes: u64) -> String {
+    format!("{}.{} MiB", bytes >> 20, ((bytes & ((1 << 20) - 1)) * 10) >> 20)
+}
+
+/// The quota form: a field per quota, by its name, each empty (the node's default) or
+/// a whole number.
+pub type QuotaFields = std::collections::HashMap<String, String>;
 
 /// `POST /admin/tenants/{tenant}/quotas` (operator only).
 pub async fn set_quotas(
@@ -410,13 +408,12 @@ pub async fn set_quotas(
             )))
         })
     };
-    let quotas = QuotaOverrides {
-        databases: field("databases", &f.databases)?,
-        devices: field("devices", &f.devices)?,
-        long_polls: field("long_polls", &f.long_polls)?,
-        long_polls_per_credential: field("long_polls_per_credential", &f.long_polls_per_credential)?,
-    };
+    let mut quotas = QuotaOverrides::default();
+    for &q in Quota::ALL {
+        quotas.set(q, field(q.name(), f.get(q.name()).map_or("", String::as_str))?);
+    }
     state.control.set_quota_overrides(&t.id, &quotas).await?;
+    state.quotas.forget(&t.id);
     tracing::info!(tenant = %t.id, ?quotas, "tenant quotas set (dashboard)");
     Ok(Redirect::to(&format!("/admin/tenants/{}?notice=quotas-saved", t.id)).into_response())
 }

@@ -115,7 +115,8 @@ pub fn TextField(
     /// Field name (and id).
     name: &'static str,
     /// Label text.
-    label: &'static str,
+    #[prop(into)]
+    label: String,
     /// Current value.
     #[prop(optional)]
     value: String,

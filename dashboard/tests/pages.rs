@@ -289,12 +289,17 @@ async fn the_operator_sets_a_tenants_quotas_its_admin_only_reads_them() {
         &app,
         &format!("/admin/tenants/{tenant}/quotas"),
         Some(&cookie),
-        &format!("csrf={csrf}&databases=3&devices=&long_polls=0&long_polls_per_credential="),
+        &format!("csrf={csrf}&databases=3&devices=&long_polls=0&long_polls_per_credential=&transfer_mb_per_day=5"),
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
     let (_, q) = app.call("GET", &format!("/v1/tenants/{tenant}/quotas"), Some(TOKEN), None).await;
-    assert_eq!(q["overrides"], serde_json::json!({ "databases": 3, "long_polls": 0 }), "{q}");
+    assert_eq!(q["overrides"], serde_json::json!({ "databases": 3, "long_polls": 0, "transfer_mb_per_day": 5 }), "{q}");
+    // Every quota has its field, and what the byte quotas use is shown.
+    let page = html(&get(&app, &format!("/admin/tenants/{tenant}"), Some(&cookie)).await);
+    for label in ["MiB of sync transfer per day (UTC)", "Requests per second per user or key", "Transfer today (UTC)"] {
+        assert!(page.contains(label), "{label}: {page}");
+    }
     // Not a number: refused, nothing changed.
     let r = post(&app, &format!("/admin/tenants/{tenant}/quotas"), Some(&cookie), &format!("csrf={csrf}&devices=many"))
         .await;

@@ -66,7 +66,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The tenant reached one of its quotas (`control::quotas`): nothing was kept.
-    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.name().replace('_', " "))]
+    #[error("this tenant reached its quota of {limit} {}; an operator can raise it", .quota.unit())]
     OverQuota {
         /// Which.
         quota: crate::control::quotas::Quota,

@@ -69,7 +69,17 @@ pub fn schemathesis() -> Result<()> {
     // No rate limit and no lockout: the tester sends thousands of requests, wrong
     // credentials among them, from one address (both are tested on their own).
     let mut child = Command::new(target_dir().join("debug/cloudsync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0", "--auth-failures-per-minute", "0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit",
+            "0",
+            "--quota-requests-per-second",
+            "0",
+            "--auth-failures-per-minute",
+            "0",
+        ])
         .args(["--admin-token", &token, "--data-dir"])
         .arg(dir.join("data"))
         .env("RUST_LOG", "error")

@@ -202,20 +202,38 @@ pub async fn resume_tenant(
     Ok(Json(state.control.set_suspended(&tenant, false).await?))
 }
 
-/// A tenant's quotas: in force, and those an operator set for it (the others are the
-/// node's defaults).
+/// A tenant's quotas: in force, those an operator set for it (the others are the
+/// node's defaults), and what it uses of those measured in bytes.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct TenantQuotas {
     /// The limits in force (0: no limit).
     pub quotas: Quotas,
     /// The limits set for this tenant; a limit not here is the node's default.
     pub overrides: QuotaOverrides,
+    /// What it uses now.
+    pub used: QuotaUse,
+}
+
+/// What a tenant uses of its byte quotas, as the node enforcing them counts (to within
+/// a few seconds; `docs/security.md#quotas`).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct QuotaUse {
+    /// Sync payload bytes moved today (UTC), over all nodes (counted only while
+    /// `transfer_mb_per_day` is limited).
+    pub transfer_bytes_today: u64,
+    /// Bytes its SQLite databases take (counted only while `storage_mb` is limited).
+    pub storage_bytes: u64,
 }
 
 /// A tenant's quotas as the API answers them (and the dashboard shows them).
 pub async fn quotas_of(state: &AppState, tenant: &TenantId) -> ApiResult<TenantQuotas> {
     let overrides = state.control.quota_overrides(tenant).await?;
-    Ok(TenantQuotas { quotas: state.limits.quotas.with(&overrides), overrides })
+    let s = state.quotas.snapshot(state, tenant).await?;
+    Ok(TenantQuotas {
+        quotas: state.limits.quotas.with(&overrides),
+        overrides,
+        used: QuotaUse { transfer_bytes_today: s.transfer_bytes, storage_bytes: s.storage_bytes },
+    })
 }
 
 /// A tenant's quotas (`docs/api.md#quotas`).
@@ -251,6 +269,7 @@ pub async fn set_quotas(
     caller.operator()?;
     let req = body(b, state.limits.json_bytes)?;
     state.control.set_quota_overrides(&tenant, &req).await?;
+    state.quotas.forget(&tenant);
     tracing::info!(%tenant, quotas = ?req, "tenant quotas set");
     Ok(Json(quotas_of(&state, &tenant).await?))
 }

@@ -33,7 +33,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
 }
 
-/// Builds the application on `control`, with `limits` and an optional rate limit.
+/// Builds the application on `control`, with `limits` and an optional rate limit per
+/// credential (rate, burst); without, requests are not rate limited at all.
 pub fn app_on(control: ControlPlane, limits: Limits, rate: Option<(u32, u32)>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let state = state_on(control, dir.path(), "http://test", limits, rate);
@@ -49,6 +50,17 @@ pub fn state_on(
     limits: Limits,
     rate: Option<(u32, u32)>,
 ) -> AppState {
+    let mut limits = limits;
+    match rate {
+        Some((per_second, burst)) => {
+            limits.quotas.requests_per_second_per_credential = per_second;
+            limits.credential_burst = burst;
+        }
+        None => {
+            limits.quotas.requests_per_second_per_credential = 0;
+            limits.quotas.requests_per_second = 0;
+        }
+    }
     let folder = FolderStore::new(dir.join("payloads"), public_url.into(), b"k".to_vec()).unwrap();
     let (tx, shutdown) = tokio::sync::watch::channel(false);
     // Keep the sender alive for the test's duration.
@@ -75,7 +87,7 @@ pub fn state_on(
         verifier: Verifier::new(Duration::ZERO, &egress),
         egress,
         usage: UsageRecorder::default(),
-        limiter: rate.and_then(|(r, b)| cloudsync_api::rate_limiter(r, b)),
+        quotas: cloudsync_api::quotas::Enforcer::default(),
         decoding: tokio::sync::Semaphore::new(cloudsync_api::decode_permit_count()),
         metrics_access: cloudsync_api::MetricsAccess::default(),
         long_polls: cloudsync_api::longpolls::LongPolls::default(),

@@ -41,8 +41,10 @@ pub enum TenantCmd {
     /// `--clear` first forgets those set before, back to the node's defaults).
     Quotas {
         id: String,
-        /// A limit to set: `databases`, `devices`, `long_polls` or
-        /// `long_polls_per_credential`, `=` a number (0: no limit).
+        /// A limit to set, `NAME=N` (0: no limit): `databases`, `devices`,
+        /// `storage_mb`, `transfer_mb_per_day`, `requests_per_second`,
+        /// `requests_per_second_per_credential`, `long_polls` or
+        /// `long_polls_per_credential`.
         #[arg(long, value_name = "NAME=N")]
         set: Vec<String>,
         /// Forget the limits set before.

@@ -104,9 +104,19 @@ impl Server {
         *self = fresh;
     }
 
+    /// `POST`s `body` to `path` as the operator; panics unless it succeeds.
     pub fn admin(&self, path: &str, body: Value) -> Value {
+        self.operator("POST", path, body)
+    }
+
+    /// `PUT`s `body` to `path` as the operator; panics unless it succeeds.
+    pub fn put(&self, path: &str, body: Value) -> Value {
+        self.operator("PUT", path, body)
+    }
+
+    fn operator(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, v) = http(
-            "POST",
+            method,
             &format!("{}{path}", self.url),
             Some(&self.token),
             Some(body.to_string().into_bytes()),

@@ -403,6 +403,9 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
     }))
 }
 
+/// Longest `Retry-After` a sync waits out before retrying; a longer one fails the call.
+const MAX_RETRY_AFTER_SECS: u64 = 30;
+
 /// `cloudsync_network_sync(wait_ms, max_retries)`: send, then receive (waiting up to
 /// `wait_ms` for changes), retrying transient failures with backoff.
 pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u32) -> Result<Value> {
@@ -410,11 +413,15 @@ pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u
         let mut attempt = 0;
         loop {
             match what() {
-                Err(Error::Network { retryable: true, retry_after, .. }) if attempt < max_retries => {
-                    // The server's Retry-After when it gave one (capped: a call must not
-                    // hang for minutes), exponential backoff otherwise.
+                // A server asking for more than a call may wait (a quota that refills
+                // tomorrow) gets its answer back at once: waiting would not change it.
+                Err(Error::Network { retryable: true, retry_after, .. })
+                    if attempt < max_retries && retry_after.is_none_or(|s| s <= MAX_RETRY_AFTER_SECS) =>
+                {
+                    // The server's Retry-After when it gave one, exponential backoff
+                    // otherwise.
                     let backoff = Duration::from_millis(100u64 << attempt.min(6));
-                    let asked = retry_after.map(|s| Duration::from_secs(s.min(30)));
+                    let asked = retry_after.map(Duration::from_secs);
                     std::thread::sleep(asked.map_or(backoff, |a| a.max(backoff)));
                     attempt += 1;
                 }

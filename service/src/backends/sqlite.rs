@@ -222,6 +222,17 @@ impl SqliteBackends {
         Error::StorageQuota { limit_bytes: self.max_bytes, used_bytes: used }
     }
 
+    /// Bytes `db`'s files take on disk (the database and its write-ahead log); 0 when
+    /// there are none (a PostgreSQL backend's database, one not created yet).
+    pub fn stored_bytes(&self, db: &DatabaseId) -> u64 {
+        let main = self.path(db);
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", main.display())).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Creates the database file.
     pub fn create(&self, db: &DatabaseId) -> Result<()> {
         self.with_conn(db, true, self.budgets.quick(), |_| Ok(()))

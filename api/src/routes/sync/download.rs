@@ -59,6 +59,7 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let (db, site) = (&ctx.db, ctx.site);
     let q = q?;
+    ctx.within_quotas(&state, false).await?;
     let actor = &ctx.actor;
     let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Checkpoint::ZERO);
     // When the rules deciding what this device may read changed since it was last served
@@ -91,7 +92,7 @@ pub async fn download(
     let mut waiting = if wait.is_zero() {
         None
     } else {
-        let quotas = state.control.quotas(&db.tenant_id, state.limits.quotas).await?;
+        let quotas = state.quotas.quotas(&state, &db.tenant_id).await?;
         let place = state
             .long_polls
             .enter(&db.tenant_id, &ctx.subject, quotas)

@@ -99,10 +99,23 @@ impl FromRequestParts<AppState> for SyncCtx {
 }
 
 impl SyncCtx {
-    /// Counts this request in the device's and the database's usage.
+    /// Counts this request in the device's and the database's usage, and its bytes in
+    /// the tenant's transfer of the day.
     fn record(&self, state: &AppState, mut activity: Activity) {
         activity.user_id = self.caller.user_id().map(str::to_string);
+        let bytes = activity.bytes_in.saturating_add(activity.bytes_out);
+        state.quotas.count_transfer(&self.db.tenant_id, u64::try_from(bytes).unwrap_or(0));
         state.usage.record(&self.db.tenant_id, &self.db.id, self.site, activity);
+    }
+
+    /// Refuses a transfer past the tenant's quotas: its transfer of the day and, for an
+    /// upload (`storing`), the storage its SQLite databases take.
+    async fn within_quotas(&self, state: &AppState, storing: bool) -> ApiResult<()> {
+        state.quotas.check_transfer(state, &self.db.tenant_id).await?;
+        if storing {
+            state.quotas.check_storage(state, &self.db.tenant_id).await?;
+        }
+        Ok(())
     }
 }
 

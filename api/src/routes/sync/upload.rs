@@ -56,6 +56,7 @@ pub async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let (db, site) = (&ctx.db, ctx.site);
+    ctx.within_quotas(&state, true).await?;
     let from = parse_cursor(header(&headers, FROM)?)?;
     let to = parse_cursor(header(&headers, TO)?)?;
     let body = body.map_err(|e| too_large(e, state.limits.inline_bytes))?;
@@ -132,6 +133,7 @@ pub async fn new_upload(
     b: Result<Json<NewUpload>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadTicket>)> {
     let (db, site) = (&ctx.db, ctx.site);
+    ctx.within_quotas(&state, true).await?;
     let req = crate::extract::body(b, state.limits.json_bytes)?;
     if req.bytes > u64::try_from(state.limits.upload_bytes).unwrap_or(u64::MAX) {
         return Err(ApiError::TooLarge(state.limits.upload_bytes));
