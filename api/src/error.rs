@@ -72,6 +72,9 @@ pub enum ApiError {
     /// A request that conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// An upload naming tables or columns (`table.column`) the database does not have.
+    #[error("this database has no {} yet: the changes stay on the device and are sent again once its schema has them (an operator adds them by provisioning)", .0.join(", "))]
+    SchemaMismatch(Vec<String>),
     /// A request without the `Content-Length` it needs.
     #[error("this request needs a Content-Length header")]
     LengthRequired,
@@ -141,6 +144,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::SchemaMismatch(_) => (StatusCode::CONFLICT, "schema_mismatch"),
             ApiError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
             ApiError::TooLarge(_) | ApiError::DecompressedTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

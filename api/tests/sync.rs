@@ -154,3 +154,35 @@ async fn waiting_downloads_share_one_watcher_woken_by_another_nodes_apply() {
     }
     assert_eq!(app.state.notifier.waiting(), 0);
 }
+
+#[tokio::test]
+async fn an_upload_naming_what_the_database_lacks_is_refused_whole_with_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let app = support::app_on(control, Limits::default(), None);
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", SQL).await;
+    let (_, key) = app.key(&tenant, &["sync"]).await;
+    // A device on a newer schema: a column and a table the database does not have.
+    let (site, payload) = device_payload(
+        "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, color TEXT);
+         CREATE TABLE projects (id TEXT PRIMARY KEY NOT NULL);",
+        &["items", "projects"],
+        "INSERT INTO items VALUES ('a', 'apple', 1, 'red'); INSERT INTO projects VALUES ('p');",
+    );
+    let r = app.upload(&db, &key, &site, payload).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("schema_mismatch")),
+        "{}",
+        r.body
+    );
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("items.color") && message.contains("projects"), "{message}");
+    let (_, status) = app.call("GET", &format!("/v1/sync/{db}/status?site={site}"), Some(&key), None).await;
+    assert_eq!((status["device"]["accepted"].clone(), status["device"]["pending"].clone()), (json!(null), json!(0)));
+    // Its changes to what the database has are not taken half: the same device's
+    // payload without them is.
+    let (site, payload) = device_payload(SQL, &["items"], "INSERT INTO items VALUES ('a', 'apple', 1);");
+    assert_eq!(app.upload(&db, &key, &site, payload).await.status, StatusCode::ACCEPTED);
+}

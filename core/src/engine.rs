@@ -7,7 +7,7 @@
 //! changeset against the local schema first (so an incompatible payload writes
 //! nothing), then merge row by row. The caller owns the transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::algo::Algo;
 use crate::change::{Change, ChangeRow, Changeset};
@@ -229,8 +229,12 @@ pub struct ApplyReport {
     pub applied: u64,
     /// Incoming change records in total.
     pub received: u64,
-    /// Changes to columns dropped here, skipped.
+    /// Changes to columns dropped here, or to tables and columns this replica does
+    /// not have when they are skipped ([`Unknown::Skip`]), skipped.
     pub skipped: u64,
+    /// The tables and columns (`table.column`) skipped as unknown here
+    /// ([`Unknown::Skip`]).
+    pub unknown: BTreeSet<String>,
     /// Applied records per table.
     pub tables: BTreeMap<String, u64>,
     /// The largest sender position in the changeset.
@@ -253,40 +257,94 @@ impl<S: Store> MergeEnv for Env<'_, S> {
     }
 }
 
-/// Validates `cs` against the local schema, then merges it (see the module docs).
+/// What a merge does with tables and columns of the changeset that this replica does
+/// not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unknown {
+    /// Refuses the whole changeset ([`Incompatible::UnknownTable`],
+    /// [`Incompatible::UnknownColumn`]): a central database receiving a device's
+    /// changes must not lose any.
+    #[default]
+    Refuse,
+    /// Skips their changes and names them in [`ApplyReport::unknown`]: a device running
+    /// an older schema than the sender's merges what it has, and takes the rest once
+    /// its schema has it (by reading the changes again).
+    Skip,
+}
+
+/// The tables and columns (`table.column`) of `cs` that `schema` does not have:
+/// `schema` maps each table's lowercase name to its columns' lowercase names (dropped
+/// ones included: changes to them are skipped, not refused). Names as
+/// [`ApplyReport::unknown`] gives them; empty when `cs` fits.
+pub fn unknown_in(cs: &Changeset, schema: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let mut unknown = BTreeSet::new();
+    for desc in &cs.tables {
+        let Some(columns) = schema.get(&desc.name.to_ascii_lowercase()) else {
+            unknown.insert(desc.name.clone());
+            continue;
+        };
+        for c in &desc.columns {
+            if !columns.contains(&c.to_ascii_lowercase()) {
+                unknown.insert(format!("{}.{c}", desc.name));
+            }
+        }
+    }
+    unknown
+}
+
+/// Validates `cs` against the local schema, then merges it (see the module docs);
+/// refuses tables and columns this replica does not have.
 pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyReport, ApplyError<S::Error>> {
+    apply_changeset_with(store, cs, Unknown::Refuse)
+}
+
+/// [`apply_changeset`], with tables and columns this replica does not have handled as
+/// `unknown` says.
+pub fn apply_changeset_with<S: Store>(
+    store: &mut S,
+    cs: &Changeset,
+    unknown: Unknown,
+) -> Result<ApplyReport, ApplyError<S::Error>> {
     // 1. Validate everything before the first write.
+    let mut skipped_names = BTreeSet::new();
     let mut tables = Vec::with_capacity(cs.tables.len());
     for desc in &cs.tables {
-        let info = store
-            .table(&desc.name)
-            .map_err(ApplyError::Store)?
-            .ok_or_else(|| Incompatible::UnknownTable(desc.name.clone()))?;
+        let Some(info) = store.table(&desc.name).map_err(ApplyError::Store)? else {
+            if unknown == Unknown::Refuse {
+                return Err(Incompatible::UnknownTable(desc.name.clone()).into());
+            }
+            skipped_names.insert(desc.name.clone());
+            tables.push(None);
+            continue;
+        };
         if info.algo != desc.algo {
             return Err(
                 Incompatible::AlgoMismatch { table: desc.name.clone(), local: info.algo, remote: desc.algo }.into()
             );
         }
-        let cols = desc
-            .columns
-            .iter()
-            .map(|c| match info.column_id(c) {
-                Some(id) => Ok(Some(id)),
-                None if info.dropped.iter().any(|d| d.eq_ignore_ascii_case(c)) => Ok(None),
-                None => Err(Incompatible::UnknownColumn { table: desc.name.clone(), column: c.clone() }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        tables.push((info, cols));
+        let mut cols = Vec::with_capacity(desc.columns.len());
+        for c in &desc.columns {
+            cols.push(match info.column_id(c) {
+                Some(id) => Some(id),
+                None if info.dropped.iter().any(|d| d.eq_ignore_ascii_case(c)) => None,
+                None if unknown == Unknown::Skip => {
+                    skipped_names.insert(format!("{}.{c}", desc.name));
+                    None
+                }
+                None => return Err(Incompatible::UnknownColumn { table: desc.name.clone(), column: c.clone() }.into()),
+            });
+        }
+        tables.push(Some((info, cols)));
     }
     let keys = cs
         .rows
         .iter()
         .map(|row| {
-            let (info, cols) = &tables[row.table];
+            let Some((info, cols)) = &tables[row.table] else { return Ok(None) };
             let key = decode_key(&row.pk, info.pk_len)
                 .map_err(|source| Incompatible::BadKey { table: info.name.clone(), source })?;
             check_values(info, cols, row, &key)?;
-            Ok(key)
+            Ok(Some(key))
         })
         .collect::<Result<Vec<_>, Incompatible>>()?;
 
@@ -299,9 +357,15 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
         .map_err(ApplyError::Store)?;
     let cursor = cs.max_cursor();
     let mut alloc = store.begin_merge(cursor.map_or(0, |c| c.db_version)).map_err(ApplyError::Store)?;
-    let mut report = ApplyReport { cursor, ..ApplyReport::default() };
+    let mut report = ApplyReport { cursor, unknown: skipped_names, ..ApplyReport::default() };
     for (row, key_values) in cs.rows.iter().zip(&keys) {
-        let (info, cols) = &tables[row.table];
+        let changes = (row.cells.len() + usize::from(row.event.is_some())) as u64;
+        let (Some((info, cols)), Some(key_values)) = (&tables[row.table], key_values) else {
+            // A table this replica does not have (skipped as unknown).
+            report.received += changes;
+            report.skipped += changes;
+            continue;
+        };
         let key = RowKey { bytes: &row.pk, values: key_values };
         let incoming = IncomingRow {
             cl: row.cl,
@@ -319,7 +383,7 @@ pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyR
                 })
                 .collect(),
         };
-        report.received += (row.cells.len() + usize::from(row.event.is_some())) as u64;
+        report.received += changes;
         report.skipped += (row.cells.len() - incoming.cells.len()) as u64;
         if incoming.cells.is_empty() && row.event.is_none() {
             continue;

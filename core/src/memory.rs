@@ -3,7 +3,7 @@
 //! It keeps user tables as maps from encoded key to values and implements local
 //! writes the way an engine must (each write is one transaction that moves the row's
 //! clock with [`apply_local`]), the change feed, and merges through
-//! [`apply_changeset`]. It has no I/O and is not meant for production data.
+//! [`apply_changeset_with`](crate::engine::apply_changeset_with). It has no I/O and is not meant for production data.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use crate::algo::Algo;
 use crate::change::Changeset;
 use crate::clock::RowClock;
-use crate::engine::{apply_changeset, row_changes, ApplyError, ApplyReport, RowKey, Store, TableInfo};
+use crate::engine::{apply_changeset_with, row_changes, ApplyError, ApplyReport, RowKey, Store, TableInfo, Unknown};
 use crate::ids::{ColId, Cursor, SiteId, SiteOrd, Stamp};
 use crate::local::{apply_local, LocalOp};
 use crate::merge::{RowWrite, SeqAlloc};
@@ -184,10 +184,27 @@ impl MemReplica {
 
     /// Merges a changeset (atomically: on error nothing changes).
     pub fn apply(&mut self, cs: &Changeset) -> Result<ApplyReport, ApplyError<Infallible>> {
+        self.apply_with(cs, Unknown::Refuse)
+    }
+
+    /// Merges a changeset, handling tables and columns this replica does not have as
+    /// `unknown` says (atomically: on error nothing changes).
+    pub fn apply_with(&mut self, cs: &Changeset, unknown: Unknown) -> Result<ApplyReport, ApplyError<Infallible>> {
         let mut scratch = self.clone();
-        let report = apply_changeset(&mut scratch, cs)?;
+        let report = apply_changeset_with(&mut scratch, cs, unknown)?;
         *self = scratch;
         Ok(report)
+    }
+
+    /// Adds a column to a synced table (NULL in existing rows, no change of its own),
+    /// as an engine's alter does.
+    pub fn add_column(&mut self, table: &str, column: &str) {
+        let Some(t) = self.tables.get_mut(table) else { return };
+        let id = t.info.columns.iter().map(|(id, _)| *id + 1).max().unwrap_or(0);
+        t.info.columns.push((id, column.to_string()));
+        for values in t.rows.values_mut() {
+            values.push(Value::Null);
+        }
     }
 
     /// A table's rows: encoded key → values in column order.

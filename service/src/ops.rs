@@ -63,6 +63,7 @@ pub async fn provision(
 ) -> Result<Provisioning> {
     let done = backends.of(db).provision(sql, algo, flags, dry_run).await?;
     if !dry_run {
+        backends.forget_schema(&db.id);
         tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");
     }
     Ok(done)

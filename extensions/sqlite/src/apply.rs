@@ -1,7 +1,7 @@
 //! Applying changesets: fold local writes, merge, drop the log entries the merge's own
 //! writes produced — all inside one savepoint, so a failure leaves nothing behind.
 
-use cloudsync_core::engine::{apply_changeset, ApplyReport};
+use cloudsync_core::engine::{apply_changeset_with, ApplyReport, Unknown};
 use cloudsync_core::Changeset;
 use rusqlite::Connection;
 
@@ -10,14 +10,33 @@ use crate::state::ConnState;
 use crate::store::{SqliteStore, Values};
 use crate::{fold, Result};
 
-/// Merges a decoded changeset atomically (a device's rules: [`Values::Keys`]).
+/// Merges a decoded changeset atomically (a device's rules: [`Values::Keys`]);
+/// refuses it whole when it names a table or column this database does not have.
 pub fn apply(conn: &Connection, state: &ConnState, cs: &Changeset) -> Result<ApplyReport> {
-    apply_with(conn, state, cs, Values::Keys)
+    merge(conn, state, cs, Values::Keys, Unknown::Refuse)
 }
 
 /// Merges a decoded changeset atomically, refusing values as `values` says before
-/// anything is written.
+/// anything is written, and tables and columns this database does not have.
 pub fn apply_with(conn: &Connection, state: &ConnState, cs: &Changeset, values: Values) -> Result<ApplyReport> {
+    merge(conn, state, cs, values, Unknown::Refuse)
+}
+
+/// Merges a downloaded payload atomically, skipping the tables and columns this
+/// database does not have (yet): the server's schema may be ahead of this device's
+/// (`ApplyReport::unknown` names them).
+pub fn apply_download(conn: &Connection, state: &ConnState, bytes: &[u8]) -> Result<ApplyReport> {
+    let cs = cloudsync_core::payload::decode(bytes)?;
+    merge(conn, state, &cs, Values::Keys, Unknown::Skip)
+}
+
+fn merge(
+    conn: &Connection,
+    state: &ConnState,
+    cs: &Changeset,
+    values: Values,
+    unknown: Unknown,
+) -> Result<ApplyReport> {
     in_savepoint(conn, "cloudsync_apply", || {
         fold::fold_all(conn)?;
         // A payload lists rows in feed order, not in foreign-key order (a child row may
@@ -31,7 +50,7 @@ pub fn apply_with(conn: &Connection, state: &ConnState, cs: &Changeset, values: 
         let mut store = SqliteStore::new(conn, values);
         let report = {
             let _guard = state.merge_guard();
-            apply_changeset(&mut store, cs)?
+            apply_changeset_with(&mut store, cs, unknown)?
         };
         // The fold emptied the logs, so what the tracking triggers logged since then
         // are the merge's own writes: they must not be shipped as local changes.

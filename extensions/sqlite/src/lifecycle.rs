@@ -98,6 +98,7 @@ pub fn init(conn: &Connection, table: &str, algo: Option<&str>, flags: i64) -> R
         triggers::create_tables(conn, &t)?;
         triggers::create_triggers(conn, &t)?;
         backfill(conn, &t)?;
+        schema_changed(conn)?;
         Ok(site)
     })
 }
@@ -227,5 +228,16 @@ pub fn commit_alter(conn: &Connection, table: &str) -> Result<()> {
     let t = SyncTable::require(conn, table)?;
     triggers::create_tables(conn, &t)?;
     triggers::create_triggers(conn, &t)?;
+    schema_changed(conn)?;
+    Ok(())
+}
+
+/// After a local schema change: with the network layer, a device whose downloads
+/// skipped what its schema lacked reads everything again (`network::local_schema_changed`).
+fn schema_changed(conn: &Connection) -> Result<()> {
+    #[cfg(feature = "network")]
+    crate::network::local_schema_changed(conn)?;
+    #[cfg(not(feature = "network"))]
+    let _ = conn;
     Ok(())
 }

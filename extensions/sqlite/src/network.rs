@@ -50,6 +50,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const URL: &str = "network_url";
 const SENT: &str = "network_sent";
 const RECEIVED: &str = "network_received";
+/// Set when a download skipped tables or columns this database did not have: the
+/// next local schema change reads everything again ([`local_schema_changed`]).
+const SCHEMA_BEHIND: &str = "network_schema_behind";
 
 fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
     if !meta::exists(conn)? {
@@ -309,12 +312,20 @@ fn server_view(client: &Client) -> (Value, Value) {
     }
 }
 
+/// The code of an upload the server refused because it names tables or columns the
+/// central database does not have yet.
+const SCHEMA_MISMATCH: &str = "schema_mismatch";
+
 /// `cloudsync_network_send_changes()`: uploads this database's changes since the send
-/// checkpoint, in chunks; the checkpoint moves as each chunk is accepted.
+/// checkpoint, in chunks; the checkpoint moves as each chunk is accepted. A chunk the
+/// server refuses for naming tables or columns it does not have yet is held: it and
+/// everything after it stay unsent (the status is `held`, with the server's reason),
+/// and are sent by a later call once the server's schema has them.
 pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
     let mut sent = checkpoint(conn, SENT)?;
     let (mut changes, mut bytes, mut chunks) = (0u64, 0usize, 0u64);
+    let mut held = None;
     loop {
         let query = FeedQuery { from: sent, sites: SiteFilter::Only(client.site), ..FeedQuery::default() };
         let chunk = payload::encode_chunk(conn, query, CHUNK_BYTES)?;
@@ -326,8 +337,16 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
             }
             break;
         };
-        bytes += p.len();
-        client.upload(p, sent, chunk.next)?;
+        let len = p.len();
+        match client.upload(p, sent, chunk.next) {
+            Ok(_) => {}
+            Err(Error::Network { code, message, .. }) if code == SCHEMA_MISMATCH => {
+                held = Some(json!({ "code": code, "message": message, "retryable": true }));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+        bytes += len;
         set_setting(conn, SENT, Some(&chunk.next.to_string()))?;
         sent = chunk.next;
         changes += chunk.changes;
@@ -337,8 +356,14 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
         }
     }
     let (server, last_failure) = server_view(&client);
+    let status = match (&held, chunks) {
+        (Some(_), _) => "held",
+        (None, 0) => "nothing_to_send",
+        (None, _) => "sent",
+    };
     Ok(json!({
-        "status": if chunks == 0 { "nothing_to_send" } else { "sent" },
+        "status": status,
+        "held": held,
         "changes": changes,
         "chunks": chunks,
         "bytes": bytes,
@@ -356,6 +381,7 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
     let mut received = checkpoint(conn, RECEIVED)?;
     let (mut applied, mut incoming, mut bytes, mut chunks) = (0u64, 0u64, 0usize, 0u64);
     let mut tables = serde_json::Map::new();
+    let mut unknown = std::collections::BTreeSet::new();
     let mut complete = true;
     let mut first = true;
     loop {
@@ -373,10 +399,14 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
         bytes += reply.body.len();
         chunks += 1;
         let report = in_savepoint(conn, "cloudsync_receive", || {
-            let report = apply::apply_payload(conn, state, &reply.body)?;
+            let report = apply::apply_download(conn, state, &reply.body)?;
+            if !report.unknown.is_empty() {
+                set_setting(conn, SCHEMA_BEHIND, Some("1"))?;
+            }
             set_setting(conn, RECEIVED, Some(&next.to_string()))?;
             Ok(report)
         })?;
+        unknown.extend(report.unknown.iter().cloned());
         received = next;
         applied += report.applied;
         incoming += report.received;
@@ -398,6 +428,9 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
         "chunks": chunks,
         "bytes": bytes,
         "tables": tables,
+        // Tables and columns (`table.column`) the server has and this database does
+        // not: their changes wait until its schema has them.
+        "skipped_schema": unknown,
         "received_cursor": received.to_string(),
         "complete": complete,
     }))
@@ -442,6 +475,18 @@ pub fn has_unsent_changes(conn: &Connection) -> Result<bool> {
         let query = FeedQuery { from: checkpoint(conn, SENT)?, sites: SiteFilter::Only(site), ..FeedQuery::default() };
         Ok(FeedReader::new(conn, query)?.next(conn)?.is_some())
     })
+}
+
+/// After a local schema change (a table synced, an alter committed): when a download
+/// skipped tables or columns this database did not have, the receive checkpoint is
+/// forgotten, so the next download reads everything again and brings what the new
+/// schema has (merges make the rest harmless).
+pub fn local_schema_changed(conn: &Connection) -> Result<()> {
+    if setting(conn, SCHEMA_BEHIND)?.is_some() {
+        set_setting(conn, RECEIVED, None)?;
+        set_setting(conn, SCHEMA_BEHIND, None)?;
+    }
+    Ok(())
 }
 
 /// `cloudsync_network_reset_sync_version()`: forget both checkpoints (everything is

@@ -13,7 +13,7 @@
 //! of its own: [`Replica::connection`]); the engine's metadata cache is this module's
 //! business, scoped around every call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cloudsync_core::feed::{Checkpoint, Chunk};
@@ -139,6 +139,20 @@ impl Replica {
     /// The canonical name of the synced table `name` (matched case-insensitively).
     pub fn synced_table(&self, name: &str) -> Result<Option<String>> {
         self.scoped(|conn| Ok(SyncTable::load(conn, name)?.map(|t| t.name)))
+    }
+
+    /// The synced tables' lowercase names, each with its columns' (dropped ones
+    /// included): what an uploaded changeset may name ([`cloudsync_core::engine::unknown_in`]).
+    pub fn schema(&self) -> Result<BTreeMap<String, BTreeSet<String>>> {
+        self.scoped(|conn| {
+            let mut out = BTreeMap::new();
+            for name in SyncTable::names(conn)? {
+                let t = SyncTable::require(conn, &name)?;
+                let columns = t.columns.iter().map(|c| c.name.as_str()).chain(t.dropped.iter().map(String::as_str));
+                out.insert(t.name.to_ascii_lowercase(), columns.map(str::to_ascii_lowercase).collect());
+            }
+            Ok(out)
+        })
     }
 
     /// The synced tables, by name, with their row counts.

@@ -10,9 +10,9 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::SiteId;
@@ -89,6 +89,11 @@ pub trait TenantDb: Send + Sync {
     /// The synced tables, with row counts.
     async fn tables(&self) -> Result<Vec<TableInfo>>;
 
+    /// The synced tables' lowercase names, each with its columns' (dropped ones
+    /// included): what an uploaded changeset may name
+    /// ([`cloudsync_core::engine::unknown_in`]).
+    async fn schema(&self) -> Result<Schema>;
+
     /// Applies a payload `uploader` uploaded (already checked against the hash its
     /// object key names), acting as `actor`. The engine decodes it once, refuses it
     /// whole when it holds another site's changes, and applies each row whole or
@@ -119,6 +124,16 @@ pub trait TenantDb: Send + Sync {
     async fn db_version(&self) -> Result<u64>;
 }
 
+/// A database's synced tables' lowercase names, each with its columns' (dropped ones
+/// included): what an uploaded changeset may name
+/// ([`cloudsync_core::engine::unknown_in`]).
+pub type Schema = BTreeMap<String, BTreeSet<String>>;
+
+/// How long a node uses a database's [`Schema`] before reading it again (the node that
+/// provisions forgets it at once). Schemas only grow, so a stale one at worst holds a
+/// device's changes that name something just added, until its next sync.
+pub const SCHEMA_REFRESH: Duration = Duration::from_secs(5);
+
 /// The tenant databases of this node.
 pub struct Backends {
     /// SQLite files in the data directory.
@@ -126,13 +141,37 @@ pub struct Backends {
     /// Tenants' PostgreSQL databases.
     pub postgres: postgres::PgBackends,
     control: ControlPlane,
+    schemas: Mutex<HashMap<crate::ids::DatabaseId, (Instant, Arc<Schema>)>>,
 }
 
 impl Backends {
     /// The backends of this node; `control` unseals a PostgreSQL backend's URL when its
     /// pool is first made.
     pub fn new(sqlite: sqlite::SqliteBackends, postgres: postgres::PgBackends, control: ControlPlane) -> Backends {
-        Backends { sqlite: Arc::new(sqlite), postgres, control }
+        Backends { sqlite: Arc::new(sqlite), postgres, control, schemas: Mutex::new(HashMap::new()) }
+    }
+
+    /// What an upload to `db` may name, read at most every [`SCHEMA_REFRESH`].
+    pub async fn schema(&self, db: &Database) -> Result<Arc<Schema>> {
+        let lock = || self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, schema)) = lock().get(&db.id) {
+            if at.elapsed() < SCHEMA_REFRESH {
+                return Ok(Arc::clone(schema));
+            }
+        }
+        let schema = Arc::new(self.of(db).schema().await?);
+        let mut schemas = lock();
+        // Bounded: entries past their refresh are dropped when the map grows.
+        if schemas.len() >= 10_000 {
+            schemas.retain(|_, (at, _)| at.elapsed() < SCHEMA_REFRESH);
+        }
+        schemas.insert(db.id.clone(), (Instant::now(), Arc::clone(&schema)));
+        Ok(schema)
+    }
+
+    /// Forgets what this node read of `db`'s schema (it was just provisioned here).
+    pub fn forget_schema(&self, db: &crate::ids::DatabaseId) {
+        self.schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(db);
     }
 
     /// The database `db`, on its engine.

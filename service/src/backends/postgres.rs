@@ -435,6 +435,18 @@ impl TenantDb for PgDb<'_> {
         Ok(out)
     }
 
+    async fn schema(&self) -> Result<super::Schema> {
+        let pool = self.pool().await?;
+        let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT lower(t.name), coalesce((SELECT array_agg(lower(c.name)) FROM cloudsync.columns c WHERE c.tbl = t.id), \
+             '{}') FROM cloudsync.tables t",
+        )
+        .fetch_all(&pool)
+        .await
+        .map_err(pg_error)?;
+        Ok(rows.into_iter().map(|(t, cs)| (t, cs.into_iter().collect())).collect())
+    }
+
     async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {
         let pool = self.pool().await?;
         let mut tx = pool.begin().await.map_err(pg_error)?;

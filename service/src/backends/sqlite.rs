@@ -275,6 +275,11 @@ impl SqliteBackends {
         self.with(db, self.budgets.quick(), |r| r.synced_table(name)?.ok_or(Error::NotFound { what: "synced table" }))
     }
 
+    /// What an uploaded changeset may name in `db` ([`Replica::schema`]).
+    pub fn schema(&self, db: &DatabaseId) -> Result<super::Schema> {
+        self.with(db, self.budgets.quick(), |r| Ok(r.schema()?))
+    }
+
     /// The synced tables of `db`, by name.
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
         self.with(db, self.budgets.request, |r| Ok(r.tables()?))
@@ -420,6 +425,11 @@ impl TenantDb for SqliteDb<'_> {
     async fn tables(&self) -> Result<Vec<TableInfo>> {
         let id = self.db.id.clone();
         self.blocking(move |s| s.tables(&id)).await
+    }
+
+    async fn schema(&self) -> Result<super::Schema> {
+        let id = self.db.id.clone();
+        self.blocking(move |s| s.schema(&id)).await
     }
 
     async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use cloudsync_protocol::sync::{Accepted, NewUpload, UploadRef, UploadTicket};
+use cloudsync_service::backends::Schema;
 use cloudsync_service::control::devices::Activity;
 use cloudsync_service::control::jobs::NewJob;
 use cloudsync_service::ids::SiteHex;
@@ -21,9 +22,10 @@ use crate::metrics::Action;
 use crate::AppState;
 
 /// Checks a payload before it is accepted: it must decode within the size limit,
-/// every change in it must have been written by the uploading device, and none may
-/// touch a download-only table. Runs off the async runtime.
-fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64) -> ApiResult<u64> {
+/// every change in it must have been written by the uploading device, none may
+/// touch a download-only table, and every table and column it names must be in the
+/// database's `schema`. Runs off the async runtime.
+fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64, schema: &Schema) -> ApiResult<u64> {
     let cs = cloudsync_core::payload::decode_limited(bytes, max_raw).map_err(|e| match e {
         cloudsync_core::DecodeError::FrameTooLarge { size, limit, .. } => {
             ApiError::DecompressedTooLarge { size, limit }
@@ -39,6 +41,12 @@ fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64) -> ApiRes
         return Err(ApiError::Forbidden(format!(
             "table '{t}' is download-only in this database; devices cannot change it"
         )));
+    }
+    // A device whose schema is ahead of the database's keeps its changes until the
+    // database has what they name: refused whole here, never accepted and then lost.
+    let unknown = cloudsync_core::engine::unknown_in(&cs, schema);
+    if !unknown.is_empty() {
+        return Err(ApiError::SchemaMismatch(unknown.into_iter().collect()));
     }
     Ok(cs.change_count() as u64)
 }
@@ -64,6 +72,7 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    let schema = state.backends.schema(db).await?;
     // At most one upload per core is fetched and decoded at once: with the size
     // limits, that bounds what uploads hold in memory.
     let _permit = state.decoding.acquire().await.map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -89,7 +98,7 @@ pub async fn upload(
         // issued for (and the one the job applies: the worker checks it again); an
         // inline upload's key names no hash.
         cloudsync_service::payloads::verify_object(&object_key, &bytes)?;
-        validate(&bytes, &site_v, &db_v, max_raw).map(|changes| (changes, object_key, bytes))
+        validate(&bytes, &site_v, &db_v, max_raw, &schema).map(|changes| (changes, object_key, bytes))
     })
     .await
     .map_err(|e| ApiError::Internal(Box::new(e)))??;
