@@ -186,3 +186,44 @@ async fn an_upload_naming_what_the_database_lacks_is_refused_whole_with_the_name
     let (site, payload) = device_payload(SQL, &["items"], "INSERT INTO items VALUES ('a', 'apple', 1);");
     assert_eq!(app.upload(&db, &key, &site, payload).await.status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn a_schema_posted_again_wider_adds_its_columns_and_devices_may_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let app = support::app_on(control, Limits::default(), None);
+    let (_stop, _workers) = support::workers(&app.state, 1);
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", SQL).await;
+    let (_, key) = app.key(&tenant, &["sync"]).await;
+    let schema = format!("/v1/tenants/{tenant}/databases/{db}/schema");
+    let newer =
+        "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, color TEXT DEFAULT 'white');";
+    let upload = || {
+        let (site, payload) = device_payload(newer, &["items"], "INSERT INTO items VALUES ('a', 'apple', 1, 'red');");
+        let app = &app;
+        let db = &db;
+        let key = &key;
+        async move { app.upload(db, key, &site, payload).await }
+    };
+    assert_eq!(upload().await.status, StatusCode::CONFLICT);
+
+    // A dry run says what it would do and keeps nothing.
+    let (s, v) = app.call("POST", &format!("{schema}?dry_run=true"), Some(TOKEN), Some(json!({ "sql": newer }))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["statements"], json!([r#"ALTER TABLE "items" ADD COLUMN "color" TEXT DEFAULT ('white')"#]), "{v}");
+    assert_eq!(upload().await.status, StatusCode::CONFLICT);
+    // Posted, the column is there for devices at once.
+    let (s, v) = app.call("POST", &schema, Some(TOKEN), Some(json!({ "sql": newer }))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = upload().await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let (_, tables) = app.call("GET", &format!("/v1/tenants/{tenant}/databases/{db}/tables"), Some(TOKEN), None).await;
+    assert_eq!(tables["tables"][0]["columns"], json!(["name", "qty", "color"]), "{tables}");
+    // The same schema again does nothing; a narrower one is refused, nothing changed.
+    let (s, v) = app.call("POST", &schema, Some(TOKEN), Some(json!({ "sql": newer }))).await;
+    assert_eq!((s, v["statements"].clone()), (StatusCode::OK, json!([])), "{v}");
+    let (s, v) = app.call("POST", &schema, Some(TOKEN), Some(json!({ "sql": SQL }))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("refused_sql")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("color"), "{v}");
+}

@@ -517,4 +517,31 @@ fn devices_on_older_and_newer_schemas_lose_nothing() {
     assert_eq!(r["receive"]["skipped_schema"], json!([]), "{r}");
     assert_eq!(old.one("SELECT name FROM projects WHERE id = 'p1'"), json!("garden"));
     assert_eq!(old.rows(), new.rows());
+
+    // A column, the same way: the operator posts the schema again, wider; the newer
+    // app migrates and writes it; the older app skips it until it migrates too.
+    let wider = SCHEMA.replace(")", ", color TEXT)");
+    let v = server.admin(&format!("/v1/tenants/{tenant}/databases/{db}/schema"), json!({ "sql": wider }));
+    assert_eq!(v["statements"], json!([r#"ALTER TABLE "notes" ADD COLUMN "color" TEXT"#]), "{v}");
+    let add_color = |d: &mut dyn Device| {
+        for sql in [
+            "BEGIN",
+            "SELECT cloudsync_begin_alter('notes')",
+            "ALTER TABLE notes ADD COLUMN color TEXT",
+            "SELECT cloudsync_commit_alter('notes')",
+            "COMMIT",
+        ] {
+            d.sql(sql);
+        }
+    };
+    add_color(&mut new);
+    new.sql("UPDATE notes SET color = 'red' WHERE id = 'n1'");
+    assert_eq!(new.sync(0).unwrap()["send"]["status"], "sent");
+    drain(&mut [&mut new]);
+    let r = old.sync(0).unwrap();
+    assert_eq!(r["receive"]["skipped_schema"], json!(["notes.color"]), "{r}");
+    add_color(&mut old);
+    old.sync(0).unwrap();
+    assert_eq!(old.one("SELECT color FROM notes WHERE id = 'n1'"), json!("red"));
+    assert_eq!(old.rows(), new.rows());
 }

@@ -19,7 +19,7 @@
 
 use super::lex::{ident, lex, Tok};
 use super::refusal::{Reason, Refusal, TranslateError};
-use super::{ColumnConstraint, ForeignKey, Index, IndexedTerm, Named, Statement, Table, TableConstraint};
+use super::{Column, ColumnConstraint, ForeignKey, Index, IndexedTerm, Named, Statement, Table, TableConstraint};
 
 /// Functions an expression in tenant DDL or a row policy may call: SQLite's built-in
 /// scalar functions that read nothing but their arguments (no file, no network, no
@@ -221,6 +221,9 @@ pub struct Emitted {
     pub statement: Statement,
     /// SQLite DDL emitted from it (one statement, no separator).
     pub sql: String,
+    /// The existing table this statement alters (`ALTER TABLE … ADD COLUMN`), if it
+    /// does: a synced table's alter is wrapped in `cloudsync_begin_alter`/`commit_alter`.
+    pub alters: Option<String>,
 }
 
 /// Parses tenant schema SQL, checks it, and emits each statement again (see the module
@@ -234,7 +237,97 @@ pub fn schema(sql: &str) -> Result<Vec<Emitted>, TranslateError> {
     if !refusals.is_empty() {
         return Err(TranslateError::Refused(refusals));
     }
-    Ok(statements.into_iter().map(|s| Emitted { sql: emit(&s), statement: s }).collect())
+    Ok(statements.into_iter().map(|s| Emitted { sql: emit(&s), statement: s, alters: None }).collect())
+}
+
+/// [`schema`], for a database that already has `existing` tables (name → columns):
+/// a table declared again gets `ALTER TABLE … ADD COLUMN` for each new column and
+/// nothing else, so a schema can be posted again, wider, as the application evolves;
+/// an index declared again is created `IF NOT EXISTS`. What cannot be added without
+/// breaking devices is refused with what to do instead: a column left out (removing
+/// one), an added column joining the key or `UNIQUE`, an added `NOT NULL` column
+/// without a `DEFAULT`.
+pub fn schema_against(sql: &str, existing: &crate::Existing) -> Result<Vec<Emitted>, TranslateError> {
+    let statements = super::parse(sql)?;
+    if statements.is_empty() {
+        return Err(TranslateError::Empty);
+    }
+    let mut found = Found(check(&statements));
+    let mut out = Vec::new();
+    for s in statements {
+        let existing_table = |name: &str| existing.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
+        match &s {
+            Statement::Table(t) => match existing_table(&t.name) {
+                None => out.push(Emitted { sql: emit(&s), statement: s, alters: None }),
+                Some((name, have)) => {
+                    let (added, refused) = added_columns(t, name, have);
+                    found.0.extend(refused);
+                    for c in added {
+                        out.push(Emitted {
+                            sql: format!("ALTER TABLE {} ADD COLUMN {}", ident(name), emit_column(c)),
+                            statement: s.clone(),
+                            alters: Some(name.clone()),
+                        });
+                    }
+                }
+            },
+            Statement::Index(i) => {
+                let again = existing_table(&i.table).is_some();
+                let i = Index { if_not_exists: i.if_not_exists || again, ..i.clone() };
+                out.push(Emitted { sql: emit_index(&i), statement: Statement::Index(i), alters: None });
+            }
+        }
+    }
+    if !found.0.is_empty() {
+        return Err(TranslateError::Refused(found.0));
+    }
+    Ok(out)
+}
+
+/// The columns of `t` that the existing table `name` (with columns `have`) lacks, and
+/// the refusals of what an alter cannot add without breaking devices: the one rule of
+/// both backends (the translator's `ADD COLUMN`s too).
+pub(crate) fn added_columns<'t>(t: &'t Table, name: &str, have: &[String]) -> (Vec<&'t Column>, Vec<Refusal>) {
+    let mut found = Found(Vec::new());
+    for old in have {
+        if !t.columns.iter().any(|c| c.name.eq_ignore_ascii_case(old)) {
+            found.add(
+                Reason::SchemaChange,
+                name,
+                Some(old),
+                "column removed".into(),
+                "only new columns and new tables can be added to a synced schema: declare every existing column \
+                 (a column no longer used can stay, NULL in new rows)"
+                    .into(),
+            );
+        }
+    }
+    let mut added = Vec::new();
+    for c in t.columns.iter().filter(|c| !have.iter().any(|h| h.eq_ignore_ascii_case(&c.name))) {
+        let has = |f: fn(&ColumnConstraint) -> bool| c.constraints.iter().any(|k| f(&k.item));
+        if has(|k| matches!(k, ColumnConstraint::PrimaryKey { .. } | ColumnConstraint::Unique { .. })) {
+            found.add(
+                Reason::SchemaChange,
+                name,
+                Some(&c.name),
+                "new key or UNIQUE column".into(),
+                "an added column cannot join the primary key or carry UNIQUE: rows on devices would collide".into(),
+            );
+        } else if has(|k| matches!(k, ColumnConstraint::NotNull { .. }))
+            && !has(|k| matches!(k, ColumnConstraint::Default(_)))
+        {
+            found.add(
+                Reason::SchemaChange,
+                name,
+                Some(&c.name),
+                "new NOT NULL column without DEFAULT".into(),
+                "existing rows (and devices on the older schema) have no value for it: give it a DEFAULT".into(),
+            );
+        } else {
+            added.push(c);
+        }
+    }
+    (added, found.0)
 }
 
 /// Refusals, collected.
@@ -448,46 +541,50 @@ fn references(f: &ForeignKey) -> String {
 }
 
 fn emit_table(t: &Table) -> String {
-    let mut parts = Vec::new();
-    for c in &t.columns {
-        let mut col = ident(&c.name);
-        if !c.decl_type.is_empty() {
-            col.push(' ');
-            col.push_str(&c.decl_type);
-        }
-        for k in &c.constraints {
-            col.push(' ');
-            col.push_str(&constraint_name(k));
-            col.push_str(&match &k.item {
-                ColumnConstraint::PrimaryKey { desc, on_conflict: r, autoincrement } => format!(
-                    "PRIMARY KEY{}{}{}",
-                    if *desc { " DESC" } else { "" },
-                    on_conflict(r),
-                    if *autoincrement { " AUTOINCREMENT" } else { "" }
-                ),
-                ColumnConstraint::NotNull { on_conflict: r } => format!("NOT NULL{}", on_conflict(r)),
-                ColumnConstraint::Null => "NULL".into(),
-                ColumnConstraint::Unique { on_conflict: r } => format!("UNIQUE{}", on_conflict(r)),
-                ColumnConstraint::Check(e) => format!("CHECK ({})", emit_tokens(e)),
-                // A double-quoted word alone in DEFAULT is a string to SQLite.
-                ColumnConstraint::Default(e) => match e.as_slice() {
-                    [Tok::Quoted(q)] => format!("DEFAULT ({})", emit_token(&Tok::Str(q.clone()))),
-                    _ => format!("DEFAULT ({})", emit_tokens(e)),
-                },
-                ColumnConstraint::Collate(name) => format!(
-                    "COLLATE {}",
-                    COLLATIONS.iter().find(|k| name.eq_ignore_ascii_case(k)).copied().unwrap_or("BINARY")
-                ),
-                ColumnConstraint::References(f) => references(f),
-                ColumnConstraint::Generated { expr, stored } => format!(
-                    "GENERATED ALWAYS AS ({}) {}",
-                    emit_tokens(expr),
-                    if *stored { "STORED" } else { "VIRTUAL" }
-                ),
-            });
-        }
-        parts.push(col);
+    emit_table_rest(t, t.columns.iter().map(emit_column).collect())
+}
+
+/// One column definition, as in `CREATE TABLE` and `ALTER TABLE … ADD COLUMN`.
+fn emit_column(c: &Column) -> String {
+    let mut col = ident(&c.name);
+    if !c.decl_type.is_empty() {
+        col.push(' ');
+        col.push_str(&c.decl_type);
     }
+    for k in &c.constraints {
+        col.push(' ');
+        col.push_str(&constraint_name(k));
+        col.push_str(&match &k.item {
+            ColumnConstraint::PrimaryKey { desc, on_conflict: r, autoincrement } => format!(
+                "PRIMARY KEY{}{}{}",
+                if *desc { " DESC" } else { "" },
+                on_conflict(r),
+                if *autoincrement { " AUTOINCREMENT" } else { "" }
+            ),
+            ColumnConstraint::NotNull { on_conflict: r } => format!("NOT NULL{}", on_conflict(r)),
+            ColumnConstraint::Null => "NULL".into(),
+            ColumnConstraint::Unique { on_conflict: r } => format!("UNIQUE{}", on_conflict(r)),
+            ColumnConstraint::Check(e) => format!("CHECK ({})", emit_tokens(e)),
+            // A double-quoted word alone in DEFAULT is a string to SQLite.
+            ColumnConstraint::Default(e) => match e.as_slice() {
+                [Tok::Quoted(q)] => format!("DEFAULT ({})", emit_token(&Tok::Str(q.clone()))),
+                _ => format!("DEFAULT ({})", emit_tokens(e)),
+            },
+            ColumnConstraint::Collate(name) => format!(
+                "COLLATE {}",
+                COLLATIONS.iter().find(|k| name.eq_ignore_ascii_case(k)).copied().unwrap_or("BINARY")
+            ),
+            ColumnConstraint::References(f) => references(f),
+            ColumnConstraint::Generated { expr, stored } => {
+                format!("GENERATED ALWAYS AS ({}) {}", emit_tokens(expr), if *stored { "STORED" } else { "VIRTUAL" })
+            }
+        });
+    }
+    col
+}
+
+/// The rest of [`emit_table`]: its table constraints and options.
+fn emit_table_rest(t: &Table, mut parts: Vec<String>) -> String {
     for k in &t.constraints {
         parts.push(format!(
             "{}{}",

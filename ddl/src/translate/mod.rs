@@ -366,31 +366,9 @@ impl Translator {
         let before = self.refusals.len();
         let mut added = Vec::new();
         let mut fks = Vec::new();
-        for old in have {
-            if !t.columns.iter().any(|c| c.name.eq_ignore_ascii_case(old)) {
-                self.refuse(
-                    Reason::SchemaChange,
-                    name,
-                    Some(old),
-                    "column removed",
-                    "only new columns and new tables can be added to a synced schema",
-                );
-            }
-        }
-        for c in t.columns.iter().filter(|c| !have.iter().any(|h| h.eq_ignore_ascii_case(&c.name))) {
-            if c.constraints
-                .iter()
-                .any(|k| matches!(k.item, ColumnConstraint::PrimaryKey { .. } | ColumnConstraint::Unique { .. }))
-            {
-                self.refuse(
-                    Reason::SchemaChange,
-                    name,
-                    Some(&c.name),
-                    "new key or UNIQUE column",
-                    "an added column cannot join the primary key or carry UNIQUE",
-                );
-                continue;
-            }
+        let (columns, refused) = crate::guard::added_columns(t, name, have);
+        self.refusals.extend(refused);
+        for c in columns {
             if let Some(line) = self.column(t, c, &mut fks) {
                 out.push(format!("ALTER TABLE {} ADD COLUMN {line}", self.qualified(name)));
                 added.push(c.name.clone());

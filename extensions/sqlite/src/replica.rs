@@ -112,8 +112,11 @@ impl Replica {
     /// Runs schema SQL and enables sync on the tables it creates (`algos`: table →
     /// algorithm, default `cls`; `flags`: table → init flags), in one transaction: all of
     /// it or nothing. Only `CREATE TABLE`/`CREATE INDEX` are accepted, and only as
-    /// re-emitted from the parsed tree (`ddl::guard`), never the submitted text. A
-    /// `dry_run` does all of it, reports what it did, and rolls back.
+    /// re-emitted from the parsed tree (`ddl::guard`), never the submitted text. A table
+    /// that exists already gets its new columns (`ALTER TABLE … ADD COLUMN`, through
+    /// `cloudsync_begin_alter`/`commit_alter` when synced): a schema is posted again,
+    /// wider, as the application evolves (`ddl::guard::schema_against`). A `dry_run`
+    /// does all of it, reports what it did, and rolls back.
     pub fn provision(
         &self,
         sql: &str,
@@ -121,9 +124,9 @@ impl Replica {
         flags: &BTreeMap<String, i64>,
         dry_run: bool,
     ) -> Result<Provisioning> {
-        let emitted = cloudsync_ddl::guard::schema(sql)?;
         self.scoped(|conn| {
             let txn = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let emitted = cloudsync_ddl::guard::schema_against(sql, &existing_tables(conn)?)?;
             let done = provision_in(conn, &emitted, algos, flags)?;
             if dry_run {
                 drop(txn);
@@ -334,13 +337,20 @@ fn provision_in(
     let mut statements = Vec::new();
     for e in emitted {
         let before = table_names(conn)?;
+        let synced = match &e.alters {
+            Some(table) => SyncTable::load(conn, table)?.map(|t| t.name),
+            None => None,
+        };
+        if let Some(t) = &synced {
+            crate::lifecycle::begin_alter(conn, t)?;
+        }
         // One statement, built by the guard: `execute` refuses anything after it.
         conn.execute(&e.sql, [])?;
+        if let Some(t) = &synced {
+            crate::lifecycle::commit_alter(conn, t)?;
+        }
         created.extend(table_names(conn)?.into_iter().filter(|t| !before.contains(t)));
         statements.push(e.sql.clone());
-    }
-    if created.is_empty() {
-        return Err(Error::Invalid("the SQL creates no table".into()));
     }
     if let Some(unknown) = algos.keys().chain(flags.keys()).find(|t| !created.iter().any(|c| c.eq_ignore_ascii_case(t)))
     {
@@ -359,6 +369,26 @@ fn provision_in(
         tables.push(Provisioned { table, algo });
     }
     Ok(Provisioning { statements, tables })
+}
+
+/// The database's tables with their columns, as `ddl::guard::schema_against` reads
+/// them (cloudsync's own tables left out).
+fn existing_tables(conn: &Connection) -> Result<cloudsync_ddl::Existing> {
+    let mut out = cloudsync_ddl::Existing::new();
+    for name in table_names(conn)? {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("sqlite_")
+            || lower.starts_with("cloudsync_")
+            || lower.ends_with("_cloudsync")
+            || lower.ends_with("_cloudsync_log")
+        {
+            continue;
+        }
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
+        let columns = stmt.query_map([&name], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        out.insert(name, columns);
+    }
+    Ok(out)
 }
 
 fn table_names(conn: &Connection) -> Result<Vec<String>> {
