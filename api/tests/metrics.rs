@@ -149,11 +149,12 @@ async fn metrics_count_a_scripted_sync_exactly() {
         assert_eq!(value(&text, "cloudsync_store_errors_total", &[("store", store)]), 0.0, "{store}");
     }
 
-    // A payload for a table the central database lacks: a dead letter, counted as one.
+    // A payload with a value the central column would store as something else
+    // (numeric text for an INTEGER column): a dead letter, counted as one.
     let (site_c, bad) = device_payload(
-        "CREATE TABLE other (id TEXT PRIMARY KEY NOT NULL, v TEXT);",
-        &["other"],
-        "INSERT INTO other VALUES ('1', 'x');",
+        "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty TEXT);",
+        &["items"],
+        "INSERT INTO items VALUES ('1', 'x', '12');",
     );
     let up = app.upload(&db, &key, &site_c, bad).await;
     assert_eq!(up.status, StatusCode::ACCEPTED, "{}", up.body);

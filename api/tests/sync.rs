@@ -197,21 +197,42 @@ async fn a_schema_posted_again_wider_adds_its_columns_and_devices_may_use_them()
     let db = app.database(&tenant, "main", SQL).await;
     let (_, key) = app.key(&tenant, &["sync"]).await;
     let schema = format!("/v1/tenants/{tenant}/databases/{db}/schema");
+    // A column with a CHECK and NOT NULL: SQLite checks the existing rows as it adds it.
     let newer =
-        "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, color TEXT DEFAULT 'white');";
+        "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty INTEGER, color TEXT DEFAULT 'white', \
+                 n INTEGER NOT NULL DEFAULT 0 CHECK (n >= 0));";
     let upload = || {
-        let (site, payload) = device_payload(newer, &["items"], "INSERT INTO items VALUES ('a', 'apple', 1, 'red');");
+        let (site, payload) =
+            device_payload(newer, &["items"], "INSERT INTO items VALUES ('a', 'apple', 1, 'red', 2);");
         let app = &app;
         let db = &db;
         let key = &key;
         async move { app.upload(db, key, &site, payload).await }
     };
     assert_eq!(upload().await.status, StatusCode::CONFLICT);
+    // A row from a device on the current schema, applied: the alter has rows to check.
+    let (site, payload) = device_payload(SQL, &["items"], "INSERT INTO items VALUES ('z', 'zucchini', 3);");
+    assert_eq!(app.upload(&db, &key, &site, payload).await.status, StatusCode::ACCEPTED);
+    loop {
+        let (_, v) = app.call("GET", &format!("/v1/sync/{db}/status?site={site}"), Some(&key), None).await;
+        assert_eq!(v["device"]["failures"], json!([]), "{v}");
+        if v["device"]["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // A dry run says what it would do and keeps nothing.
     let (s, v) = app.call("POST", &format!("{schema}?dry_run=true"), Some(TOKEN), Some(json!({ "sql": newer }))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["statements"], json!([r#"ALTER TABLE "items" ADD COLUMN "color" TEXT DEFAULT ('white')"#]), "{v}");
+    assert_eq!(
+        v["statements"],
+        json!([
+            r#"ALTER TABLE "items" ADD COLUMN "color" TEXT DEFAULT ('white')"#,
+            r#"ALTER TABLE "items" ADD COLUMN "n" INTEGER NOT NULL DEFAULT (0) CHECK (n >= 0)"#
+        ]),
+        "{v}"
+    );
     assert_eq!(upload().await.status, StatusCode::CONFLICT);
     // Posted, the column is there for devices at once.
     let (s, v) = app.call("POST", &schema, Some(TOKEN), Some(json!({ "sql": newer }))).await;
@@ -219,7 +240,7 @@ async fn a_schema_posted_again_wider_adds_its_columns_and_devices_may_use_them()
     let r = upload().await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     let (_, tables) = app.call("GET", &format!("/v1/tenants/{tenant}/databases/{db}/tables"), Some(TOKEN), None).await;
-    assert_eq!(tables["tables"][0]["columns"], json!(["name", "qty", "color"]), "{tables}");
+    assert_eq!(tables["tables"][0]["columns"], json!(["name", "qty", "color", "n"]), "{tables}");
     // The same schema again does nothing; a narrower one is refused, nothing changed.
     let (s, v) = app.call("POST", &schema, Some(TOKEN), Some(json!({ "sql": newer }))).await;
     assert_eq!((s, v["statements"].clone()), (StatusCode::OK, json!([])), "{v}");

@@ -259,17 +259,13 @@ pub fn schema_against(sql: &str, existing: &crate::Existing) -> Result<Vec<Emitt
         match &s {
             Statement::Table(t) => match existing_table(&t.name) {
                 None => out.push(Emitted { sql: emit(&s), statement: s, alters: None }),
-                Some((name, have)) => {
-                    let (added, refused) = added_columns(t, name, have);
-                    found.0.extend(refused);
-                    for c in added {
-                        out.push(Emitted {
-                            sql: format!("ALTER TABLE {} ADD COLUMN {}", ident(name), emit_column(c)),
-                            statement: s.clone(),
-                            alters: Some(name.clone()),
-                        });
-                    }
-                }
+                Some((name, have)) => extend(t, name, have, &s, &mut found, &mut out),
+            },
+            // As the same table declared again with one more column: the same rule; a
+            // column it has already is nothing to do (a migration run twice).
+            Statement::AddColumn { table, column } => match existing_table(table) {
+                None => out.push(Emitted { sql: emit(&s), statement: s.clone(), alters: Some(table.clone()) }),
+                Some((name, have)) => extend(&with_column(name, have, column), name, have, &s, &mut found, &mut out),
             },
             Statement::Index(i) => {
                 let again = existing_table(&i.table).is_some();
@@ -282,6 +278,32 @@ pub fn schema_against(sql: &str, existing: &crate::Existing) -> Result<Vec<Emitt
         return Err(TranslateError::Refused(found.0));
     }
     Ok(out)
+}
+
+/// `ALTER TABLE … ADD COLUMN` for each column `t` adds to the existing table `name`
+/// (columns `have`), as `s` asks; refusals into `found`.
+fn extend(t: &Table, name: &str, have: &[String], s: &Statement, found: &mut Found, out: &mut Vec<Emitted>) {
+    let (added, refused) = added_columns(t, name, have);
+    found.0.extend(refused);
+    for c in added {
+        out.push(Emitted {
+            sql: format!("ALTER TABLE {} ADD COLUMN {}", ident(name), emit_column(c)),
+            statement: s.clone(),
+            alters: Some(name.to_string()),
+        });
+    }
+}
+
+/// The existing table `name` (columns `have`, their definitions unknown) declared again
+/// with `column` as well: what `ALTER TABLE … ADD COLUMN` asks, as a table.
+pub(crate) fn with_column(name: &str, have: &[String], column: &Column) -> Table {
+    let mut columns: Vec<Column> = have
+        .iter()
+        .map(|c| Column { name: c.clone(), decl_type: String::new(), constraints: Vec::new() })
+        .filter(|c| !c.name.eq_ignore_ascii_case(&column.name))
+        .collect();
+    columns.push(column.clone());
+    Table { name: name.to_string(), columns, ..Table::default() }
 }
 
 /// The columns of `t` that the existing table `name` (with columns `have`) lacks, and
@@ -370,34 +392,7 @@ pub fn check(statements: &[Statement]) -> Vec<Refusal> {
                     );
                 }
                 for c in &t.columns {
-                    if !type_is_plain(&c.decl_type) {
-                        found.add(
-                            Reason::DeclaredType,
-                            &t.name,
-                            Some(&c.name),
-                            c.decl_type.clone(),
-                            "a declared type is words and at most two numbers in parentheses".into(),
-                        );
-                    }
-                    for k in &c.constraints {
-                        match &k.item {
-                            ColumnConstraint::Check(e)
-                            | ColumnConstraint::Default(e)
-                            | ColumnConstraint::Generated { expr: e, .. } => found.expr(&t.name, Some(&c.name), e),
-                            ColumnConstraint::Collate(name)
-                                if !COLLATIONS.iter().any(|k| name.eq_ignore_ascii_case(k)) =>
-                            {
-                                found.add(
-                                    Reason::Collation,
-                                    &t.name,
-                                    Some(&c.name),
-                                    format!("COLLATE {name}"),
-                                    "only BINARY, NOCASE and RTRIM exist here".into(),
-                                );
-                            }
-                            _ => {}
-                        }
-                    }
+                    check_column(&mut found, &t.name, c);
                 }
                 for k in &t.constraints {
                     match &k.item {
@@ -411,6 +406,7 @@ pub fn check(statements: &[Statement]) -> Vec<Refusal> {
                     }
                 }
             }
+            Statement::AddColumn { table, column } => check_column(&mut found, table, column),
             Statement::Index(i) => {
                 if let Some(why) = reserved(&i.name) {
                     found.add(Reason::ReservedName, &i.table, None, format!("index \"{}\"", i.name), why.into());
@@ -425,6 +421,36 @@ pub fn check(statements: &[Statement]) -> Vec<Refusal> {
         }
     }
     found.0
+}
+
+/// A column definition's refusals: its declared type, expressions and collation.
+fn check_column(found: &mut Found, table: &str, c: &Column) {
+    if !type_is_plain(&c.decl_type) {
+        found.add(
+            Reason::DeclaredType,
+            table,
+            Some(&c.name),
+            c.decl_type.clone(),
+            "a declared type is words and at most two numbers in parentheses".into(),
+        );
+    }
+    for k in &c.constraints {
+        match &k.item {
+            ColumnConstraint::Check(e) | ColumnConstraint::Default(e) | ColumnConstraint::Generated { expr: e, .. } => {
+                found.expr(table, Some(&c.name), e);
+            }
+            ColumnConstraint::Collate(name) if !COLLATIONS.iter().any(|k| name.eq_ignore_ascii_case(k)) => {
+                found.add(
+                    Reason::Collation,
+                    table,
+                    Some(&c.name),
+                    format!("COLLATE {name}"),
+                    "only BINARY, NOCASE and RTRIM exist here".into(),
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Why a name is reserved, if it is: SQLite's own and the engine's metadata.
@@ -490,6 +516,9 @@ pub fn emit(s: &Statement) -> String {
     match s {
         Statement::Table(t) => emit_table(t),
         Statement::Index(i) => emit_index(i),
+        Statement::AddColumn { table, column } => {
+            format!("ALTER TABLE {} ADD COLUMN {}", ident(table), emit_column(column))
+        }
     }
 }
 

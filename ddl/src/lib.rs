@@ -44,6 +44,14 @@ pub enum Statement {
     Table(Table),
     /// `CREATE INDEX`.
     Index(Index),
+    /// `ALTER TABLE … ADD [COLUMN]`: the one alter a synced schema takes (a column
+    /// cannot be dropped or renamed while devices hold it).
+    AddColumn {
+        /// The table (schema qualifier dropped).
+        table: String,
+        /// The new column.
+        column: Column,
+    },
 }
 
 /// `CREATE [TEMP] TABLE`.

@@ -414,9 +414,25 @@ impl Parser {
     }
 
     fn statement(&mut self) -> Result<Statement, DdlError> {
+        if self.eat("ALTER") {
+            self.expect("TABLE")?;
+            let table = self.qualified_name()?;
+            if !self.eat("ADD") {
+                return self.fail(format!(
+                    "ALTER TABLE takes only ADD COLUMN here, found {}: a synced column cannot be dropped or renamed \
+                     while devices hold it (add a new column instead)",
+                    self.shown()
+                ));
+            }
+            self.eat("COLUMN");
+            let column = self.column()?;
+            return Ok(Statement::AddColumn { table, column });
+        }
         if !self.eat("CREATE") {
-            return self
-                .fail(format!("only CREATE TABLE and CREATE INDEX statements are accepted, found {}", self.shown()));
+            return self.fail(format!(
+                "only CREATE TABLE, CREATE INDEX and ALTER TABLE … ADD COLUMN statements are accepted, found {}",
+                self.shown()
+            ));
         }
         let temp = self.eat("TEMP") || self.eat("TEMPORARY");
         if self.eat("TABLE") {
@@ -433,7 +449,8 @@ impl Parser {
     }
 }
 
-/// Parses schema SQL: `CREATE TABLE` and `CREATE INDEX` statements separated by `;`.
+/// Parses schema SQL: `CREATE TABLE`, `CREATE INDEX` and `ALTER TABLE … ADD COLUMN`
+/// statements separated by `;`.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, DdlError> {
     let mut p = Parser { toks: lex(sql)?, pos: 0 };
     let mut out = Vec::new();

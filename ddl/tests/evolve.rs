@@ -61,3 +61,29 @@ fn what_would_break_devices_is_refused_with_the_reason() {
         refused("CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT, x TEXT DEFAULT (load_extension('a')))");
     assert!(!smuggled.is_empty());
 }
+
+#[test]
+fn alter_table_add_column_is_the_same_as_declaring_the_table_again() {
+    assert_eq!(
+        sql_of("ALTER TABLE notes ADD COLUMN color TEXT; ALTER TABLE main.notes ADD n INTEGER DEFAULT 0"),
+        [
+            (r#"ALTER TABLE "notes" ADD COLUMN "color" TEXT"#.to_string(), Some("notes".to_string())),
+            (r#"ALTER TABLE "notes" ADD COLUMN "n" INTEGER DEFAULT (0)"#.to_string(), Some("notes".to_string())),
+        ]
+    );
+    // Run twice, a migration adds nothing the second time.
+    assert_eq!(sql_of("ALTER TABLE notes ADD COLUMN title TEXT"), []);
+    assert_eq!(
+        refused("ALTER TABLE notes ADD COLUMN code TEXT UNIQUE"),
+        [("new key or UNIQUE column".into(), "code".into())]
+    );
+    assert!(!refused("ALTER TABLE notes ADD COLUMN x TEXT DEFAULT (readfile('/etc/passwd'))").is_empty());
+    // Dropping or renaming is not parsed at all, with the reason.
+    for sql in ["ALTER TABLE notes DROP COLUMN title", "ALTER TABLE notes RENAME COLUMN title TO name"] {
+        let e = guard::schema_against(sql, &notes()).unwrap_err().to_string();
+        assert!(e.contains("only ADD COLUMN"), "{e}");
+    }
+    // PostgreSQL backends take the same statement.
+    let pg = cloudsync_ddl::translate_against("ALTER TABLE notes ADD COLUMN color TEXT", &notes()).unwrap();
+    assert_eq!(pg.statements, [r#"ALTER TABLE "notes" ADD COLUMN "color" text"#]);
+}

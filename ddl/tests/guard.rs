@@ -1,10 +1,11 @@
 //! Random tenant SQL through the guard (`ddl::guard::schema`): statements built from a
-//! grammar of `CREATE TABLE`/`CREATE INDEX` mixed with hostile pieces (other statements,
+//! grammar of `CREATE TABLE`/`CREATE INDEX`/`ALTER TABLE … ADD COLUMN` mixed with
+//! hostile pieces (other statements, including every other `ALTER TABLE`,
 //! subqueries, file and extension functions, names that hold quotes, semicolons and
 //! comment markers, comments between any two tokens, every quoting style). Whatever is
 //! accepted is only DDL re-emitted from the tree: it parses back to the same tree, and
 //! SQLite, running it under an authorizer that records every action, does nothing but
-//! create tables and indexes and call allow-listed functions.
+//! create or alter tables, create indexes and call allow-listed functions.
 
 use std::sync::{Arc, Mutex};
 
@@ -101,8 +102,14 @@ fn statement() -> impl Strategy<Value = String> {
                 if partial { format!(" WHERE {e}") } else { String::new() }
             )
         }),
+        1 => (name(), any::<u8>(), column(), any::<bool>()).prop_map(|(t, s, c, word)| {
+            format!("ALTER TABLE {} ADD {}{c}", quoted(t, s), if word { "COLUMN " } else { "" })
+        }),
         1 => prop::sample::select(vec![
             "ATTACH DATABASE 'x.db' AS x",
+            "ALTER TABLE other RENAME TO x",
+            "ALTER TABLE other DROP COLUMN id",
+            "ALTER TABLE other RENAME COLUMN id TO x",
             "PRAGMA writable_schema = ON",
             "VACUUM INTO 'x.db'",
             "CREATE VIEW v AS SELECT 1",
@@ -152,6 +159,16 @@ proptest! {
             log.lock().unwrap().push(format!("{:?}", ctx.action));
             Authorization::Allow
         })).unwrap();
+        // Reading the tables the statements themselves create, alter or index is
+        // SQLite's own bookkeeping; any other read would be a subquery.
+        let own: Vec<String> = emitted
+            .iter()
+            .map(|e| match &e.statement {
+                cloudsync_ddl::Statement::Table(t) => t.name.clone(),
+                cloudsync_ddl::Statement::Index(i) => i.table.clone(),
+                cloudsync_ddl::Statement::AddColumn { table, .. } => table.clone(),
+            })
+            .collect();
         for e in &emitted {
             // The emitted SQL is one statement of the same shape, nothing more: parsing
             // and emitting it again gives it back.
@@ -159,30 +176,33 @@ proptest! {
             prop_assert_eq!(again.len(), 1);
             prop_assert_eq!(guard::emit(&again[0]), e.sql.clone());
             // It may fail (an index on a table that does not exist), but never do
-            // anything but create.
+            // anything but create or alter.
+            seen.lock().unwrap().clear();
             let _ = conn.execute(&e.sql, []);
-        }
-        // Reading the tables the statements themselves create or index is SQLite's own
-        // bookkeeping; any other read would be a subquery.
-        let own: Vec<String> = emitted
-            .iter()
-            .map(|e| match &e.statement {
-                cloudsync_ddl::Statement::Table(t) => t.name.clone(),
-                cloudsync_ddl::Statement::Index(i) => i.table.clone(),
-            })
-            .collect();
-        for action in seen.lock().unwrap().iter() {
-            let reads_own = own.iter().any(|t| action.starts_with(&format!("Read {{ table_name: {t:?}")));
-            let ok = reads_own || ["CreateTable", "CreateIndex", "Insert { table_name: \"sqlite_master\"", "Update { table_name: \"sqlite_master\"",
-                "Read { table_name: \"sqlite_master\"", "Reindex", "Transaction",
-                "Function { function_name: \"printf\" }", "Function { function_name: \"substr\" }"]
-                .iter()
-                .any(|p| action.starts_with(p))
-                || action.starts_with("Function { function_name: \"") && {
-                    let f = action.trim_start_matches("Function { function_name: \"").trim_end_matches("\" }");
-                    guard::FUNCTIONS.contains(&f.to_ascii_lowercase().as_str())
-                };
-            prop_assert!(ok, "{} ran {}", sql, action);
+            // SQLite checks the rows of a table it adds a column to (a STRICT table, a
+            // CHECK or NOT NULL) with its own query of `pragma_quick_check`, and reads
+            // its own copy of the table's definition (`sqlite_altertab_<table>`).
+            let alter = matches!(e.statement, cloudsync_ddl::Statement::AddColumn { .. });
+            for action in seen.lock().unwrap().iter() {
+                let reads_own = own.iter().any(|t| action.starts_with(&format!("Read {{ table_name: {t:?}")));
+                let checks_rows = alter
+                    && (action == "Select"
+                        || action.starts_with("Pragma { pragma_name: \"quick_check\"")
+                        || action.starts_with("Read { table_name: \"pragma_quick_check\"")
+                        || own.iter().any(|t| {
+                            action.starts_with(&format!("Read {{ table_name: {:?}", format!("sqlite_altertab_{t}")))
+                        }));
+                let ok = reads_own || checks_rows || ["CreateTable", "CreateIndex", "AlterTable", "Insert { table_name: \"sqlite_master\"", "Update { table_name: \"sqlite_master\"",
+                    "Read { table_name: \"sqlite_master\"", "Reindex", "Transaction",
+                    "Function { function_name: \"printf\" }", "Function { function_name: \"substr\" }"]
+                    .iter()
+                    .any(|p| action.starts_with(p))
+                    || action.starts_with("Function { function_name: \"") && {
+                        let f = action.trim_start_matches("Function { function_name: \"").trim_end_matches("\" }");
+                        guard::FUNCTIONS.contains(&f.to_ascii_lowercase().as_str())
+                    };
+                prop_assert!(ok, "{} ran {}", sql, action);
+            }
         }
     }
 }

@@ -52,8 +52,12 @@ pub const FUNCTIONS: &[&str] = &[
     "format",
 ];
 
-/// PRAGMAs the engine uses (reads of the schema, transaction settings).
+/// PRAGMAs the engine uses (reads of the schema, transaction settings), and
+/// `quick_check`, which SQLite itself reads while adding a column with a `CHECK` or
+/// `NOT NULL` to a table with rows (`ALTER TABLE … ADD COLUMN` checks them; read-only,
+/// and within the call's time budget like every statement here).
 const PRAGMAS: &[&str] = &[
+    "quick_check",
     "table_info",
     "table_xinfo",
     "table_list",

@@ -84,8 +84,9 @@ pub fn translate(sql: &str) -> Result<Translation, TranslateError> {
 }
 
 /// [`translate`], for a database that already has `existing` tables: a table declared
-/// again gets `ALTER TABLE … ADD COLUMN` for its new columns (other changes are
-/// refused); an index declared again is created `IF NOT EXISTS`.
+/// again, or altered with `ALTER TABLE … ADD COLUMN`, gets `ALTER TABLE … ADD COLUMN`
+/// for its new columns (other changes are refused, `guard::added_columns`); an index
+/// declared again is created `IF NOT EXISTS`.
 pub fn translate_against(sql: &str, existing: &Existing) -> Result<Translation, TranslateError> {
     translate_into(sql, existing, &Target::default())
 }
@@ -111,6 +112,24 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
                 tr.tables.push(t);
             }
             Statement::Index(i) => indexes.push(i),
+            // As the table declared (again) with one more column.
+            Statement::AddColumn { table, column } => {
+                if let Some(t) = tr.tables.iter_mut().find(|x| x.name.eq_ignore_ascii_case(&table)) {
+                    if !t.columns.iter().any(|c| c.name.eq_ignore_ascii_case(&column.name)) {
+                        t.columns.push(column);
+                    }
+                } else if let Some((name, have)) = existing.iter().find(|(n, _)| n.eq_ignore_ascii_case(&table)) {
+                    tr.tables.push(crate::guard::with_column(name, have, &column));
+                } else {
+                    tr.refuse(
+                        Reason::SchemaChange,
+                        &table,
+                        Some(&column.name),
+                        "ALTER TABLE",
+                        "no such table: create it (a CREATE TABLE with the column) instead",
+                    );
+                }
+            }
         }
     }
     if tr.tables.is_empty() && indexes.is_empty() {

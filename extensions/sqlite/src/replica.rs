@@ -111,8 +111,9 @@ impl Replica {
 
     /// Runs schema SQL and enables sync on the tables it creates (`algos`: table →
     /// algorithm, default `cls`; `flags`: table → init flags), in one transaction: all of
-    /// it or nothing. Only `CREATE TABLE`/`CREATE INDEX` are accepted, and only as
-    /// re-emitted from the parsed tree (`ddl::guard`), never the submitted text. A table
+    /// it or nothing. Only `CREATE TABLE`/`CREATE INDEX`/`ALTER TABLE … ADD COLUMN` are
+    /// accepted, and only as re-emitted from the parsed tree (`ddl::guard`), never the
+    /// submitted text. A table
     /// that exists already gets its new columns (`ALTER TABLE … ADD COLUMN`, through
     /// `cloudsync_begin_alter`/`commit_alter` when synced): a schema is posted again,
     /// wider, as the application evolves (`ddl::guard::schema_against`). A `dry_run`

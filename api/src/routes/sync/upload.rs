@@ -56,7 +56,8 @@ fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64, schema: &
 #[utoipa::path(post, path = "/v1/sync/{db}/changes", tag = "sync",
     params(("db" = String, Path, description = "Database id"), UploadHeaders),
     request_body(content((Payload = "application/vnd.cloudsync.payload"), (UploadRef = "application/json"))),
-    responses((status = 202, description = "Accepted: the apply job is durable", body = Accepted)))]
+    responses((status = 202, description = "Accepted: the apply job is durable", body = Accepted),
+        (status = 409, description = "Names tables or columns the database does not have yet (`schema_mismatch`); nothing accepted", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     ctx: SyncCtx,

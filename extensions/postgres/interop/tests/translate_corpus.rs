@@ -292,7 +292,7 @@ fn check_file(shown: &str, sql: &str, tally: &mut Tally) {
         .into_iter()
         .filter_map(|s| match s {
             Statement::Table(t) => Some(t),
-            Statement::Index(_) => None,
+            Statement::Index(_) | Statement::AddColumn { .. } => None,
         })
         .collect();
 
