@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cloudsync_service::control::quotas::Quota;
 use cloudsync_service::ids::TenantId;
 use cloudsync_service::worker::{Observer, Outcome};
 use prometheus::core::Collector;
@@ -76,6 +77,8 @@ pub struct Metrics {
     pub quota_hits: IntCounterVec,
     /// Failed usage flushes (counters kept for the next flush).
     pub usage_flush_errors: IntCounter,
+    /// Rows of applied jobs that tenant databases refused, by tenant.
+    refused_rows: IntCounterVec,
     /// Store failures by store.
     store_errors: IntCounterVec,
     /// Job attempts by outcome.
@@ -162,6 +165,11 @@ impl Metrics {
                 "Requests refused by a tenant's quota, by quota",
                 &["quota"],
             ),
+            refused_rows: counter(
+                "cloudsync_refused_rows_total",
+                "Rows of applied uploads that the tenant's database refused (constraints, row policies), by tenant",
+                &["tenant"],
+            ),
             usage_flush_errors: must(IntCounter::new(
                 "cloudsync_usage_flush_errors_total",
                 "Failed usage flushes (their counters are kept for the next one)",
@@ -212,6 +220,7 @@ impl Metrics {
             Box::new(m.auth_failures.clone()),
             Box::new(m.quota_hits.clone()),
             Box::new(m.usage_flush_errors.clone()),
+            Box::new(m.refused_rows.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.job_attempts.clone()),
             Box::new(m.job_duration.clone()),
@@ -234,9 +243,8 @@ impl Metrics {
         for outcome in ["failed", "refused"] {
             m.auth_failures.with_label_values(&[outcome]);
         }
-        for quota in
-            ["databases", "devices", "long_polls", "long_polls_per_credential", "storage", "new_sites_per_hour"]
-        {
+        let quotas = Quota::ALL.iter().map(|q| q.name());
+        for quota in quotas.chain(["storage", "new_sites_per_hour"]) {
             m.quota_hits.with_label_values(&[quota]);
         }
         for store in ["control", "payload", "backend"] {
@@ -345,6 +353,10 @@ impl Observer for Metrics {
 
     fn store_error(&self, store: &'static str) {
         self.store_failed(store);
+    }
+
+    fn refused(&self, tenant: &TenantId, rows: u64) {
+        self.refused_rows.with_label_values(&[&self.tenant_label(tenant)]).inc_by(rows);
     }
 }
 

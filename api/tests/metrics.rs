@@ -224,3 +224,31 @@ fn grafana_dashboard_is_importable() {
     }
     assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()) && d["schemaVersion"].as_i64().unwrap() >= 36);
 }
+
+#[tokio::test]
+async fn rows_a_database_refuses_are_counted_by_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = ControlPlane::open_sqlite(&dir.path().join("control.sqlite")).await.unwrap();
+    let app = support::app_on(control, Limits::default(), None);
+    let (tx, workers) = support::workers(&app.state, 1);
+    let tenant = app.tenant("acme").await;
+    let checked = "CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, name TEXT, qty INTEGER CHECK (qty < 10));";
+    let db = app.database(&tenant, "main", checked).await;
+    let (_, key) = app.key(&tenant, &["sync"]).await;
+
+    // A device without the CHECK writes three rows; the central database refuses two.
+    let (site, payload) =
+        device_payload(SQL, &["items"], "INSERT INTO items VALUES ('1', 'a', 1), ('2', 'b', 20), ('3', 'c', 30);");
+    let up = app.upload(&db, &key, &site, payload).await;
+    assert_eq!(up.status, StatusCode::ACCEPTED, "{}", up.body);
+    let job = wait_for_job(&app, &tenant, &db, up.body["job"].as_i64().unwrap(), "done").await;
+    assert_eq!(job["refused"].as_array().map(Vec::len), Some(2), "{job}");
+    let text = scrape(&app).await;
+    assert_eq!(value(&text, "cloudsync_refused_rows_total", &[("tenant", &tenant)]), 2.0);
+    assert_eq!(value(&text, "cloudsync_job_attempts_total", &[("outcome", "applied")]), 1.0);
+
+    let _ = tx.send(true);
+    for w in workers {
+        w.await.unwrap();
+    }
+}

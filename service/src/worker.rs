@@ -12,7 +12,7 @@ use crate::actor::Actor;
 use crate::backends::Backends;
 use crate::control::jobs::{Job, JobState};
 use crate::control::ControlPlane;
-use crate::ids::SiteHex;
+use crate::ids::{SiteHex, TenantId};
 use crate::notify::Notifier;
 use crate::payloads::PayloadStore;
 use crate::{Error, Result};
@@ -52,12 +52,16 @@ pub trait Observer: Send + Sync {
     fn attempt(&self, outcome: Outcome, elapsed: Duration, changes: i64);
     /// A store failed during an attempt (see [`Error::failed_store`]).
     fn store_error(&self, store: &'static str);
+    /// An applied job of `tenant` had `rows` rows its database refused (constraints,
+    /// row policies): the rest was applied, these never will be.
+    fn refused(&self, tenant: &TenantId, rows: u64);
 }
 
 /// Observes nothing.
 impl Observer for () {
     fn attempt(&self, _: Outcome, _: Duration, _: i64) {}
     fn store_error(&self, _: &'static str) {}
+    fn refused(&self, _: &TenantId, _: u64) {}
 }
 
 /// Everything a worker needs, shared by the workers of a node.
@@ -161,12 +165,15 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
         }
     };
     let (result, changes) = match outcome {
-        Ok(ApplyOutcome { applied, refused }) => {
+        Ok((tenant, ApplyOutcome { applied, refused })) => {
             let applied = i64::try_from(applied).unwrap_or(i64::MAX);
             let recorded = ctx.control.complete(job.id, owner, applied, &refused).await;
             ctx.notifier.notify(&job.database_id);
             match recorded {
                 Ok(()) => {
+                    if !refused.is_empty() {
+                        ctx.observer.refused(&tenant, u64::try_from(refused.len()).unwrap_or(u64::MAX));
+                    }
                     if refused.is_empty() {
                         tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
                     } else {
@@ -204,7 +211,8 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
     ctx.observer.attempt(result, started.elapsed(), changes);
 }
 
-async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<ApplyOutcome> {
+/// Applies `job`'s payload; answers with the tenant whose database it was.
+async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<(TenantId, ApplyOutcome)> {
     let db = ctx.control.database(&job.database_id).await?;
     let bytes = ctx.payloads.get(&job.object_key).await?;
     // The object its upload validated, not another put at the same key since. Hashing
@@ -219,6 +227,6 @@ async fn apply<P: PayloadStore>(ctx: &Context<P>, job: &Job) -> Result<ApplyOutc
         let role = db.settings.roles.api_key.clone();
         Actor { claims: serde_json::json!({ "role": role }), role, user_id: None }
     });
-    let applied = ctx.backends.of(&db).apply(bytes, site, &actor).await;
-    applied
+    let applied = ctx.backends.of(&db).apply(bytes, site, &actor).await?;
+    Ok((db.tenant_id, applied))
 }
