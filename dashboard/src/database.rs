@@ -294,10 +294,20 @@ fn job_row(base: &str, csrf: &str, j: Job) -> impl IntoView {
             </form>
         }
     });
+    // Applied, but not whole: the rows the database refused are on the job's page.
+    let refused = (!j.refused.is_empty()).then(|| {
+        let n = j.refused.len();
+        view! {
+            " "
+            <span class="badge attention" title="Rows the database refused; they are listed on the job's page">
+                {format!("{n} row{} refused", if n == 1 { "" } else { "s" })}
+            </span>
+        }
+    });
     view! {
         <tr>
             <td><a href=format!("{base}/jobs/{}", j.id)>{format!("#{}", j.id)}</a></td>
-            <td>{j.state.name()}</td>
+            <td>{j.state.name()}{refused}</td>
             <td><code>{j.site_id.get(..12).unwrap_or("").to_string()}</code></td>
             <td class="num">{bytes(j.bytes)}</td>
             <td class="num">{j.applied.map_or_else(|| "-".to_string(), count)}</td>

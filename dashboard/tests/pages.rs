@@ -245,6 +245,9 @@ async fn a_job_page_lists_the_rows_the_database_refused() {
         "{body}"
     );
     assert!(body.contains("42501") && body.contains("row-level security policy"), "{body}");
+    // The database's job list says so too.
+    let list = html(&get(&app, &format!("/admin/tenants/{tenant}/databases/{db}"), Some(&cookie)).await);
+    assert!(list.contains("1 row refused"), "{list}");
 }
 
 /// The provisioning form runs the same guard as the API: smuggled statements, file and
