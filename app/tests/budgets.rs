@@ -59,6 +59,15 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
     assert_eq!(failure["code"], "time_budget_exceeded", "{v}");
     assert_eq!(failure["retryable"], false, "not retried: the same work would run as long again: {v}");
     assert_eq!(psql(&pg.url, "SELECT count(*) FROM notes"), "0", "nothing of the stopped apply is kept");
+    // The device cannot miss it: its next sync says "failed", naming the job, and its
+    // changes count as unsent until the job is applied.
+    let r = dev.sync(0).unwrap();
+    assert_eq!(
+        (r["send"]["status"].as_str(), r["send"]["failed"][0]["job"].clone()),
+        (Some("failed"), failure["job"].clone()),
+        "{r}"
+    );
+    assert_eq!(dev.one("SELECT cloudsync_network_has_unsent_changes()"), json!(1));
 
     // The worker is free: the next write applies.
     dev.sql("INSERT INTO notes VALUES ('n2', 'fine')");
@@ -79,6 +88,19 @@ fn a_runaway_policy_fails_its_job_and_frees_the_worker() {
     psql(&pg.url, "ALTER POLICY notes_read ON notes USING (true)");
     dev.sync(0).unwrap();
     assert_eq!(dev.one("SELECT body FROM notes WHERE id = 'n3'"), json!("server"));
+
+    // The cause fixed, the operator retries the dead job: the change applies, and the
+    // device has nothing unsent any more.
+    psql(
+        &pg.url,
+        "ALTER POLICY notes_write ON notes WITH CHECK (true); ALTER POLICY notes_update ON notes USING (true) WITH CHECK (true)",
+    );
+    server.admin(&format!("/v1/tenants/{t}/databases/{}/jobs/{}/retry", p.database, failure["job"]), json!({}));
+    settled(&mut dev);
+    assert_eq!(psql(&pg.url, "SELECT body FROM notes WHERE id = 'n1'"), "spin");
+    let r = dev.sync(0).unwrap();
+    assert_eq!(r["send"]["status"], "nothing_to_send", "{r}");
+    assert_eq!(dev.one("SELECT cloudsync_network_has_unsent_changes()"), json!(0));
 }
 
 /// Quota answers reach the application through the extension (Debian's Python): a
@@ -127,8 +149,18 @@ fn quota_errors_reach_the_application() {
     );
     let synced = first.sync(0).unwrap();
     assert_eq!(synced["send"]["last_failure"]["code"], "storage_quota_exceeded", "{synced}");
+    assert_eq!(synced["send"]["status"], "failed", "never 'sent' while an upload is dead: {synced}");
+    assert_eq!(first.one("SELECT cloudsync_network_has_unsent_changes()"), json!(1));
     let central = file_rows(&p.central, "SELECT count(*) FROM notes");
     assert_eq!(central[0][0], json!(0), "nothing of the refused upload was applied");
+    // Dropped for good by the operator: the device no longer counts it.
+    server.admin(
+        &format!("/v1/tenants/{}/databases/{}/jobs/{}/discard", p.tenant, p.database, failure["job"]),
+        json!({}),
+    );
+    let synced = first.sync(0).unwrap();
+    assert_eq!(synced["send"]["status"], "nothing_to_send", "{synced}");
+    assert_eq!(first.one("SELECT cloudsync_network_has_unsent_changes()"), json!(0));
 }
 
 /// The other quota answers reach the application too, each as a SQL error carrying

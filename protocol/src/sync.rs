@@ -104,6 +104,9 @@ pub struct DeviceStatus {
     pub confirmed: Option<String>,
     /// Uploads waiting or being applied.
     pub pending: i64,
+    /// Uploads that failed for good and wait for an operator (retry or discard): their
+    /// changes are not applied. The device counts them as unsent.
+    pub dead: i64,
     /// Uploads that failed (retrying or dead), most recent first.
     pub failures: Vec<Failure>,
     /// Rows of applied uploads that the central database refused (row-level
@@ -125,6 +128,11 @@ pub struct Failure {
     pub retryable: bool,
     /// When it last failed (Unix ms).
     pub failed_at: i64,
+    /// The job's state: `pending` (to be retried), `dead` (failed for good until an
+    /// operator retries it: its changes are not applied) or `discarded` (dropped by an
+    /// operator). Empty from servers that do not say.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// A row the central database refused, as a device sees it: final, the server will

@@ -53,6 +53,9 @@ const RECEIVED: &str = "network_received";
 /// Set when a download skipped tables or columns this database did not have: the
 /// next local schema change reads everything again ([`local_schema_changed`]).
 const SCHEMA_BEHIND: &str = "network_schema_behind";
+/// How many of this device's uploads the server last said failed for good (dead,
+/// waiting for an operator): while any is, this device has changes not applied.
+const DEAD_UPLOADS: &str = "network_dead_uploads";
 
 fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
     if !meta::exists(conn)? {
@@ -103,9 +106,11 @@ pub fn init(conn: &Connection, url: &str) -> Result<()> {
     let previous = setting(conn, URL)?;
     in_savepoint(conn, "cloudsync_network", || {
         if previous.as_deref() != Some(url) {
-            // A different server: its feed positions mean nothing here.
-            set_setting(conn, SENT, None)?;
-            set_setting(conn, RECEIVED, None)?;
+            // A different server: its feed positions and its word on this device's
+            // uploads mean nothing here.
+            for key in [SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS] {
+                set_setting(conn, key, None)?;
+            }
         }
         set_setting(conn, URL, Some(url))
     })
@@ -301,15 +306,36 @@ impl Client {
     }
 }
 
-/// The device part of the server's status, and its most recent failure.
-fn server_view(client: &Client) -> (Value, Value) {
-    match client.status() {
+/// What the server said of this device, as a send reports it.
+struct ServerView {
+    /// The device part of its status (or the error of asking).
+    device: Value,
+    /// Its most recent failure.
+    last_failure: Value,
+    /// The uploads that failed for good (dead), as far as its list goes, newest first.
+    dead: Vec<Value>,
+}
+
+/// Asks the server for this device's status, and remembers how many of its uploads are
+/// dead ([`has_unsent_changes`] counts them as unsent).
+fn server_view(conn: &Connection, client: &Client) -> Result<ServerView> {
+    Ok(match client.status() {
         Ok(s) => {
-            let last = s.device.failures.first().map_or(Value::Null, |f| json!(f));
-            (json!(s.device), last)
+            remember_dead(conn, &s)?;
+            let last_failure = s.device.failures.first().map_or(Value::Null, |f| json!(f));
+            let dead = s.device.failures.iter().filter(|f| f.state == DEAD).map(|f| json!(f)).collect();
+            ServerView { device: json!(s.device), last_failure, dead }
         }
-        Err(e) => (json!({ "error": e.to_string() }), Value::Null),
-    }
+        Err(e) => ServerView { device: json!({ "error": e.to_string() }), last_failure: Value::Null, dead: Vec::new() },
+    })
+}
+
+/// A job's state when it failed for good.
+const DEAD: &str = "dead";
+
+fn remember_dead(conn: &Connection, s: &SyncStatus) -> Result<()> {
+    let dead = (s.device.dead > 0).then(|| s.device.dead.to_string());
+    set_setting(conn, DEAD_UPLOADS, dead.as_deref())
 }
 
 /// The code of an upload the server refused because it names tables or columns the
@@ -355,22 +381,27 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
             break;
         }
     }
-    let (server, last_failure) = server_view(&client);
-    let status = match (&held, chunks) {
-        (Some(_), _) => "held",
-        (None, 0) => "nothing_to_send",
-        (None, _) => "sent",
+    let server = server_view(conn, &client)?;
+    // Never "sent" while something of this device's did not apply.
+    let status = match (&held, dead_uploads(conn)?, chunks) {
+        (Some(_), _, _) => "held",
+        (None, true, _) => "failed",
+        (None, false, 0) => "nothing_to_send",
+        (None, false, _) => "sent",
     };
     Ok(json!({
         "status": status,
         "held": held,
+        // Uploads that failed for good: not applied until an operator retries them
+        // (`retryable: false`: sending them again would fail the same way).
+        "failed": server.dead,
         "changes": changes,
         "chunks": chunks,
         "bytes": bytes,
         "local_version": meta::db_version(conn)?,
         "sent": sent.to_string(),
-        "server": server,
-        "last_failure": last_failure,
+        "server": server.device,
+        "last_failure": server.last_failure,
     }))
 }
 
@@ -467,8 +498,17 @@ pub fn sync(conn: &Connection, state: &ConnState, wait: Duration, max_retries: u
     Ok(json!({ "send": send, "receive": receive }))
 }
 
-/// `cloudsync_network_has_unsent_changes()`.
+/// Whether the server last said some of this device's uploads failed for good.
+fn dead_uploads(conn: &Connection) -> Result<bool> {
+    Ok(setting(conn, DEAD_UPLOADS)?.is_some())
+}
+
+/// `cloudsync_network_has_unsent_changes()`: changes after the send position (unsent,
+/// or held), or uploads the server last said failed for good.
 pub fn has_unsent_changes(conn: &Connection) -> Result<bool> {
+    if dead_uploads(conn)? {
+        return Ok(true);
+    }
     let Some(site) = meta::local_site(conn)? else { return Ok(false) };
     fold::fold_all(conn)?;
     in_savepoint(conn, "cloudsync_feed", || {
@@ -520,7 +560,7 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
             ))?;
             triggers::create_triggers(conn, &t)?;
         }
-        for key in [URL, SENT, RECEIVED] {
+        for key in [URL, SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS] {
             set_setting(conn, key, None)?;
         }
         // A new identity: the server never sends a device its own changes back.
@@ -619,7 +659,9 @@ fn unconfirmed_keys(conn: &Connection, client: &Client) -> Result<HashMap<String
 /// `cloudsync_network_status()`: the server's view of this device.
 pub fn status(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
-    let mut v = json!(client.status()?);
+    let s = client.status()?;
+    remember_dead(conn, &s)?;
+    let mut v = json!(s);
     v["sent"] = json!(checkpoint(conn, SENT)?.to_string());
     v["received"] = json!(checkpoint(conn, RECEIVED)?.to_string());
     Ok(v)

@@ -418,9 +418,15 @@ impl ControlPlane {
         .bind(&site)
         .fetch_one(&mut *tx)
         .await?;
+        let dead: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE database_id = $1 AND site_id = $2 AND state = 'dead'")
+                .bind(db.as_str())
+                .bind(&site)
+                .fetch_one(&mut *tx)
+                .await?;
         let rows = sqlx::query(
-            "SELECT id, error_code, error_message, retryable, updated_at FROM jobs WHERE database_id = $1 AND site_id = $2 \
-             AND error_code IS NOT NULL ORDER BY id DESC LIMIT 20",
+            "SELECT id, state, error_code, error_message, retryable, updated_at FROM jobs WHERE database_id = $1 \
+             AND site_id = $2 AND error_code IS NOT NULL ORDER BY id DESC LIMIT 20",
         )
         .bind(db.as_str())
         .bind(&site)
@@ -435,6 +441,7 @@ impl ControlPlane {
                     message: r.try_get::<Option<String>, _>("error_message")?.unwrap_or_default(),
                     retryable: r.try_get::<Option<i64>, _>("retryable")?.unwrap_or(0) != 0,
                     failed_at: r.try_get("updated_at")?,
+                    state: r.try_get("state")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -460,6 +467,6 @@ impl ControlPlane {
             }));
         }
         tx.commit().await?;
-        Ok(DeviceStatus { accepted, confirmed, pending, failures, refused })
+        Ok(DeviceStatus { accepted, confirmed, pending, dead, failures, refused })
     }
 }
