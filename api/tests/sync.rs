@@ -178,7 +178,17 @@ async fn an_upload_naming_what_the_database_lacks_is_refused_whole_with_the_name
         r.body
     );
     let message = r.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("items.color") && message.contains("projects"), "{message}");
+    assert!(message.contains("'items.color'") && message.contains("'projects'"), "{message}");
+    // The names are the device's: the answer shows ten, each cut short.
+    let names: Vec<String> = (0..15).map(|i| format!("t{i:02}_{}", "x".repeat(300))).collect();
+    let ddl: String = names.iter().map(|n| format!("CREATE TABLE \"{n}\" (id TEXT PRIMARY KEY NOT NULL);")).collect();
+    let writes: String = names.iter().map(|n| format!("INSERT INTO \"{n}\" VALUES ('a');")).collect();
+    let tables: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (many, payload) = device_payload(&ddl, &tables, &writes);
+    let r = app.upload(&db, &key, &many, payload).await;
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert_eq!(r.status, StatusCode::CONFLICT, "{message}");
+    assert!(message.contains("5 more") && message.len() < 1500, "{} bytes: {message}", message.len());
     let (_, status) = app.call("GET", &format!("/v1/sync/{db}/status?site={site}"), Some(&key), None).await;
     assert_eq!((status["device"]["accepted"].clone(), status["device"]["pending"].clone()), (json!(null), json!(0)));
     // Its changes to what the database has are not taken half: the same device's

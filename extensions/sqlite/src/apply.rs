@@ -25,6 +25,7 @@ pub fn apply_with(conn: &Connection, state: &ConnState, cs: &Changeset, values: 
 /// Merges a downloaded payload atomically, skipping the tables and columns this
 /// database does not have (yet): the server's schema may be ahead of this device's
 /// (`ApplyReport::unknown` names them).
+#[cfg(feature = "network")]
 pub fn apply_download(conn: &Connection, state: &ConnState, bytes: &[u8]) -> Result<ApplyReport> {
     let cs = cloudsync_core::payload::decode(bytes)?;
     merge(conn, state, &cs, Values::Keys, Unknown::Skip)

@@ -46,10 +46,35 @@ fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64, schema: &
     // database has what they name: refused whole here, never accepted and then lost.
     let unknown = cloudsync_core::engine::unknown_in(&cs, schema);
     if !unknown.is_empty() {
-        return Err(ApiError::SchemaMismatch(unknown.into_iter().collect()));
+        return Err(ApiError::SchemaMismatch(shown_names(unknown)));
     }
     Ok(cs.change_count() as u64)
 }
+
+/// Names a payload brought, as an answer may show them: the device chose them, so at
+/// most [`SHOWN_NAMES`] of them, each cut to 64 characters without control characters,
+/// and how many more there are.
+fn shown_names(names: std::collections::BTreeSet<String>) -> Vec<String> {
+    let total = names.len();
+    let mut shown: Vec<String> = names
+        .into_iter()
+        .take(SHOWN_NAMES)
+        .map(|n| {
+            let mut s: String = n.chars().filter(|c| !c.is_control()).take(64).collect();
+            if n.chars().count() > 64 {
+                s.push('…');
+            }
+            format!("'{s}'")
+        })
+        .collect();
+    if total > SHOWN_NAMES {
+        shown.push(format!("{} more", total - SHOWN_NAMES));
+    }
+    shown
+}
+
+/// Names of tables and columns an answer lists at most.
+const SHOWN_NAMES: usize = 10;
 
 /// Upload changes: a payload inline, or a reference to one put at a signed upload URL.
 /// Answered once its apply job is durable.
