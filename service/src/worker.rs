@@ -171,12 +171,10 @@ async fn attempt<P: PayloadStore>(ctx: &Context<P>, owner: &str, job: Job) {
             ctx.notifier.notify(&job.database_id);
             match recorded {
                 Ok(()) => {
-                    if !refused.is_empty() {
-                        ctx.observer.refused(&tenant, u64::try_from(refused.len()).unwrap_or(u64::MAX));
-                    }
                     if refused.is_empty() {
                         tracing::info!(applied, ms = started.elapsed().as_millis(), "job applied");
                     } else {
+                        ctx.observer.refused(&tenant, u64::try_from(refused.len()).unwrap_or(u64::MAX));
                         tracing::warn!(
                             applied,
                             refused = refused.len(),
