@@ -456,3 +456,60 @@ pub fn row_changes<E>(
     }
     Ok(out)
 }
+
+/// How applying one row of a payload ended, as the adapter saw it (the adapter owns the
+/// transaction and rolls the row back itself when it refuses it).
+#[derive(Debug)]
+pub enum RowAttempt<R> {
+    /// Applied (kept), changing this many cells.
+    Applied(u64),
+    /// Refused and rolled back. `retry`: the refusal may clear once other rows of the
+    /// same payload have applied — a foreign key whose parent row comes later in the
+    /// payload, or a parent deleted before its children are.
+    Refused {
+        /// Why, as the adapter reports it.
+        refusal: R,
+        /// Whether trying again after other rows applied may succeed.
+        retry: bool,
+    },
+}
+
+/// At most this many passes over a payload's rows refused with `retry`: enough for
+/// any real nesting of parents and children, and a bound on what a hostile payload of
+/// `n` rows can cost (`n` attempts a pass).
+pub const ROW_PASSES: usize = 8;
+
+/// Applies a changeset row by row through `attempt`, in payload order, then again for
+/// the rows refused with `retry` while a pass applied anything (at most [`ROW_PASSES`]
+/// passes): a payload lists rows in feed order, not in foreign-key order. Returns the
+/// cells applied and each row refused for good, with its last refusal, in payload
+/// order.
+pub fn apply_row_by_row<R, E>(
+    cs: &Changeset,
+    mut attempt: impl FnMut(&Changeset) -> Result<RowAttempt<R>, E>,
+) -> Result<(u64, Vec<(Changeset, R)>), E> {
+    let mut applied = 0;
+    let mut refused: Vec<(usize, Changeset, R)> = Vec::new();
+    let mut pending: Vec<(usize, Changeset)> = cs.single_rows().enumerate().collect();
+    for pass in 1..=ROW_PASSES {
+        let mut waiting = Vec::new();
+        let mut progressed = false;
+        for (i, row) in pending {
+            match attempt(&row)? {
+                RowAttempt::Applied(n) => {
+                    applied += n;
+                    progressed = true;
+                }
+                RowAttempt::Refused { refusal, retry: true } => waiting.push((i, row, refusal)),
+                RowAttempt::Refused { refusal, retry: false } => refused.push((i, row, refusal)),
+            }
+        }
+        if waiting.is_empty() || !progressed || pass == ROW_PASSES {
+            refused.extend(waiting);
+            break;
+        }
+        pending = waiting.into_iter().map(|(i, row, _)| (i, row)).collect();
+    }
+    refused.sort_by_key(|(i, _, _)| *i);
+    Ok((applied, refused.into_iter().map(|(_, row, r)| (row, r)).collect()))
+}

@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 
-use cloudsync_core::engine::{apply_changeset, ApplyError, ApplyReport, RowKey, Store, TableInfo};
+use cloudsync_core::engine::{
+    apply_changeset, apply_row_by_row, ApplyError, ApplyReport, RowAttempt, RowKey, Store, TableInfo,
+};
 use cloudsync_core::merge::{RowWrite, SeqAlloc};
 use cloudsync_core::value::{decode_key, show_key};
 use cloudsync_core::{Changeset, ColId, RowClock, SiteId, SiteOrd, Value};
@@ -471,25 +473,33 @@ pub fn apply_rows(
     }
     begin_merge(c)?;
     let mut outcome = ApplyOutcome::default();
-    match subxact::attempt(|| merge(c, &cs, as_role), refusal, refuses_code) {
+    match subxact::attempt(|| merge_checked(c, &cs, as_role), refusal, refuses_code) {
         Step::Done(report) => outcome.applied = report.applied,
         Step::Failed(e) => return Err(e),
         Step::Refused(_) => {
-            for row in cs.single_rows() {
-                match subxact::attempt(|| merge(c, &row, as_role), refusal, refuses_code) {
-                    Step::Done(report) => outcome.applied += report.applied,
+            let (applied, refused) = apply_row_by_row(&cs, |row| {
+                Ok::<_, Error>(match subxact::attempt(|| merge_checked(c, row, as_role), refusal, refuses_code) {
+                    Step::Done(report) => RowAttempt::Applied(report.applied),
                     Step::Failed(e) => return Err(e),
                     Step::Refused(r) => {
-                        let one = &row.rows[0];
-                        outcome.refused.push(RefusedRow {
-                            table: row.tables[one.table].name.clone(),
-                            key: show_key(&one.pk),
-                            sqlstate: Sqlstate::from(r.sqlstate.as_str()),
-                            message: r.message,
-                        });
+                        let retry = r.sqlstate == Sqlstate::FOREIGN_KEY;
+                        RowAttempt::Refused { refusal: r, retry }
                     }
-                }
-            }
+                })
+            })?;
+            outcome.applied = applied;
+            outcome.refused = refused
+                .into_iter()
+                .map(|(row, r)| {
+                    let one = &row.rows[0];
+                    RefusedRow {
+                        table: row.tables[one.table].name.clone(),
+                        key: show_key(&one.pk),
+                        sqlstate: Sqlstate::from(r.sqlstate.as_str()),
+                        message: r.message,
+                    }
+                })
+                .collect();
         }
     }
     set_merging(c, false)?;
@@ -512,6 +522,18 @@ fn merge(c: &mut SpiClient<'_>, cs: &Changeset, as_role: Option<&str>) -> Result
     store.prefetch(cs)?;
     let report = apply_changeset(&mut store, cs)?;
     store.finish()?;
+    Ok(report)
+}
+
+/// [`merge`], then the deferred constraints checked (the translator makes every
+/// foreign key `DEFERRABLE INITIALLY DEFERRED`, since a payload lists rows in feed
+/// order): a violation refuses this merge, inside its subtransaction, instead of
+/// failing the caller's `COMMIT` with every row of the payload. `SET CONSTRAINTS ALL
+/// IMMEDIATE` stays in effect for the rest of the caller's transaction (stricter,
+/// never looser, than before).
+fn merge_checked(c: &mut SpiClient<'_>, cs: &Changeset, as_role: Option<&str>) -> Result<ApplyReport> {
+    let report = merge(c, cs, as_role)?;
+    exec(c, "SET CONSTRAINTS ALL IMMEDIATE", &[])?;
     Ok(report)
 }
 

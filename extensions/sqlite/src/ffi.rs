@@ -1,5 +1,6 @@
 //! The only `unsafe` of the SQLite adapter: borrowing the connection a SQL function
-//! or virtual table is running on.
+//! or virtual table is running on, and reading one connection status rusqlite does
+//! not wrap.
 //!
 //! rusqlite marks these accessors `unsafe` because nothing stops the borrowed handle
 //! from being sent to another thread. Here it never leaves the call that borrowed it.
@@ -29,4 +30,28 @@ pub fn vtab_conn(db: &mut VTabConnection) -> Result<Connection> {
     // run on the connection's thread while the connection is open.
     let conn = unsafe { Connection::from_handle(db.handle()) }?;
     Ok(conn)
+}
+
+/// Whether the connection's open transaction holds foreign-key violations unresolved
+/// (`SQLITE_DBSTATUS_DEFERRED_FKS`: false if and only if every constraint, deferred or
+/// not, is satisfied): what its commit would refuse. Savepoints restore the count
+/// behind it when rolled back to.
+pub fn unresolved_foreign_keys(conn: &Connection) -> Result<bool> {
+    let (mut current, mut highwater) = (0, 0);
+    // SAFETY: `handle` is the open connection `conn` borrows, used on this thread for
+    // the duration of the call; `sqlite3_db_status` only writes the two integers it is
+    // given pointers to, which live on this stack frame.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut highwater,
+            0,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None).into());
+    }
+    Ok(current != 0)
 }

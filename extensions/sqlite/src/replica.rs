@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use cloudsync_core::engine::{apply_row_by_row, RowAttempt};
 use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::value::{decode_key, show_key};
 use cloudsync_core::{Changeset, SiteId, Value};
@@ -75,19 +76,27 @@ impl Replica {
             let whole = if policed {
                 None
             } else {
+                conn.execute_batch("SAVEPOINT cloudsync_whole")?;
                 match apply_with(conn, &self.state, &cs, Values::Exact) {
-                    Ok(report) => Some(ApplyOutcome { applied: report.applied, refused: Vec::new() }),
+                    Ok(report) if !crate::ffi::unresolved_foreign_keys(conn)? => {
+                        conn.execute_batch("RELEASE cloudsync_whole")?;
+                        Some(ApplyOutcome { applied: report.applied, refused: Vec::new() })
+                    }
                     Err(e) if sqlstate_of(&e).is_none() => return Err(e),
-                    // A constraint refused a row: find which, row by row.
-                    Err(_) => None,
+                    // A constraint refused a row, or a deferred foreign key would fail
+                    // the commit (every row with it): find which rows, row by row.
+                    _ => {
+                        conn.execute_batch("ROLLBACK TO cloudsync_whole; RELEASE cloudsync_whole")?;
+                        None
+                    }
                 }
             };
             let outcome = match whole {
                 Some(outcome) => outcome,
                 None => apply_rows(conn, &self.state, &cs, policies)?,
             };
-            // A commit can still fail (a deferred foreign key); the transaction rolls
-            // back when dropped.
+            // Deferred foreign keys were checked above, row by row; anything else that
+            // fails the commit rolls the transaction back when dropped.
             txn.commit()?;
             Ok(outcome)
         })
@@ -265,65 +274,86 @@ fn row_allowed(conn: &Connection, t: &SyncTable, key: &[Value], expr: &str) -> R
 }
 
 /// Applies `cs` one row at a time, each in a savepoint, checking write policies before
-/// and after the merge; refused rows are rolled back and reported.
+/// and after the merge and foreign keys after it (deferred ones too: what the commit
+/// would check); refused rows are rolled back and reported. A row refused for a
+/// foreign key is tried again once other rows applied (its parent may come later in
+/// the payload: `apply_row_by_row`).
 fn apply_rows(conn: &Connection, state: &ConnState, cs: &Changeset, policies: &Policies) -> Result<ApplyOutcome> {
-    let mut done = ApplyOutcome::default();
-    for row_cs in cs.single_rows() {
-        let row = &row_cs.rows[0];
-        let table = row_cs.tables[row.table].name.clone();
-        let policy = policy_of(policies, &table);
-        let synced = SyncTable::load(conn, &table)?;
-        let values = match (&synced, policy) {
-            (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
-            _ => None,
-        };
-        let key = show_key(&row.pk);
-        let refuse = |sqlstate: &str, message: String| RefusedRow {
-            table: table.clone(),
-            key: key.clone(),
-            sqlstate: Sqlstate::from(sqlstate),
-            message,
-        };
-        // Whether the write policy admits the row as it is now (None: no policy, or no
-        // such row).
-        let admitted = || -> Result<Option<bool>> {
-            let (Some(t), Some(expr), Some(k)) = (&synced, policy, &values) else { return Ok(None) };
-            row_allowed(conn, t, k, expr)
-        };
-        conn.execute_batch("SAVEPOINT cloudsync_row")?;
-        let outcome = if admitted()? == Some(false) {
-            Err(refuse(
+    let (applied, refused) = apply_row_by_row(cs, |row_cs| apply_row(conn, state, row_cs, policies))?;
+    Ok(ApplyOutcome { applied, refused: refused.into_iter().map(|(_, r)| r).collect() })
+}
+
+/// One row of [`apply_rows`], in its own savepoint.
+fn apply_row(
+    conn: &Connection,
+    state: &ConnState,
+    row_cs: &Changeset,
+    policies: &Policies,
+) -> Result<RowAttempt<RefusedRow>> {
+    let row = &row_cs.rows[0];
+    let table = row_cs.tables[row.table].name.clone();
+    let policy = policy_of(policies, &table);
+    let synced = SyncTable::load(conn, &table)?;
+    let values = match (&synced, policy) {
+        (Some(t), Some(_)) => Some(decode_key(&row.pk, t.pk.len())?),
+        _ => None,
+    };
+    let key = show_key(&row.pk);
+    let refuse = |sqlstate: &str, message: String| RefusedRow {
+        table: table.clone(),
+        key: key.clone(),
+        sqlstate: Sqlstate::from(sqlstate),
+        message,
+    };
+    // Whether the write policy admits the row as it is now (None: no policy, or no
+    // such row).
+    let admitted = || -> Result<Option<bool>> {
+        let (Some(t), Some(expr), Some(k)) = (&synced, policy, &values) else { return Ok(None) };
+        row_allowed(conn, t, k, expr)
+    };
+    conn.execute_batch("SAVEPOINT cloudsync_row")?;
+    let before = crate::ffi::unresolved_foreign_keys(conn)?;
+    let outcome = if admitted()? == Some(false) {
+        Err(refuse(
+            Sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "row ({key}) of table \"{table}\" may not be changed by this user (row-level security: write policy)"
+            ),
+        ))
+    } else {
+        match apply_with(conn, state, row_cs, Values::Exact) {
+            Ok(_) if admitted()? == Some(false) => Err(refuse(
                 Sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("row ({key}) of table \"{table}\" may not be changed by this user (row-level security: write policy)"),
-            ))
-        } else {
-            match apply_with(conn, state, &row_cs, Values::Exact) {
-                Ok(_) if admitted()? == Some(false) => Err(refuse(
-                    Sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("new row violates row-level security (write policy) for table \"{table}\""),
-                )),
-                Ok(report) => Ok(report.applied),
-                Err(e) => match sqlstate_of(&e) {
-                    Some(sqlstate) => Err(refuse(sqlstate.as_str(), e.to_string())),
-                    None => {
-                        let _ = conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row");
-                        return Err(e);
-                    }
-                },
-            }
-        };
-        match outcome {
-            Ok(n) => {
-                conn.execute_batch("RELEASE cloudsync_row")?;
-                done.applied += n;
-            }
-            Err(refused) => {
-                conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row")?;
-                done.refused.push(refused);
-            }
+                format!("new row violates row-level security (write policy) for table \"{table}\""),
+            )),
+            Ok(_) if crate::ffi::unresolved_foreign_keys(conn)? && !before => Err(refuse(
+                Sqlstate::FOREIGN_KEY,
+                format!(
+                    "FOREIGN KEY constraint failed: row ({key}) of table \"{table}\" refers to a row that does not \
+                     exist, or a row that still exists refers to it"
+                ),
+            )),
+            Ok(report) => Ok(report.applied),
+            Err(e) => match sqlstate_of(&e) {
+                Some(sqlstate) => Err(refuse(sqlstate.as_str(), e.to_string())),
+                None => {
+                    let _ = conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row");
+                    return Err(e);
+                }
+            },
         }
-    }
-    Ok(done)
+    };
+    Ok(match outcome {
+        Ok(n) => {
+            conn.execute_batch("RELEASE cloudsync_row")?;
+            RowAttempt::Applied(n)
+        }
+        Err(refused) => {
+            conn.execute_batch("ROLLBACK TO cloudsync_row; RELEASE cloudsync_row")?;
+            let retry = refused.sqlstate.is(Sqlstate::FOREIGN_KEY);
+            RowAttempt::Refused { refusal: refused, retry }
+        }
+    })
 }
 
 /// Creates what the guard emitted, statement by statement, then enables sync on the new

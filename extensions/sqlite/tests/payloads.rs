@@ -162,3 +162,75 @@ fn payload_files_roundtrip() {
     let e = b.query_row("SELECT cloudsync_payload_load('/nonexistent/x.bin')", [], |r| r.get::<_, i64>(0)).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/x.bin"));
 }
+
+/// The central copy as the service opens it, foreign keys on: a device's row whose
+/// parent another device deleted is refused alone (23503) instead of failing the
+/// commit with the whole upload, and a child listed before its parent still applies.
+#[test]
+fn a_broken_foreign_key_refuses_its_row_not_the_upload() {
+    const SCHEMA: &str = "CREATE TABLE lists (id TEXT PRIMARY KEY NOT NULL, name TEXT);
+        CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, list TEXT REFERENCES lists (id) ON DELETE CASCADE,
+                            title TEXT CHECK (title IS NULL OR title <> 'bad'));
+        CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT);
+        SELECT cloudsync_init('lists'); SELECT cloudsync_init('items'); SELECT cloudsync_init('notes');";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.sqlite");
+    let central = rusqlite::Connection::open(&path).unwrap();
+    cloudsync_sqlite::register(&central).unwrap();
+    central.execute_batch(SCHEMA).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    let replica = cloudsync_sqlite::Replica::new(conn).unwrap();
+
+    // The device (foreign keys off: its writes may come in any order) starts from the
+    // central copy.
+    let device = db();
+    device.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    // An older app version, without the central CHECK.
+    device.execute_batch(&SCHEMA.replace(" CHECK (title IS NULL OR title <> 'bad')", "")).unwrap();
+    central
+        .execute_batch("PRAGMA foreign_keys = ON; INSERT INTO lists VALUES ('l1', 'groceries'), ('l2', 'chores')")
+        .unwrap();
+    sync(&central, &device);
+    let since: i64 = one(&device, "SELECT cloudsync_db_version()");
+    let site: Vec<u8> = one(&device, "SELECT cloudsync_siteid()");
+    let site = cloudsync_core::SiteId::from_slice(&site).unwrap();
+    device
+        .execute_batch(
+            "INSERT INTO items VALUES ('orphan', 'l1', 'milk');
+             INSERT INTO items VALUES ('early', 'l3', 'before its list');
+             INSERT INTO lists VALUES ('l3', 'new list');
+             INSERT INTO notes VALUES ('n1', 'unrelated');",
+        )
+        .unwrap();
+    central.execute_batch("DELETE FROM lists WHERE id = 'l1'").unwrap();
+
+    let outcome = replica.apply(&payload(&device, since).unwrap(), site, &[]).unwrap();
+    let refused: Vec<(&str, &str)> = outcome.refused.iter().map(|r| (r.table.as_str(), r.sqlstate.as_str())).collect();
+    assert_eq!(refused, [("items", "23503")], "{:?}", outcome.refused);
+    assert!(outcome.refused[0].message.contains("FOREIGN KEY"), "{}", outcome.refused[0].message);
+    assert_eq!(
+        one::<String>(&central, "SELECT group_concat(id, ',') FROM (SELECT id FROM items ORDER BY id)"),
+        "early"
+    );
+    assert_eq!(
+        one::<String>(&central, "SELECT group_concat(id, ',') FROM (SELECT id FROM lists ORDER BY id)"),
+        "l2,l3"
+    );
+    assert_eq!(one::<String>(&central, "SELECT body FROM notes"), "unrelated");
+    assert_eq!(one::<i64>(&central, "SELECT count(*) FROM pragma_foreign_key_check"), 0, "nothing dangling was kept");
+
+    // A CHECK refusing a row sends the payload row by row; a child listed before its
+    // parent still applies there.
+    let since: i64 = one(&device, "SELECT cloudsync_db_version()");
+    device
+        .execute_batch(
+            "INSERT INTO items VALUES ('late', 'l4', 'x'); INSERT INTO lists VALUES ('l4', 'four');
+             INSERT INTO items VALUES ('refused', 'l4', 'bad');",
+        )
+        .unwrap();
+    let outcome = replica.apply(&payload(&device, since).unwrap(), site, &[]).unwrap();
+    let refused: Vec<(&str, &str)> = outcome.refused.iter().map(|r| (r.table.as_str(), r.sqlstate.as_str())).collect();
+    assert_eq!(refused, [("items", "23514")]);
+    assert_eq!(one::<String>(&central, "SELECT list FROM items WHERE id = 'late'"), "l4");
+}

@@ -170,3 +170,76 @@ fn composite_and_uuid_keys() {
     );
     assert_eq!(p.rows(q).len(), 3);
 }
+
+const PG_LISTS: &str = "CREATE TABLE lists (id text PRIMARY KEY, name text);
+    CREATE TABLE items (id text PRIMARY KEY, list text, title text CHECK (title <> 'bad'));
+    ALTER TABLE items ADD FOREIGN KEY (list) REFERENCES lists (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED;
+    CREATE TABLE notes (id text PRIMARY KEY, body text);
+    SELECT cloudsync_init('lists'); SELECT cloudsync_init('items'); SELECT cloudsync_init('notes');";
+const LITE_LISTS: &str = "CREATE TABLE lists (id TEXT PRIMARY KEY NOT NULL, name TEXT);
+    CREATE TABLE items (id TEXT PRIMARY KEY NOT NULL, list TEXT, title TEXT);
+    CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, body TEXT);
+    SELECT cloudsync_init('lists'); SELECT cloudsync_init('items'); SELECT cloudsync_init('notes');";
+
+/// `cloudsync_payload_apply_rows` in a transaction that then commits: (applied,
+/// refused rows as `table:sqlstate`).
+fn apply_rows(p: &mut PgReplica, payload: &[u8]) -> (i64, Vec<String>) {
+    let mut tx = p.client.transaction().unwrap();
+    let row = tx
+        .query_one(
+            "SELECT applied, ARRAY(SELECT (r ->> 'table') || ':' || (r ->> 'sqlstate') FROM jsonb_array_elements(refused) r) \
+             FROM cloudsync_payload_apply_rows($1)",
+            &[&payload],
+        )
+        .unwrap_or_else(|e| panic!("apply_rows: {}", cloudsync_pg_interop::describe(&e)));
+    tx.commit().unwrap_or_else(|e| panic!("commit: {}", cloudsync_pg_interop::describe(&e)));
+    (row.get(0), row.get(1))
+}
+
+#[test]
+#[ignore = "needs the cloudsync extension installed in PostgreSQL: run `cargo xtask pg test`"]
+fn a_broken_deferred_foreign_key_refuses_its_row_not_the_upload() {
+    let mut p = PgReplica::new();
+    p.exec(PG_LISTS);
+    p.exec("INSERT INTO lists VALUES ('l1', 'groceries'), ('l2', 'chores')");
+    let device = SqliteReplica::new();
+    device.exec(LITE_LISTS);
+    let mut device = device;
+    assert!(sync(&mut p, &mut device) > 0);
+    let since = device.db_version();
+
+    // Offline, the device adds an item to l1 (which another device deletes meanwhile),
+    // items whose list it creates later (listed first in the payload), and a note.
+    device.exec(
+        "INSERT INTO items VALUES ('orphan', 'l1', 'milk');
+         INSERT INTO items VALUES ('early', 'l3', 'before its list');
+         INSERT INTO items VALUES ('early2', 'l3', 'also before its list');
+         INSERT INTO lists VALUES ('l3', 'new list');
+         INSERT INTO notes VALUES ('n1', 'unrelated');
+         UPDATE lists SET name = 'chores (renamed)' WHERE id = 'l2';",
+    );
+    p.exec("DELETE FROM lists WHERE id = 'l1'");
+    let payload = device.payload(since).unwrap();
+    let (applied, refused) = apply_rows(&mut p, &payload);
+    // Only the orphan is refused (23503, at the row, not at COMMIT); the rest applied.
+    assert_eq!(refused, ["items:23503"]);
+    assert!(applied > 0);
+    assert_eq!(
+        p.rows("SELECT id, list FROM items ORDER BY id"),
+        vec![vec![t("early"), t("l3")], vec![t("early2"), t("l3")]]
+    );
+    assert_eq!(p.rows("SELECT id FROM lists ORDER BY id"), vec![vec![t("l2")], vec![t("l3")]]);
+    assert_eq!(p.rows("SELECT body FROM notes"), vec![vec![t("unrelated")]]);
+    assert_eq!(p.one("SELECT name FROM lists WHERE id = 'l2'"), t("chores (renamed)"));
+
+    // A constraint refusing a row sends the whole payload row by row; a child listed
+    // before its parent still applies there.
+    let since = device.db_version();
+    device.exec(
+        "INSERT INTO items VALUES ('late', 'l4', 'before its list'); INSERT INTO lists VALUES ('l4', 'four');
+         INSERT INTO items VALUES ('refused', 'l4', 'bad');",
+    );
+    let (_, refused) = apply_rows(&mut p, &device.payload(since).unwrap());
+    assert_eq!(refused, ["items:23514"]);
+    assert_eq!(p.one("SELECT list FROM items WHERE id = 'late'"), t("l4"));
+}
