@@ -69,6 +69,11 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The database refused the caller's role (privileges, row-level security): a
+    /// configuration of the database for its operator to change, not a malformed
+    /// request (`403 permission_denied`).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A request that conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
@@ -143,6 +148,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::SchemaMismatch(_) => (StatusCode::CONFLICT, "schema_mismatch"),
             ApiError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
@@ -197,6 +203,8 @@ impl From<CpError> for ApiError {
                     code @ ("time_budget_exceeded" | "refused_sql") => {
                         ApiError::Rejected { code, message: e.public_message() }
                     }
+                    // The database's privileges or policies: its operator's to change.
+                    "permission_denied" => ApiError::PermissionDenied(e.public_message()),
                     _ => ApiError::BadRequest(e.public_message()),
                 }
             }

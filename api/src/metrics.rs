@@ -193,7 +193,11 @@ impl Metrics {
                 "Devices seen within the window, service-wide",
                 &["window"],
             ),
-            resources: gauge("cloudsync_resources", "Tenants and databases, service-wide", &["kind"]),
+            resources: gauge(
+                "cloudsync_resources",
+                "Tenants, databases and devices failing to receive, service-wide",
+                &["kind"],
+            ),
             pool: gauge("cloudsync_pool_connections", "Connections of this node's pools", &["pool", "state"]),
             long_polls: gauge(
                 "cloudsync_long_polls",
@@ -312,6 +316,7 @@ impl Metrics {
                 self.active_devices.with_label_values(&["24h"]).set(o.active_day);
                 self.resources.with_label_values(&["tenants"]).set(o.tenants);
                 self.resources.with_label_values(&["databases"]).set(o.databases);
+                self.resources.with_label_values(&["devices_failing_to_receive"]).set(o.receive_failing);
             }
             Err(e) => {
                 self.count_store_error(&e);

@@ -189,6 +189,8 @@ fn postgres_backend_applies_and_reads_as_each_user() {
         "1"
     );
 
+    privileges_and_rls_changes_reach_devices(&server, &schema_path, &sync_url, dir.path(), &pg.url);
+
     std::thread::sleep(Duration::from_millis(200));
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.is_empty(), "the server logs at debug level in this test");
@@ -326,6 +328,21 @@ fn scenario(
     bob.sql("INSERT INTO todos (id, owner_id, title) VALUES ('a1', 'bob', 'mine')");
     let status = settle(&mut bob);
     assert_eq!(status["device"]["refused"][0]["key"], "'a1'", "{status}");
+    // Each device records what the database refused of its own in `cloudsync_refused`.
+    assert_eq!(
+        alice.sql("SELECT tbl, key, code FROM cloudsync_refused"),
+        [vec![json!("todos"), json!("'x1'"), json!("42501")]]
+    );
+    assert_eq!(bob.sql("SELECT tbl, key FROM cloudsync_refused"), [vec![json!("todos"), json!("'a1'")]]);
+    // A row refused, then changed so that the database accepts it: once the server
+    // confirms applying the change, the row leaves `cloudsync_refused`.
+    alice.sql("INSERT INTO todos (id, owner_id, title) VALUES ('r1', 'bob', 'mistake')");
+    settle(&mut alice);
+    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_refused WHERE key = '''r1'''"), json!(1));
+    alice.sql("UPDATE todos SET owner_id = 'alice' WHERE id = 'r1'");
+    settle(&mut alice);
+    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_refused WHERE key = '''r1'''"), json!(0));
+    assert_eq!(alice.one("SELECT count(*) FROM cloudsync_refused"), json!(1), "x1 is still refused");
 
     // A shared row and direct changes in the central database reach exactly who may
     // see them.
@@ -425,8 +442,75 @@ fn scenario(
     assert!(e.contains("role 'service_role' is not allowed"), "{e}");
 
     // Operator actions bypass the policies (on PostgreSQL: the backend's BYPASSRLS
-    // role): every row counts — a1, a2, a3, b1, s1, and alice's n1 and n2 (synced
-    // after the visibility check; her delete of a2, no longer hers, is refused).
+    // role): every row counts — a1, a2, a3, b1, s1, r1 (refused, then accepted), and
+    // alice's n1 and n2 (synced after the visibility check; her delete of a2, no longer
+    // hers, is refused).
     let all = tables(server, t, d);
-    assert_eq!((all["rows"].clone(), all["key"].clone()), (json!(7), json!(["id"])), "{all}");
+    assert_eq!((all["rows"].clone(), all["key"].clone()), (json!(8), json!(["id"])), "{all}");
+}
+
+/// What a role may read changes on the database's side; devices follow:
+/// - a synced table the role has no `SELECT` privilege on is left out of its downloads
+///   (the rest still arrives, and the device's status names the table) instead of
+///   failing every download;
+/// - a `GRANT` on it, and row-level security switched off on the last table that had
+///   it, start the device's feed over: rows that became readable arrive although they
+///   did not change.
+fn privileges_and_rls_changes_reach_devices(
+    server: &Server,
+    schema_path: &str,
+    sync_url: &str,
+    dir: &std::path::Path,
+    pg_url: &str,
+) {
+    const SECRETS: &str = "CREATE TABLE secrets (id TEXT PRIMARY KEY NOT NULL, body TEXT)";
+    let (s, v) = call(server, "POST", schema_path, Some(json!({ "sql": SECRETS })));
+    assert_eq!(s, 200, "{v}");
+    psql(
+        pg_url,
+        "INSERT INTO secrets VALUES ('s1', 'kept from devices');
+         INSERT INTO todos (id, owner_id, title) VALUES ('c1', 'carol', 'carol''s own');",
+    );
+    let mut dana = PyDevice::open("dana", &dir.join("dana.db"));
+    join(&mut dana, sync_url, &jwt("dana", Some("authenticated")));
+    dana.sql(SECRETS);
+    dana.sql("SELECT cloudsync_init('secrets')");
+    dana.sql("INSERT INTO todos (id, owner_id, title) VALUES ('d1', 'dana', 'mine')");
+    let answer = dana.sync(0).unwrap();
+    // No 400 (nor any failure): the table is skipped and said so.
+    assert_eq!(answer["receive"]["unreadable_tables"], json!(["secrets"]), "{answer}");
+    drain(&mut [&mut dana]);
+    dana.sync(0).unwrap();
+    assert_eq!(dana.one("SELECT count(*) FROM secrets"), json!(0));
+    assert!(!ids(&mut dana).contains(&"c1".to_string()), "RLS hides carol's row");
+    assert!(ids(&mut dana).contains(&"d1".to_string()));
+
+    // A grant: the row that became readable arrives, unchanged since.
+    psql(pg_url, "GRANT SELECT ON secrets TO authenticated");
+    let answer = dana.sync(0).unwrap();
+    assert_eq!(answer["receive"]["unreadable_tables"], json!([]), "{answer}");
+    assert_eq!(dana.one("SELECT body FROM secrets WHERE id = 's1'"), json!("kept from devices"));
+
+    // Row-level security off on todos, the last table that had it on: carol's row,
+    // unchanged, reaches dana.
+    psql(pg_url, "ALTER TABLE todos DISABLE ROW LEVEL SECURITY");
+    dana.sync(0).unwrap();
+    assert!(ids(&mut dana).contains(&"c1".to_string()), "{:?}", ids(&mut dana));
+    psql(pg_url, "ALTER TABLE todos ENABLE ROW LEVEL SECURITY");
+
+    // A privilege the database refuses on a read is the operator's to fix, not a
+    // malformed request: 403 permission_denied (the visibility check reads as the role).
+    psql(pg_url, "REVOKE SELECT ON secrets FROM authenticated");
+    let site = dana.one("SELECT hex(cloudsync_siteid())");
+    let key = cloudsync_core::value::encode_key(&[cloudsync_core::Value::Text(b"s1".to_vec())]);
+    let (status, body) = http(
+        "POST",
+        &format!("{sync_url}/visibility"),
+        Some(&jwt("dana", Some("authenticated"))),
+        Some(json!({ "table": "secrets", "keys": [hex::encode(key)] }).to_string().into_bytes()),
+        &[("content-type", "application/json"), ("x-cloudsync-site", site.as_str().unwrap())],
+    )
+    .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("permission_denied")), "{body}");
 }

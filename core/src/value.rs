@@ -59,9 +59,7 @@ impl Value {
             Value::Real(r) => format!("{r:?} (real)"),
             Value::Text(t) => {
                 let text = String::from_utf8_lossy(t);
-                let short: String = text.chars().take(32).filter(|c| !c.is_control()).collect();
-                let more = if text.chars().count() > 32 { "…" } else { "" };
-                format!("'{}{more}' (text)", short.replace('\'', "''"))
+                format!("'{}' (text)", shown(&text, 32).replace('\'', "''"))
             }
             Value::Blob(b) => {
                 let hex: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
@@ -201,6 +199,17 @@ pub fn decode_key(mut input: &[u8], columns: usize) -> Result<Vec<Value>, Decode
         return Err(DecodeError::TrailingBytes(input.len(), "primary key"));
     }
     Ok(out)
+}
+
+/// Text someone else chose (a payload, a request), as an answer or a log shows it: at
+/// most `max` characters, control characters dropped, `…` when cut. One rule for every
+/// message that repeats what it was given.
+pub fn shown(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if text.chars().filter(|c| !c.is_control()).nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// A primary key (the payload's encoding) as people read it: `'a1'`, `42`, `'x', 3`;

@@ -266,6 +266,33 @@ fn device_row(base: &str, csrf: &str, d: Device) -> impl IntoView {
             </form>
         }
     });
+    // What stands wrong with it: an upload that failed (not one an operator discarded),
+    // applying downloads failing on the device, rows the database refused.
+    let receive = d.receive_error_code.clone().map(|code| {
+        let since = d.receive_failing_since.map(when).unwrap_or_default();
+        let why = d.receive_error_message.clone().unwrap_or_default();
+        view! {
+            <p class="receive-failing">
+                <span class="badge attention">"receive failing"</span>
+                {format!(" since {since}, because {why} ({code})")}
+            </p>
+        }
+    });
+    let refused = (d.refused_uploads > 0).then(|| {
+        let n = d.refused_uploads;
+        view! {
+            <span class="badge attention" title="Uploads of this device whose rows the database partly refused; see its jobs">
+                {format!("{n} upload{} with refused rows", if n == 1 { "" } else { "s" })}
+            </span>
+        }
+    });
+    let nothing = d.last_error.is_none() && receive.is_none() && refused.is_none();
+    let problems = view! {
+        {d.last_error.clone().map(|e| view! { <p>{e}</p> })}
+        {receive}
+        {refused}
+        {nothing.then_some("-")}
+    };
     view! {
         <tr>
             <td><code title=d.site_id.clone()>{d.site_id.get(..12).unwrap_or("").to_string()}</code></td>
@@ -274,7 +301,7 @@ fn device_row(base: &str, csrf: &str, d: Device) -> impl IntoView {
             <td class="num">{count(d.requests)}</td>
             <td class="num">{format!("{} · {} changes", bytes(d.bytes_in), count(d.changes_in))}</td>
             <td class="num">{format!("{} · {} changes", bytes(d.bytes_out), count(d.changes_out))}</td>
-            <td class="wrap">{d.last_error.unwrap_or_else(|| "-".into())}</td>
+            <td class="wrap">{problems}</td>
             <td>{action}</td>
         </tr>
     }

@@ -120,6 +120,7 @@ pub async fn overview(
         ("Devices", count(o.devices)),
         ("Active in the last hour", count(o.active_hour)),
         ("Active in the last day", count(o.active_day)),
+        ("Failing to receive", count(o.receive_failing)),
     ];
     let jobs = [
         ("Pending", count(queue.pending - queue.retrying)),
@@ -127,9 +128,10 @@ pub async fn overview(
         ("Running", count(queue.running)),
         ("Dead", count(queue.dead)),
         ("Applied", count(queue.done)),
+        ("Applied with rows refused", count(queue.refused)),
         ("Oldest waiting", oldest),
     ];
-    let stat_list = |items: [(&'static str, String); 5]| {
+    let stat_list = |items: [(&'static str, String); 6]| {
         items.into_iter().map(|(k, v)| view! { <div><dt>{k}</dt><dd>{v}</dd></div> }).collect_view()
     };
     let job_list = jobs.into_iter().map(|(k, v)| view! { <div><dt>{k}</dt><dd>{v}</dd></div> }).collect_view();

@@ -32,6 +32,10 @@ pub mod header {
     pub const MORE: &str = "x-cloudsync-more";
     /// Number of changes in the chunk.
     pub const CHANGES: &str = "x-cloudsync-changes";
+    /// On a download, the synced tables the device's role may not read at all, which
+    /// the download left out: each name percent-encoded (UTF-8), separated by commas.
+    /// Absent when there are none.
+    pub const UNREADABLE: &str = "x-cloudsync-unreadable";
     /// The value of [`MORE`] when more changes follow.
     pub const MORE_FOLLOWS: &str = "1";
 }
@@ -112,6 +116,43 @@ pub struct DeviceStatus {
     /// Rows of applied uploads that the central database refused (row-level
     /// security, constraints), most recent first (of the last 20 such uploads).
     pub refused: Vec<Refusal>,
+    /// Applying downloads fails on the device, as it last reported (`PUT
+    /// {sync_url}/receive`); absent while they apply.
+    pub receive: Option<ReceiveFailing>,
+}
+
+/// A device's report of its receiving: `failure` while applying downloads fails on it
+/// (its own database refuses what the server sends), None once one applies again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveReport {
+    /// Why applying fails; None: it applies again.
+    pub failure: Option<ReceiveFailure>,
+}
+
+/// Why applying a download fails on a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveFailure {
+    /// Stable code: a SQLSTATE for a constraint (`23503`), a payload code
+    /// (`unknown_table`…), or `local_error` (at most 64 characters kept).
+    pub code: String,
+    /// The device's message (at most 500 characters kept).
+    pub message: String,
+}
+
+/// Receiving failing on a device, as the server shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceiveFailing {
+    /// Stable code, as the device reported it.
+    pub code: String,
+    /// The device's message.
+    pub message: String,
+    /// Since when (Unix ms): the first report of this run of failures.
+    pub since: i64,
 }
 
 /// A failed upload as a device sees it.
@@ -149,6 +190,11 @@ pub struct Refusal {
     pub retryable: bool,
     /// When the job was applied (Unix ms).
     pub refused_at: i64,
+    /// The device feed position the job's upload ended at: a later change of the row
+    /// (after it) that the server confirms applying clears the refusal on the device
+    /// (`cloudsync_refused`). Empty from servers that do not say.
+    #[serde(default)]
+    pub upto: String,
 }
 
 /// Most keys one visibility check may ask about.
@@ -190,6 +236,7 @@ mod tests {
             },
             retryable: false,
             refused_at: 1,
+            upto: "12".into(),
         };
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains(r#""table":"t""#) && !text.contains(r#""row""#), "{text}");

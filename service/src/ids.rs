@@ -54,7 +54,7 @@ impl SiteHex {
     /// Parses 32 hex characters.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
-            let shown: String = s.chars().take(40).filter(|c| !c.is_control()).collect();
+            let shown = cloudsync_core::value::shown(s, 40);
             Error::Invalid(format!("site id '{shown}' is not 32 hex characters"))
         };
         let bytes = hex::decode(s).map_err(|_| bad())?;

@@ -109,6 +109,13 @@ impl Server {
         self.operator("POST", path, body)
     }
 
+    /// `GET`s `path` as the operator; panics unless it succeeds.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v) = http("GET", &format!("{}{path}", self.url), Some(&self.token), None, &[]).unwrap();
+        assert!((200..300).contains(&status), "{path}: {status} {}", String::from_utf8_lossy(&v));
+        serde_json::from_slice(&v).unwrap()
+    }
+
     /// `PUT`s `body` to `path` as the operator; panics unless it succeeds.
     pub fn put(&self, path: &str, body: Value) -> Value {
         self.operator("PUT", path, body)

@@ -378,6 +378,13 @@ fn cloudsync_invisible_keys<'a>(tbl: &str, pks: Array<'a, &'a [u8]>, visible_to:
     })
 }
 
+/// The synced tables `role` has no `SELECT` privilege on: a feed read for that role
+/// (`visible_to`) leaves them out whole. What a device is told its downloads skip.
+#[pg_extern]
+fn cloudsync_unreadable_tables(role: &str) -> Vec<String> {
+    spi(|c| crate::feed::unreadable(c, role))
+}
+
 /// Merges a payload. Returns how many incoming changes changed local state.
 ///
 /// With `as_role`, the synced tables are read and written as that role (the caller

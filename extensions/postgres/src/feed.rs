@@ -64,7 +64,7 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(C
     let mut role = RoleSwitch::new(c, q.visible_to.as_deref())?;
     let mut rows: Vec<(Cursor, Vec<Change>)> = Vec::new();
     let mut sites: HashMap<u32, SiteId> = HashMap::new();
-    for t in SyncTable::all(c)? {
+    for t in readable(c, SyncTable::all(c)?, q.visible_to.as_deref())? {
         rows.extend(table_rows(c, &t, &mut role, q.after, horizon, None, q.after, &mut sites)?);
     }
     // Stable: rows of one table keep their order; tables interleave by position.
@@ -74,6 +74,43 @@ pub fn read(c: &mut SpiClient<'_>, q: &FeedQuery, horizon: u64) -> Result<Vec<(C
         .flat_map(|(at, changes)| changes.into_iter().map(move |ch| (at, ch)))
         .filter(|(_, ch)| q.except.is_none_or(|s| ch.site != s))
         .collect())
+}
+
+/// The synced tables `role` may read (all of them without a role): a table it has no
+/// `SELECT` privilege on is left out of its feed whole — deletions included, which
+/// would name its keys — rather than failing the read. The service tells the device
+/// which (`unreadable`); a later `GRANT` changes the database's visibility fingerprint,
+/// which starts the device's feed over.
+fn readable(c: &SpiClient<'_>, tables: Vec<SyncTable>, role: Option<&str>) -> Result<Vec<SyncTable>> {
+    let Some(role) = role else { return Ok(tables) };
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        if may_select(c, &t, role)? {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn may_select(c: &SpiClient<'_>, t: &SyncTable, role: &str) -> Result<bool> {
+    let yes = crate::sql::query_opt(
+        c,
+        "SELECT pg_catalog.has_table_privilege($1::name, $2::oid, 'SELECT')",
+        &[role.into(), t.relid.into()],
+        |r| Ok(r.get::<bool>(1)?.unwrap_or(false)),
+    )?;
+    Ok(yes.unwrap_or(false))
+}
+
+/// The synced tables `role` may not read ([`readable`] leaves them out), by name.
+pub fn unreadable(c: &SpiClient<'_>, role: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in SyncTable::all(c)? {
+        if !may_select(c, &t, role)? {
+            out.push(t.name);
+        }
+    }
+    Ok(out)
 }
 
 /// The rows of table `t` positioned after `after` and at a `db_version` at or below
@@ -227,7 +264,7 @@ pub fn encode_chunk(
 ) -> Result<(Option<Vec<u8>>, u64, Checkpoint, bool)> {
     fold::fold_all(c)?;
     let horizon = horizon(c)?;
-    let tables = SyncTable::all(c)?;
+    let tables = readable(c, SyncTable::all(c)?, visible_to)?;
     let mut infos: HashMap<String, (Algo, u64)> =
         tables.iter().map(|t| (t.name.clone(), (t.algo, t.fingerprint))).collect();
     let mut encoder = PayloadEncoder::new(encode_options(c)?);

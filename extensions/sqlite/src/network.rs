@@ -23,7 +23,8 @@ use std::time::Duration;
 use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::SiteId;
 use cloudsync_protocol::sync::{
-    header, Accepted, Invisible, NewUpload, SyncStatus, UploadRef, UploadTicket, VisibilityCheck, PAYLOAD_TYPE,
+    header, Accepted, Invisible, NewUpload, ReceiveFailure, ReceiveReport, SyncStatus, UploadRef, UploadTicket,
+    VisibilityCheck, PAYLOAD_TYPE,
 };
 use cloudsync_protocol::ErrorBody;
 use rusqlite::{Connection, OptionalExtension};
@@ -56,6 +57,8 @@ const SCHEMA_BEHIND: &str = "network_schema_behind";
 /// How many of this device's uploads the server last said failed for good (dead,
 /// waiting for an operator): while any is, this device has changes not applied.
 const DEAD_UPLOADS: &str = "network_dead_uploads";
+/// Set while this device last told the server applying downloads fails here.
+const RECEIVE_FAILING: &str = "network_receive_failing";
 
 fn setting(conn: &Connection, key: &str) -> Result<Option<String>> {
     if !meta::exists(conn)? {
@@ -108,7 +111,7 @@ pub fn init(conn: &Connection, url: &str) -> Result<()> {
         if previous.as_deref() != Some(url) {
             // A different server: its feed positions and its word on this device's
             // uploads mean nothing here.
-            for key in [SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS] {
+            for key in [SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS, RECEIVE_FAILING] {
                 set_setting(conn, key, None)?;
             }
         }
@@ -300,6 +303,19 @@ impl Client {
         answer.hidden.iter().map(|h| hex::decode(h).map_err(|_| net_err("a hidden key is not hex"))).collect()
     }
 
+    /// `PUT {sync_url}/receive`: tells the server applying downloads fails here
+    /// (`failure`), or applies again.
+    fn report_receive(&self, failure: Option<ReceiveFailure>) -> Result<()> {
+        let body = serde_json::to_vec(&ReceiveReport { failure }).map_err(|e| net_err(e.to_string()))?;
+        Self::finish(
+            self.request(self.agent.put(&format!("{}/receive", self.base)), true)
+                .header("Content-Type", "application/json")
+                .send(&body[..]),
+        )?
+        .check()?;
+        Ok(())
+    }
+
     fn status(&self) -> Result<SyncStatus> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
         Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
@@ -321,7 +337,7 @@ struct ServerView {
 fn server_view(conn: &Connection, client: &Client) -> Result<ServerView> {
     Ok(match client.status() {
         Ok(s) => {
-            remember_dead(conn, &s)?;
+            remember(conn, &s)?;
             let last_failure = s.device.failures.first().map_or(Value::Null, |f| json!(f));
             let dead = s.device.failures.iter().filter(|f| f.state == DEAD).map(|f| json!(f)).collect();
             ServerView { device: json!(s.device), last_failure, dead }
@@ -333,9 +349,73 @@ fn server_view(conn: &Connection, client: &Client) -> Result<ServerView> {
 /// A job's state when it failed for good.
 const DEAD: &str = "dead";
 
-fn remember_dead(conn: &Connection, s: &SyncStatus) -> Result<()> {
+/// Remembers what the server said of this device's uploads: how many are dead
+/// ([`has_unsent_changes`] counts them as unsent) and which rows it refused
+/// ([`remember_refused`]).
+fn remember(conn: &Connection, s: &SyncStatus) -> Result<()> {
     let dead = (s.device.dead > 0).then(|| s.device.dead.to_string());
-    set_setting(conn, DEAD_UPLOADS, dead.as_deref())
+    set_setting(conn, DEAD_UPLOADS, dead.as_deref())?;
+    remember_refused(conn, s)
+}
+
+/// Rewrites `cloudsync_refused(tbl, key, code, message, refused_at, job)` from the
+/// server's list of refused rows (its last 20 uploads with refusals), the newest
+/// refusal of each row, less the rows applied since: a row this device changed after
+/// the refused upload, in a change the server confirms applying (not refused again,
+/// or the newer refusal is listed instead). A row changed since but not yet confirmed
+/// stays listed until it is.
+fn remember_refused(conn: &Connection, s: &SyncStatus) -> Result<()> {
+    let mut newest: HashMap<(String, String), &cloudsync_protocol::sync::Refusal> = HashMap::new();
+    for r in &s.device.refused {
+        let slot = newest.entry((r.row.table.clone(), r.row.key.clone())).or_insert(r);
+        if r.job > slot.job {
+            *slot = r;
+        }
+    }
+    let confirmed = s.device.confirmed.as_deref().map(parse_checkpoint).transpose()?;
+    // The latest position of this device's own change to each row, from the oldest
+    // refused upload's end on (only needed when something was refused).
+    let since = newest.values().filter_map(|r| parse_checkpoint(&r.upto).ok()).map(|c| c.after).min();
+    let mut latest: HashMap<(String, String), cloudsync_core::Cursor> = HashMap::new();
+    if let (Some(since), Some(site)) = (since, meta::local_site(conn)?) {
+        fold::fold_all(conn)?;
+        let from = Checkpoint::complete(since);
+        let mut reader =
+            FeedReader::new(conn, FeedQuery { from, sites: SiteFilter::Only(site), ..FeedQuery::default() })?;
+        while let Some(c) = reader.next(conn)? {
+            let at = latest.entry((c.table, cloudsync_core::value::show_key(&c.pk))).or_insert(c.at);
+            *at = (*at).max(c.at);
+        }
+    }
+    in_savepoint(conn, "cloudsync_refused", || {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS cloudsync_refused (tbl TEXT NOT NULL, key TEXT NOT NULL, code TEXT NOT NULL, \
+             message TEXT NOT NULL, refused_at INTEGER NOT NULL, job INTEGER NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID;
+             DELETE FROM cloudsync_refused;",
+        )?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO cloudsync_refused (tbl, key, code, message, refused_at, job) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for ((table, key), r) in &newest {
+            let upto = parse_checkpoint(&r.upto).ok().map(|c| c.after);
+            let applied_since = match (latest.get(&(table.clone(), key.clone())), upto, confirmed) {
+                // A dead upload counts as confirmed (finished) but applied nothing.
+                (Some(at), Some(upto), Some(confirmed)) => *at > upto && *at <= confirmed.after && s.device.dead == 0,
+                _ => false,
+            };
+            if !applied_since {
+                insert.execute(rusqlite::params![
+                    table,
+                    key,
+                    r.row.sqlstate.as_str(),
+                    r.row.message,
+                    r.refused_at,
+                    r.job
+                ])?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The code of an upload the server refused because it names tables or columns the
@@ -413,11 +493,19 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
     let (mut applied, mut incoming, mut bytes, mut chunks) = (0u64, 0u64, 0usize, 0u64);
     let mut tables = serde_json::Map::new();
     let mut unknown = std::collections::BTreeSet::new();
+    let mut unreadable = std::collections::BTreeSet::new();
     let mut complete = true;
     let mut first = true;
     loop {
         let reply = client.download(received, if first { wait } else { Duration::ZERO })?;
         first = false;
+        unreadable.extend(
+            reply.header(header::UNREADABLE).into_iter().flat_map(|v| v.split(',')).filter(|n| !n.is_empty()).map(
+                |name| {
+                    percent_encoding::percent_decode_str(name).decode_utf8_lossy().chars().take(128).collect::<String>()
+                },
+            ),
+        );
         let next = reply.header(header::CURSOR).map(parse_checkpoint).transpose()?.unwrap_or(received);
         if reply.status == 204 {
             if next != received {
@@ -436,7 +524,20 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
             }
             set_setting(conn, RECEIVED, Some(&next.to_string()))?;
             Ok(report)
-        })?;
+        });
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => {
+                // This database refuses what the server sent: the server shows it on
+                // the device's status and page (best effort: the error is raised here
+                // whatever the report's fate).
+                let failure = ReceiveFailure { code: receive_failure_code(&e), message: e.to_string() };
+                if client.report_receive(Some(failure)).is_ok() {
+                    set_setting(conn, RECEIVE_FAILING, Some("1"))?;
+                }
+                return Err(e);
+            }
+        };
         unknown.extend(report.unknown.iter().cloned());
         received = next;
         applied += report.applied;
@@ -453,6 +554,10 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
             break;
         }
     }
+    // Applying works again: clear what this device reported failing.
+    if setting(conn, RECEIVE_FAILING)?.is_some() && client.report_receive(None).is_ok() {
+        set_setting(conn, RECEIVE_FAILING, None)?;
+    }
     Ok(json!({
         "changes": applied,
         "received": incoming,
@@ -462,9 +567,23 @@ pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Re
         // Tables and columns (`table.column`) the server has and this database does
         // not: their changes wait until its schema has them.
         "skipped_schema": unknown,
+        // Synced tables this device's role may not read on the server (no SELECT
+        // privilege): nothing of them is received until an operator grants it.
+        "unreadable_tables": unreadable,
         "received_cursor": received.to_string(),
         "complete": complete,
     }))
+}
+
+/// The stable code a device reports for a download its database refuses: the
+/// SQLSTATE of a constraint (`23503`…), the code of a payload that does not fit this
+/// database, `invalid_payload`, or `local_error`.
+fn receive_failure_code(e: &Error) -> String {
+    match e {
+        Error::Incompatible(i) => i.code().to_string(),
+        Error::Decode(_) => "invalid_payload".to_string(),
+        other => crate::replica::sqlstate_of(other).map_or_else(|| "local_error".to_string(), |s| s.to_string()),
+    }
 }
 
 /// Longest `Retry-After` a sync waits out before retrying; a longer one fails the call.
@@ -560,7 +679,7 @@ pub fn logout(conn: &Connection, state: &ConnState, force: bool) -> Result<()> {
             ))?;
             triggers::create_triggers(conn, &t)?;
         }
-        for key in [URL, SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS] {
+        for key in [URL, SENT, RECEIVED, SCHEMA_BEHIND, DEAD_UPLOADS, RECEIVE_FAILING] {
             set_setting(conn, key, None)?;
         }
         // A new identity: the server never sends a device its own changes back.
@@ -660,7 +779,7 @@ fn unconfirmed_keys(conn: &Connection, client: &Client) -> Result<HashMap<String
 pub fn status(conn: &Connection, state: &ConnState) -> Result<Value> {
     let client = Client::new(conn, state, Duration::ZERO)?;
     let s = client.status()?;
-    remember_dead(conn, &s)?;
+    remember(conn, &s)?;
     let mut v = json!(s);
     v["sent"] = json!(checkpoint(conn, SENT)?.to_string());
     v["received"] = json!(checkpoint(conn, RECEIVED)?.to_string());

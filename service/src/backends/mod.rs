@@ -115,10 +115,20 @@ pub trait TenantDb: Send + Sync {
     async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>>;
 
     /// A fingerprint of what decides which rows a device may read: the read policies
-    /// (SQLite), or the row-level security of the synced tables (PostgreSQL: whether it
-    /// is enabled, every policy's command, roles and expressions). None when nothing
-    /// restricts reads. When it changes, devices download everything visible again.
+    /// (SQLite), or the row-level security and privileges of the synced tables
+    /// (PostgreSQL: whether RLS is enabled, every policy's command, roles and
+    /// expressions and the functions they call, table and column grants). None when
+    /// nothing restricts reads. When it changes, devices download everything visible
+    /// again.
     async fn visibility(&self) -> Result<Option<String>>;
+
+    /// The synced tables `actor` may not read at all, which its downloads leave out
+    /// (PostgreSQL: no `SELECT` privilege). SQLite backends have none: their read
+    /// policies filter rows.
+    async fn unreadable(&self, actor: &Actor) -> Result<Vec<String>> {
+        let _ = actor;
+        Ok(Vec::new())
+    }
 
     /// The database's feed position.
     async fn db_version(&self) -> Result<u64>;

@@ -524,21 +524,45 @@ impl TenantDb for PgDb<'_> {
         ))
     }
 
-    /// A fingerprint of the row-level security of the synced tables (see
-    /// [`TenantDb::visibility`]); None when none of them has RLS on.
+    /// A fingerprint of what decides which rows of the synced tables a role reads (see
+    /// [`TenantDb::visibility`]): whether row-level security is on (and forced), the
+    /// policies, the table and column privileges, and the definition of each function
+    /// a policy calls. Always present: switching the last table's RLS off, or a
+    /// `GRANT`, must start devices over as much as switching it on does.
     async fn visibility(&self) -> Result<Option<String>> {
         let pool = self.pool().await?;
-        let row: (bool, Option<String>) = sqlx::query_as(
-            "SELECT coalesce(bool_or(c.relrowsecurity), false), md5(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, \
-             (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
-                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)), ';' ORDER BY p.polname) \
-              FROM pg_policy p WHERE p.polrelid = c.oid)), ',' ORDER BY t.name)) \
+        let fingerprint: String = sqlx::query_scalar(
+            "SELECT md5(coalesce(string_agg(concat_ws('|', t.name, c.relrowsecurity, c.relforcerowsecurity, c.relacl::text, \
+               (SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum) FROM pg_attribute a \
+                 WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), \
+               (SELECT string_agg(concat_ws(':', p.polname, p.polcmd, p.polpermissive, p.polroles::text, \
+                  pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid), \
+                  (SELECT string_agg(md5(CASE WHEN f.prokind IN ('f', 'p') THEN pg_get_functiondef(f.oid) \
+                     ELSE f.oid::text END), ',' ORDER BY f.oid) \
+                   FROM pg_depend d JOIN pg_proc f ON f.oid = d.refobjid \
+                   WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid AND d.refclassid = 'pg_proc'::regclass)), \
+                 ';' ORDER BY p.polname) \
+                FROM pg_policy p WHERE p.polrelid = c.oid)), ',' ORDER BY t.name), '')) \
              FROM cloudsync.tables t JOIN pg_class c ON c.oid = t.relid",
         )
         .fetch_one(&pool)
         .await
         .map_err(pg_error)?;
-        Ok(if row.0 { row.1 } else { None })
+        Ok(Some(fingerprint))
+    }
+
+    async fn unreadable(&self, actor: &Actor) -> Result<Vec<String>> {
+        let pool = self.pool().await?;
+        let names =
+            sqlx::query_scalar("SELECT cloudsync_unreadable_tables($1)").bind(&actor.role).fetch_one(&pool).await;
+        match names {
+            Ok(names) => Ok(names),
+            // An extension from before this function reads every table or fails.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some(Sqlstate::UNDEFINED_FUNCTION) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(pg_error(e)),
+        }
     }
 
     async fn invisible(&self, actor: &Actor, table: String, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {

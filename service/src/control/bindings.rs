@@ -69,7 +69,7 @@ fn parse_subject(subject: &str) -> Result<()> {
     } else {
         Err(Error::Invalid(format!(
             "a subject is 'user:<JWT user id>' or 'key:<API key id>', got '{}'",
-            subject.chars().take(80).filter(|c| !c.is_control()).collect::<String>()
+            cloudsync_core::value::shown(subject, 80)
         )))
     }
 }

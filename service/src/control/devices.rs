@@ -15,6 +15,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use cloudsync_core::value::shown;
+
 use crate::control::ControlPlane;
 use crate::ids::{now_ms, DatabaseId, SiteHex, TenantId};
 use crate::page::{Page, PageRequest};
@@ -54,8 +56,17 @@ pub struct Device {
     pub confirmed_upload: Option<String>,
     /// Server position the device last downloaded after (it holds everything before).
     pub confirmed_download: Option<String>,
-    /// The latest error of one of its uploads, if any.
+    /// The latest error of one of its uploads that still stands (a discarded upload's
+    /// is an operator's decision, no longer the device's problem), if any.
     pub last_error: Option<String>,
+    /// Uploads of its whose rows the database partly refused (of the jobs retained).
+    pub refused_uploads: i64,
+    /// Applying downloads fails on the device, as it last reported: the code.
+    pub receive_error_code: Option<String>,
+    /// ... the device's message.
+    pub receive_error_message: Option<String>,
+    /// ... and since when (Unix ms).
+    pub receive_failing_since: Option<i64>,
     /// When it was blocked, if it is.
     pub blocked_at: Option<i64>,
     /// Why it was blocked.
@@ -78,6 +89,10 @@ fn device_of(r: &AnyRow) -> Result<Device> {
         confirmed_upload: r.try_get("confirmed_upload")?,
         confirmed_download: r.try_get("last_download")?,
         last_error: r.try_get("last_error")?,
+        refused_uploads: r.try_get("refused_uploads")?,
+        receive_error_code: r.try_get("receive_error_code")?,
+        receive_error_message: r.try_get("receive_error_message")?,
+        receive_failing_since: r.try_get("receive_failing_since")?,
         blocked_at: r.try_get("blocked_at")?,
         blocked_reason: r.try_get("blocked_reason")?,
     })
@@ -89,7 +104,9 @@ const DEVICE_SELECT: &str = "SELECT d.*, \
        WHERE p.database_id = d.database_id AND p.site_id = d.site_id AND p.state IN ('pending', 'running')), \
        9223372036854775807) ORDER BY j.id DESC LIMIT 1) AS confirmed_upload, \
     (SELECT j.error_message FROM jobs j WHERE j.database_id = d.database_id AND j.site_id = d.site_id \
-       AND j.error_message IS NOT NULL ORDER BY j.id DESC LIMIT 1) AS last_error \
+       AND j.error_message IS NOT NULL AND j.state <> 'discarded' ORDER BY j.id DESC LIMIT 1) AS last_error, \
+    (SELECT count(*) FROM jobs j WHERE j.database_id = d.database_id AND j.site_id = d.site_id \
+       AND j.refused IS NOT NULL) AS refused_uploads \
     FROM devices d";
 
 /// Usage over a time range.
@@ -364,6 +381,40 @@ impl ControlPlane {
         .bind(now)
         .bind(fingerprint)
         .bind(cursor)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a device's report of its receiving (`failure`: applying downloads fails
+    /// on it; None: it applies again). A run of failures keeps the time of its first
+    /// report. The code and message are the device's: cut to 64 and 500 characters,
+    /// control characters dropped.
+    pub async fn set_receive_failure(
+        &self,
+        db: &DatabaseId,
+        site: &SiteHex,
+        failure: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let (code, message) = match failure {
+            Some((code, message)) => (Some(shown(code, 64)), Some(shown(message, 500))),
+            None => (None, None),
+        };
+        let since = code.as_ref().map(|_| now);
+        sqlx::query(
+            "INSERT INTO devices (database_id, site_id, first_seen, last_seen, receive_error_code, receive_error_message, \
+             receive_failing_since) VALUES ($1, $2, $3, $3, $4, $5, $6) ON CONFLICT (database_id, site_id) DO UPDATE SET \
+             receive_error_code = excluded.receive_error_code, receive_error_message = excluded.receive_error_message, \
+             receive_failing_since = CASE WHEN excluded.receive_failing_since IS NULL THEN NULL \
+               ELSE coalesce(devices.receive_failing_since, excluded.receive_failing_since) END",
+        )
+        .bind(db.as_str())
+        .bind(site.to_string())
+        .bind(now)
+        .bind(code)
+        .bind(message)
+        .bind(since)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -155,7 +155,7 @@ pub struct NewJob {
     pub actor: Actor,
 }
 
-pub use cloudsync_protocol::sync::{DeviceStatus, Failure, Refusal};
+pub use cloudsync_protocol::sync::{DeviceStatus, Failure, ReceiveFailing, Refusal};
 
 /// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at 5 minutes.
 pub fn backoff(attempts: i64) -> Duration {
@@ -446,7 +446,7 @@ impl ControlPlane {
             })
             .collect::<Result<Vec<_>>>()?;
         let rows = sqlx::query(
-            "SELECT id, refused, finished_at FROM jobs WHERE database_id = $1 AND site_id = $2 \
+            "SELECT id, refused, finished_at, to_cursor FROM jobs WHERE database_id = $1 AND site_id = $2 \
              AND refused IS NOT NULL ORDER BY id DESC LIMIT 20",
         )
         .bind(db.as_str())
@@ -457,6 +457,7 @@ impl ControlPlane {
         for r in &rows {
             let job: i64 = r.try_get("id")?;
             let at: Option<i64> = r.try_get("finished_at")?;
+            let upto: String = r.try_get("to_cursor")?;
             let list: Vec<RefusedRow> = serde_json::from_str(&r.try_get::<String, _>("refused")?)
                 .map_err(|e| Error::Invalid(format!("stored refused rows: {e}")))?;
             refused.extend(list.into_iter().map(|row| Refusal {
@@ -464,9 +465,24 @@ impl ControlPlane {
                 row,
                 retryable: false,
                 refused_at: at.unwrap_or(0),
+                upto: upto.clone(),
             }));
         }
+        let receive: Option<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT receive_error_code, receive_error_message, receive_failing_since FROM devices \
+             WHERE database_id = $1 AND site_id = $2",
+        )
+        .bind(db.as_str())
+        .bind(&site)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let receive = match receive {
+            Some((Some(code), message, Some(since))) => {
+                Some(ReceiveFailing { code, message: message.unwrap_or_default(), since })
+            }
+            _ => None,
+        };
         tx.commit().await?;
-        Ok(DeviceStatus { accepted, confirmed, pending, dead, failures, refused })
+        Ok(DeviceStatus { accepted, confirmed, pending, dead, failures, refused, receive })
     }
 }

@@ -87,6 +87,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_tenant_quotas.sql"),
         include_str!("../../migrations/postgres/0006_tenant_quotas.sql"),
     ),
+    (
+        7,
+        "receive failures",
+        include_str!("../../migrations/sqlite/0007_receive_failures.sql"),
+        include_str!("../../migrations/postgres/0007_receive_failures.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

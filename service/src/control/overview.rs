@@ -61,6 +61,8 @@ pub struct QueueHealth {
     pub discarded: i64,
     /// Waiting jobs that have failed at least once (retrying).
     pub retrying: i64,
+    /// Applied jobs some of whose rows the database refused (`done`, not whole).
+    pub refused: i64,
     /// Age of the oldest pending or running job (ms), if any.
     pub oldest_waiting_ms: Option<i64>,
 }
@@ -78,6 +80,8 @@ pub struct Overview {
     pub active_hour: i64,
     /// Devices seen in the last 24 hours.
     pub active_day: i64,
+    /// Devices that last reported applying downloads fails on them.
+    pub receive_failing: i64,
     /// The job queue.
     pub queue: QueueHealth,
 }
@@ -117,6 +121,7 @@ impl ControlPlane {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT j.state AS state, CAST(count(*) AS BIGINT) AS n, \
              CAST(sum(CASE WHEN j.attempts > 0 THEN 1 ELSE 0 END) AS BIGINT) AS retried, \
+             CAST(sum(CASE WHEN j.refused IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS refused, \
              CAST(min(j.created_at) AS BIGINT) AS oldest \
              FROM jobs j JOIN databases db ON db.id = j.database_id WHERE {IN_SCOPE} GROUP BY j.state"
         )))
@@ -134,7 +139,10 @@ impl ControlPlane {
                     q.retrying = r.try_get::<Option<i64>, _>("retried")?.unwrap_or(0);
                 }
                 "running" => q.running = n,
-                "done" => q.done = n,
+                "done" => {
+                    q.done = n;
+                    q.refused = r.try_get::<Option<i64>, _>("refused")?.unwrap_or(0);
+                }
                 "dead" => q.dead = n,
                 "discarded" => q.discarded = n,
                 _ => continue,
@@ -170,7 +178,8 @@ impl ControlPlane {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT CAST(count(*) AS BIGINT) AS devices, \
              CAST(coalesce(sum(CASE WHEN d.last_seen >= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS hour, \
-             CAST(coalesce(sum(CASE WHEN d.last_seen >= $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS day \
+             CAST(coalesce(sum(CASE WHEN d.last_seen >= $4 THEN 1 ELSE 0 END), 0) AS BIGINT) AS day, \
+             CAST(coalesce(sum(CASE WHEN d.receive_error_code IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS receiving \
              FROM devices d JOIN databases db ON db.id = d.database_id WHERE {IN_SCOPE}"
         )))
         .bind(scope.tenant_str())
@@ -185,6 +194,7 @@ impl ControlPlane {
             devices: row.try_get("devices")?,
             active_hour: row.try_get("hour")?,
             active_day: row.try_get("day")?,
+            receive_failing: row.try_get("receiving")?,
             queue: self.queue_health(scope).await?,
         })
     }

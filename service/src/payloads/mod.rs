@@ -144,7 +144,7 @@ pub fn check_key(key: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        let shown: String = key.chars().take(80).filter(|c| !c.is_control()).collect();
+        let shown = cloudsync_core::value::shown(key, 80);
         Err(Error::Invalid(format!("invalid object key '{shown}'")))
     }
 }

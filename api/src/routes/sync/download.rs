@@ -13,7 +13,7 @@ use cloudsync_service::control::devices::Activity;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{cursor_text, parse_cursor, Payload, SyncCtx, CHANGES, CURSOR, MAX_WAIT, MORE, PAYLOAD_TYPE};
+use super::{cursor_text, parse_cursor, Payload, SyncCtx, CHANGES, CURSOR, MAX_WAIT, MORE, PAYLOAD_TYPE, UNREADABLE};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::metrics::Action;
@@ -49,9 +49,11 @@ pub struct DownloadQuery {
         (status = 200, description = "A chunk of changes", body = Payload, content_type = "application/vnd.cloudsync.payload",
             headers(("x-cloudsync-cursor" = String, description = "Position the chunk ends at"),
                 ("x-cloudsync-more" = String, description = "`1` when more changes follow"),
-                ("x-cloudsync-changes" = u64, description = "Changes in the chunk"))),
+                ("x-cloudsync-changes" = u64, description = "Changes in the chunk"),
+                ("x-cloudsync-unreadable" = String, description = "Synced tables the role may not read, left out (percent-encoded, comma-separated)"))),
         (status = 204, description = "No changes (within `wait_ms`)",
-            headers(("x-cloudsync-cursor" = String, description = "The current position")))))]
+            headers(("x-cloudsync-cursor" = String, description = "The current position"),
+                ("x-cloudsync-unreadable" = String, description = "Synced tables the role may not read, left out")))))]
 pub async fn download(
     State(state): State<AppState>,
     ctx: SyncCtx,
@@ -99,6 +101,9 @@ pub async fn download(
             .map_err(|(quota, limit)| ApiError::OverQuota { quota, limit })?;
         Some((place, state.notifier.subscribe_watched(db, &state.backends)))
     };
+    // Tables the role may not read at all are left out, and the device told so (a
+    // misconfigured grant is visible where it syncs, not a silent gap).
+    let unreadable = unreadable_header(&state.backends.of(db).unreadable(actor).await?)?;
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.of(db).changes(after, site.0, max_bytes, actor).await?;
@@ -123,6 +128,9 @@ pub async fn download(
             );
             h.insert(MORE, HeaderValue::from_static(if chunk.more { MORE_FOLLOWS } else { "0" }));
             h.insert(CHANGES, HeaderValue::from(chunk.changes));
+            if let Some(v) = &unreadable {
+                h.insert(UNREADABLE, v.clone());
+            }
             return Ok(resp);
         }
         let now = tokio::time::Instant::now();
@@ -133,6 +141,9 @@ pub async fn download(
                 CURSOR,
                 HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
             );
+            if let Some(v) = unreadable {
+                resp.headers_mut().insert(UNREADABLE, v);
+            }
             return Ok(resp);
         }
         // Woken by an apply on this node, or by the watcher for changes made elsewhere.
@@ -143,4 +154,18 @@ pub async fn download(
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// The [`UNREADABLE`] header's value: each name percent-encoded, comma-separated; None
+/// when there are none.
+fn unreadable_header(tables: &[String]) -> ApiResult<Option<HeaderValue>> {
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let value = tables
+        .iter()
+        .map(|t| percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    HeaderValue::from_str(&value).map(Some).map_err(|e| ApiError::Internal(Box::new(e)))
 }

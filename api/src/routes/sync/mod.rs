@@ -36,7 +36,7 @@ use cloudsync_service::model::Database;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-pub use cloudsync_protocol::sync::header::{CHANGES, CURSOR, FROM, MORE, SITE, TO};
+pub use cloudsync_protocol::sync::header::{CHANGES, CURSOR, FROM, MORE, SITE, TO, UNREADABLE};
 pub use cloudsync_protocol::sync::{MAX_VISIBILITY_KEYS, PAYLOAD_TYPE};
 pub use download::*;
 pub use status::*;
@@ -150,7 +150,7 @@ pub fn parse_cursor(s: &str) -> ApiResult<Checkpoint> {
     Checkpoint::parse(s).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "invalid cursor '{}' (expected <db_version>[.<seq>] or <after>~<base>, as the server handed out)",
-            s.chars().take(40).filter(|c| !c.is_control()).collect::<String>()
+            cloudsync_core::value::shown(s, 40)
         ))
     })
 }

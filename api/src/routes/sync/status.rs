@@ -1,14 +1,15 @@
 //! A device's status: what the server accepted, applied, failed and refused of its
-//! uploads.
+//! uploads; and the device's own report of applying downloads.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_protocol::sync::SyncStatus;
+use cloudsync_protocol::sync::{ReceiveReport, SyncStatus};
 use cloudsync_service::control::devices::Activity;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::SyncCtx;
+use super::{SiteHeader, SyncCtx};
 use crate::error::ApiResult;
 use crate::AppState;
 
@@ -32,4 +33,23 @@ pub async fn status(State(state): State<AppState>, ctx: SyncCtx) -> ApiResult<Js
     let device = state.control.device_status(&ctx.db.id, &ctx.site).await?;
     let server = state.backends.of(&ctx.db).db_version().await?;
     Ok(Json(SyncStatus { protocol: cloudsync_protocol::sync::VERSION, server_db_version: server, device }))
+}
+
+/// The device reports that applying downloads fails on it (`failure`), or applies again
+/// (`failure: null`): shown in its status (`receive`) and on the dashboard, so a device
+/// that stopped receiving is seen where it syncs. The code and message are the
+/// device's own, kept cut to 64 and 500 characters.
+#[utoipa::path(put, path = "/v1/sync/{db}/receive", tag = "sync", request_body = ReceiveReport,
+    params(("db" = String, Path, description = "Database id"), SiteHeader),
+    responses((status = 204, description = "Recorded")))]
+pub async fn receive(
+    State(state): State<AppState>,
+    ctx: SyncCtx,
+    b: Result<Json<ReceiveReport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let report = crate::extract::body(b, state.limits.json_bytes)?;
+    ctx.record(&state, Activity::default());
+    let failure = report.failure.as_ref().map(|f| (f.code.as_str(), f.message.as_str()));
+    state.control.set_receive_failure(&ctx.db.id, &ctx.site, failure).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

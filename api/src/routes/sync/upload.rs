@@ -56,17 +56,8 @@ fn validate(bytes: &[u8], site: &SiteHex, db: &Database, max_raw: u64, schema: &
 /// and how many more there are.
 fn shown_names(names: std::collections::BTreeSet<String>) -> Vec<String> {
     let total = names.len();
-    let mut shown: Vec<String> = names
-        .into_iter()
-        .take(SHOWN_NAMES)
-        .map(|n| {
-            let mut s: String = n.chars().filter(|c| !c.is_control()).take(64).collect();
-            if n.chars().count() > 64 {
-                s.push('…');
-            }
-            format!("'{s}'")
-        })
-        .collect();
+    let mut shown: Vec<String> =
+        names.into_iter().take(SHOWN_NAMES).map(|n| format!("'{}'", cloudsync_core::value::shown(&n, 64))).collect();
     if total > SHOWN_NAMES {
         shown.push(format!("{} more", total - SHOWN_NAMES));
     }
