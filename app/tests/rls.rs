@@ -150,8 +150,12 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     assert!(dry["statements"][0].as_str().unwrap().starts_with("CREATE TABLE \"public\".\"todos\""), "{dry}");
     assert!(dry["statements"][0].as_str().unwrap().contains("\"shared\" boolean NOT NULL DEFAULT false"), "{dry}");
     assert_eq!(psql(&pg.url, "SELECT count(*) FROM pg_tables WHERE tablename = 'todos'"), "0");
-    let (s, v) =
-        call(&server, "POST", &schema_path, Some(json!({ "sql": "CREATE TABLE bad (id TEXT PRIMARY KEY, v)" })));
+    let (s, v) = call(
+        &server,
+        "POST",
+        &schema_path,
+        Some(json!({ "sql": "CREATE TABLE bad (id TEXT PRIMARY KEY, v CHECK (v > 0))" })),
+    );
     assert_eq!(s, 400, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("[typeless-column] table \"bad\", column \"v\""), "{v}");
     let (s, v) = call(&server, "POST", &schema_path, Some(json!({ "sql": SCHEMA })));
@@ -190,6 +194,18 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     );
 
     privileges_and_rls_changes_reach_devices(&server, &schema_path, &sync_url, dir.path(), &pg.url);
+
+    // A column without a type, and a temporary table: translated and left out, with notes.
+    let (s, v) = call(
+        &server,
+        "POST",
+        &schema_path,
+        Some(json!({ "sql": "CREATE TABLE kv (id TEXT PRIMARY KEY NOT NULL, v); CREATE TEMP TABLE scratch (a)" })),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(v["statements"].to_string().contains(r#"\"v\" \"public\".\"cloudsync_any\""#), "{v}");
+    assert!(v["notes"][0].as_str().unwrap().contains("\"scratch\": CREATE TEMP TABLE is left out"), "{v}");
+    assert_eq!(v["tables"][0]["table"], "kv", "{v}");
 
     std::thread::sleep(Duration::from_millis(200));
     let logged = std::fs::read_to_string(&log).unwrap();

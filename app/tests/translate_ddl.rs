@@ -41,7 +41,8 @@ fn translates_from_stdin_and_files_and_refuses_with_names() {
     assert_eq!(v["tables"][1]["unsynced"].as_str().map(|s| s.starts_with("no primary key")), Some(true));
     assert_eq!(v["statements"].as_array().unwrap().len(), 2);
 
-    let (ok, out, err) = run(&[], "CREATE TABLE t (id TEXT PRIMARY KEY, v, w TEXT UNIQUE ON CONFLICT IGNORE);");
+    let (ok, out, err) =
+        run(&[], "CREATE TABLE t (id TEXT PRIMARY KEY, v CHECK (v > 0), w TEXT UNIQUE ON CONFLICT IGNORE);");
     assert!(!ok);
     assert!(out.is_empty());
     assert!(err.contains("2 construct(s) cannot be translated faithfully"), "{err}");

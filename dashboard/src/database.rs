@@ -117,6 +117,14 @@ async fn render(
         let statements = p.statements.join(";\n\n") + ";";
         let synced =
             p.tables.into_iter().map(|t| view! { <li><code>{t.table}</code>" with "{t.algo}</li> }).collect_view();
+        // What the translation did otherwise than the SQL says.
+        let notes = (!p.notes.is_empty()).then(|| {
+            let items = p.notes.into_iter().map(|n| view! { <li>{n}</li> }).collect_view();
+            view! {
+                <p>"Notes:"</p>
+                <ul class="notes">{items}</ul>
+            }
+        });
         view! {
             <div class="preview" role="status" aria-labelledby="preview-h">
                 <h3 id="preview-h">"Preview: nothing has been created yet"</h3>
@@ -124,6 +132,7 @@ async fn render(
                 <pre><code>{statements}</code></pre>
                 <p>"Then sync is enabled on:"</p>
                 <ul>{synced}</ul>
+                {notes}
             </div>
         }
     });

@@ -254,9 +254,29 @@ pub fn schema_against(sql: &str, existing: &crate::Existing) -> Result<Vec<Emitt
     }
     let mut found = Found(check(&statements));
     let mut out = Vec::new();
+    // A temporary table lives in one connection: nothing of it, nor of its indexes, is
+    // part of a schema to create centrally (the translator leaves them out too).
+    let temp: Vec<String> = statements
+        .iter()
+        .filter_map(|s| match s {
+            Statement::Table(t) if t.temp => Some(t.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let is_temp = |name: &str| temp.iter().any(|t| t.eq_ignore_ascii_case(name));
+    let only_temp = statements.iter().all(|s| match s {
+        Statement::Table(t) => t.temp,
+        Statement::Index(i) => is_temp(&i.table),
+        Statement::AddColumn { .. } => false,
+    });
+    if only_temp && found.0.is_empty() {
+        return Err(TranslateError::Empty);
+    }
     for s in statements {
         let existing_table = |name: &str| existing.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
         match &s {
+            Statement::Table(t) if t.temp => {}
+            Statement::Index(i) if is_temp(&i.table) => {}
             Statement::Table(t) => match existing_table(&t.name) {
                 None => out.push(Emitted { sql: emit(&s), statement: s, alters: None }),
                 Some((name, have)) => extend(t, name, have, &s, &mut found, &mut out),
@@ -381,15 +401,6 @@ pub fn check(statements: &[Statement]) -> Vec<Refusal> {
             Statement::Table(t) => {
                 if let Some(why) = reserved(&t.name) {
                     found.add(Reason::ReservedName, &t.name, None, format!("table \"{}\"", t.name), why.into());
-                }
-                if t.temp {
-                    found.add(
-                        Reason::TempTable,
-                        &t.name,
-                        None,
-                        "TEMP".into(),
-                        "a temporary table is not part of a schema".into(),
-                    );
                 }
                 for c in &t.columns {
                     check_column(&mut found, &t.name, c);
@@ -710,7 +721,14 @@ mod tests {
             vec!["reserved-name", "reserved-name", "reserved-name"]
         );
         assert_eq!(refused("CREATE TABLE t (a TEXT COLLATE evil)"), vec!["collation"]);
-        assert_eq!(refused("CREATE TEMP TABLE t (a)"), vec!["temp-table"]);
+        // A temporary table, and its index, are left out (nothing to refuse).
+        let emitted = schema_against(
+            "CREATE TEMP TABLE t (a); CREATE INDEX t_a ON t (a); CREATE TABLE k (id TEXT PRIMARY KEY)",
+            &crate::Existing::new(),
+        )
+        .unwrap();
+        assert_eq!(emitted.len(), 1);
+        assert!(emitted[0].sql.starts_with("CREATE TABLE \"k\""), "{}", emitted[0].sql);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use lex::{ident, lex, Spanned, Tok};
 pub use parse::parse;
 pub use translate::{
     translate, translate_against, translate_into, Existing, Reason, Refusal, Target, TranslateError, TranslatedTable,
-    Translation, NOCASE_COLLATION,
+    Translation, ANY_DOMAIN, NOCASE_COLLATION,
 };
 
 /// Why schema SQL could not be parsed.

@@ -5,12 +5,10 @@ use std::fmt;
 /// Why a construct cannot be translated. The codes are stable and documented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
-    /// `CREATE TEMP TABLE`: a temporary table is not part of a schema to sync.
-    TempTable,
-    /// A column without a declared type holds any class of value; PostgreSQL needs one.
+    /// A column without a declared type (or `ANY` in a `STRICT` table) used in an
+    /// expression: PostgreSQL holds it as JSON (`cloudsync_any`), which compares and
+    /// computes otherwise.
     TypelessColumn,
-    /// `ANY` in a `STRICT` table: same as a typeless column.
-    AnyColumn,
     /// `ON CONFLICT REPLACE`/`IGNORE`: PostgreSQL constraints cannot resolve conflicts.
     OnConflict,
     /// A collation other than `BINARY` and `NOCASE`.
@@ -46,9 +44,7 @@ impl Reason {
     /// The stable code (`docs/translate-ddl.md`).
     pub fn code(self) -> &'static str {
         match self {
-            Reason::TempTable => "temp-table",
             Reason::TypelessColumn => "typeless-column",
-            Reason::AnyColumn => "any-column",
             Reason::OnConflict => "on-conflict",
             Reason::Collation => "collation",
             Reason::Function => "function",

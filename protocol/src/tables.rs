@@ -21,6 +21,11 @@ pub struct Provisioning {
     pub statements: Vec<String>,
     /// The tables created, with the algorithm sync was enabled with.
     pub tables: Vec<Provisioned>,
+    /// What was done otherwise than the SQL says, each with why: a temporary table or
+    /// an index on one left out, an index renamed, a reference SQLite cannot enforce
+    /// either left out, a table without a primary key created but not synced.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// A synced table of a database.

@@ -38,8 +38,14 @@ pub fn translate_ddl(file: Option<&std::path::Path>, as_json: bool) -> Result<()
             .iter()
             .map(|x| json!({"table": x.name, "key": x.key, "rowid_key": x.rowid_key, "unsynced": x.unsynced}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"statements": t.statements, "tables": tables}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"statements": t.statements, "tables": tables, "notes": t.notes}))?
+        );
         return Ok(());
+    }
+    for note in &t.notes {
+        eprintln!("note: {note}");
     }
     for x in &t.tables {
         if let Some(why) = &x.unsynced {

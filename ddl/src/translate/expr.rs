@@ -31,6 +31,21 @@ impl Translator {
                 t => shown(t),
             })
             .collect();
+        // The local time of the machine inserting the row: a device fills the column
+        // itself when it inserts (the default is evaluated there), so this default only
+        // ever runs for rows inserted directly in PostgreSQL, whose local time is the
+        // server's (its `TimeZone` setting).
+        if joined == "datetime('now','localtime')" {
+            if ty != PgType::Text {
+                return refuse(self, &format!("this time default does not fit a {} column", ty.sql()));
+            }
+            self.notes.push(format!(
+                "table \"{}\", column \"{}\": DEFAULT datetime('now', 'localtime') is the local time of the \
+                 machine inserting the row: the server's (its TimeZone setting) for rows inserted in PostgreSQL",
+                t.name, c.name
+            ));
+            return Some("to_char(now(), 'YYYY-MM-DD HH24:MI:SS')".into());
+        }
         // Time defaults: spelled the way SQLite would have stored them.
         let time = match joined.as_str() {
             "current_timestamp"
@@ -51,6 +66,11 @@ impl Translator {
             }
             _ => None,
         };
+        if let Some((_, sql)) = time.as_ref().filter(|_| ty == PgType::Any) {
+            // A column without a type stores the time as SQLite computes it: text, or an
+            // integer for epoch seconds.
+            return Some(format!("pg_catalog.to_jsonb({sql})"));
+        }
         if let Some((want, sql)) = time {
             // A text time in an integer column (or the reverse) is what SQLite stores,
             // but PostgreSQL's column cannot hold it.
@@ -62,6 +82,14 @@ impl Translator {
         }
         match (ty, toks) {
             (_, [Tok::Word(w)]) if w.eq_ignore_ascii_case("NULL") => Some("NULL".into()),
+            // A column without a type stores a constant as SQLite would: an integer or a
+            // real as a number, a string as text (`cloudsync_any`'s JSON forms).
+            (PgType::Any, [Tok::Num(n)]) => any_number("", n).or_else(|| refuse(self, "a number SQLite cannot store")),
+            (PgType::Any, [Tok::Punct(sign), Tok::Num(n)]) if sign == "-" || sign == "+" => {
+                any_number(if sign == "-" { "-" } else { "" }, n)
+                    .or_else(|| refuse(self, "a number SQLite cannot store"))
+            }
+            (PgType::Any, [Tok::Str(s) | Tok::Quoted(s)]) => Some(literal(&json_string(s))),
             (PgType::Boolean, [Tok::Num(n)]) if n == "0" || n == "1" => {
                 Some((if n == "1" { "true" } else { "false" }).into())
             }
@@ -116,6 +144,49 @@ impl Translator {
             let next = toks.get(i + 1);
             let call = next.is_some_and(|n| n.is_punct("(")) && !is_keyword(tok);
             match tok {
+                // `json_extract(x, '$.a.b')`: the same member as text (SQLite answers a
+                // string member as text, a number as a number: they compare alike with
+                // the text column it is checked against or indexed with).
+                Tok::Word(w) if call && w.eq_ignore_ascii_case("json_extract") => {
+                    let Some((args, end)) = call_args(toks, i + 1) else {
+                        fail(self, format!("{w}()"), Reason::Function, "an unbalanced call");
+                        break;
+                    };
+                    match args.as_slice() {
+                        [doc, [Tok::Str(path)]] => match json_path(path) {
+                            Some(keys) => {
+                                // A blob column holds the JSON as bytes (SQLite reads its text).
+                                let blob = match doc {
+                                    [Tok::Word(c) | Tok::Quoted(c)] => self.column_type(t, c) == Some(PgType::Bytea),
+                                    _ => false,
+                                };
+                                let doc = self.expr(scope, doc)?;
+                                let doc = if blob {
+                                    self.needs_utf8 = true;
+                                    format!("{}({doc})", self.qualified_utf8())
+                                } else {
+                                    doc
+                                };
+                                let keys: String = keys.iter().map(|k| format!(", {}", literal(k))).collect();
+                                out.push(format!("pg_catalog.jsonb_extract_path_text(({doc})::jsonb{keys})"));
+                            }
+                            None => fail(
+                                self,
+                                format!("{w}(…, '{path}')"),
+                                Reason::Function,
+                                "only paths of object members and array indexes ($.a.b[0]) translate",
+                            ),
+                        },
+                        _ => fail(
+                            self,
+                            format!("{w}()"),
+                            Reason::Function,
+                            "json_extract translates with one literal path only",
+                        ),
+                    }
+                    i = end + 1;
+                    continue;
+                }
                 Tok::Word(w) if call => {
                     let f = w.to_ascii_lowercase();
                     let mapped = match f.as_str() {
@@ -138,6 +209,21 @@ impl Translator {
                 Tok::Word(w) => {
                     let up = w.to_ascii_uppercase();
                     match up.as_str() {
+                        // SQLite's postfix `x NOT NULL` (as `x NOTNULL`): after an operand.
+                        "NOT"
+                            if next.is_some_and(|n| n.is("NULL"))
+                                && out.last().is_some_and(|o| {
+                                    !matches!(
+                                        o.to_ascii_uppercase().as_str(),
+                                        "AND" | "OR" | "NOT" | "(" | "," | "WHEN" | "THEN" | "ELSE" | "CASE"
+                                    ) && !matches!(o.as_str(), "=" | "<>" | "!=" | "<" | "<=" | ">" | ">=")
+                                }) =>
+                        {
+                            out.push("IS NOT NULL".into());
+                            bool_context = false;
+                            i += 2;
+                            continue;
+                        }
                         "AND" | "OR" | "NOT" | "IN" | "NULL" | "BETWEEN" | "CASE" | "WHEN" | "THEN" | "ELSE"
                         | "END" | "ISNULL" | "NOTNULL" | "ESCAPE" | "TRUE" | "FALSE" => {
                             out.push(match up.as_str() {
@@ -165,9 +251,38 @@ impl Translator {
                             // SQLite's LIKE ignores (ASCII) case.
                             out.push("ILIKE".into());
                         }
+                        // `CAST(blob AS TEXT)` reads the bytes as UTF-8 text in SQLite;
+                        // PostgreSQL's bytea → text cast would give their hex escape.
+                        "CAST" if self.blob_as_text(t, &toks[i..]) => {
+                            let col = match &toks[i + 2] {
+                                Tok::Word(c) | Tok::Quoted(c) => canonical_column(t, c),
+                                _ => String::new(),
+                            };
+                            self.needs_utf8 = true;
+                            out.push(format!("{}({})", self.qualified_utf8(), ident(&col)));
+                            i += 6;
+                            continue;
+                        }
                         "CAST" => {
                             out.push("CAST".into());
                         }
+                        // `x GLOB 'pattern'`: the same match as an anchored regular
+                        // expression (case-sensitive in both).
+                        "GLOB" => match next {
+                            Some(Tok::Str(pattern)) => {
+                                let negated = out.last().is_some_and(|o| o == "NOT");
+                                if negated {
+                                    out.pop();
+                                }
+                                out.push((if negated { "!~" } else { "~" }).into());
+                                out.push(literal(&glob_regex(pattern)));
+                                i += 2;
+                                continue;
+                            }
+                            _ => {
+                                fail(self, up.clone(), Reason::Operator, "GLOB translates with a literal pattern only")
+                            }
+                        },
                         "AS" => {
                             // Inside CAST(x AS type): map the type.
                             out.push("AS".into());
@@ -194,12 +309,13 @@ impl Translator {
                                 "the current time is only translated as a DEFAULT",
                             );
                         }
-                        "GLOB" | "REGEXP" | "MATCH" | "COLLATE" => {
+                        "REGEXP" | "MATCH" | "COLLATE" => {
                             fail(self, up.clone(), Reason::Operator, "no PostgreSQL operator behaves the same");
                         }
                         _ => {
                             let name = canonical_column(t, w);
                             bool_context = self.column_type(t, &name) == Some(PgType::Boolean);
+                            self.untyped_in_expr(scope, &name);
                             out.push(ident(&name));
                         }
                     }
@@ -208,6 +324,7 @@ impl Translator {
                     if t.columns.iter().any(|c| c.name.eq_ignore_ascii_case(q)) {
                         let name = canonical_column(t, q);
                         bool_context = self.column_type(t, &name) == Some(PgType::Boolean);
+                        self.untyped_in_expr(scope, &name);
                         out.push(ident(&name));
                     } else {
                         // SQLite falls back to a string for an unknown "word".
@@ -246,6 +363,174 @@ impl Translator {
         }
         Some(join_tokens(&out))
     }
+}
+
+impl Translator {
+    /// Whether `toks` starts with `CAST ( <blob column> AS <text type> )`.
+    fn blob_as_text(&self, t: &Table, toks: &[Tok]) -> bool {
+        let [_, open, Tok::Word(c) | Tok::Quoted(c), Tok::Word(as_), Tok::Word(ty), close, ..] = toks else {
+            return false;
+        };
+        open.is_punct("(")
+            && close.is_punct(")")
+            && as_.eq_ignore_ascii_case("AS")
+            && pg_type(ty) == Some(PgType::Text)
+            && self.column_type(t, c) == Some(PgType::Bytea)
+    }
+
+    /// A column without a type, in an expression: PostgreSQL holds it as JSON, which
+    /// compares and computes otherwise than SQLite's values.
+    fn untyped_in_expr(&mut self, scope: &Scope<'_>, name: &str) {
+        let t = scope.table;
+        if t.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)) && self.column_type(t, name) == Some(PgType::Any)
+        {
+            self.refuse(
+                Reason::TypelessColumn,
+                &t.name,
+                Some(name),
+                name,
+                "a column without a type is stored as JSON in PostgreSQL and cannot be used in an expression there; \
+                 declare its type",
+            );
+        }
+    }
+}
+
+/// The arguments of the call whose `(` is at `open`, split at top-level commas, and
+/// the index of its `)`.
+fn call_args(toks: &[Tok], open: usize) -> Option<(Vec<&[Tok]>, usize)> {
+    let mut depth = 0usize;
+    let mut start = open + 1;
+    let mut args = Vec::new();
+    for (j, t) in toks.iter().enumerate().skip(open) {
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            depth -= 1;
+            if depth == 0 {
+                args.push(&toks[start..j]);
+                return Some((args, j));
+            }
+        } else if t.is_punct(",") && depth == 1 {
+            args.push(&toks[start..j]);
+            start = j + 1;
+        }
+    }
+    None
+}
+
+/// The keys of a JSON path of members and indexes (`$.a.b[0]`, `$."x y"`), or None.
+fn json_path(path: &str) -> Option<Vec<String>> {
+    let mut rest = path.strip_prefix('$')?;
+    let mut keys = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let (key, after) = if let Some(q) = r.strip_prefix('"') {
+                let end = q.find('"')?;
+                (&q[..end], &q[end + 1..])
+            } else {
+                let end = r.find(['.', '[']).unwrap_or(r.len());
+                (&r[..end], &r[end..])
+            };
+            if key.is_empty() {
+                return None;
+            }
+            keys.push(key.to_string());
+            rest = after;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let n = &r[..end];
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            keys.push(n.to_string());
+            rest = &r[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(keys)
+}
+
+/// A GLOB pattern as an anchored PostgreSQL regular expression: `*` any run, `?` one
+/// character, `[...]` a class (`^` negates it in SQLite's GLOB), everything else itself.
+fn glob_regex(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::from("^");
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '[' => {
+                // A class: `]` right after `[` or `[^` is a member; unclosed, `[` is itself.
+                let mut j = i + 1;
+                let negated = chars.get(j) == Some(&'^');
+                if negated {
+                    j += 1;
+                }
+                let first = j;
+                while j < chars.len() && (chars[j] != ']' || j == first) {
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    out.push_str("\\[");
+                } else {
+                    out.push('[');
+                    if negated {
+                        out.push('^');
+                    }
+                    for &c in &chars[first..j] {
+                        if matches!(c, '\\' | '[' | '^') {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push(']');
+                    i = j;
+                }
+            }
+            c => {
+                if "\\.+()|{}^$".contains(c) || c == ']' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+        i += 1;
+    }
+    out.push('$');
+    out
+}
+
+/// A numeric constant in `cloudsync_any`'s form: an integer without a fraction, a
+/// real with one. None when SQLite would not store it as a number.
+fn any_number(sign: &str, n: &str) -> Option<String> {
+    if let Ok(i) = format!("{sign}{n}").parse::<i64>() {
+        return Some(literal(&i.to_string()));
+    }
+    let r = format!("{sign}{n}").parse::<f64>().ok().filter(|r| r.is_finite())?;
+    let mut text = format!("{r}");
+    if !text.contains('.') {
+        text.push_str(".0");
+    }
+    Some(literal(&text))
+}
+
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn number_fits(ty: PgType, n: &str) -> bool {

@@ -25,6 +25,25 @@ mod tests;
 /// The collation `COLLATE NOCASE` becomes: ICU, case-insensitive, accent-sensitive.
 pub const NOCASE_COLLATION: &str = "cloudsync_nocase";
 
+/// The domain a column without a type (or `ANY` in a `STRICT` table) becomes: `jsonb`
+/// holding each value as its SQLite class — an integer as a JSON number without a
+/// fraction, a real as one with a fraction (`{"real": "Infinity"}` for infinities),
+/// text as a JSON string, a blob as `{"blob": "<hex>"}` — so every value reads back
+/// as the class it was written with (Postgres Sync converts both ways).
+pub const ANY_DOMAIN: &str = "cloudsync_any";
+
+/// The domain's definition (after `CREATE DOMAIN <name> AS`).
+const ANY_DOMAIN_DEFINITION: &str = "jsonb CHECK (jsonb_typeof(VALUE) IN ('number', 'string') \
+    OR (jsonb_typeof(VALUE) = 'object' AND (VALUE - 'blob' - 'real') = '{}'::jsonb \
+        AND ((VALUE ? 'blob') <> (VALUE ? 'real')) \
+        AND jsonb_typeof(coalesce(VALUE -> 'blob', VALUE -> 'real')) = 'string'))";
+
+/// The function `CAST(blob AS TEXT)` becomes: the bytes read as UTF-8 text, as SQLite
+/// reads them (PostgreSQL's own cast gives their hex escape). Declared `IMMUTABLE`, which
+/// `convert_from` is not only because the database encoding could change its result;
+/// UTF-8 is fixed here, so index expressions may use it.
+pub const UTF8_FUNCTION: &str = "cloudsync_utf8";
+
 /// PostgreSQL truncates identifiers longer than this many bytes.
 const MAX_IDENT_BYTES: usize = 63;
 
@@ -55,6 +74,10 @@ pub struct Translation {
     pub statements: Vec<String>,
     /// The tables created or extended, in declaration order.
     pub tables: Vec<TranslatedTable>,
+    /// What the translation did that a reader of the SQL would not expect, each with
+    /// why: a temporary table left out, an index renamed, a reference SQLite itself
+    /// cannot enforce left out.
+    pub notes: Vec<String>,
 }
 
 impl Translation {
@@ -97,11 +120,29 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
     // What a tenant may not run at all, whatever the backend (`guard`): listed after
     // the translator's own refusals, unless those already name the same column.
     let guarded = super::guard::check(&stmts);
-    let mut tr =
-        Translator { tables: Vec::new(), existing: existing.clone(), target: target.clone(), refusals: Vec::new() };
+    let mut tr = Translator {
+        tables: Vec::new(),
+        existing: existing.clone(),
+        target: target.clone(),
+        refusals: Vec::new(),
+        notes: Vec::new(),
+        temp: Vec::new(),
+        unique_indexes: Vec::new(),
+        needs_utf8: false,
+        needs_any: false,
+    };
     let mut indexes = Vec::new();
     for s in stmts {
         match s {
+            // Per connection, never shared: nothing to create centrally or to sync.
+            Statement::Table(t) if t.temp => {
+                tr.notes.push(format!(
+                    "table \"{}\": CREATE TEMP TABLE is left out (a temporary table lives in one connection; \
+                     nothing of it is stored or synced)",
+                    t.name
+                ));
+                tr.temp.push(t.name);
+            }
             Statement::Table(t) => {
                 if tr.tables.iter().any(|x| x.name.eq_ignore_ascii_case(&t.name)) {
                     if !t.if_not_exists {
@@ -132,7 +173,7 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
             }
         }
     }
-    if tr.tables.is_empty() && indexes.is_empty() {
+    if tr.tables.is_empty() && indexes.iter().all(|i| tr.temp.iter().any(|t| t.eq_ignore_ascii_case(&i.table))) {
         return Err(TranslateError::Empty);
     }
     let mut out = Translation::default();
@@ -143,6 +184,13 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
             tr.qualified_collation()
         ));
     }
+    // A UNIQUE index on plain columns is a parent key for SQLite's foreign keys, as
+    // for PostgreSQL's (which is why the foreign keys are added after the indexes).
+    tr.unique_indexes = indexes
+        .iter()
+        .filter(|i| i.unique && i.predicate.is_none() && i.terms.iter().all(|t| t.name.is_some()))
+        .map(|i| (i.table.clone(), i.terms.iter().filter_map(|t| t.name.clone()).collect()))
+        .collect();
     let mut foreign_keys = Vec::new();
     for t in tr.tables.clone() {
         let old = existing.iter().find(|(n, _)| n.eq_ignore_ascii_case(&t.name));
@@ -154,12 +202,40 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
             out.tables.push(done);
         }
     }
-    out.statements.extend(foreign_keys);
     for i in &indexes {
+        if tr.temp.iter().any(|t| t.eq_ignore_ascii_case(&i.table)) {
+            tr.notes.push(format!("index \"{}\": on a temporary table, left out with it", i.name));
+            continue;
+        }
         if let Some(s) = tr.index(i) {
             out.statements.push(s);
         }
     }
+    out.statements.extend(foreign_keys);
+    if tr.needs_any {
+        // First: tables use it. PostgreSQL has no CREATE DOMAIN IF NOT EXISTS.
+        out.statements.insert(
+            0,
+            format!(
+                "DO $cloudsync$ BEGIN CREATE DOMAIN {} AS {ANY_DOMAIN_DEFINITION}; \
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $cloudsync$",
+                tr.qualified_domain()
+            ),
+        );
+    }
+    if tr.needs_utf8 {
+        // Before the first statement that uses it (the domain or collation may come first).
+        let at = out.statements.iter().position(|s| s.starts_with("CREATE TABLE")).unwrap_or(0);
+        out.statements.insert(
+            at,
+            format!(
+                "CREATE OR REPLACE FUNCTION {}(bytea) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE \
+                 AS $cloudsync$SELECT pg_catalog.convert_from($1, 'UTF8')$cloudsync$",
+                tr.qualified_utf8()
+            ),
+        );
+    }
+    out.notes = std::mem::take(&mut tr.notes);
     for g in guarded {
         if !tr.refusals.iter().any(|r| r.table == g.table && r.column == g.column) {
             tr.refusals.push(g);
@@ -202,11 +278,14 @@ enum PgType {
     Bytea,
     Boolean,
     Numeric,
+    /// No type: the [`ANY_DOMAIN`] (qualified by the target schema where used).
+    Any,
 }
 
 impl PgType {
     fn sql(self) -> &'static str {
         match self {
+            PgType::Any => ANY_DOMAIN,
             PgType::Bigint => "bigint",
             PgType::Double => "double precision",
             PgType::Text => "text",
@@ -251,6 +330,15 @@ struct Translator {
     existing: Existing,
     target: Target,
     refusals: Vec<Refusal>,
+    notes: Vec<String>,
+    /// Temporary tables left out.
+    temp: Vec<String>,
+    /// `(table, columns)` of each UNIQUE index on plain columns declared in the SQL.
+    unique_indexes: Vec<(String, Vec<String>)>,
+    /// Whether an expression reads a blob as text ([`UTF8_FUNCTION`]).
+    needs_utf8: bool,
+    /// Whether a column created is of the [`ANY_DOMAIN`].
+    needs_any: bool,
 }
 
 /// What an expression is translated for: its table's columns and their types.
@@ -266,6 +354,28 @@ impl Translator {
         match schema.or(self.target.schema.as_ref()) {
             Some(s) => format!("{}.{}", ident(s), ident(table)),
             None => ident(table),
+        }
+    }
+
+    fn qualified_utf8(&self) -> String {
+        match &self.target.schema {
+            Some(s) => format!("{}.{}", ident(s), ident(UTF8_FUNCTION)),
+            None => ident(UTF8_FUNCTION),
+        }
+    }
+
+    fn qualified_domain(&self) -> String {
+        match &self.target.schema {
+            Some(s) => format!("{}.{}", ident(s), ident(ANY_DOMAIN)),
+            None => ident(ANY_DOMAIN),
+        }
+    }
+
+    /// A column type as a statement spells it.
+    fn type_sql(&self, ty: PgType) -> String {
+        match ty {
+            PgType::Any => self.qualified_domain(),
+            other => other.sql().to_string(),
         }
     }
 
@@ -298,8 +408,63 @@ impl Translator {
         }
     }
 
+    /// An index's name as PostgreSQL can hold it: one over 63 bytes is cut and given
+    /// a hash of the whole name (an index name is local to the database: nothing
+    /// syncs or refers to it), and the rename noted.
+    fn index_name(&mut self, name: &str) -> String {
+        if name.len() <= MAX_IDENT_BYTES {
+            return name.to_string();
+        }
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let mut cut = MAX_IDENT_BYTES - 9;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let short = format!("{}_{hash:08x}", &name[..cut]);
+        self.notes.push(format!("index \"{name}\": renamed \"{short}\" (PostgreSQL names are at most 63 bytes)"));
+        short
+    }
+
+    /// A column's PostgreSQL type: [`column_pg_type`], except that a column without a
+    /// type referencing a typed key (`valueID REFERENCES values(valueID)`) takes the
+    /// key's type: only values equal to a key satisfy the reference (SQLite compares
+    /// them with the key's affinity), and PostgreSQL needs the two types alike.
+    fn typed(&self, t: &Table, c: &Column) -> Option<PgType> {
+        let own = column_pg_type(t, c)?;
+        if own != PgType::Any {
+            return Some(own);
+        }
+        let is = |n: &String| n.eq_ignore_ascii_case(&c.name);
+        let references = c
+            .constraints
+            .iter()
+            .filter_map(|k| match &k.item {
+                ColumnConstraint::References(fk) => Some((fk, 0)),
+                _ => None,
+            })
+            .chain(t.constraints.iter().filter_map(|k| match &k.item {
+                TableConstraint::ForeignKey { columns, references } => {
+                    columns.iter().position(is).map(|at| (references, at))
+                }
+                _ => None,
+            }));
+        for (fk, at) in references {
+            let Some(parent) = self.table_named(&fk.table) else { continue };
+            let key = if fk.columns.is_empty() { parent.primary_key() } else { fk.columns.clone() };
+            let parent_type = key
+                .get(at)
+                .and_then(|k| parent.columns.iter().find(|pc| pc.name.eq_ignore_ascii_case(k)))
+                .and_then(|pc| column_pg_type(parent, pc));
+            if let Some(ty) = parent_type.filter(|ty| *ty != PgType::Any) {
+                return Some(ty);
+            }
+        }
+        Some(PgType::Any)
+    }
+
     fn column_type(&self, table: &Table, name: &str) -> Option<PgType> {
-        table.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)).and_then(|c| column_pg_type(table, c))
+        table.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)).and_then(|c| self.typed(table, c))
     }
 
     fn table_named(&self, name: &str) -> Option<&Table> {
@@ -308,10 +473,6 @@ impl Translator {
 
     fn create_table(&mut self, t: &Table, out: &mut Vec<String>, fks: &mut Vec<String>) -> Option<TranslatedTable> {
         let before = self.refusals.len();
-        if t.temp {
-            self.refuse(Reason::TempTable, &t.name, None, "CREATE TEMP TABLE", "temporary tables are not synced");
-            return None;
-        }
         self.check_ident(&t.name, None, &t.name);
         let key = t.primary_key();
         let mut seen = BTreeSet::new();
@@ -438,16 +599,9 @@ impl Translator {
     /// A column definition (without its key, which becomes a table constraint).
     fn column(&mut self, t: &Table, c: &Column, fks: &mut Vec<String>) -> Option<String> {
         self.check_ident(&t.name, Some(&c.name), &c.name);
-        let Some(ty) = column_pg_type(t, c) else {
-            let (reason, detail) = if t.strict {
-                (Reason::AnyColumn, "an ANY column holds values of any class; PostgreSQL needs one type")
-            } else {
-                (Reason::TypelessColumn, "a column without a type holds values of any class; declare its type")
-            };
-            self.refuse(reason, &t.name, Some(&c.name), "column without a type", detail);
-            return None;
-        };
-        let mut s = format!("{} {}", ident(&c.name), ty.sql());
+        let ty = self.typed(t, c)?;
+        self.needs_any |= ty == PgType::Any;
+        let mut s = format!("{} {}", ident(&c.name), self.type_sql(ty));
         let scope = Scope { table: t, column: Some(&c.name) };
         for k in &c.constraints {
             match &k.item {
@@ -498,6 +652,17 @@ impl Translator {
         match name.to_ascii_uppercase().as_str() {
             "BINARY" => Some(String::new()),
             "NOCASE" if ty == PgType::Text => Some(format!(" COLLATE {}", self.qualified_collation())),
+            "NOCASE" if ty == PgType::Any => {
+                self.refuse(
+                    Reason::Collation,
+                    table,
+                    column,
+                    &format!("COLLATE {name}"),
+                    "a column without a type is stored as JSON in PostgreSQL, which NOCASE cannot compare; \
+                     declare it TEXT",
+                );
+                None
+            }
             "NOCASE" => Some(String::new()),
             _ => {
                 self.refuse(
@@ -524,13 +689,15 @@ impl Translator {
                 };
                 return Some(self.foreign_key_sql(t, columns, &name, &targets, fk));
             }
-            self.refuse(
-                Reason::ForeignKeyTarget,
-                &t.name,
-                columns.first().map(String::as_str),
-                &construct,
-                "the referenced table is not declared in this SQL",
-            );
+            // SQLite refuses every write to this table while it enforces foreign keys
+            // (the parent table does not exist): an application using this schema
+            // runs with them off, so nothing is enforced centrally either.
+            self.notes.push(format!(
+                "table \"{}\": {construct} ({}) is left out: the referenced table is not declared, so SQLite \
+                 cannot enforce it either (writes fail while foreign keys are on)",
+                t.name,
+                columns.join(", ")
+            ));
             return None;
         };
         let target_cols: Vec<String> = if fk.columns.is_empty() { target.primary_key() } else { fk.columns.clone() };
@@ -550,6 +717,12 @@ impl Translator {
                     .iter()
                     .filter(|c| c.constraints.iter().any(|k| matches!(k.item, ColumnConstraint::Unique { .. })))
                     .map(|c| vec![c.name.clone()]),
+            )
+            .chain(
+                self.unique_indexes
+                    .iter()
+                    .filter(|(table, _)| table.eq_ignore_ascii_case(&target.name))
+                    .map(|(_, cols)| cols.clone()),
             )
             .collect();
         if target_cols.len() != columns.len() || !unique_sets.iter().any(|u| same(u, &target_cols)) {
@@ -587,9 +760,10 @@ impl Translator {
     }
 
     fn index(&mut self, i: &Index) -> Option<String> {
-        self.check_ident(&i.table, None, &i.name);
+        let name = self.index_name(&i.name);
         let table = self.table_named(&i.table).cloned();
         let Some(table) = table else {
+            let index_name = name;
             if let Some(name) = self.existing.keys().find(|k| k.eq_ignore_ascii_case(&i.table)).cloned() {
                 // An index on a table created earlier: PostgreSQL checks the columns.
                 let terms = i
@@ -611,7 +785,7 @@ impl Translator {
                 return Some(format!(
                     "CREATE {}INDEX IF NOT EXISTS {} ON {} ({terms})",
                     if i.unique { "UNIQUE " } else { "" },
-                    ident(&i.name),
+                    ident(&index_name),
                     self.qualified(&name)
                 ));
             }
@@ -643,7 +817,7 @@ impl Translator {
         let mut s = format!(
             "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
             if i.unique { "UNIQUE " } else { "" },
-            ident(&i.name),
+            ident(&name),
             self.qualified(&table.name),
             terms.join(", ")
         );
@@ -654,18 +828,19 @@ impl Translator {
     }
 }
 
-/// A column's type in its table (`None`: typeless).
+/// A column's type in its table: [`PgType::Any`] without a type (or `ANY` in a
+/// `STRICT` table). Always `Some` (an `Option` for the callers that look a name up).
 fn column_pg_type(t: &Table, c: &Column) -> Option<PgType> {
     if t.strict {
-        return match first_word(&c.decl_type).as_str() {
-            "INT" | "INTEGER" => Some(PgType::Bigint),
-            "REAL" => Some(PgType::Double),
-            "TEXT" => Some(PgType::Text),
-            "BLOB" => Some(PgType::Bytea),
-            _ => None,
-        };
+        return Some(match first_word(&c.decl_type).as_str() {
+            "INT" | "INTEGER" => PgType::Bigint,
+            "REAL" => PgType::Double,
+            "TEXT" => PgType::Text,
+            "BLOB" => PgType::Bytea,
+            _ => PgType::Any,
+        });
     }
-    pg_type(&c.decl_type)
+    Some(pg_type(&c.decl_type).unwrap_or(PgType::Any))
 }
 
 /// The rowid-alias key column, if the table has one.

@@ -95,7 +95,7 @@ fn defaults_translate_or_are_refused() {
         assert!(s.contains(want), "{want} in\n{s}");
     }
     let r = refused(
-        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a TEXT DEFAULT (datetime('now', 'localtime')),
+        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, a INTEGER DEFAULT (datetime('now', 'localtime')),
                        b INTEGER DEFAULT CURRENT_TIMESTAMP, c INTEGER DEFAULT 'x', d TEXT DEFAULT (random()))",
     );
     let cols: Vec<(Reason, Option<&str>)> = r.iter().map(|x| (x.reason, x.column.as_deref())).collect();
@@ -108,10 +108,7 @@ fn defaults_translate_or_are_refused() {
             (Reason::Default, Some("d"))
         ]
     );
-    assert!(
-        r[0].to_string().contains("DEFAULT ( datetime ( 'now' , 'localtime' ) )")
-            || r[0].construct.contains("localtime")
-    );
+    assert!(r[0].construct.contains("localtime"), "{}", r[0]);
 }
 
 #[test]
@@ -150,9 +147,9 @@ fn constraints_and_expressions() {
 fn every_refusal_is_listed_with_table_column_and_construct() {
     let r = refused(
         "CREATE TEMP TABLE tmp (id TEXT PRIMARY KEY);
-         CREATE TABLE t (id TEXT PRIMARY KEY ON CONFLICT REPLACE, a, b TEXT COLLATE RTRIM, c TEXT CHECK (c GLOB 'x*'),
+         CREATE TABLE t (id TEXT PRIMARY KEY ON CONFLICT REPLACE, a CHECK (a > 0), b TEXT COLLATE RTRIM, c TEXT CHECK (c GLOB b),
            d TEXT CHECK (json_valid(d)), e TEXT REFERENCES nowhere(id), f TEXT REFERENCES t(b), g INTEGER CHECK (g & 1));
-         CREATE TABLE s (id INTEGER PRIMARY KEY, v ANY) STRICT;
+         CREATE TABLE s (id INTEGER PRIMARY KEY, v ANY CHECK (v <> 0)) STRICT;
          CREATE TABLE a_name_that_is_far_too_long_for_postgresql_which_truncates_at_63_bytes (id TEXT PRIMARY KEY);",
     );
     let got: Vec<(Reason, &str, Option<&str>)> =
@@ -160,25 +157,20 @@ fn every_refusal_is_listed_with_table_column_and_construct() {
     assert_eq!(
         got,
         [
-            (Reason::TempTable, "tmp", None),
             (Reason::OnConflict, "t", Some("id")),
             (Reason::TypelessColumn, "t", Some("a")),
             (Reason::Collation, "t", Some("b")),
             (Reason::Operator, "t", Some("c")),
             (Reason::Function, "t", Some("d")),
-            (Reason::ForeignKeyTarget, "t", Some("e")),
             (Reason::ForeignKeyTarget, "t", Some("f")),
             (Reason::Operator, "t", Some("g")),
-            (Reason::AnyColumn, "s", Some("v")),
+            (Reason::TypelessColumn, "s", Some("v")),
             (Reason::LongIdentifier, "a_name_that_is_far_too_long_for_postgresql_which_truncates_at_63_bytes", None),
         ]
     );
-    assert!(r[5].construct == "json_valid()", "{}", r[5]);
+    assert!(r[4].construct == "json_valid()", "{}", r[4]);
     let shown = TranslateError::Refused(r).to_string();
-    assert!(
-        shown.starts_with("11 construct(s) cannot be translated faithfully:\n[temp-table] table \"tmp\""),
-        "{shown}"
-    );
+    assert!(shown.starts_with("9 construct(s) cannot be translated faithfully:\n[on-conflict] table \"t\""), "{shown}");
     assert!(matches!(translate("CREATE VIEW v AS SELECT 1"), Err(TranslateError::Syntax(_))));
     assert!(matches!(translate("CREATE INDEX i ON t (x)"),
         Err(TranslateError::Refused(r)) if r[0].reason == Reason::UnknownTable));
@@ -226,8 +218,8 @@ fn schema_changes_add_columns_only() {
         [
             "ALTER TABLE \"notes\" ADD COLUMN \"pinned\" boolean NOT NULL DEFAULT false",
             "CREATE TABLE \"tags\" (\n    \"id\" text NOT NULL,\n    \"note\" text,\n    PRIMARY KEY (\"id\")\n)",
-            "ALTER TABLE \"tags\" ADD FOREIGN KEY (\"note\") REFERENCES \"notes\" (\"id\") DEFERRABLE INITIALLY DEFERRED",
             "CREATE INDEX IF NOT EXISTS \"notes_pinned\" ON \"notes\" (\"pinned\")",
+            "ALTER TABLE \"tags\" ADD FOREIGN KEY (\"note\") REFERENCES \"notes\" (\"id\") DEFERRABLE INITIALLY DEFERRED",
         ]
     );
     assert!(t.tables[0].existing && t.tables[0].added_columns == ["pinned"] && !t.tables[1].existing);
@@ -239,4 +231,118 @@ fn schema_changes_add_columns_only() {
         r.iter().map(|x| (x.reason, x.column.as_deref())).collect::<Vec<_>>(),
         [(Reason::SchemaChange, Some("body")), (Reason::SchemaChange, Some("extra"))]
     );
+}
+
+#[test]
+fn columns_without_a_type_become_the_any_domain() {
+    let t = translate(
+        "CREATE TABLE settings (setting TEXT PRIMARY KEY NOT NULL, value, n DEFAULT 7, r DEFAULT -2.5, s DEFAULT 'a\"b',
+             at DEFAULT CURRENT_TIMESTAMP);
+         CREATE TABLE s (id INTEGER PRIMARY KEY, v ANY, w INT) STRICT;
+         CREATE INDEX settings_value ON settings (value);",
+    )
+    .unwrap();
+    let script = t.script();
+    assert!(script.starts_with("DO $cloudsync$ BEGIN CREATE DOMAIN \"cloudsync_any\" AS jsonb CHECK"), "{script}");
+    assert_eq!(script.matches("CREATE DOMAIN").count(), 1, "{script}");
+    for want in [
+        "\"value\" \"cloudsync_any\",",
+        "\"n\" \"cloudsync_any\" DEFAULT '7'",
+        "\"r\" \"cloudsync_any\" DEFAULT '-2.5'",
+        "\"s\" \"cloudsync_any\" DEFAULT '\"a\\\"b\"'",
+        "\"v\" \"cloudsync_any\"",
+        "\"at\" \"cloudsync_any\" DEFAULT pg_catalog.to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'))",
+        "\"w\" bigint",
+        "CREATE INDEX IF NOT EXISTS \"settings_value\" ON \"settings\" (\"value\")",
+    ] {
+        assert!(script.contains(want), "{want} in {script}");
+    }
+    // In a target schema, the domain goes there too.
+    let t = translate_into(
+        "CREATE TABLE k (id TEXT PRIMARY KEY, v)",
+        &Existing::new(),
+        &Target { schema: Some("app".into()), ..Target::default() },
+    )
+    .unwrap();
+    assert!(t.script().contains("CREATE DOMAIN \"app\".\"cloudsync_any\""), "{}", t.script());
+    assert!(t.script().contains("\"v\" \"app\".\"cloudsync_any\""), "{}", t.script());
+    // A column without a type referencing a typed key takes the key's type.
+    let t = translate(
+        "CREATE TABLE vals (valueID INTEGER PRIMARY KEY, value UNIQUE);
+         CREATE TABLE data (id INT PRIMARY KEY, valueID, FOREIGN KEY (valueID) REFERENCES vals(valueID));",
+    )
+    .unwrap();
+    assert!(t.script().contains("\"valueID\" bigint,\n    PRIMARY KEY"), "{}", t.script());
+    assert!(t.script().contains("\"value\" \"cloudsync_any\" UNIQUE"), "{}", t.script());
+    // NOCASE cannot compare its JSON.
+    let r = refused("CREATE TABLE c (id TEXT PRIMARY KEY, v COLLATE NOCASE)");
+    assert_eq!(r[0].reason, Reason::Collation);
+}
+
+#[test]
+fn what_sqlite_itself_cannot_enforce_or_keep_is_left_out_with_a_note() {
+    let t = translate(
+        "CREATE TEMP TABLE scratch (id TEXT PRIMARY KEY);
+         CREATE INDEX scratch_id ON scratch (id);
+         CREATE TABLE people (id INTEGER PRIMARY KEY, handle TEXT NOT NULL);
+         CREATE UNIQUE INDEX people_handle ON people (handle);
+         CREATE TABLE posts (id TEXT PRIMARY KEY NOT NULL, author TEXT REFERENCES people (handle),
+             format INTEGER REFERENCES formats (id), at TEXT DEFAULT (datetime('now', 'localtime')));
+         CREATE INDEX an_index_name_that_is_far_too_long_for_postgresql_which_truncates_it_at_63_bytes ON posts (at);",
+    )
+    .unwrap();
+    let script = t.script();
+    assert!(!script.contains("scratch"), "{script}");
+    // The UNIQUE index is the parent key, created before the foreign key that needs it.
+    let index = script.find("CREATE UNIQUE INDEX IF NOT EXISTS \"people_handle\"").unwrap();
+    let fk = script.find("ADD FOREIGN KEY (\"author\") REFERENCES \"people\" (\"handle\")").unwrap();
+    assert!(index < fk, "{script}");
+    assert!(!script.contains("formats"), "{script}");
+    assert!(script.contains("DEFAULT to_char(now(), 'YYYY-MM-DD HH24:MI:SS')"), "{script}");
+    // Cut to 54 bytes, then `_` and eight hex digits: 63 in all.
+    let short = "an_index_name_that_is_far_too_long_for_postgresql_whic";
+    assert!(script.contains(&format!("\"{short}_")), "{script}");
+    let notes = t.notes.join("\n");
+    for want in [
+        "\"scratch\": CREATE TEMP TABLE is left out",
+        "index \"scratch_id\"",
+        "REFERENCES formats (format)",
+        "localtime",
+        &format!("renamed \"{short}_"),
+    ] {
+        assert!(notes.contains(want), "{want} in {notes}");
+    }
+}
+
+#[test]
+fn glob_json_extract_and_blobs_read_as_text_translate() {
+    let t = translate(
+        "CREATE TABLE places (id TEXT PRIMARY KEY NOT NULL, url TEXT, data BLOB, doc TEXT, k TEXT CHECK (k NOT NULL OR NOT NULL IS NULL),
+             CHECK (url GLOB 'http*' OR url NOT GLOB '[^a-z]?x.[*]'),
+             CHECK (doc IS NULL OR json_extract(CAST(data AS TEXT), '$.a.\"b c\"[2]') = doc));
+         CREATE INDEX places_doc ON places ((json_extract(doc, '$.name')));
+         CREATE INDEX places_data ON places ((json_extract(data, '$.kind')));",
+    )
+    .unwrap();
+    let script = t.script();
+    for want in [
+        "\"url\" ~ '^http.*$'",
+        "CHECK (\"k\" IS NOT NULL OR NOT NULL IS NULL)",
+        "\"url\" !~ '^[^a-z].x\\.[*]$'",
+        "pg_catalog.jsonb_extract_path_text((\"cloudsync_utf8\"(\"data\"))::jsonb, 'a', 'b c', '2')",
+        "pg_catalog.jsonb_extract_path_text((\"doc\")::jsonb, 'name')",
+        "pg_catalog.jsonb_extract_path_text((\"cloudsync_utf8\"(\"data\"))::jsonb, 'kind')",
+        "CREATE OR REPLACE FUNCTION \"cloudsync_utf8\"(bytea) RETURNS text LANGUAGE sql IMMUTABLE",
+    ] {
+        assert!(script.contains(want), "{want} in {script}");
+    }
+    assert!(script.find("CREATE OR REPLACE FUNCTION").unwrap() < script.find("CREATE TABLE").unwrap(), "{script}");
+    for (sql, why) in [
+        ("CREATE TABLE g (id TEXT PRIMARY KEY, u TEXT CHECK (u GLOB upper(u)))", "literal pattern"),
+        ("CREATE TABLE j (id TEXT PRIMARY KEY, u TEXT CHECK (json_extract(u, '$.a[*]') IS NULL))", "paths"),
+        ("CREATE TABLE j (id TEXT PRIMARY KEY, u TEXT CHECK (json_extract(u, '$.a', '$.b') IS NULL))", "one literal"),
+    ] {
+        let r = refused(sql);
+        assert!(r.iter().any(|x| x.detail.contains(why)), "{sql}: {r:?}");
+    }
 }

@@ -55,6 +55,10 @@ pub fn read_value(row: &SpiHeapTupleData<'_>, i: usize, r: Read) -> Result<Value
         Read::Float => row.get::<f64>(i)?.map_or(Value::Null, Value::Real),
         Read::Text => row.get::<String>(i)?.map_or(Value::Null, |s| Value::Text(s.into_bytes())),
         Read::Bytes => row.get::<Vec<u8>>(i)?.map_or(Value::Null, Value::Blob),
+        Read::Any => match row.get::<String>(i)? {
+            None => Value::Null,
+            Some(s) => crate::types::any_from_json(&s).map_err(Error::Corrupt)?,
+        },
     })
 }
 

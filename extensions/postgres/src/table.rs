@@ -147,7 +147,8 @@ impl Shape {
                     COALESCE((SELECT k.n FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(att, n) WHERE k.att = a.attnum), 0)::int4, \
                     a.attidentity::text, \
                     (SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) \
-                       FROM pg_catalog.pg_enum e WHERE e.enumtypid = bt.oid) \
+                       FROM pg_catalog.pg_enum e WHERE e.enumtypid = bt.oid), \
+                    CASE WHEN t.typtype = 'd' THEN t.typname::text END \
              FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
@@ -167,6 +168,7 @@ impl Shape {
                     element_name: r.get::<String>(8)?,
                     ndims: get::<i32>(r, 9, "dimensions")?,
                     labels: r.get::<Vec<String>>(13)?,
+                    domain: r.get::<String>(14)?,
                 };
                 let (kind, refused) = match Kind::of(&facts) {
                     Ok(k) => (k, None),

@@ -65,6 +65,10 @@ pub enum Kind {
         /// The element type as SQL (`integer`, `text`, …).
         element: String,
     },
+    /// The `cloudsync_any` domain (over `jsonb`) the translator gives a SQLite column
+    /// without a type: every class, each in its own JSON form ([`any_to_json`],
+    /// [`any_from_json`]).
+    Any,
     /// Any other type with a text form (`time`, `interval`, enums, `inet`, domains over
     /// text…): TEXT in PostgreSQL's output format, parsed by the type's input function.
     Other,
@@ -89,6 +93,8 @@ pub struct TypeFacts {
     pub ndims: i32,
     /// For enums: the labels.
     pub labels: Option<Vec<String>>,
+    /// For a domain: its own name (`typname` is then its base type's).
+    pub domain: Option<String>,
 }
 
 impl Kind {
@@ -112,6 +118,7 @@ impl Kind {
             }
             "uuid" => Kind::Uuid,
             "json" => Kind::Json { binary: false },
+            "jsonb" if t.domain.as_deref() == Some(cloudsync_ddl::ANY_DOMAIN) => Kind::Any,
             "jsonb" => Kind::Json { binary: true },
             "timestamptz" => Kind::TimestampTz,
             "timestamp" => Kind::Timestamp,
@@ -127,6 +134,7 @@ impl Kind {
                     element_name: None,
                     ndims: 0,
                     labels: None,
+                    domain: None,
                 };
                 match Kind::of(&elem_facts)? {
                     Kind::Array { .. } => return Err("arrays of arrays cannot be synced".into()),
@@ -185,6 +193,7 @@ impl Kind {
                 Read::Text,
             ),
             Kind::Array { .. } => (format!("pg_catalog.to_jsonb({col})::text"), Read::Text),
+            Kind::Any => (format!("{col}::text"), Read::Any),
             Kind::Text { .. } | Kind::Numeric { .. } | Kind::Uuid | Kind::Json { .. } | Kind::Enum { .. } | Kind::Other => {
                 (format!("{col}::text"), Read::Text)
             }
@@ -207,6 +216,7 @@ impl Kind {
             | Kind::Timestamp
             | Kind::Date
             | Kind::Enum { .. }
+            | Kind::Any
             | Kind::Other => Bind::Text,
         }
     }
@@ -231,6 +241,7 @@ impl Kind {
             | Kind::Timestamp
             | Kind::Date
             | Kind::Enum { .. }
+            | Kind::Any
             | Kind::Other => format!("${n}::text::{sql_type}"),
         };
         (self.bind(), sql)
@@ -393,6 +404,7 @@ impl Kind {
                 }
                 Ok(Param::Text(s))
             }
+            Kind::Any => Ok(any_to_json(v)?.map_or(Param::Null, Param::Text)),
             Kind::Enum { labels } => {
                 let s = text_of(v)?;
                 if !labels.contains(&s) {
@@ -501,6 +513,79 @@ fn text_of(v: &Value) -> Result<String, ValueProblem> {
     }
 }
 
+/// A value as `cloudsync_any` holds it: an integer as a JSON number without a fraction,
+/// a finite real as one with a fraction (`1.0`, never an exponent: `jsonb` would print
+/// it without one), an infinity as `{"real": "Infinity"}`, text as a JSON string, a
+/// blob as `{"blob": "<hex>"}`. None for NULL (and NaN, which SQLite stores as NULL).
+pub fn any_to_json(v: &Value) -> Result<Option<String>, ValueProblem> {
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) if r.is_nan() => return Ok(None),
+        Value::Real(r) if r.is_infinite() => {
+            format!(r#"{{"real": "{}"}}"#, if *r > 0.0 { "Infinity" } else { "-Infinity" })
+        }
+        Value::Real(r) => {
+            let mut s = format!("{r}");
+            if !s.contains('.') {
+                s.push_str(".0");
+            }
+            s
+        }
+        Value::Text(t) => {
+            let s = std::str::from_utf8(t).map_err(|_| ValueProblem::Utf8)?;
+            serde_json::to_string(s).map_err(|_| ValueProblem::Utf8)?
+        }
+        Value::Blob(b) => format!(r#"{{"blob": "{}"}}"#, b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+    }))
+}
+
+/// The value `cloudsync_any`'s text form holds ([`any_to_json`]'s inverse). A number
+/// written directly in PostgreSQL reads as SQLite would store it: an integer when it
+/// has no fraction or exponent and fits 64 bits, a real otherwise.
+pub fn any_from_json(text: &str) -> Result<Value, String> {
+    let raw = text.trim();
+    // Numbers are read here, not by serde_json (which refuses the longest exact decimals).
+    if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(match raw.parse::<i64>() {
+            Ok(i) if !raw.contains(['.', 'e', 'E']) => Value::Integer(i),
+            _ => Value::Real(raw.parse::<f64>().map_err(|e| format!("cloudsync_any number {raw}: {e}"))?),
+        });
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| format!("cloudsync_any value that is not JSON: {e}"))?;
+    Ok(match &v {
+        serde_json::Value::String(s) => Value::Text(s.clone().into_bytes()),
+        serde_json::Value::Object(o) => match (o.get("blob"), o.get("real"), o.len()) {
+            (Some(serde_json::Value::String(h)), None, 1) => {
+                Value::Blob(unhex(h).ok_or("cloudsync_any blob that is not hex")?)
+            }
+            (None, Some(serde_json::Value::String(r)), 1) => {
+                Value::Real(r.parse::<f64>().map_err(|e| format!("cloudsync_any real {r}: {e}"))?)
+            }
+            _ => return Err("cloudsync_any object other than {\"blob\": …} or {\"real\": …}".into()),
+        },
+        serde_json::Value::Null => Value::Null,
+        _ => return Err(format!("cloudsync_any holds {}: only numbers, strings, blobs", shown_json(&v))),
+    })
+}
+
+/// Hex digits (either case) as bytes.
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if !h.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn shown_json(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Array(_) => "an array",
+        _ => "something else",
+    }
+}
+
 /// The SQL type a read expression produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
@@ -512,6 +597,8 @@ pub enum Read {
     Text,
     /// `bytea` → BLOB.
     Bytes,
+    /// `cloudsync_any` as text → the class its JSON form says ([`any_from_json`]).
+    Any,
 }
 
 /// The parameter type a write binds.
@@ -602,7 +689,47 @@ mod tests {
             element_name: None,
             ndims: 0,
             labels: None,
+            domain: None,
         }
+    }
+
+    #[test]
+    fn the_any_domain_keeps_every_class() {
+        let mut f = facts("jsonb", -1);
+        assert!(matches!(Kind::of(&f), Ok(Kind::Json { binary: true })));
+        f.domain = Some("cloudsync_any".into());
+        assert!(matches!(Kind::of(&f), Ok(Kind::Any)));
+        for (v, json) in [
+            (Value::Integer(42), "42"),
+            (Value::Integer(i64::MIN), "-9223372036854775808"),
+            (Value::Real(3.0), "3.0"),
+            (Value::Real(-0.5), "-0.5"),
+            (Value::Real(1e20), "100000000000000000000.0"),
+            (Value::Real(f64::INFINITY), r#"{"real": "Infinity"}"#),
+            (Value::Real(f64::NEG_INFINITY), r#"{"real": "-Infinity"}"#),
+            (Value::Text(b"42".to_vec()), r#""42""#),
+            (Value::Text("é \"q\" \\".as_bytes().to_vec()), r#""é \"q\" \\""#),
+            (Value::Blob(vec![0, 0xff]), r#"{"blob": "00ff"}"#),
+        ] {
+            assert_eq!(any_to_json(&v).unwrap().as_deref(), Some(json), "{v:?}");
+            assert_eq!(any_from_json(json).unwrap(), v, "{json}");
+        }
+        assert_eq!(any_to_json(&Value::Null).unwrap(), None);
+        assert_eq!(any_to_json(&Value::Real(f64::NAN)).unwrap(), None);
+        // Tiny and huge reals come back exactly.
+        for r in [1e300, -2.5e-300, f64::MAX, f64::MIN_POSITIVE] {
+            let json = any_to_json(&Value::Real(r)).unwrap().unwrap();
+            assert!(!json.contains('e'), "{json}");
+            assert_eq!(any_from_json(&json).unwrap(), Value::Real(r));
+        }
+        // As jsonb prints what PostgreSQL users write.
+        assert_eq!(any_from_json("1000").unwrap(), Value::Integer(1000));
+        assert_eq!(any_from_json("99999999999999999999").unwrap(), Value::Real(1e20));
+        assert_eq!(any_from_json(r#"{"blob": "0A0b"}"#).unwrap(), Value::Blob(vec![10, 11]));
+        for bad in ["true", "[1]", r#"{"x": 1}"#, r#"{"blob": "0"}"#, r#"{"blob": "00", "real": "1"}"#, "nope"] {
+            assert!(any_from_json(bad).is_err(), "{bad}");
+        }
+        assert!(any_to_json(&Value::Text(vec![0xff])).is_err());
     }
 
     #[test]

@@ -399,7 +399,7 @@ fn provision_in(
         crate::lifecycle::init(conn, &table, Some(&algo), flag)?;
         tables.push(Provisioned { table, algo });
     }
-    Ok(Provisioning { statements, tables })
+    Ok(Provisioning { statements, tables, notes: Vec::new() })
 }
 
 /// The database's tables with their columns, as `ddl::guard::schema_against` reads

@@ -353,11 +353,14 @@ impl TenantDb for PgDb<'_> {
         let synced: Vec<String> =
             sqlx::query_scalar("SELECT name FROM cloudsync.tables").fetch_all(&mut *tx).await.map_err(pg_error)?;
         let mut out = Vec::new();
+        let mut notes = translation.notes.clone();
         for t in
             translation.tables.iter().filter(|t| !t.existing || !synced.iter().any(|s| s.eq_ignore_ascii_case(&t.name)))
         {
             if let Some(why) = &t.unsynced {
-                return Err(Error::Invalid(format!("table '{}' cannot be synced: {why}", t.name)));
+                // Created (the application may use it centrally), never synced.
+                notes.push(format!("table \"{}\" is created but not synced: {why}", t.name));
+                continue;
             }
             let pick = |m: &BTreeMap<String, String>| {
                 m.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.name)).map(|(_, v)| v.clone())
@@ -386,7 +389,7 @@ impl TenantDb for PgDb<'_> {
         } else {
             tx.commit().await.map_err(pg_error)?;
         }
-        Ok(Provisioning { statements, tables: out })
+        Ok(Provisioning { statements, tables: out, notes })
     }
 
     /// The sync name of the synced table `name` (matched case-insensitively, as
