@@ -214,6 +214,7 @@ fn api(limits: Limits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sync::new_upload))
         .routes(routes!(sync::status))
         .routes(routes!(sync::receive))
+        .routes(routes!(sync::device_schema))
         .routes(routes!(sync::visibility))
         .split_for_parts();
     let (manage, manage_doc) = OpenApiRouter::new()

@@ -604,3 +604,70 @@ fn a_device_that_cannot_apply_a_download_says_so_until_it_can() {
     let device = server.get(&format!("/v1/tenants/{tenant}/databases/{db}/devices/{}", site.as_str().unwrap()));
     assert_eq!(device["receive_error_code"], Value::Null, "{device}");
 }
+
+/// The opt-in: a device that called `cloudsync_network_set_schema_auto(1)` takes the
+/// tables and columns its downloads name from the server's schema, through the same
+/// alter path as an application's own migration, and then receives what it had
+/// skipped; a device without the opt-in skips them as before.
+#[test]
+#[ignore = "needs the built extension; run by cargo xtask test"]
+fn a_device_that_opts_in_takes_the_servers_schema_changes() {
+    const PROJECTS: &str =
+        "CREATE TABLE projects (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL DEFAULT 'untitled')";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), free_port(), &[]);
+    let p = server.provision(SCHEMA);
+    let mut auto = PyDevice::open("auto", &dir.path().join("auto.db"));
+    auto.join(SCHEMA, &p);
+    assert_eq!(auto.one("SELECT cloudsync_network_set_schema_auto(1)"), json!(1));
+    assert!(auto.exec("SELECT cloudsync_network_set_schema_auto(2)", &[]).unwrap_err().contains("0 or 1"));
+    let mut manual = PyDevice::open("manual", &dir.path().join("manual.db"));
+    manual.join(SCHEMA, &p);
+    let mut new = RustDevice::open("newer-app", &dir.path().join("new.db"));
+    new.join(SCHEMA, &p);
+
+    // The server gains a table and a column; the newer app migrates and writes both.
+    let (tenant, db) = (&p.tenant, &p.database);
+    let wider = format!("{}; {PROJECTS}", SCHEMA.replace(")", ", color TEXT DEFAULT 'none')"));
+    server.admin(&format!("/v1/tenants/{tenant}/databases/{db}/schema"), json!({ "sql": wider }));
+    new.sql(PROJECTS);
+    new.sql("SELECT cloudsync_init('projects')");
+    for sql in [
+        "BEGIN",
+        "SELECT cloudsync_begin_alter('notes')",
+        "ALTER TABLE notes ADD COLUMN color TEXT DEFAULT 'none'",
+        "SELECT cloudsync_commit_alter('notes')",
+        "COMMIT",
+    ] {
+        new.sql(sql);
+    }
+    new.sql("INSERT INTO notes (id, title, color) VALUES ('n1', 'first', 'red')");
+    new.sql("INSERT INTO projects VALUES ('p1', 'garden')");
+    assert_eq!(new.sync(0).unwrap()["send"]["status"], "sent");
+    drain(&mut [&mut new]);
+
+    // Without the opt-in: skipped and named.
+    let r = manual.sync(0).unwrap();
+    assert_eq!(r["receive"]["skipped_schema"], json!(["notes.color", "projects"]), "{r}");
+    assert_eq!(manual.one("SELECT count(*) FROM sqlite_master WHERE name = 'projects'"), json!(0));
+
+    // With it: the table and the column come from the server, and so do their rows.
+    let r = auto.sync(0).unwrap();
+    assert_eq!(r["receive"]["schema_applied"], json!(["projects", "notes.color"]), "{r}");
+    assert_eq!(r["receive"]["skipped_schema"], json!([]), "{r}");
+    assert_eq!(auto.one("SELECT color FROM notes WHERE id = 'n1'"), json!("red"));
+    assert_eq!(auto.one("SELECT name FROM projects WHERE id = 'p1'"), json!("garden"));
+    // As the server declares them (the default came along), and synced both ways.
+    assert_eq!(
+        auto.one("SELECT dflt_value FROM pragma_table_info('projects') WHERE name = 'name'"),
+        json!("'untitled'")
+    );
+    auto.sql("INSERT INTO notes (id, title) VALUES ('n2', 'from the auto device')");
+    auto.sql("UPDATE projects SET name = 'allotment' WHERE id = 'p1'");
+    assert_eq!(auto.sync(0).unwrap()["send"]["status"], "sent");
+    drain(&mut [&mut auto]);
+    new.sync(0).unwrap();
+    assert_eq!(new.one("SELECT color FROM notes WHERE id = 'n2'"), json!("none"));
+    assert_eq!(new.one("SELECT name FROM projects WHERE id = 'p1'"), json!("allotment"));
+    assert_eq!(auto.rows(), new.rows());
+}

@@ -206,6 +206,23 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     assert!(v["statements"].to_string().contains(r#"\"v\" \"public\".\"cloudsync_any\""#), "{v}");
     assert!(v["notes"][0].as_str().unwrap().contains("\"scratch\": CREATE TEMP TABLE is left out"), "{v}");
     assert_eq!(v["tables"][0]["table"], "kv", "{v}");
+    // Devices that apply the server's schema themselves read it as SQLite DDL: the
+    // column without a type has none again, the key is the key.
+    let (status, body) = http(
+        "GET",
+        &format!("{sync_url}/schema"),
+        Some(&jwt("erin", Some("authenticated"))),
+        None,
+        &[("x-cloudsync-site", "ab".repeat(16).as_str())],
+    )
+    .unwrap();
+    let schema: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{schema}");
+    let kv = schema["tables"].as_array().unwrap().iter().find(|t| t["table"] == "kv").unwrap();
+    assert_eq!(kv["create"], r#"CREATE TABLE "kv" ("id" TEXT NOT NULL, "v", PRIMARY KEY ("id"))"#, "{kv}");
+    let todos = schema["tables"].as_array().unwrap().iter().find(|t| t["table"] == "todos").unwrap();
+    let shared = todos["columns"].as_array().unwrap().iter().find(|c| c["name"] == "shared").unwrap();
+    assert_eq!(shared["definition"], r#""shared" BOOLEAN"#, "{todos}");
 
     std::thread::sleep(Duration::from_millis(200));
     let logged = std::fs::read_to_string(&log).unwrap();

@@ -585,7 +585,9 @@ fn emit_table(t: &Table) -> String {
 }
 
 /// One column definition, as in `CREATE TABLE` and `ALTER TABLE … ADD COLUMN`.
-fn emit_column(c: &Column) -> String {
+/// A column definition as `CREATE TABLE` and `ADD COLUMN` take it, from the parsed
+/// tree.
+pub fn emit_column(c: &Column) -> String {
     let mut col = ident(&c.name);
     if !c.decl_type.is_empty() {
         col.push(' ');

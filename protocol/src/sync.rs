@@ -121,6 +121,40 @@ pub struct DeviceStatus {
     pub receive: Option<ReceiveFailing>,
 }
 
+/// The central database's synced tables as SQLite DDL (`GET {sync_url}/schema`), for a
+/// device that applies the server's schema changes itself
+/// (`cloudsync_network_set_schema_auto(1)`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSchema {
+    /// The synced tables.
+    pub tables: Vec<SchemaTable>,
+}
+
+/// One synced table as SQLite DDL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchemaTable {
+    /// Table name.
+    pub table: String,
+    /// Sync algorithm.
+    pub algo: String,
+    /// `CREATE TABLE` creating it on a device.
+    pub create: String,
+    /// Each column, for `ALTER TABLE … ADD COLUMN` on a device that has the table.
+    pub columns: Vec<SchemaColumn>,
+}
+
+/// One column of a [`SchemaTable`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchemaColumn {
+    /// Column name.
+    pub name: String,
+    /// Its definition (`"color" TEXT DEFAULT 'red'`), as `ADD COLUMN` takes it.
+    pub definition: String,
+}
+
 /// A device's report of its receiving: `failure` while applying downloads fails on it
 /// (its own database refuses what the server sends), None once one applies again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -251,6 +251,16 @@ mod net {
         json(network::check_visibility(conn, state)?)
     }
 
+    pub fn schema_auto(ctx: &Context<'_>, conn: &Connection, _: &ConnState) -> Result<SqlValue> {
+        let on = int_arg(ctx, 0, "cloudsync_network_set_schema_auto", "on")?
+            .ok_or_else(|| Error::arg("cloudsync_network_set_schema_auto", "on must be 0 or 1"))?;
+        if !matches!(on, 0 | 1) {
+            return Err(Error::arg("cloudsync_network_set_schema_auto", "on must be 0 or 1"));
+        }
+        network::set_schema_auto(conn, on == 1)?;
+        Ok(SqlValue::Integer(1))
+    }
+
     /// The network functions.
     pub const FUNCTIONS: &[(&str, i32, bool, Fx)] = &[
         ("cloudsync_network_init", 1, false, init),
@@ -269,6 +279,7 @@ mod net {
         ("cloudsync_network_cleanup", 0, false, cleanup),
         ("cloudsync_network_status", 0, false, status),
         ("cloudsync_network_check_visibility", 0, false, visibility),
+        ("cloudsync_network_set_schema_auto", 1, false, schema_auto),
     ];
 }
 

@@ -23,8 +23,8 @@ use std::time::Duration;
 use cloudsync_core::feed::Checkpoint;
 use cloudsync_core::SiteId;
 use cloudsync_protocol::sync::{
-    header, Accepted, Invisible, NewUpload, ReceiveFailure, ReceiveReport, SyncStatus, UploadRef, UploadTicket,
-    VisibilityCheck, PAYLOAD_TYPE,
+    header, Accepted, DeviceSchema, Invisible, NewUpload, ReceiveFailure, ReceiveReport, SyncStatus, UploadRef,
+    UploadTicket, VisibilityCheck, PAYLOAD_TYPE,
 };
 use cloudsync_protocol::ErrorBody;
 use rusqlite::{Connection, OptionalExtension};
@@ -57,6 +57,8 @@ const SCHEMA_BEHIND: &str = "network_schema_behind";
 /// How many of this device's uploads the server last said failed for good (dead,
 /// waiting for an operator): while any is, this device has changes not applied.
 const DEAD_UPLOADS: &str = "network_dead_uploads";
+/// Set (to 1) when the application asked to apply the server's schema changes here.
+const SCHEMA_AUTO: &str = "network_schema_auto";
 /// Set while this device last told the server applying downloads fails here.
 const RECEIVE_FAILING: &str = "network_receive_failing";
 
@@ -303,6 +305,12 @@ impl Client {
         answer.hidden.iter().map(|h| hex::decode(h).map_err(|_| net_err("a hidden key is not hex"))).collect()
     }
 
+    /// `GET {sync_url}/schema`: the central synced tables as SQLite DDL.
+    fn schema(&self) -> Result<DeviceSchema> {
+        let url = format!("{}/schema?site={}", self.base, self.site_hex());
+        Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
+    }
+
     /// `PUT {sync_url}/receive`: tells the server applying downloads fails here
     /// (`failure`), or applies again.
     fn report_receive(&self, failure: Option<ReceiveFailure>) -> Result<()> {
@@ -488,6 +496,84 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
 /// `cloudsync_network_check_changes()`: downloads and applies what the server has that
 /// this database did not write; waits up to `wait` for the first chunk.
 pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value> {
+    let mut report = receive(conn, state, wait)?;
+    // A download named tables or columns this database lacks: with the opt-in, take
+    // them from the server's schema, then read again (the schema change resets the
+    // receive checkpoint, so what was skipped comes now). Once per call.
+    let skipped: Vec<String> = report["skipped_schema"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if !skipped.is_empty() && setting(conn, SCHEMA_AUTO)?.is_some() {
+        let client = Client::new(conn, state, Duration::ZERO)?;
+        let applied = apply_server_schema(conn, &client, &skipped)?;
+        if !applied.is_empty() {
+            let again = receive(conn, state, Duration::ZERO)?;
+            let first = report;
+            report = again;
+            report["schema_applied"] = json!(applied);
+            // What the first pass applied counts too.
+            for key in ["changes", "received", "chunks", "bytes"] {
+                let sum = first[key].as_u64().unwrap_or(0) + report[key].as_u64().unwrap_or(0);
+                report[key] = json!(sum);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `cloudsync_network_set_schema_auto(on)`: whether downloads naming tables or columns
+/// this database lacks make it take them from the server's schema.
+pub fn set_schema_auto(conn: &Connection, on: bool) -> Result<()> {
+    set_setting(conn, SCHEMA_AUTO, on.then_some("1"))
+}
+
+/// Creates the tables and adds the columns of `skipped` (`table` or `table.column`, as
+/// a download named them) from the server's schema, through the same paths an
+/// application's own migration takes (`cloudsync_init`, `begin_alter`/`commit_alter`),
+/// all or nothing. The server's SQL never runs as given: each statement is parsed and
+/// re-emitted by `cloudsync_ddl::guard` (only `CREATE TABLE` and `ADD COLUMN`, only
+/// allowed expressions), as on the server. Returns what it applied.
+fn apply_server_schema(conn: &Connection, client: &Client, skipped: &[String]) -> Result<Vec<String>> {
+    let schema = client.schema()?;
+    let find = |name: &str| schema.tables.iter().find(|t| t.table.eq_ignore_ascii_case(name));
+    in_savepoint(conn, "cloudsync_schema_auto", || {
+        let mut applied = Vec::new();
+        // Tables first: a column of a new table comes with it.
+        for item in skipped.iter().filter(|i| !i.contains('.')) {
+            let Some(t) = find(item) else { continue };
+            let existing = crate::replica::existing_tables(conn)?;
+            for e in cloudsync_ddl::guard::schema_against(&t.create, &existing)? {
+                conn.execute_batch(&e.sql)?;
+            }
+            crate::lifecycle::init(conn, &t.table, Some(&t.algo), 3)?;
+            applied.push(t.table.clone());
+        }
+        for item in skipped {
+            let Some((table, column)) = item.split_once('.') else { continue };
+            if applied.iter().any(|a| a.eq_ignore_ascii_case(table)) {
+                continue;
+            }
+            let (Some(t), Some(synced)) = (find(table), SyncTable::load(conn, table)?) else { continue };
+            let Some(c) = t.columns.iter().find(|c| c.name.eq_ignore_ascii_case(column)) else { continue };
+            let sql = format!("ALTER TABLE {} ADD COLUMN {}", crate::sql::ident(&synced.name), c.definition);
+            let emitted = cloudsync_ddl::guard::schema_against(&sql, &crate::replica::existing_tables(conn)?)?;
+            if emitted.is_empty() {
+                continue;
+            }
+            crate::lifecycle::begin_alter(conn, &synced.name)?;
+            for e in emitted {
+                conn.execute_batch(&e.sql)?;
+            }
+            crate::lifecycle::commit_alter(conn, &synced.name)?;
+            applied.push(item.clone());
+        }
+        Ok(applied)
+    })
+}
+
+/// One receive pass of [`check_changes`].
+fn receive(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value> {
     let client = Client::new(conn, state, wait)?;
     let mut received = checkpoint(conn, RECEIVED)?;
     let (mut applied, mut incoming, mut bytes, mut chunks) = (0u64, 0u64, 0usize, 0u64);

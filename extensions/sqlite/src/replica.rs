@@ -20,6 +20,8 @@ use cloudsync_core::engine::{apply_row_by_row, RowAttempt};
 use cloudsync_core::feed::{Checkpoint, Chunk};
 use cloudsync_core::value::{decode_key, show_key};
 use cloudsync_core::{Changeset, SiteId, Value};
+use cloudsync_ddl::Statement;
+use cloudsync_protocol::sync::{SchemaColumn, SchemaTable};
 use cloudsync_protocol::{ApplyOutcome, Provisioned, Provisioning, RefusedRow, Sqlstate, TableInfo};
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -182,6 +184,37 @@ impl Replica {
                     key: t.pk.into_iter().map(|k| k.name).collect(),
                     columns: t.columns.into_iter().map(|c| c.name).collect(),
                     rows,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The synced tables as SQLite DDL a device can run: each table's definition as
+    /// parsed and re-emitted by `cloudsync_ddl::guard` (only what a `CREATE TABLE` may
+    /// hold), and each column's, for `ADD COLUMN`.
+    pub fn device_schema(&self) -> Result<Vec<SchemaTable>> {
+        self.scoped(|conn| {
+            let mut out = Vec::new();
+            for name in SyncTable::names(conn)? {
+                let t = SyncTable::require(conn, &name)?;
+                let sql: String = conn.query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [&t.name],
+                    |r| r.get(0),
+                )?;
+                let parsed = cloudsync_ddl::parse(&sql).map_err(cloudsync_ddl::TranslateError::from)?;
+                let Some(Statement::Table(table)) = parsed.into_iter().next() else { continue };
+                let columns = table
+                    .columns
+                    .iter()
+                    .map(|c| SchemaColumn { name: c.name.clone(), definition: cloudsync_ddl::guard::emit_column(c) })
+                    .collect();
+                out.push(SchemaTable {
+                    table: t.name.clone(),
+                    algo: t.algo.name().to_string(),
+                    create: cloudsync_ddl::guard::emit(&Statement::Table(table)),
+                    columns,
                 });
             }
             Ok(out)
@@ -404,7 +437,7 @@ fn provision_in(
 
 /// The database's tables with their columns, as `ddl::guard::schema_against` reads
 /// them (cloudsync's own tables left out).
-fn existing_tables(conn: &Connection) -> Result<cloudsync_ddl::Existing> {
+pub(crate) fn existing_tables(conn: &Connection) -> Result<cloudsync_ddl::Existing> {
     let mut out = cloudsync_ddl::Existing::new();
     for name in table_names(conn)? {
         let lower = name.to_ascii_lowercase();

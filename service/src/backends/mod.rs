@@ -122,6 +122,10 @@ pub trait TenantDb: Send + Sync {
     /// again.
     async fn visibility(&self) -> Result<Option<String>>;
 
+    /// The synced tables as SQLite DDL, for devices that apply the server's schema
+    /// changes themselves (`GET {sync_url}/schema`).
+    async fn device_schema(&self) -> Result<Vec<cloudsync_protocol::sync::SchemaTable>>;
+
     /// The synced tables `actor` may not read at all, which its downloads leave out
     /// (PostgreSQL: no `SELECT` privilege). SQLite backends have none: their read
     /// policies filter rows.

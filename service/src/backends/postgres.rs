@@ -406,6 +406,50 @@ impl TenantDb for PgDb<'_> {
         found.ok_or(Error::NotFound { what: "synced table" })
     }
 
+    /// The synced tables as SQLite DDL: each column with the SQLite type its
+    /// PostgreSQL type maps from (`docs/translate-ddl.md`, read backwards), the key,
+    /// `NOT NULL` on key columns. Other constraints and defaults stay central (the
+    /// database enforces them on every upload).
+    async fn device_schema(&self) -> Result<Vec<cloudsync_protocol::sync::SchemaTable>> {
+        use cloudsync_protocol::sync::{SchemaColumn, SchemaTable};
+        let pool = self.pool().await?;
+        let rows: Vec<(String, String, Vec<String>, String, String, String)> = sqlx::query_as(
+            "SELECT t.name, t.algo, t.pk, a.attname::text, ty.typname::text, bt.typname::text \
+             FROM cloudsync.tables t JOIN pg_attribute a ON a.attrelid = t.relid \
+             JOIN pg_type ty ON ty.oid = a.atttypid \
+             JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END \
+             WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY t.name, a.attnum",
+        )
+        .fetch_all(&pool)
+        .await
+        .map_err(pg_error)?;
+        let mut out: Vec<SchemaTable> = Vec::new();
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        for (table, algo, pk, column, typname, base) in rows {
+            if out.last().is_none_or(|t| t.table != table) {
+                out.push(SchemaTable { table: table.clone(), algo, create: String::new(), columns: Vec::new() });
+                keys.push(pk);
+            }
+            let decl = sqlite_type(&typname, &base);
+            let key = keys.last().is_some_and(|k| k.iter().any(|c| c == &column));
+            let definition = format!(
+                "{}{}{}",
+                ddl::ident(&column),
+                if decl.is_empty() { String::new() } else { format!(" {decl}") },
+                if key { " NOT NULL" } else { "" }
+            );
+            if let Some(t) = out.last_mut() {
+                t.columns.push(SchemaColumn { name: column, definition });
+            }
+        }
+        for (t, pk) in out.iter_mut().zip(&keys) {
+            let mut lines: Vec<String> = t.columns.iter().map(|c| c.definition.clone()).collect();
+            lines.push(format!("PRIMARY KEY ({})", pk.iter().map(|k| ddl::ident(k)).collect::<Vec<_>>().join(", ")));
+            t.create = format!("CREATE TABLE {} ({})", ddl::ident(&t.table), lines.join(", "));
+        }
+        Ok(out)
+    }
+
     /// The synced tables, with their row counts (all rows: the backend's own role).
     async fn tables(&self) -> Result<Vec<TableInfo>> {
         let pool = self.pool().await?;
@@ -606,6 +650,23 @@ fn with_statement(e: Error, stmt: &str) -> Error {
             stmt.chars().take(300).collect::<String>()
         )),
         other => other,
+    }
+}
+
+/// The SQLite type a device declares for a PostgreSQL column type (`typname`, its base
+/// type `base` for a domain): the translation read backwards; empty (no type) for
+/// `cloudsync_any`.
+fn sqlite_type(typname: &str, base: &str) -> &'static str {
+    if typname == ddl::ANY_DOMAIN {
+        return "";
+    }
+    match base {
+        "int2" | "int4" | "int8" => "INTEGER",
+        "float4" | "float8" => "REAL",
+        "bytea" => "BLOB",
+        "bool" => "BOOLEAN",
+        "numeric" => "NUMERIC",
+        _ => "TEXT",
     }
 }
 

@@ -280,6 +280,11 @@ impl SqliteBackends {
         self.with(db, self.budgets.quick(), |r| Ok(r.schema()?))
     }
 
+    /// The synced tables of `db` as SQLite DDL ([`Replica::device_schema`]).
+    pub fn device_schema(&self, db: &DatabaseId) -> Result<Vec<cloudsync_protocol::sync::SchemaTable>> {
+        self.with(db, self.budgets.request, |r| Ok(r.device_schema()?))
+    }
+
     /// The synced tables of `db`, by name.
     pub fn tables(&self, db: &DatabaseId) -> Result<Vec<TableInfo>> {
         self.with(db, self.budgets.request, |r| Ok(r.tables()?))
@@ -430,6 +435,11 @@ impl TenantDb for SqliteDb<'_> {
     async fn schema(&self) -> Result<super::Schema> {
         let id = self.db.id.clone();
         self.blocking(move |s| s.schema(&id)).await
+    }
+
+    async fn device_schema(&self) -> Result<Vec<cloudsync_protocol::sync::SchemaTable>> {
+        let id = self.db.id.clone();
+        self.blocking(move |s| s.device_schema(&id)).await
     }
 
     async fn apply(&self, payload: Vec<u8>, uploader: SiteId, actor: &Actor) -> Result<ApplyOutcome> {

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudsync_protocol::sync::{ReceiveReport, SyncStatus};
+use cloudsync_protocol::sync::{DeviceSchema, ReceiveReport, SyncStatus};
 use cloudsync_service::control::devices::Activity;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -52,4 +52,16 @@ pub async fn receive(
     let failure = report.failure.as_ref().map(|f| (f.code.as_str(), f.message.as_str()));
     state.control.set_receive_failure(&ctx.db.id, &ctx.site, failure).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The central database's synced tables as SQLite DDL: what a device that applies the
+/// server's schema changes itself (`cloudsync_network_set_schema_auto(1)`) creates or
+/// adds when a download names tables or columns it lacks (`docs/schema-changes.md`).
+#[utoipa::path(get, path = "/v1/sync/{db}/schema", tag = "sync",
+    params(("db" = String, Path, description = "Database id"), StatusQuery),
+    responses((status = 200, description = "The synced tables as SQLite DDL", body = DeviceSchema)))]
+pub async fn device_schema(State(state): State<AppState>, ctx: SyncCtx) -> ApiResult<Json<DeviceSchema>> {
+    ctx.record(&state, Activity::default());
+    let tables = state.backends.of(&ctx.db).device_schema().await?;
+    Ok(Json(DeviceSchema { tables }))
 }
