@@ -89,6 +89,11 @@ enum Command {
         /// Print the statements, tables and notes as JSON.
         #[arg(long)]
         json: bool,
+        /// Leave out a construct PostgreSQL cannot express instead of refusing, as a
+        /// refusal names it: table.column:check, :default, :collate or :on-conflict
+        /// (repeatable).
+        #[arg(long)]
+        omit: Vec<cloudsync_ddl::Omit>,
     },
     /// Apply pending control-plane migrations (also done by `serve` at start-up).
     Migrate {
@@ -124,6 +129,6 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(serve::migrate(control_plane_url, data_dir, json)),
         Command::CheckHealth { url } => cli::check_health(&url),
-        Command::TranslateDdl { file, json } => cli::translate_ddl(file.as_deref(), json),
+        Command::TranslateDdl { file, json, omit } => cli::translate_ddl(file.as_deref(), json, omit),
     }
 }

@@ -653,7 +653,7 @@ fn a_device_that_opts_in_takes_the_servers_schema_changes() {
 
     // With it: the table and the column come from the server, and so do their rows.
     let r = auto.sync(0).unwrap();
-    assert_eq!(r["receive"]["schema_applied"], json!(["projects", "notes.color"]), "{r}");
+    assert_eq!(r["receive"]["schema_applied"], json!(["notes.color", "projects"]), "{r}");
     assert_eq!(r["receive"]["skipped_schema"], json!([]), "{r}");
     assert_eq!(auto.one("SELECT color FROM notes WHERE id = 'n1'"), json!("red"));
     assert_eq!(auto.one("SELECT name FROM projects WHERE id = 'p1'"), json!("garden"));

@@ -158,6 +158,20 @@ fn postgres_backend_applies_and_reads_as_each_user() {
     );
     assert_eq!(s, 400, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("[typeless-column] table \"bad\", column \"v\""), "{v}");
+    // The refusal names the choice that proceeds without the CHECK; passed, it does.
+    assert!(v["error"]["message"].as_str().unwrap().contains(r#"omit "bad.v:check""#), "{v}");
+    let bad = json!({ "sql": "CREATE TABLE bad (id TEXT PRIMARY KEY, v CHECK (v > 0))", "omit": ["bad.v:check"] });
+    let (s, v) = call(&server, "POST", &format!("{schema_path}?dry_run=true"), Some(bad));
+    assert_eq!(s, 200, "{v}");
+    assert!(v["notes"][0].as_str().unwrap().starts_with(r#"omit "bad.v:check": "#), "{v}");
+    assert!(!v["statements"].to_string().contains("> 0"), "{v}");
+    let (s, v) = call(
+        &server,
+        "POST",
+        &format!("{schema_path}?dry_run=true"),
+        Some(json!({ "sql": "CREATE TABLE bad (id TEXT PRIMARY KEY)", "omit": ["bad.v"] })),
+    );
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
     let (s, v) = call(&server, "POST", &schema_path, Some(json!({ "sql": SCHEMA })));
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["tables"][0]["table"], "todos");

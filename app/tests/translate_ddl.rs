@@ -51,4 +51,18 @@ fn translates_from_stdin_and_files_and_refuses_with_names() {
             && err.contains("[on-conflict] table \"t\", column \"w\": UNIQUE ON CONFLICT IGNORE"),
         "{err}"
     );
+
+    // Each names the choice that proceeds without it; passed, the table is created
+    // without the construct and a note says what was left out.
+    assert!(err.contains(r#"(or create it without this: omit "t.w:on-conflict")"#), "{err}");
+    let (ok, out, err) = run(
+        &["--omit", "t.v:check", "--omit", "t.w:on-conflict"],
+        "CREATE TABLE t (id TEXT PRIMARY KEY, v CHECK (v > 0), w TEXT UNIQUE ON CONFLICT IGNORE);",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"w\" text UNIQUE") && !out.contains("> 0"), "{out}");
+    assert!(err.contains(r#"note: omit "t.v:check": "#) && err.contains("left out, as asked"), "{err}");
+    let (ok, _, err) = run(&["--omit", "t.v"], "CREATE TABLE t (id TEXT PRIMARY KEY);");
+    assert!(!ok);
+    assert!(err.contains("expected `table.column:kind`"), "{err}");
 }

@@ -292,6 +292,32 @@ pub fn unknown_in(cs: &Changeset, schema: &BTreeMap<String, BTreeSet<String>>) -
     unknown
 }
 
+/// `cs` without the changes of tables and columns `schema` lacks (`schema` as for
+/// [`unknown_in`]), with the names it left out: what a replica on `schema` would skip,
+/// left out before it travels. None when `cs` fits `schema` whole.
+pub fn known_only(
+    cs: &Changeset,
+    schema: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<Option<(Changeset, BTreeSet<String>)>, crate::change::ChangeError> {
+    let unknown = unknown_in(cs, schema);
+    if unknown.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Changeset::default();
+    for change in cs.changes() {
+        let known = schema
+            .get(&change.table.to_ascii_lowercase())
+            .is_some_and(|columns| change.column.as_ref().is_none_or(|c| columns.contains(&c.to_ascii_lowercase())));
+        if !known {
+            continue;
+        }
+        let info =
+            cs.tables.iter().find(|t| t.name == change.table).map_or((Algo::Cls, 0), |t| (t.algo, t.fingerprint));
+        out.push(change, |_| info)?;
+    }
+    Ok(Some((out, unknown)))
+}
+
 /// Validates `cs` against the local schema, then merges it (see the module docs);
 /// refuses tables and columns this replica does not have.
 pub fn apply_changeset<S: Store>(store: &mut S, cs: &Changeset) -> Result<ApplyReport, ApplyError<S::Error>> {

@@ -77,3 +77,42 @@ fn what_a_changeset_needs_of_a_schema_is_named_before_anything_is_applied() {
     let current = schema(&[("notes", &["title", "color"]), ("projects", &["name"])]);
     assert!(cloudsync_core::engine::unknown_in(&changes, &current).is_empty());
 }
+
+/// What a replica on an older schema would skip can be left out before it travels: the
+/// rest reads the same as skipping on arrival, and nothing is left out of a changeset
+/// that fits.
+#[test]
+fn what_a_replica_lacks_is_left_out_as_it_would_skip_it() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let a = newer();
+    let changes = a.changes_since(Cursor::ZERO);
+    let old: BTreeMap<String, BTreeSet<String>> =
+        [("notes".to_string(), ["id", "title"].into_iter().map(String::from).collect())].into();
+    let (kept, left_out) = cloudsync_core::engine::known_only(&changes, &old).unwrap().unwrap();
+    assert_eq!(left_out.into_iter().collect::<Vec<_>>(), ["notes.color", "projects"]);
+    assert!(cloudsync_core::engine::unknown_in(&kept, &old).is_empty());
+    assert!(kept.change_count() < changes.change_count());
+
+    // Applying what was kept equals applying everything and skipping.
+    let mut skipping = MemReplica::new(site(2));
+    skipping.create_table("notes", Algo::Cls, &["title"]);
+    skipping.apply_with(&changes, Unknown::Skip).unwrap();
+    let mut filtered = MemReplica::new(site(3));
+    filtered.create_table("notes", Algo::Cls, &["title"]);
+    let report = filtered.apply(&kept).unwrap();
+    assert!(report.unknown.is_empty(), "{report:?}");
+    assert_eq!(filtered.rows("notes"), skipping.rows("notes"));
+
+    // Through a payload, as a download carries it.
+    let bytes =
+        cloudsync_core::payload::PayloadEncoder::encode(&kept, cloudsync_core::payload::EncodeOptions::default());
+    assert_eq!(cloudsync_core::payload::decode(&bytes).unwrap(), kept);
+
+    // A schema that has everything: nothing to leave out.
+    let current: BTreeMap<String, BTreeSet<String>> = [
+        ("notes".to_string(), ["title", "color"].into_iter().map(String::from).collect()),
+        ("projects".to_string(), ["name"].into_iter().map(String::from).collect()),
+    ]
+    .into();
+    assert_eq!(cloudsync_core::engine::known_only(&changes, &current).unwrap(), None);
+}

@@ -14,6 +14,7 @@ use cloudsync_api::error::ApiError;
 use cloudsync_api::extract::Path;
 use cloudsync_api::AppState;
 use cloudsync_protocol::Provisioning;
+use cloudsync_service::backends::SchemaRequest;
 use cloudsync_service::control::devices::Device;
 use cloudsync_service::control::jobs::{Job, JobState};
 use cloudsync_service::control::overview::Scope;
@@ -44,6 +45,7 @@ pub struct DatabaseQuery {
 struct SchemaState {
     sql: String,
     algos: String,
+    omit: String,
     preview: Option<Provisioning>,
     error: Option<String>,
 }
@@ -217,6 +219,13 @@ async fn render(
                         <input id="f-algos" name="algos" value=schema.algos aria-describedby="f-algos-hint"/>
                         <p class="hint" id="f-algos-hint">"As table=algo, comma-separated: cls (default), aws, dws or gos."</p>
                     </div>
+                    <div class="field">
+                        <label for="f-omit">"Leave out (optional, PostgreSQL)"</label>
+                        <input id="f-omit" name="omit" value=schema.omit aria-describedby="f-omit-hint"/>
+                        <p class="hint" id="f-omit-hint">"Constructs PostgreSQL cannot express, as a refusal names them \
+                            (table.column:check, table.column:default, table.column:collate, table.column:on-conflict), \
+                            comma-separated: the tables are created without them."</p>
+                    </div>
                     <button type="submit" name="action" value="preview">"Preview"</button>
                     " "
                     <button type="submit" name="action" value="apply">"Create tables"</button>
@@ -374,6 +383,8 @@ pub struct SchemaForm {
     #[serde(default)]
     algos: String,
     #[serde(default)]
+    omit: String,
+    #[serde(default)]
     action: String,
 }
 
@@ -399,19 +410,11 @@ pub async fn schema(
 ) -> Result<Response, Problem> {
     let loaded = load(&state, &admin, &t, &db).await?;
     let dry_run = f.action != "apply";
-    let outcome = match parse_algos(&f.algos) {
-        Ok(algos) => {
-            match cloudsync_service::ops::provision(
-                &state.backends,
-                &loaded.1,
-                f.sql.clone(),
-                algos,
-                BTreeMap::new(),
-                dry_run,
-            )
-            .await
-            .map_err(ApiError::from)
-            {
+    let omit = cloudsync_service::backends::parse_omissions(f.omit.split(',').map(str::trim).filter(|o| !o.is_empty()));
+    let outcome = match parse_algos(&f.algos).and_then(|algos| Ok((algos, omit?))) {
+        Ok((algos, omit)) => {
+            let req = SchemaRequest { sql: f.sql.clone(), algos, flags: BTreeMap::new(), omit, dry_run };
+            match cloudsync_service::ops::provision(&state.backends, &loaded.1, req).await.map_err(ApiError::from) {
                 Ok(p) if dry_run => Ok(p),
                 Ok(_) => {
                     let to =
@@ -425,9 +428,11 @@ pub async fn schema(
         Err(msg) => Err(msg),
     };
     let (schema, status) = match outcome {
-        Ok(p) => (SchemaState { sql: f.sql, algos: f.algos, preview: Some(p), error: None }, StatusCode::OK),
+        Ok(p) => {
+            (SchemaState { sql: f.sql, algos: f.algos, omit: f.omit, preview: Some(p), error: None }, StatusCode::OK)
+        }
         Err(e) => (
-            SchemaState { sql: f.sql, algos: f.algos, preview: None, error: Some(e) },
+            SchemaState { sql: f.sql, algos: f.algos, omit: f.omit, preview: None, error: Some(e) },
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     };

@@ -383,6 +383,7 @@ impl Found {
             column: column.map(str::to_string),
             construct,
             detail,
+            omit: None,
         });
     }
 

@@ -20,8 +20,8 @@ mod translate;
 pub use lex::{ident, lex, Spanned, Tok};
 pub use parse::parse;
 pub use translate::{
-    translate, translate_against, translate_into, Existing, Reason, Refusal, Target, TranslateError, TranslatedTable,
-    Translation, ANY_DOMAIN, NOCASE_COLLATION,
+    translate, translate_against, translate_into, Existing, Omit, OmitError, OmitKind, Reason, Refusal, Target,
+    TranslateError, TranslatedTable, Translation, ANY_DOMAIN, NOCASE_COLLATION,
 };
 
 /// Why schema SQL could not be parsed.

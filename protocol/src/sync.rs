@@ -36,8 +36,100 @@ pub mod header {
     /// the download left out: each name percent-encoded (UTF-8), separated by commas.
     /// Absent when there are none.
     pub const UNREADABLE: &str = "x-cloudsync-unreadable";
+    /// On a download request, the synced tables and columns the device has
+    /// ([`super::declared`]): the server leaves out changes of the others. Absent, the
+    /// device gets everything and skips what it lacks.
+    pub const SCHEMA: &str = "x-cloudsync-schema";
+    /// On a download, the tables and columns (`table.column`) the server left out of the
+    /// chunk because the device's [`SCHEMA`] lacks them, each name percent-encoded,
+    /// separated by commas. Absent when there are none.
+    pub const SKIPPED: &str = "x-cloudsync-skipped";
     /// The value of [`MORE`] when more changes follow.
     pub const MORE_FOLLOWS: &str = "1";
+}
+
+/// Lists of names in a header ([`header::UNREADABLE`], [`header::SKIPPED`]): each name
+/// percent-encoded (UTF-8), separated by commas.
+pub mod names {
+    use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+
+    /// The header value for `names`.
+    pub fn encode<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+        names.into_iter().map(|n| utf8_percent_encode(n, NON_ALPHANUMERIC).to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The names of a header value, each cut to `max_chars` characters (a header is the
+    /// other side's to choose).
+    pub fn decode(value: &str, max_chars: usize) -> impl Iterator<Item = String> + '_ {
+        value
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(move |n| percent_decode_str(n).decode_utf8_lossy().chars().take(max_chars).collect())
+    }
+}
+
+/// The device's schema as a download declares it in [`header::SCHEMA`]:
+/// `table:column,column;table:column`, each name percent-encoded (UTF-8), so names
+/// holding `:`, `,` or `;` stay unambiguous.
+pub mod declared {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+
+    /// Longest declaration a device sends and a server reads. A device whose schema
+    /// takes more sends none (it downloads everything and skips what it lacks).
+    pub const MAX_LEN: usize = 16 << 10;
+
+    /// Tables' lowercase names, each with its columns' lowercase names: what
+    /// `cloudsync_core::engine::unknown_in` compares a changeset with.
+    pub type Declared = BTreeMap<String, BTreeSet<String>>;
+
+    /// A declaration that does not read.
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    pub enum DeclaredError {
+        /// Over [`MAX_LEN`].
+        #[error("the declared schema takes {0} bytes, over the limit of {MAX_LEN}")]
+        TooLong(usize),
+        /// A part that is not `table:columns`, or a name that is not UTF-8 once decoded.
+        #[error("the declared schema is not `table:column,column;…` with percent-encoded UTF-8 names")]
+        Malformed,
+    }
+
+    /// The header value declaring `tables` (each with its columns), or None when it
+    /// would be longer than [`MAX_LEN`].
+    pub fn encode<'a, C>(tables: impl IntoIterator<Item = (&'a str, C)>) -> Option<String>
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        let esc = |n: &str| utf8_percent_encode(n, NON_ALPHANUMERIC).to_string();
+        let text = tables
+            .into_iter()
+            .map(|(t, cols)| format!("{}:{}", esc(t), cols.into_iter().map(esc).collect::<Vec<_>>().join(",")))
+            .collect::<Vec<_>>()
+            .join(";");
+        (text.len() <= MAX_LEN).then_some(text)
+    }
+
+    /// Reads a declaration; names come back lower case.
+    pub fn parse(value: &str) -> Result<Declared, DeclaredError> {
+        if value.len() > MAX_LEN {
+            return Err(DeclaredError::TooLong(value.len()));
+        }
+        let name = |n: &str| {
+            let n = percent_decode_str(n).decode_utf8().map_err(|_| DeclaredError::Malformed)?;
+            if n.is_empty() {
+                return Err(DeclaredError::Malformed);
+            }
+            Ok(n.to_lowercase())
+        };
+        let mut out = Declared::new();
+        for part in value.split(';').filter(|p| !p.is_empty()) {
+            let (table, columns) = part.split_once(':').ok_or(DeclaredError::Malformed)?;
+            let columns = columns.split(',').filter(|c| !c.is_empty()).map(name).collect::<Result<_, _>>()?;
+            out.insert(name(table)?, columns);
+        }
+        Ok(out)
+    }
 }
 
 /// The answer to an accepted upload (`202`).
@@ -275,6 +367,32 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert!(text.contains(r#""table":"t""#) && !text.contains(r#""row""#), "{text}");
         assert_eq!(serde_json::from_str::<Refusal>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn a_declared_schema_reads_back_whatever_its_names_hold() {
+        let tables = [("Notes", vec!["id", "Title"]), ("odd:;,%names", vec!["a,b", "ü"]), ("empty", vec![])];
+        let text = declared::encode(tables.iter().map(|(t, c)| (*t, c.iter().copied()))).unwrap();
+        let back = declared::parse(&text).unwrap();
+        assert_eq!(back["notes"], ["id", "title"].into_iter().map(String::from).collect());
+        assert_eq!(back["odd:;,%names"], ["a,b", "ü"].into_iter().map(String::from).collect());
+        assert!(back["empty"].is_empty());
+        assert_eq!(back.len(), 3);
+        assert_eq!(declared::parse(""), Ok(declared::Declared::new()));
+        for bad in ["notes", "notes:%FF", ":a", "notes:a;%"] {
+            assert_eq!(declared::parse(bad), Err(declared::DeclaredError::Malformed), "{bad}");
+        }
+        let long = "t:".to_string() + &"a,".repeat(declared::MAX_LEN);
+        assert!(matches!(declared::parse(&long), Err(declared::DeclaredError::TooLong(_))));
+        let many: Vec<String> = (0..5000).map(|i| format!("column{i}")).collect();
+        assert_eq!(declared::encode([("t", many.iter().map(String::as_str))]), None);
+    }
+
+    #[test]
+    fn names_in_a_header_read_back() {
+        let text = names::encode(["a,b", "notes.color", ""]);
+        assert_eq!(names::decode(&text, 128).collect::<Vec<_>>(), ["a,b", "notes.color"]);
+        assert_eq!(names::decode("abcdef", 3).collect::<Vec<_>>(), ["abc"]);
     }
 
     #[test]

@@ -1,11 +1,9 @@
 //! Operations that span the control plane and the tenant databases, written once for
 //! every front end (the REST API and the dashboard call these, not each other).
 
-use std::collections::BTreeMap;
-
 use cloudsync_protocol::Provisioning;
 
-use crate::backends::Backends;
+use crate::backends::{Backends, SchemaRequest};
 use crate::control::quotas::{Quota, Quotas};
 use crate::control::ControlPlane;
 use crate::ids::TenantId;
@@ -53,15 +51,9 @@ async fn within_database_quota(control: &ControlPlane, db: &Database, defaults: 
 /// Provisions schema SQL in a database: guarded and re-emitted (SQLite) or translated
 /// (PostgreSQL), then sync enabled on the new tables with `algo` and `flags`; a dry run
 /// reports the statements and tables without keeping anything.
-pub async fn provision(
-    backends: &Backends,
-    db: &Database,
-    sql: String,
-    algo: BTreeMap<String, String>,
-    flags: BTreeMap<String, i64>,
-    dry_run: bool,
-) -> Result<Provisioning> {
-    let done = backends.of(db).provision(sql, algo, flags, dry_run).await?;
+pub async fn provision(backends: &Backends, db: &Database, req: SchemaRequest) -> Result<Provisioning> {
+    let dry_run = req.dry_run;
+    let done = backends.of(db).provision(req).await?;
     if !dry_run {
         backends.forget_schema(&db.id);
         tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");

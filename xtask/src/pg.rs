@@ -141,7 +141,7 @@ pub fn test(so: &std::path::Path) -> Result<()> {
     sys::cargo(&["test", "-p", "cloudsync-pg-interop", "--", "--ignored"])?;
     step(
         "The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once, \
-         time budgets, a noisy neighbour",
+         time budgets, a noisy neighbour, a fleet on three schema versions",
     );
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
@@ -156,6 +156,8 @@ pub fn test(so: &std::path::Path) -> Result<()> {
             "budgets",
             "--test",
             "neighbours",
+            "--test",
+            "fleet",
             "--",
             "--ignored",
             // The noisy-neighbour test prints B's latency ratio (docs/benchmarks.md).

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudsync_protocol::{Provisioning, Tables};
+use cloudsync_service::backends::{parse_omissions, SchemaRequest};
 use cloudsync_service::control::devices::Usage;
 use cloudsync_service::control::keys::Scope;
 use cloudsync_service::deletion::{self, Deleted};
@@ -18,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::tenants::{tenant_id, ConfirmQuery, ListQuery, RangeQuery};
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{body, Path, Query};
 use crate::AppState;
 
@@ -66,6 +67,12 @@ pub struct Schema {
     /// `NOT NULL` column without `DEFAULT`.
     #[serde(default)]
     flags: BTreeMap<String, i64>,
+    /// Constructs without a faithful PostgreSQL translation to leave out instead of
+    /// refusing the schema, each `table.column:kind` or `table:kind` (kind `check`,
+    /// `default`, `collate` or `on-conflict`), as a refusal names it
+    /// (`docs/translate-ddl.md`). PostgreSQL backends only.
+    #[serde(default)]
+    omit: Vec<String>,
 }
 
 /// Options of the schema endpoint.
@@ -233,7 +240,9 @@ pub async fn apply_schema(
     let db = load(&state, &caller, &tenant, &db, Scope::Schema).await?;
     let dry_run = q?.dry_run.unwrap_or(false);
     let req = body(b, state.limits.json_bytes)?;
-    Ok(Json(ops::provision(&state.backends, &db, req.sql, req.algo, req.flags, dry_run).await?))
+    let omit = parse_omissions(req.omit.iter().map(String::as_str)).map_err(ApiError::BadRequest)?;
+    let req = SchemaRequest { sql: req.sql, algos: req.algo, flags: req.flags, omit, dry_run };
+    Ok(Json(ops::provision(&state.backends, &db, req).await?))
 }
 
 /// The synced tables of a database, with their algorithm, columns and row count.

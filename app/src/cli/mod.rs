@@ -26,12 +26,13 @@ pub use tenant::{tenant, TenantCmd};
 /// `cloudsync translate-ddl [FILE] [--json]`: the PostgreSQL DDL for a SQLite schema,
 /// on standard output; notes about tables on standard error; every refused construct
 /// in the error.
-pub fn translate_ddl(file: Option<&std::path::Path>, as_json: bool) -> Result<()> {
+pub fn translate_ddl(file: Option<&std::path::Path>, as_json: bool, omit: Vec<cloudsync_ddl::Omit>) -> Result<()> {
     let sql = match file {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
     };
-    let t = cloudsync_ddl::translate(&sql)?;
+    let target = cloudsync_ddl::Target { omit, ..cloudsync_ddl::Target::default() };
+    let t = cloudsync_ddl::translate_into(&sql, &cloudsync_ddl::Existing::new(), &target)?;
     if as_json {
         let tables: Vec<Value> = t
             .tables

@@ -29,6 +29,11 @@ pub enum SchemaCmd {
         /// Show what would be run and synced, and keep nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Leave out a construct PostgreSQL cannot express instead of refusing, as a
+        /// refusal names it: table.column:check, :default, :collate or :on-conflict
+        /// (repeatable; PostgreSQL backends).
+        #[arg(long)]
+        omit: Vec<cloudsync_ddl::Omit>,
     },
     /// List a database's synced tables.
     Tables {
@@ -43,7 +48,7 @@ pub enum SchemaCmd {
 
 pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
     match cmd {
-        SchemaCmd::Apply { tenant, database, file, algos, dry_run } => {
+        SchemaCmd::Apply { tenant, database, file, algos, dry_run, omit } => {
             let sql = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
@@ -57,7 +62,7 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
             let v = c.call(
                 "POST",
                 &format!("/v1/tenants/{tenant}/databases/{database}/schema?dry_run={dry_run}"),
-                Some(json!({ "sql": sql, "algo": algo })),
+                Some(json!({ "sql": sql, "algo": algo, "omit": omit.iter().map(ToString::to_string).collect::<Vec<_>>() })),
             )?;
             let verb = if dry_run { "would sync" } else { "synced" };
             c.show_as(&v, |p: Provisioning| {
@@ -66,6 +71,7 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
                     lines.extend(p.statements.iter().map(|s| format!("{s};")));
                 }
                 lines.extend(p.tables.iter().map(|t| format!("{verb} {} ({})", t.table, t.algo)));
+                lines.extend(p.notes.iter().map(|n| format!("note: {n}")));
                 lines.join("\n")
             })?;
         }

@@ -219,6 +219,20 @@ pub fn http(
     body: Option<Vec<u8>>,
     headers: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), String> {
+    http_with_headers(method, url, bearer, body, headers).map(|(status, _, body)| (status, body))
+}
+
+/// An HTTP answer: status, headers (names lower case), body.
+pub type Answer = (u16, std::collections::BTreeMap<String, String>, Vec<u8>);
+
+/// [`http`], with the answer's headers.
+pub fn http_with_headers(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, String> {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
@@ -234,8 +248,13 @@ pub fn http(
     let req = req.body(body.unwrap_or_default()).map_err(|e| e.to_string())?;
     let mut resp = agent.run(req).map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let answer_headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let body = resp.body_mut().read_to_vec().map_err(|e| e.to_string())?;
-    Ok((status, body))
+    Ok((status, answer_headers, body))
 }
 
 /// A SQL value in the tests' neutral form.

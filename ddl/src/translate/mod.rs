@@ -16,7 +16,7 @@ use cloudsync_core::schema::Affinity;
 
 use crate::lex::ident;
 
-pub use crate::refusal::{Reason, Refusal, TranslateError};
+pub use crate::refusal::{Omit, OmitError, OmitKind, Reason, Refusal, TranslateError};
 
 mod expr;
 #[cfg(test)]
@@ -92,13 +92,17 @@ impl Translation {
 pub type Existing = BTreeMap<String, Vec<String>>;
 
 /// Where the translated tables go: a schema for all (None: unqualified names, found
-/// on the `search_path`), and per-table overrides (table name → schema).
+/// on the `search_path`), and per-table overrides (table name → schema); and what the
+/// user chose to leave out ([`Omit`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Target {
     /// Schema of every table not in `tables`, and of the NOCASE collation.
     pub schema: Option<String>,
     /// Schema per table (names compared case-insensitively, as SQLite does).
     pub tables: BTreeMap<String, String>,
+    /// Constructs without a faithful translation to leave out instead of refusing the
+    /// schema, each noted in [`Translation::notes`].
+    pub omit: Vec<Omit>,
 }
 
 /// Translates SQLite `CREATE TABLE`/`CREATE INDEX` statements to PostgreSQL.
@@ -130,6 +134,7 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
         unique_indexes: Vec::new(),
         needs_utf8: false,
         needs_any: false,
+        omits_used: BTreeSet::new(),
     };
     let mut indexes = Vec::new();
     for s in stmts {
@@ -235,6 +240,11 @@ pub fn translate_into(sql: &str, existing: &Existing, target: &Target) -> Result
             ),
         );
     }
+    for (i, o) in tr.target.omit.iter().enumerate() {
+        if !tr.omits_used.contains(&i) {
+            tr.notes.push(format!("omit \"{o}\": nothing of it needed leaving out"));
+        }
+    }
     out.notes = std::mem::take(&mut tr.notes);
     for g in guarded {
         if !tr.refusals.iter().any(|r| r.table == g.table && r.column == g.column) {
@@ -339,6 +349,8 @@ struct Translator {
     needs_utf8: bool,
     /// Whether a column created is of the [`ANY_DOMAIN`].
     needs_any: bool,
+    /// Which of `target.omit` left something out.
+    omits_used: BTreeSet<usize>,
 }
 
 /// What an expression is translated for: its table's columns and their types.
@@ -393,7 +405,38 @@ impl Translator {
             column: column.map(str::to_string),
             construct: construct.to_string(),
             detail: detail.to_string(),
+            omit: None,
         });
+    }
+
+    /// Translates, with `f`, a construct of `table` (its `column`'s, or the table's own
+    /// with None) that `kind` may leave out. When `f` refuses it and the user chose to
+    /// leave it out, it is left out and noted, and None returned; otherwise each of
+    /// its refusals names that choice.
+    fn omittable<T>(
+        &mut self,
+        table: &str,
+        column: Option<&str>,
+        kind: OmitKind,
+        f: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        let before = self.refusals.len();
+        let out = f(self);
+        if self.refusals.len() == before {
+            return out;
+        }
+        let choice = Omit { table: table.to_string(), column: column.map(str::to_string), kind };
+        if let Some(i) = self.target.omit.iter().position(|o| o.names(table, column, kind)) {
+            self.omits_used.insert(i);
+            for r in self.refusals.drain(before..).collect::<Vec<_>>() {
+                self.notes.push(format!("omit \"{choice}\": {} left out, as asked ({})", r.construct, r.detail));
+            }
+            return None;
+        }
+        for r in &mut self.refusals[before..] {
+            r.omit = Some(choice.clone());
+        }
+        out
     }
 
     fn check_ident(&mut self, table: &str, column: Option<&str>, name: &str) {
@@ -498,7 +541,10 @@ impl Translator {
                     lines.push(format!("UNIQUE ({cols})"));
                 }
                 TableConstraint::Check(expr) => {
-                    if let Some(e) = self.expr(&Scope { table: t, column: None }, expr) {
+                    let check = self.omittable(&t.name, None, OmitKind::Check, |me| {
+                        me.expr(&Scope { table: t, column: None }, expr)
+                    });
+                    if let Some(e) = check {
                         lines.push(format!("CHECK ({e})"));
                     }
                 }
@@ -568,18 +614,24 @@ impl Translator {
         })
     }
 
+    /// An `ON CONFLICT` clause: only those that refuse (`ABORT`, `FAIL`, `ROLLBACK`)
+    /// translate; the others may be left out ([`OmitKind::OnConflict`]), the constraint
+    /// kept.
     fn on_conflict(&mut self, t: &Table, column: Option<&str>, clause: Option<&str>, on: &str) {
-        if let Some(c) = clause {
-            if !matches!(c, "ABORT" | "FAIL" | "ROLLBACK") {
-                self.refuse(
-                    Reason::OnConflict,
-                    &t.name,
-                    column,
-                    &format!("{on} ON CONFLICT {c}"),
-                    "PostgreSQL constraints only refuse; resolve the conflict in the application",
-                );
-            }
+        let Some(c) = clause else { return };
+        if matches!(c, "ABORT" | "FAIL" | "ROLLBACK") {
+            return;
         }
+        self.omittable(&t.name, column, OmitKind::OnConflict, |me| {
+            me.refuse(
+                Reason::OnConflict,
+                &t.name,
+                column,
+                &format!("{on} ON CONFLICT {c}"),
+                "PostgreSQL constraints only refuse; resolve the conflict in the application",
+            );
+            Some(())
+        });
     }
 
     fn term_names(&mut self, t: &Table, terms: &[IndexedTerm]) -> String {
@@ -618,17 +670,23 @@ impl Translator {
                     s.push_str(" UNIQUE");
                 }
                 ColumnConstraint::Check(expr) => {
-                    if let Some(e) = self.expr(&scope, expr) {
+                    if let Some(e) = self.omittable(&t.name, Some(&c.name), OmitKind::Check, |me| me.expr(&scope, expr))
+                    {
                         s.push_str(&format!(" CHECK ({e})"));
                     }
                 }
                 ColumnConstraint::Default(expr) => {
-                    if let Some(d) = self.default(t, c, ty, expr) {
+                    let default =
+                        self.omittable(&t.name, Some(&c.name), OmitKind::Default, |me| me.default(t, c, ty, expr));
+                    if let Some(d) = default {
                         s.push_str(&format!(" DEFAULT {d}"));
                     }
                 }
                 ColumnConstraint::Collate(name) => {
-                    if let Some(coll) = self.collation(&t.name, Some(&c.name), name, ty) {
+                    let collation = self.omittable(&t.name, Some(&c.name), OmitKind::Collate, |me| {
+                        me.collation(&t.name, Some(&c.name), name, ty)
+                    });
+                    if let Some(coll) = collation {
                         s.push_str(&coll);
                     }
                 }

@@ -346,3 +346,67 @@ fn glob_json_extract_and_blobs_read_as_text_translate() {
         assert!(r.iter().any(|x| x.detail.contains(why)), "{sql}: {r:?}");
     }
 }
+
+/// What has no faithful translation names the choice that proceeds without it; given
+/// that choice, the table is created without the construct and a note says so, and
+/// nothing else changes. Choices that are not about an omittable construct, or that
+/// name nothing, leave the refusals as they were.
+#[test]
+fn a_refused_construct_can_be_left_out_knowingly() {
+    const SQL: &str = "CREATE TABLE t (id TEXT PRIMARY KEY ON CONFLICT REPLACE, a CHECK (a > 0), \
+                       b TEXT COLLATE RTRIM DEFAULT (hex('a')), d TEXT CHECK (json_valid(d)) CHECK (d <> ''), \
+                       UNIQUE (a, b) ON CONFLICT IGNORE, CHECK (b GLOB d))";
+    let r = refused(SQL);
+    let choices: Vec<String> = r.iter().map(|x| x.omit.as_ref().map(ToString::to_string).unwrap_or_default()).collect();
+    assert_eq!(
+        choices,
+        ["t.id:on-conflict", "t.a:check", "t.b:collate", "t.b:default", "t.d:check", "t:on-conflict", "t:check"]
+    );
+    assert!(r[0].to_string().ends_with("(or create it without this: omit \"t.id:on-conflict\")"), "{}", r[0]);
+
+    let omit: Vec<Omit> = choices.iter().map(|c| c.parse().unwrap()).collect();
+    let target = Target { omit, ..Target::default() };
+    let t = translate_into(SQL, &Existing::new(), &target).unwrap();
+    let s = t.script();
+    assert!(s.contains("\"id\" text,\n    \"a\" \"cloudsync_any\",\n    \"b\" text,\n"), "{s}");
+    // The CHECK that translates stays; the one that does not is left out.
+    assert!(s.contains("\"d\" text CHECK (\"d\" <> ''),\n"), "{s}");
+    assert!(!s.contains("json_valid") && !s.contains("hex"), "{s}");
+    assert!(s.contains("UNIQUE (\"a\", \"b\")") && s.contains("PRIMARY KEY (\"id\")"), "{s}");
+    assert_eq!(t.notes.len(), 7, "{:?}", t.notes);
+    assert!(t.notes[0].starts_with("omit \"t.id:on-conflict\": PRIMARY KEY ON CONFLICT REPLACE left out, as asked"));
+
+    // Case-insensitive names; a choice that matches nothing is noted, not silent.
+    let target =
+        Target { omit: vec!["T.A:check".parse().unwrap(), "other.x:check".parse().unwrap()], ..Target::default() };
+    let t = translate_into("CREATE TABLE t (id TEXT PRIMARY KEY, a CHECK (a > 0))", &Existing::new(), &target).unwrap();
+    assert_eq!(t.notes.len(), 2, "{:?}", t.notes);
+    assert!(t.notes[1].contains("omit \"other.x:check\": nothing of it needed leaving out"), "{:?}", t.notes);
+
+    // A choice for one column leaves the others refused; a column's choice is not the
+    // table's.
+    let target = Target { omit: vec!["t.a:check".parse().unwrap()], ..Target::default() };
+    match translate_into(SQL, &Existing::new(), &target) {
+        Err(TranslateError::Refused(r)) => assert_eq!(r.len(), 6),
+        other => panic!("{other:?}"),
+    }
+    let target = Target { omit: vec!["t:check".parse().unwrap()], ..Target::default() };
+    match translate_into("CREATE TABLE t (id TEXT PRIMARY KEY, a CHECK (a > 0))", &Existing::new(), &target) {
+        Err(TranslateError::Refused(r)) => assert_eq!(r[0].omit.as_ref().unwrap().to_string(), "t.a:check"),
+        other => panic!("{other:?}"),
+    }
+
+    // What no choice can lift: a subquery is still refused by the guard.
+    let target = Target { omit: vec!["t.a:check".parse().unwrap()], ..Target::default() };
+    assert!(matches!(
+        translate_into("CREATE TABLE t (id TEXT PRIMARY KEY, a INTEGER CHECK (a IN (SELECT 1)))", &Existing::new(), &target),
+        Err(TranslateError::Refused(r)) if r.iter().any(|x| x.reason == Reason::Subquery)
+    ));
+
+    // The written form.
+    for bad in ["t.a", "t.a:drop", ":check", "t.:check", ""] {
+        assert!(bad.parse::<Omit>().is_err(), "{bad}");
+    }
+    let o: Omit = "notes.title:collate".parse().unwrap();
+    assert_eq!((o.table.as_str(), o.column.as_deref(), o.kind), ("notes", Some("title"), OmitKind::Collate));
+}

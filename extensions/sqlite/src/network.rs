@@ -285,9 +285,15 @@ impl Client {
         Ok(accepted)
     }
 
-    fn download(&self, after: Checkpoint, wait: Duration) -> Result<Reply> {
+    /// `GET {sync_url}/changes`: the next chunk after `after`, with only the tables and
+    /// columns `declared` names when it is given ([`header::SCHEMA`]).
+    fn download(&self, after: Checkpoint, wait: Duration, declared: Option<&str>) -> Result<Reply> {
         let url = format!("{}/changes?site={}&after={after}&wait_ms={}", self.base, self.site_hex(), wait.as_millis());
-        Self::finish(self.request(self.agent.get(&url), true).call())?.check()
+        let mut req = self.request(self.agent.get(&url), true);
+        if let Some(d) = declared {
+            req = req.header(header::SCHEMA, d);
+        }
+        Self::finish(req.call())?.check()
     }
 
     /// `POST {sync_url}/visibility`: which of `keys` of `table` name no central row this
@@ -497,16 +503,14 @@ pub fn send_changes(conn: &Connection, state: &ConnState) -> Result<Value> {
 /// this database did not write; waits up to `wait` for the first chunk.
 pub fn check_changes(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value> {
     let mut report = receive(conn, state, wait)?;
-    // A download named tables or columns this database lacks: with the opt-in, take
-    // them from the server's schema, then read again (the schema change resets the
+    // A download named tables or columns this database lacks (now, or in an earlier
+    // call not caught up since): with the opt-in, take everything the server's schema
+    // has and this database lacks, then read again (the schema change resets the
     // receive checkpoint, so what was skipped comes now). Once per call.
-    let skipped: Vec<String> = report["skipped_schema"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    if !skipped.is_empty() && setting(conn, SCHEMA_AUTO)?.is_some() {
+    let skipped = report["skipped_schema"].as_array().is_some_and(|a| !a.is_empty());
+    if (skipped || setting(conn, SCHEMA_BEHIND)?.is_some()) && setting(conn, SCHEMA_AUTO)?.is_some() {
         let client = Client::new(conn, state, Duration::ZERO)?;
-        let applied = apply_server_schema(conn, &client, &skipped)?;
+        let applied = apply_server_schema(conn, &client)?;
         if !applied.is_empty() {
             let again = receive(conn, state, Duration::ZERO)?;
             let first = report;
@@ -528,53 +532,72 @@ pub fn set_schema_auto(conn: &Connection, on: bool) -> Result<()> {
     set_setting(conn, SCHEMA_AUTO, on.then_some("1"))
 }
 
-/// Creates the tables and adds the columns of `skipped` (`table` or `table.column`, as
-/// a download named them) from the server's schema, through the same paths an
-/// application's own migration takes (`cloudsync_init`, `begin_alter`/`commit_alter`),
-/// all or nothing. The server's SQL never runs as given: each statement is parsed and
-/// re-emitted by `cloudsync_ddl::guard` (only `CREATE TABLE` and `ADD COLUMN`, only
-/// allowed expressions), as on the server. Returns what it applied.
-fn apply_server_schema(conn: &Connection, client: &Client, skipped: &[String]) -> Result<Vec<String>> {
+/// Creates the tables and adds the columns the server's schema has and this database
+/// does not sync, through the same paths an application's own migration takes
+/// (`cloudsync_init`, `begin_alter`/`commit_alter`), all or nothing. The server's SQL
+/// never runs as given: each statement is parsed and re-emitted by
+/// `cloudsync_ddl::guard` (only `CREATE TABLE` and `ADD COLUMN`, only allowed
+/// expressions), as on the server. Returns what it applied (`table`, `table.column`).
+fn apply_server_schema(conn: &Connection, client: &Client) -> Result<Vec<String>> {
     let schema = client.schema()?;
-    let find = |name: &str| schema.tables.iter().find(|t| t.table.eq_ignore_ascii_case(name));
     in_savepoint(conn, "cloudsync_schema_auto", || {
         let mut applied = Vec::new();
-        // Tables first: a column of a new table comes with it.
-        for item in skipped.iter().filter(|i| !i.contains('.')) {
-            let Some(t) = find(item) else { continue };
-            let existing = crate::replica::existing_tables(conn)?;
-            for e in cloudsync_ddl::guard::schema_against(&t.create, &existing)? {
-                conn.execute_batch(&e.sql)?;
-            }
-            crate::lifecycle::init(conn, &t.table, Some(&t.algo), 3)?;
-            applied.push(t.table.clone());
-        }
-        for item in skipped {
-            let Some((table, column)) = item.split_once('.') else { continue };
-            if applied.iter().any(|a| a.eq_ignore_ascii_case(table)) {
+        for t in &schema.tables {
+            let Some(synced) = SyncTable::load(conn, &t.table)? else {
+                // A table: its columns come with it.
+                for e in cloudsync_ddl::guard::schema_against(&t.create, &crate::replica::existing_tables(conn)?)? {
+                    conn.execute_batch(&e.sql)?;
+                }
+                crate::lifecycle::init(conn, &t.table, Some(&t.algo), 3)?;
+                applied.push(t.table.clone());
                 continue;
-            }
-            let (Some(t), Some(synced)) = (find(table), SyncTable::load(conn, table)?) else { continue };
-            let Some(c) = t.columns.iter().find(|c| c.name.eq_ignore_ascii_case(column)) else { continue };
-            let sql = format!("ALTER TABLE {} ADD COLUMN {}", crate::sql::ident(&synced.name), c.definition);
-            let emitted = cloudsync_ddl::guard::schema_against(&sql, &crate::replica::existing_tables(conn)?)?;
-            if emitted.is_empty() {
+            };
+            let has = |name: &str| {
+                synced.pk.iter().any(|k| k.name.eq_ignore_ascii_case(name))
+                    || synced.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name))
+                    || synced.dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
+            };
+            let missing: Vec<_> = t.columns.iter().filter(|c| !has(&c.name)).collect();
+            if missing.is_empty() {
                 continue;
             }
             crate::lifecycle::begin_alter(conn, &synced.name)?;
-            for e in emitted {
-                conn.execute_batch(&e.sql)?;
+            for c in missing {
+                let sql = format!("ALTER TABLE {} ADD COLUMN {}", crate::sql::ident(&synced.name), c.definition);
+                for e in cloudsync_ddl::guard::schema_against(&sql, &crate::replica::existing_tables(conn)?)? {
+                    conn.execute_batch(&e.sql)?;
+                }
+                applied.push(format!("{}.{}", synced.name, c.name));
             }
             crate::lifecycle::commit_alter(conn, &synced.name)?;
-            applied.push(item.clone());
         }
         Ok(applied)
     })
 }
 
+/// This database's synced tables and their columns (keys and dropped columns
+/// included), as a download declares them ([`header::SCHEMA`]); None when that would
+/// be too long to send (the server then sends everything, and what this database
+/// lacks is skipped here).
+fn declared_schema(conn: &Connection) -> Result<Option<String>> {
+    let mut tables = Vec::new();
+    for name in SyncTable::names(conn)? {
+        let t = SyncTable::require(conn, &name)?;
+        let columns: Vec<String> = (t.pk.iter().map(|k| k.name.clone()))
+            .chain(t.columns.iter().map(|c| c.name.clone()))
+            .chain(t.dropped.iter().cloned())
+            .collect();
+        tables.push((t.name, columns));
+    }
+    Ok(cloudsync_protocol::sync::declared::encode(
+        tables.iter().map(|(t, c)| (t.as_str(), c.iter().map(String::as_str))),
+    ))
+}
+
 /// One receive pass of [`check_changes`].
 fn receive(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value> {
     let client = Client::new(conn, state, wait)?;
+    let declared = declared_schema(conn)?;
     let mut received = checkpoint(conn, RECEIVED)?;
     let (mut applied, mut incoming, mut bytes, mut chunks) = (0u64, 0u64, 0usize, 0u64);
     let mut tables = serde_json::Map::new();
@@ -583,15 +606,15 @@ fn receive(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value
     let mut complete = true;
     let mut first = true;
     loop {
-        let reply = client.download(received, if first { wait } else { Duration::ZERO })?;
+        let reply = client.download(received, if first { wait } else { Duration::ZERO }, declared.as_deref())?;
         first = false;
-        unreadable.extend(
-            reply.header(header::UNREADABLE).into_iter().flat_map(|v| v.split(',')).filter(|n| !n.is_empty()).map(
-                |name| {
-                    percent_encoding::percent_decode_str(name).decode_utf8_lossy().chars().take(128).collect::<String>()
-                },
-            ),
-        );
+        let names = |h: &str| -> Vec<String> {
+            reply.header(h).map(|v| cloudsync_protocol::sync::names::decode(v, 128).collect()).unwrap_or_default()
+        };
+        unreadable.extend(names(header::UNREADABLE));
+        // What the server left out because this database lacks it: skipped as if it
+        // had come, so the next local schema change reads it again.
+        let left_out = names(header::SKIPPED);
         let next = reply.header(header::CURSOR).map(parse_checkpoint).transpose()?.unwrap_or(received);
         if reply.status == 204 {
             if next != received {
@@ -605,7 +628,7 @@ fn receive(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value
         chunks += 1;
         let report = in_savepoint(conn, "cloudsync_receive", || {
             let report = apply::apply_download(conn, state, &reply.body)?;
-            if !report.unknown.is_empty() {
+            if !report.unknown.is_empty() || !left_out.is_empty() {
                 set_setting(conn, SCHEMA_BEHIND, Some("1"))?;
             }
             set_setting(conn, RECEIVED, Some(&next.to_string()))?;
@@ -625,6 +648,7 @@ fn receive(conn: &Connection, state: &ConnState, wait: Duration) -> Result<Value
             }
         };
         unknown.extend(report.unknown.iter().cloned());
+        unknown.extend(left_out);
         received = next;
         applied += report.applied;
         incoming += report.received;

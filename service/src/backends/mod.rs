@@ -74,14 +74,8 @@ pub trait TenantDb: Send + Sync {
     async fn delete(&self) -> Result<()>;
 
     /// Creates tables (SQLite DDL; translated for PostgreSQL) and enables sync on them,
-    /// all or nothing; a `dry_run` reports what it would do and rolls back.
-    async fn provision(
-        &self,
-        sql: String,
-        algos: BTreeMap<String, String>,
-        flags: BTreeMap<String, i64>,
-        dry_run: bool,
-    ) -> Result<Provisioning>;
+    /// all or nothing; a dry run reports what it would do and rolls back.
+    async fn provision(&self, req: SchemaRequest) -> Result<Provisioning>;
 
     /// The canonical name of the synced table `name`, or `NotFound`.
     async fn synced_table(&self, name: &str) -> Result<String>;
@@ -136,6 +130,31 @@ pub trait TenantDb: Send + Sync {
 
     /// The database's feed position.
     async fn db_version(&self) -> Result<u64>;
+}
+
+/// A provisioning call: schema SQL and how to sync what it creates.
+#[derive(Clone, Debug, Default)]
+pub struct SchemaRequest {
+    /// SQLite `CREATE TABLE`, `CREATE INDEX` and `ALTER TABLE … ADD COLUMN` statements.
+    pub sql: String,
+    /// Algorithm per new table (default `cls`).
+    pub algos: BTreeMap<String, String>,
+    /// `cloudsync_init` flags per new table (default 0).
+    pub flags: BTreeMap<String, i64>,
+    /// Constructs without a faithful PostgreSQL translation to leave out rather than
+    /// refuse the schema (`docs/translate-ddl.md`). A SQLite backend translates
+    /// nothing, so it refuses any.
+    pub omit: Vec<cloudsync_ddl::Omit>,
+    /// Report what would be run and synced, and keep nothing.
+    pub dry_run: bool,
+}
+
+/// Omissions as written (`table.column:kind`, [`cloudsync_ddl::Omit`]), each checked;
+/// the message of the first that does not read.
+pub fn parse_omissions<'a>(
+    written: impl IntoIterator<Item = &'a str>,
+) -> std::result::Result<Vec<cloudsync_ddl::Omit>, String> {
+    written.into_iter().map(|o| o.parse().map_err(|e: cloudsync_ddl::OmitError| e.to_string())).collect()
 }
 
 /// A database's synced tables' lowercase names, each with its columns' (dropped ones

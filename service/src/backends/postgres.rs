@@ -297,14 +297,8 @@ impl TenantDb for PgDb<'_> {
     /// Creates tables from SQLite DDL, translated (`docs/translate-ddl.md`), and
     /// enables sync on them, in one transaction (rolled back for a dry run). Tables
     /// that exist get their new columns. Runs as the backend's own role.
-    async fn provision(
-        &self,
-        sql: String,
-        algos: BTreeMap<String, String>,
-        flags: BTreeMap<String, i64>,
-        dry_run: bool,
-    ) -> Result<Provisioning> {
-        let (sql, algos, flags) = (&sql, &algos, &flags);
+    async fn provision(&self, req: super::SchemaRequest) -> Result<Provisioning> {
+        let (sql, algos, flags, dry_run) = (&req.sql, &req.algos, &req.flags, req.dry_run);
         let BackendConfig::Postgres { schema, tables: per_table, .. } = &self.db.backend else {
             return Err(Error::Invalid("not a PostgreSQL backend".into()));
         };
@@ -330,7 +324,7 @@ impl TenantDb for PgDb<'_> {
                 existing.entry(table).or_default().push(column);
             }
         }
-        let target = Target { schema: Some(schema.clone()), tables: per_table.clone() };
+        let target = Target { schema: Some(schema.clone()), tables: per_table.clone(), omit: req.omit.clone() };
         let translation = ddl::translate_into(sql, &existing, &target)?;
         if let Some(unknown) = algos
             .keys()

@@ -411,15 +411,15 @@ impl TenantDb for SqliteDb<'_> {
         self.blocking(move |s| s.delete(&id)).await
     }
 
-    async fn provision(
-        &self,
-        sql: String,
-        algos: BTreeMap<String, String>,
-        flags: BTreeMap<String, i64>,
-        dry_run: bool,
-    ) -> Result<Provisioning> {
+    async fn provision(&self, req: super::SchemaRequest) -> Result<Provisioning> {
+        if let Some(o) = req.omit.first() {
+            return Err(Error::Invalid(format!(
+                "omit \"{o}\": a SQLite backend runs the schema as SQLite declares it, so nothing needs leaving out \
+                 (omit is for PostgreSQL backends)"
+            )));
+        }
         let id = self.db.id.clone();
-        self.blocking(move |s| s.provision(&id, &sql, &algos, &flags, dry_run)).await
+        self.blocking(move |s| s.provision(&id, &req.sql, &req.algos, &req.flags, req.dry_run)).await
     }
 
     async fn synced_table(&self, name: &str) -> Result<String> {

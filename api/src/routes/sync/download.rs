@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cloudsync_core::feed::Checkpoint;
-use cloudsync_protocol::sync::header::MORE_FOLLOWS;
+use cloudsync_protocol::sync::declared::{self, Declared};
+use cloudsync_protocol::sync::header::{MORE_FOLLOWS, SCHEMA, SKIPPED};
 use cloudsync_service::control::devices::Activity;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -44,23 +45,27 @@ pub struct DownloadQuery {
 /// Download the next chunk of changes the device did not write; long-polls with
 /// `wait_ms`. The chunk's end position is in `x-cloudsync-cursor`.
 #[utoipa::path(get, path = "/v1/sync/{db}/changes", tag = "sync",
-    params(("db" = String, Path, description = "Database id"), DownloadQuery),
+    params(("db" = String, Path, description = "Database id"), DownloadQuery,
+        ("x-cloudsync-schema" = Option<String>, Header, description = "The tables and columns the device syncs (`table:column,column;…`, names percent-encoded): changes of others are left out")),
     responses(
         (status = 200, description = "A chunk of changes", body = Payload, content_type = "application/vnd.cloudsync.payload",
             headers(("x-cloudsync-cursor" = String, description = "Position the chunk ends at"),
                 ("x-cloudsync-more" = String, description = "`1` when more changes follow"),
                 ("x-cloudsync-changes" = u64, description = "Changes in the chunk"),
-                ("x-cloudsync-unreadable" = String, description = "Synced tables the role may not read, left out (percent-encoded, comma-separated)"))),
+                ("x-cloudsync-unreadable" = String, description = "Synced tables the role may not read, left out (percent-encoded, comma-separated)"),
+                ("x-cloudsync-skipped" = String, description = "Tables and columns (`table.column`) left out because the device's `x-cloudsync-schema` lacks them (percent-encoded, comma-separated)"))),
         (status = 204, description = "No changes (within `wait_ms`)",
             headers(("x-cloudsync-cursor" = String, description = "The current position"),
                 ("x-cloudsync-unreadable" = String, description = "Synced tables the role may not read, left out")))))]
 pub async fn download(
     State(state): State<AppState>,
     ctx: SyncCtx,
+    headers: HeaderMap,
     Query(q): Query<DownloadQuery>,
 ) -> ApiResult<Response> {
     let (db, site) = (&ctx.db, ctx.site);
     let q = q?;
+    let declared = declared_schema(&headers)?;
     ctx.within_quotas(&state, false).await?;
     let actor = &ctx.actor;
     let mut after = q.after.as_deref().map(parse_cursor).transpose()?.unwrap_or(Checkpoint::ZERO);
@@ -103,7 +108,13 @@ pub async fn download(
     };
     // Tables the role may not read at all are left out, and the device told so (a
     // misconfigured grant is visible where it syncs, not a silent gap).
-    let unreadable = unreadable_header(&state.backends.of(db).unreadable(actor).await?)?;
+    let unreadable = names_header(state.backends.of(db).unreadable(actor).await?.iter().map(String::as_str))?;
+    // A device that declared its schema gets only what it has; only one that lacks
+    // something of the central schema pays for leaving it out.
+    let declared = match declared {
+        Some(d) if !lacks_any(&d, &*state.backends.schema(db).await?) => None,
+        d => d.map(std::sync::Arc::new),
+    };
     let mut shutdown = state.shutdown.clone();
     loop {
         let chunk = state.backends.of(db).changes(after, site.0, max_bytes, actor).await?;
@@ -116,10 +127,14 @@ pub async fn download(
         }
         let mut activity = Activity { download_after: Some(cursor_text(after)), ..Activity::default() };
         if let Some(payload) = chunk.payload {
+            let (payload, changes, skipped) = match &declared {
+                Some(d) => known_only(&state, payload, std::sync::Arc::clone(d)).await?,
+                None => (payload, chunk.changes, None),
+            };
             activity.bytes_out = i64::try_from(payload.len()).unwrap_or(i64::MAX);
-            activity.changes_out = i64::try_from(chunk.changes).unwrap_or(i64::MAX);
+            activity.changes_out = i64::try_from(changes).unwrap_or(i64::MAX);
             ctx.record(&state, activity);
-            state.metrics.payload(&db.tenant_id, Action::Download, payload.len(), chunk.changes);
+            state.metrics.payload(&db.tenant_id, Action::Download, payload.len(), changes);
             let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, PAYLOAD_TYPE)], payload).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -127,9 +142,12 @@ pub async fn download(
                 HeaderValue::from_str(&cursor_text(chunk.next)).map_err(|e| ApiError::Internal(Box::new(e)))?,
             );
             h.insert(MORE, HeaderValue::from_static(if chunk.more { MORE_FOLLOWS } else { "0" }));
-            h.insert(CHANGES, HeaderValue::from(chunk.changes));
+            h.insert(CHANGES, HeaderValue::from(changes));
             if let Some(v) = &unreadable {
                 h.insert(UNREADABLE, v.clone());
+            }
+            if let Some(v) = skipped {
+                h.insert(SKIPPED, v);
             }
             return Ok(resp);
         }
@@ -156,16 +174,48 @@ pub async fn download(
     }
 }
 
-/// The [`UNREADABLE`] header's value: each name percent-encoded, comma-separated; None
-/// when there are none.
-fn unreadable_header(tables: &[String]) -> ApiResult<Option<HeaderValue>> {
-    if tables.is_empty() {
+/// The device's declared schema ([`SCHEMA`]), if it sent one.
+fn declared_schema(headers: &HeaderMap) -> ApiResult<Option<Declared>> {
+    let Some(v) = headers.get(SCHEMA) else { return Ok(None) };
+    let text = v.to_str().map_err(|_| ApiError::BadRequest(format!("{SCHEMA}: not ASCII")))?;
+    declared::parse(text).map(Some).map_err(|e| ApiError::BadRequest(format!("{SCHEMA}: {e}")))
+}
+
+/// Whether `declared` lacks a table or column of `central`.
+fn lacks_any(declared: &Declared, central: &cloudsync_service::backends::Schema) -> bool {
+    central.iter().any(|(table, columns)| declared.get(table).is_none_or(|d| !columns.is_subset(d)))
+}
+
+/// A chunk without what the device's declared schema lacks: the payload, its changes,
+/// and the [`SKIPPED`] header naming what was left out (None when nothing was).
+/// Decoding takes a place of `state.decoding`, as an upload's does, off the runtime.
+async fn known_only(
+    state: &AppState,
+    payload: Vec<u8>,
+    declared: std::sync::Arc<Declared>,
+) -> ApiResult<(Vec<u8>, u64, Option<HeaderValue>)> {
+    let _permit = state.decoding.acquire().await.map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let (payload, changes, skipped) = tokio::task::spawn_blocking(move || {
+        let cs = cloudsync_core::payload::decode(&payload).map_err(|e| ApiError::Internal(Box::new(e)))?;
+        Ok::<_, ApiError>(match cloudsync_core::engine::known_only(&cs, &declared) {
+            Ok(Some((kept, skipped))) => {
+                let bytes = cloudsync_core::payload::PayloadEncoder::encode(&kept, Default::default());
+                (bytes, kept.change_count() as u64, skipped)
+            }
+            Ok(None) => (payload, cs.change_count() as u64, Default::default()),
+            Err(e) => return Err(ApiError::Internal(Box::new(e))),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    Ok((payload, changes, names_header(skipped.iter().map(String::as_str))?))
+}
+
+/// A header listing names ([`UNREADABLE`], [`SKIPPED`]); None when there are none.
+fn names_header<'a>(names: impl IntoIterator<Item = &'a str>) -> ApiResult<Option<HeaderValue>> {
+    let value = cloudsync_protocol::sync::names::encode(names);
+    if value.is_empty() {
         return Ok(None);
     }
-    let value = tables
-        .iter()
-        .map(|t| percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
     HeaderValue::from_str(&value).map(Some).map_err(|e| ApiError::Internal(Box::new(e)))
 }
