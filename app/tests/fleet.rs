@@ -158,7 +158,11 @@ fn fleet_on_three_versions(server: &Server, p: &Provisioned, dir: &Path, central
 
     // The server reaches version 2: what the newer app held is sent with its next sync,
     // while the older app syncs too.
-    server.admin(&schema_path, json!({ "sql": V2_SERVER }));
+    // The database counts its schema versions; a dry run changes nothing.
+    let dry = server.admin(&format!("{schema_path}?dry_run=true"), json!({ "sql": V2_SERVER }));
+    assert_eq!(dry["schema_version"], 1, "{dry}");
+    let v = server.admin(&schema_path, json!({ "sql": V2_SERVER }));
+    assert_eq!(v["schema_version"], 2, "{v}");
     let (o, n) = sync_both(&mut old, &mut new);
     // (What the older app receives in that same sync depends on which came first.)
     let mut skipped_by_old = sorted(&o["receive"]["skipped_schema"]);
@@ -208,7 +212,9 @@ fn fleet_on_three_versions(server: &Server, p: &Provisioned, dir: &Path, central
     assert!(String::from_utf8_lossy(&body).contains("x-cloudsync-schema"), "{}", String::from_utf8_lossy(&body));
 
     // Version 3, the server first: a column and a table the newer app then adopts.
-    server.admin(&schema_path, json!({ "sql": V3_SERVER }));
+    assert_eq!(server.admin(&schema_path, json!({ "sql": V3_SERVER }))["schema_version"], 3);
+    // The same schema again runs nothing: still version 3.
+    assert_eq!(server.admin(&schema_path, json!({ "sql": V3_SERVER }))["schema_version"], 3);
     // Nobody has written to them yet: nothing of them is skipped. (On PostgreSQL the
     // new table changes what the role may read, so the older device reads its pass
     // again, skipping what it skipped before.)
@@ -235,6 +241,10 @@ fn fleet_on_three_versions(server: &Server, p: &Provisioned, dir: &Path, central
     let r = old.sync(0).unwrap();
     assert_eq!(sorted(&r["receive"]["schema_applied"]), ["notes.color", "notes.due", "projects", "tags"], "{r}");
     assert_eq!(r["receive"]["skipped_schema"], json!([]), "{r}");
+    let status: Value = serde_json::from_str(old.one("SELECT cloudsync_network_status()").as_str().unwrap()).unwrap();
+    assert_eq!(status["schema_version"], 3, "{status}");
+    let db = server.get(&format!("/v1/tenants/{}/databases/{}", p.tenant, p.database));
+    assert_eq!(db["schema_version"], 3, "{db}");
 
     // Everyone holds the same rows, on every column; only the refused row stays on the
     // device that wrote it.

@@ -197,6 +197,7 @@ async fn render(
                 <div><dt>"Id"</dt><dd><code>{db.id.to_string()}</code></dd></div>
                 <div><dt>"Sync URL"</dt><dd><code id="sync-url">{sync_url}</code></dd></div>
                 <div><dt>"Created"</dt><dd>{when(db.created_at)}</dd></div>
+                <div><dt>"Schema version"</dt><dd id="schema-version">{db.schema_version}</dd></div>
             </dl>
             <section aria-labelledby="tables-h">
                 <h2 id="tables-h">"Tables"</h2>
@@ -414,7 +415,10 @@ pub async fn schema(
     let outcome = match parse_algos(&f.algos).and_then(|algos| Ok((algos, omit?))) {
         Ok((algos, omit)) => {
             let req = SchemaRequest { sql: f.sql.clone(), algos, flags: BTreeMap::new(), omit, dry_run };
-            match cloudsync_service::ops::provision(&state.backends, &loaded.1, req).await.map_err(ApiError::from) {
+            match cloudsync_service::ops::provision(&state.control, &state.backends, &loaded.1, req)
+                .await
+                .map_err(ApiError::from)
+            {
                 Ok(p) if dry_run => Ok(p),
                 Ok(_) => {
                     let to =

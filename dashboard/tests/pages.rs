@@ -281,6 +281,34 @@ async fn the_provisioning_form_refuses_what_the_api_refuses() {
     assert_eq!(names, vec!["t"]);
 }
 
+/// The form's *Leave out* field: a malformed choice is refused on the page, and a SQLite
+/// backend (which translates nothing) refuses any, keeping what was typed; nothing is
+/// created. The page shows the schema version, which a real change counts.
+#[tokio::test]
+async fn the_provisioning_form_takes_choices_to_leave_out_and_shows_the_schema_version() {
+    let (app, _dir) = app().await;
+    let (cookie, csrf) = sign_in(&app, TOKEN).await.unwrap();
+    let tenant = app.tenant("acme").await;
+    let db = app.database(&tenant, "main", "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v TEXT);").await;
+    let page = html(&get(&app, &format!("/admin/tenants/{tenant}/databases/{db}"), Some(&cookie)).await);
+    assert!(page.contains("id=\"f-omit\"") && page.contains("<dd id=\"schema-version\">1</dd>"), "{page}");
+    let uri = format!("/admin/tenants/{tenant}/databases/{db}/schema");
+    let sql = form_urlencoded::byte_serialize(b"CREATE TABLE u (id TEXT PRIMARY KEY NOT NULL)").collect::<String>();
+    for (omit, says) in [("u.id", "expected `table.column:kind`"), ("u.id:check", "omit is for PostgreSQL backends")] {
+        let form = format!("csrf={csrf}&action=apply&algos=&omit={omit}&sql={sql}");
+        let r = post(&app, &uri, Some(&cookie), &form).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{omit}: {}", html(&r));
+        assert!(html(&r).contains(says), "{omit}: {}", html(&r));
+        assert!(html(&r).contains(&format!("value=\"{omit}\"")), "{omit}: the field keeps what was typed");
+    }
+    let (_, tables) = app.call("GET", &format!("/v1/tenants/{tenant}/databases/{db}/tables"), Some(TOKEN), None).await;
+    assert_eq!(tables["tables"].as_array().unwrap().len(), 1, "{tables}");
+    let r = post(&app, &uri, Some(&cookie), &format!("csrf={csrf}&action=apply&algos=&omit=&sql={sql}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+    let page = html(&get(&app, &format!("/admin/tenants/{tenant}/databases/{db}"), Some(&cookie)).await);
+    assert!(page.contains("<dd id=\"schema-version\">2</dd>"), "{page}");
+}
+
 #[tokio::test]
 async fn the_operator_sets_a_tenants_quotas_its_admin_only_reads_them() {
     let (app, _dir) = app().await;

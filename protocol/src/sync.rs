@@ -184,6 +184,10 @@ pub struct SyncStatus {
     pub protocol: u32,
     /// The central database's version.
     pub server_db_version: u64,
+    /// The central database's schema version (`docs/schema-changes.md`); 0 from a
+    /// server that keeps none.
+    #[serde(default)]
+    pub schema_version: i64,
     /// The device's uploads.
     pub device: DeviceStatus,
 }

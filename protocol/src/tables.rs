@@ -26,6 +26,10 @@ pub struct Provisioning {
     /// either left out, a table without a primary key created but not synced.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The database's schema version after the call (unchanged by a dry run or when
+    /// nothing changed; 0 from the extension, which keeps none).
+    #[serde(default)]
+    pub schema_version: i64,
 }
 
 /// A synced table of a database.

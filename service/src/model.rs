@@ -172,6 +172,11 @@ pub struct Database {
     pub(crate) backend_secret: Option<Vec<u8>>,
     /// Sync settings.
     pub settings: DatabaseSettings,
+    /// The schema's version: 0 until tables are first provisioned, then one more each
+    /// time provisioning through the service runs statements in the database (a dry
+    /// run, or a schema it already has, runs none). Changes made in a PostgreSQL
+    /// database directly, outside the service, do not count.
+    pub schema_version: i64,
     /// Creation time (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).

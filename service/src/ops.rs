@@ -51,9 +51,19 @@ async fn within_database_quota(control: &ControlPlane, db: &Database, defaults: 
 /// Provisions schema SQL in a database: guarded and re-emitted (SQLite) or translated
 /// (PostgreSQL), then sync enabled on the new tables with `algo` and `flags`; a dry run
 /// reports the statements and tables without keeping anything.
-pub async fn provision(backends: &Backends, db: &Database, req: SchemaRequest) -> Result<Provisioning> {
+/// A call that runs statements counts one more schema version.
+pub async fn provision(
+    control: &ControlPlane,
+    backends: &Backends,
+    db: &Database,
+    req: SchemaRequest,
+) -> Result<Provisioning> {
     let dry_run = req.dry_run;
-    let done = backends.of(db).provision(req).await?;
+    let mut done = backends.of(db).provision(req).await?;
+    done.schema_version = db.schema_version;
+    if !dry_run && !done.statements.is_empty() {
+        done.schema_version = control.bump_schema_version(&db.id).await?;
+    }
     if !dry_run {
         backends.forget_schema(&db.id);
         tracing::info!(database = %db.id, tables = done.tables.len(), "tables provisioned");

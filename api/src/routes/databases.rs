@@ -242,7 +242,7 @@ pub async fn apply_schema(
     let req = body(b, state.limits.json_bytes)?;
     let omit = parse_omissions(req.omit.iter().map(String::as_str)).map_err(ApiError::BadRequest)?;
     let req = SchemaRequest { sql: req.sql, algos: req.algo, flags: req.flags, omit, dry_run };
-    Ok(Json(ops::provision(&state.backends, &db, req).await?))
+    Ok(Json(ops::provision(&state.control, &state.backends, &db, req).await?))
 }
 
 /// The synced tables of a database, with their algorithm, columns and row count.

@@ -432,7 +432,7 @@ fn provision_in(
         crate::lifecycle::init(conn, &table, Some(&algo), flag)?;
         tables.push(Provisioned { table, algo });
     }
-    Ok(Provisioning { statements, tables, notes: Vec::new() })
+    Ok(Provisioning { statements, tables, notes: Vec::new(), schema_version: 0 })
 }
 
 /// The database's tables with their columns, as `ddl::guard::schema_against` reads

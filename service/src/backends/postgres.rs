@@ -383,7 +383,7 @@ impl TenantDb for PgDb<'_> {
         } else {
             tx.commit().await.map_err(pg_error)?;
         }
-        Ok(Provisioning { statements, tables: out, notes })
+        Ok(Provisioning { statements, tables: out, notes, schema_version: 0 })
     }
 
     /// The sync name of the synced table `name` (matched case-insensitively, as

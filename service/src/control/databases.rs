@@ -22,6 +22,7 @@ pub(super) fn database_of(r: &AnyRow) -> Result<Database> {
         backend: serde_json::from_str(&backend).map_err(|e| Error::Invalid(format!("stored backend config: {e}")))?,
         backend_secret,
         settings: serde_json::from_str(&settings).map_err(|e| Error::Invalid(format!("stored settings: {e}")))?,
+        schema_version: r.try_get("schema_version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -46,6 +47,7 @@ impl ControlPlane {
             backend,
             backend_secret,
             settings: DatabaseSettings::default(),
+            schema_version: 0,
             created_at: now,
             updated_at: now,
         })
@@ -154,6 +156,18 @@ impl ControlPlane {
             .await;
         unique_name(res, &name)?;
         self.database(id).await
+    }
+
+    /// Counts one more change of `id`'s schema; its new version.
+    pub async fn bump_schema_version(&self, id: &DatabaseId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE databases SET schema_version = schema_version + 1, updated_at = $1 WHERE id = $2 \
+             RETURNING schema_version",
+        )
+        .bind(now_ms())
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Removes a database's rows (its jobs and devices go with it; usage history stays

@@ -93,6 +93,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_receive_failures.sql"),
         include_str!("../../migrations/postgres/0007_receive_failures.sql"),
     ),
+    (
+        8,
+        "schema version",
+        include_str!("../../migrations/sqlite/0008_schema_version.sql"),
+        include_str!("../../migrations/postgres/0008_schema_version.sql"),
+    ),
 ];
 
 /// The schema version this build migrates to.

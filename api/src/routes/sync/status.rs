@@ -32,7 +32,12 @@ pub async fn status(State(state): State<AppState>, ctx: SyncCtx) -> ApiResult<Js
     ctx.record(&state, Activity::default());
     let device = state.control.device_status(&ctx.db.id, &ctx.site).await?;
     let server = state.backends.of(&ctx.db).db_version().await?;
-    Ok(Json(SyncStatus { protocol: cloudsync_protocol::sync::VERSION, server_db_version: server, device }))
+    Ok(Json(SyncStatus {
+        protocol: cloudsync_protocol::sync::VERSION,
+        server_db_version: server,
+        schema_version: ctx.db.schema_version,
+        device,
+    }))
 }
 
 /// The device reports that applying downloads fails on it (`failure`), or applies again
