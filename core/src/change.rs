@@ -120,6 +120,13 @@ pub enum ChangeError {
 }
 
 impl Changeset {
+    /// The algorithm and schema fingerprint the sender gave `table`, as
+    /// [`Changeset::push`] and the encoder take them; `(Cls, 0)` for a table this
+    /// changeset does not describe.
+    pub fn table_info(&self, table: &str) -> (Algo, u64) {
+        self.tables.iter().find(|t| t.name == table).map_or((Algo::Cls, 0), |t| (t.algo, t.fingerprint))
+    }
+
     /// Number of change records (row events plus cells).
     pub fn change_count(&self) -> usize {
         self.rows.iter().map(|r| r.cells.len() + usize::from(r.event.is_some())).sum()

@@ -311,8 +311,7 @@ pub fn known_only(
         if !known {
             continue;
         }
-        let info =
-            cs.tables.iter().find(|t| t.name == change.table).map_or((Algo::Cls, 0), |t| (t.algo, t.fingerprint));
+        let info = cs.table_info(&change.table);
         out.push(change, |_| info)?;
     }
     Ok(Some((out, unknown)))

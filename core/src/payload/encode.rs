@@ -105,8 +105,7 @@ impl PayloadEncoder {
     pub fn encode(changeset: &Changeset, options: EncodeOptions) -> Vec<u8> {
         let mut enc = PayloadEncoder::new(options);
         for change in changeset.changes() {
-            let desc = changeset.tables.iter().find(|t| t.name == change.table);
-            let info = desc.map_or((Algo::Cls, 0), |t| (t.algo, t.fingerprint));
+            let info = changeset.table_info(&change.table);
             // Changes read back from a valid changeset always push cleanly.
             let _ = enc.push(change, |_| info);
         }

@@ -552,12 +552,8 @@ fn apply_server_schema(conn: &Connection, client: &Client) -> Result<Vec<String>
                 applied.push(t.table.clone());
                 continue;
             };
-            let has = |name: &str| {
-                synced.pk.iter().any(|k| k.name.eq_ignore_ascii_case(name))
-                    || synced.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name))
-                    || synced.dropped.iter().any(|d| d.eq_ignore_ascii_case(name))
-            };
-            let missing: Vec<_> = t.columns.iter().filter(|c| !has(&c.name)).collect();
+            let missing: Vec<_> =
+                t.columns.iter().filter(|c| !synced.known_columns().any(|k| k.eq_ignore_ascii_case(&c.name))).collect();
             if missing.is_empty() {
                 continue;
             }
@@ -580,18 +576,9 @@ fn apply_server_schema(conn: &Connection, client: &Client) -> Result<Vec<String>
 /// be too long to send (the server then sends everything, and what this database
 /// lacks is skipped here).
 fn declared_schema(conn: &Connection) -> Result<Option<String>> {
-    let mut tables = Vec::new();
-    for name in SyncTable::names(conn)? {
-        let t = SyncTable::require(conn, &name)?;
-        let columns: Vec<String> = (t.pk.iter().map(|k| k.name.clone()))
-            .chain(t.columns.iter().map(|c| c.name.clone()))
-            .chain(t.dropped.iter().cloned())
-            .collect();
-        tables.push((t.name, columns));
-    }
-    Ok(cloudsync_protocol::sync::declared::encode(
-        tables.iter().map(|(t, c)| (t.as_str(), c.iter().map(String::as_str))),
-    ))
+    let tables =
+        SyncTable::names(conn)?.iter().map(|name| SyncTable::require(conn, name)).collect::<Result<Vec<_>>>()?;
+    Ok(cloudsync_protocol::sync::declared::encode(tables.iter().map(|t| (t.name.as_str(), t.known_columns()))))
 }
 
 /// One receive pass of [`check_changes`].

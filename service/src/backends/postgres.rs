@@ -417,31 +417,32 @@ impl TenantDb for PgDb<'_> {
         .fetch_all(&pool)
         .await
         .map_err(pg_error)?;
-        let mut out: Vec<SchemaTable> = Vec::new();
-        let mut keys: Vec<Vec<String>> = Vec::new();
+        // Each table with its key, its columns in order.
+        let mut tables: Vec<(SchemaTable, Vec<String>)> = Vec::new();
         for (table, algo, pk, column, typname, base) in rows {
-            if out.last().is_none_or(|t| t.table != table) {
-                out.push(SchemaTable { table: table.clone(), algo, create: String::new(), columns: Vec::new() });
-                keys.push(pk);
+            if tables.last().is_none_or(|(t, _)| t.table != table) {
+                tables.push((SchemaTable { table, algo, create: String::new(), columns: Vec::new() }, pk));
             }
+            let Some((t, pk)) = tables.last_mut() else { continue };
             let decl = sqlite_type(&typname, &base);
-            let key = keys.last().is_some_and(|k| k.iter().any(|c| c == &column));
             let definition = format!(
                 "{}{}{}",
                 ddl::ident(&column),
                 if decl.is_empty() { String::new() } else { format!(" {decl}") },
-                if key { " NOT NULL" } else { "" }
+                if pk.contains(&column) { " NOT NULL" } else { "" }
             );
-            if let Some(t) = out.last_mut() {
-                t.columns.push(SchemaColumn { name: column, definition });
-            }
+            t.columns.push(SchemaColumn { name: column, definition });
         }
-        for (t, pk) in out.iter_mut().zip(&keys) {
-            let mut lines: Vec<String> = t.columns.iter().map(|c| c.definition.clone()).collect();
-            lines.push(format!("PRIMARY KEY ({})", pk.iter().map(|k| ddl::ident(k)).collect::<Vec<_>>().join(", ")));
-            t.create = format!("CREATE TABLE {} ({})", ddl::ident(&t.table), lines.join(", "));
-        }
-        Ok(out)
+        Ok(tables
+            .into_iter()
+            .map(|(mut t, pk)| {
+                let mut lines: Vec<String> = t.columns.iter().map(|c| c.definition.clone()).collect();
+                lines
+                    .push(format!("PRIMARY KEY ({})", pk.iter().map(|k| ddl::ident(k)).collect::<Vec<_>>().join(", ")));
+                t.create = format!("CREATE TABLE {} ({})", ddl::ident(&t.table), lines.join(", "));
+                t
+            })
+            .collect())
     }
 
     /// The synced tables, with their row counts (all rows: the backend's own role).

@@ -65,6 +65,14 @@ pub struct SyncTable {
 }
 
 impl SyncTable {
+    /// Every column name a change of this table may carry: the key, the synced
+    /// columns and the dropped ones.
+    pub fn known_columns(&self) -> impl Iterator<Item = &str> {
+        (self.pk.iter().map(|k| k.name.as_str()))
+            .chain(self.columns.iter().map(|c| c.name.as_str()))
+            .chain(self.dropped.iter().map(String::as_str))
+    }
+
     /// Name of the clock table: one row per key.
     pub fn meta(&self) -> String {
         ident(&format!("{}_cloudsync", self.name))
