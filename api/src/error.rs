@@ -57,6 +57,14 @@ pub enum ApiError {
     /// Unknown resource (or one the caller may not see).
     #[error("{0} not found")]
     NotFound(String),
+    /// A sync URL naming no database of the credential's tenant: the same answer
+    /// whether the database does not exist or belongs to another tenant, so ids cannot
+    /// be probed, with what to check.
+    #[error(
+        "database not found: no database with this id belongs to the tenant of this key or token; check the \
+         database id in the sync URL, and that the key or token was issued for the tenant that owns the database"
+    )]
+    UnknownDatabase,
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -145,7 +153,7 @@ impl ApiError {
             ApiError::SiteBound => (StatusCode::FORBIDDEN, "site_bound"),
             ApiError::TooManyNewSites { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_new_sites"),
             ApiError::ConfirmationRequired(_) => (StatusCode::BAD_REQUEST, "confirmation_required"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound(_) | ApiError::UnknownDatabase => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),

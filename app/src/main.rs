@@ -10,6 +10,7 @@
 mod cli;
 mod config;
 mod http;
+mod local;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -49,9 +50,17 @@ enum Command {
     },
     /// Exit 0 if a node answers its readiness check (for container health checks).
     CheckHealth {
-        /// Readiness URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
-        url: String,
+        /// Readiness URL [default: /readyz of the node of --data-dir, as it recorded
+        /// in <data-dir>/server.json; otherwise http://127.0.0.1:8080/readyz].
+        #[arg(long)]
+        url: Option<String>,
+        /// Data directory of a node on this machine.
+        #[arg(long, env = "CLOUDSYNC_DATA_DIR", default_value = "cloudsync-data")]
+        data_dir: std::path::PathBuf,
+        /// Keep asking for up to this many seconds until the node is ready (for scripts
+        /// that start one).
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        wait: u64,
     },
     /// API keys (admin API of a running node).
     Key {
@@ -128,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(serve::migrate(control_plane_url, data_dir, json)),
-        Command::CheckHealth { url } => cli::check_health(&url),
+        Command::CheckHealth { url, data_dir, wait } => cli::check_health(url.as_deref(), &data_dir, wait),
         Command::TranslateDdl { file, json, omit } => cli::translate_ddl(file.as_deref(), json, omit),
     }
 }

@@ -106,7 +106,9 @@ pub async fn run(s: Settings) -> Result<()> {
         .with_secrets(secrets);
     let (admin_token, generated) = match &s.admin_token {
         Some(t) => (t.expose_secret().to_string(), false),
-        None => stored_secret(&s.data_dir.join("admin-token"), || random_token("csa_"))?,
+        None => stored_secret(&s.data_dir.join(crate::local::ADMIN_TOKEN_FILE), || {
+            random_token(cloudsync_protocol::credentials::ADMIN_TOKEN_PREFIX)
+        })?,
     };
     let (url_secret, _) = stored_secret(&s.data_dir.join("url-signing-key"), || random_token(""))?;
 
@@ -247,9 +249,19 @@ pub async fn run(s: Settings) -> Result<()> {
         (Some(_), _) => println!("  admin token: (from configuration)"),
         (None, true) => println!(
             "  admin token: {admin_token}   (generated and stored in {}; shown only this once)",
-            s.data_dir.join("admin-token").display()
+            s.data_dir.join(crate::local::ADMIN_TOKEN_FILE).display()
         ),
-        (None, false) => println!("  admin token: in {}", s.data_dir.join("admin-token").display()),
+        (None, false) => println!("  admin token: in {}", s.data_dir.join(crate::local::ADMIN_TOKEN_FILE).display()),
+    }
+    // The CLI on this machine finds the node through this record (`cloudsync tenant
+    // list` with no flags, next to the data directory).
+    match crate::local::record_server(&s.data_dir, addr) {
+        Ok(path) => println!(
+            "  CLI:        finds this node through {} (from another directory: --data-dir {})",
+            path.display(),
+            std::path::absolute(&s.data_dir).unwrap_or_else(|_| s.data_dir.clone()).display()
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot record where this node listens; the CLI needs --server"),
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -272,6 +284,7 @@ pub async fn run(s: Settings) -> Result<()> {
     if let Err(e) = state.usage.flush(&state.control).await {
         tracing::warn!(error = %e, "final usage flush failed");
     }
+    crate::local::forget_server(&s.data_dir);
     tracing::info!("stopped");
     Ok(())
 }

@@ -153,7 +153,7 @@ fn a_noisy_neighbour_does_not_stop_the_others() {
                     Err(e) if e.contains("too_many_new_sites") => refused += 1,
                     // A's own outages under its own load (a busy store: 503) are A's;
                     // anything else is not expected.
-                    Err(e) if e.contains("network: 503") => {}
+                    Err(e) if e.contains("answered 503") => {}
                     Err(e) => panic!("A's flood: {e}"),
                 }
                 n += 1;

@@ -437,10 +437,20 @@ pub fn device(args: &[String]) -> Result<()> {
                 Err(e) => {
                     let text = e.to_string();
                     // The harness sorts failures by the status the extension reports.
-                    let retryable = text.contains("network: network:")
-                        || ["408 ", "429 ", "500 ", "502 ", "503 ", "504 "]
+                    // (`cloudsync: <code>: …`: no HTTP answer, or `… answered <status>: …`).
+                    let retryable = [
+                        "server_unreachable:",
+                        "connection_closed:",
+                        "dns_failed:",
+                        "timeout:",
+                        "network_error:",
+                        "bad_response:",
+                    ]
+                    .iter()
+                    .any(|c| text.contains(&format!("cloudsync: {c}")))
+                        || ["408", "429", "500", "502", "503", "504"]
                             .iter()
-                            .any(|s| text.contains(&format!("network: {s}")));
+                            .any(|s| text.contains(&format!(" answered {s}: ")));
                     format!("{} 0 {}\n", if retryable { "retryable" } else { "error" }, text.replace('\n', " "))
                 }
             };

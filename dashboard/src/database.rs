@@ -1,5 +1,6 @@
-//! A database's page: its tables, schema provisioning with a preview, devices (block,
-//! unblock), jobs (retry, discard, error detail) and usage; and a job's page.
+//! A database's page: how to connect a device (`crate::connect`), its tables, schema
+//! provisioning with a preview, devices (block, unblock), jobs (retry, discard, error
+//! detail) and usage; and a job's page.
 //!
 //! One file, over 500 lines: one page family (a database's overview, settings, tables,
 //! devices, jobs) sharing its loaders.
@@ -50,7 +51,12 @@ struct SchemaState {
     error: Option<String>,
 }
 
-async fn load(state: &AppState, admin: &Admin, tenant_id: &str, db: &str) -> Result<(Tenant, Database), Problem> {
+pub(crate) async fn load(
+    state: &AppState,
+    admin: &Admin,
+    tenant_id: &str,
+    db: &str,
+) -> Result<(Tenant, Database), Problem> {
     let t = tenant(state, admin, tenant_id).await?;
     let db = state.control.tenant_database(&t.id, &DatabaseId::parse(db)?).await?;
     Ok((t, db))
@@ -73,10 +79,12 @@ async fn render(
     (t, db): (Tenant, Database),
     q: &DatabaseQuery,
     schema: SchemaState,
+    fresh_key: Option<String>,
     status: StatusCode,
 ) -> Result<Response, Problem> {
     let base = format!("/admin/tenants/{}/databases/{}", t.id, db.id);
     let tables = state.backends.of(&db).tables().await.map_err(ApiError::from)?;
+    let device_schema = state.backends.of(&db).device_schema().await.map_err(ApiError::from)?;
     let devices = state.control.devices(&db.id, &PageRequest::new(Some(PAGE), q.device_cursor.as_deref())?).await?;
     let filter = job_state(q.job_state.as_deref());
     let jobs = state.control.jobs(&db.id, filter, &PageRequest::new(Some(PAGE), q.job_cursor.as_deref())?).await?;
@@ -191,6 +199,13 @@ async fn render(
     let title = format!("Database {}", db.name);
     let trail = crumbs(&[("Overview", "/admin".into()), (t.name.as_str(), format!("/admin/tenants/{}", t.id))]);
     let sync_url = state.sync_url(&db.id);
+    let connect = crate::connect::panel(
+        &base,
+        &csrf,
+        &sync_url,
+        fresh_key.as_deref(),
+        crate::connect::snippets(&sync_url, fresh_key.as_deref(), &device_schema),
+    );
     let html = document(view! {
         <Layout title=title admin=Some(admin.clone()) notice=notice(q.notice.as_deref()) crumbs=trail>
             <dl class="pairs">
@@ -199,6 +214,7 @@ async fn render(
                 <div><dt>"Created"</dt><dd>{when(db.created_at)}</dd></div>
                 <div><dt>"Schema version"</dt><dd id="schema-version">{db.schema_version}</dd></div>
             </dl>
+            {connect}
             <section aria-labelledby="tables-h">
                 <h2 id="tables-h">"Tables"</h2>
                 {table_list}
@@ -373,7 +389,19 @@ pub async fn page(
     Query(q): Query<DatabaseQuery>,
 ) -> Result<Response, Problem> {
     let loaded = load(&state, &admin, &t, &db).await?;
-    render(&state, &admin, loaded, &q, SchemaState::default(), StatusCode::OK).await
+    render(&state, &admin, loaded, &q, SchemaState::default(), None, StatusCode::OK).await
+}
+
+/// The page with a sync key just created, filled into the connect panel's snippets
+/// (`crate::connect`).
+pub(crate) async fn render_with_key(
+    state: &AppState,
+    admin: &Admin,
+    loaded: (Tenant, Database),
+    key: String,
+    status: StatusCode,
+) -> Result<Response, Problem> {
+    render(state, admin, loaded, &DatabaseQuery::default(), SchemaState::default(), Some(key), status).await
 }
 
 /// The schema form.
@@ -440,7 +468,7 @@ pub async fn schema(
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     };
-    render(&state, &admin, loaded, &DatabaseQuery::default(), schema, status).await
+    render(&state, &admin, loaded, &DatabaseQuery::default(), schema, None, status).await
 }
 
 /// The block form.

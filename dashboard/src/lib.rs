@@ -17,6 +17,7 @@
 #![recursion_limit = "512"]
 
 pub mod admin;
+pub mod connect;
 pub mod database;
 pub mod pages;
 pub mod session;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/tenants/{tenant}/quotas", post(tenant::set_quotas))
         .route("/admin/tenants/{tenant}/databases/{db}", get(database::page))
         .route("/admin/tenants/{tenant}/databases/{db}/schema", post(database::schema))
+        .route("/admin/tenants/{tenant}/databases/{db}/connect", post(connect::create_key))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/block", post(database::block))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/unblock", post(database::unblock))
         .route("/admin/tenants/{tenant}/databases/{db}/devices/{site}/release", post(database::release))

@@ -221,7 +221,8 @@ async fn operator_runs_the_service_from_the_browser() {
     assert!(!body(&c).await.contains(&secret), "the secret must not be shown again");
 
     // A device syncs with it.
-    let report = tokio::task::spawn_blocking(move || sync_device(sync_url, secret)).await.unwrap();
+    let first_url = sync_url.clone();
+    let report = tokio::task::spawn_blocking(move || sync_device(first_url, secret)).await.unwrap();
     assert!(report.to_string().contains("sent") || report.is_object(), "{report}");
     let db_id = db_path.rsplit('/').next().unwrap().to_string();
     let db = cloudsync_service::ids::DatabaseId::parse(&db_id).unwrap();
@@ -236,6 +237,37 @@ async fn operator_runs_the_service_from_the_browser() {
     }
     assert!(done, "the device's upload was never applied");
     server.state.usage.flush(&server.state.control).await.unwrap();
+
+    // Connect a device from the database page: a sync key made there, filled into the
+    // snippets, which run as shown (the sqlite3 shell's, but for its `.load`: the engine
+    // is linked here) and bring the first device's rows.
+    c.goto(&format!("{base}{db_path}")).await.unwrap();
+    assert!(text(&c, "#snippet-shell").await.contains("create a sync key above"), "{}", body(&c).await);
+    assert_eq!(text(&c, "#connect-url").await, sync_url);
+    click(&c, "#create-sync-key").await;
+    let key = text(&c, "#connect-key code").await;
+    assert!(key.starts_with("csk_"), "{key}");
+    for id in ["#snippet-python", "#snippet-node", "#snippet-shell"] {
+        let snippet = text(&c, id).await;
+        assert!(
+            snippet.contains(&key) && snippet.contains(&sync_url) && snippet.contains("cloudsync_init('notes')"),
+            "{id}: {snippet}"
+        );
+    }
+    shot(&c, "07-connect-device").await;
+    let shell = text(&c, "#snippet-shell").await;
+    let rows = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        cloudsync_sqlite::register(&conn).unwrap();
+        let sql: Vec<&str> = shell.lines().filter(|l| !l.starts_with('.') && !l.starts_with("--")).collect();
+        conn.execute_batch(&sql.join("\n")).unwrap();
+        conn.query_row("SELECT count(*) FROM notes", [], |r| r.get::<_, i64>(0)).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, 3, "the snippet's device did not receive the first device's rows");
+    c.goto(&format!("{base}{db_path}")).await.unwrap();
+    assert!(!body(&c).await.contains(&key), "the key must not be shown again");
 
     // The database page shows the device, its traffic, its job, and the rows.
     c.goto(&format!("{base}{db_path}")).await.unwrap();
@@ -253,10 +285,10 @@ async fn operator_runs_the_service_from_the_browser() {
     assert!(text(&c, "h1").await.contains("Job #1"));
     assert!(body(&c).await.contains("done"));
 
-    // The overview counts it.
+    // The overview counts both devices (the first, and the connect panel's).
     c.goto(&format!("{base}/admin")).await.unwrap();
     let stats = text(&c, "section[aria-labelledby=counts-h]").await;
-    assert!(stats.contains("Active in the last hour\n1") || stats.contains("Active in the last hour 1"), "{stats}");
+    assert!(stats.contains("Active in the last hour\n2") || stats.contains("Active in the last hour 2"), "{stats}");
     shot(&c, "02-overview").await;
     c.goto(tenant_url.as_str()).await.unwrap();
     shot(&c, "05-tenant").await;

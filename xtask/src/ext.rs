@@ -47,7 +47,7 @@ pub fn test_hosts(so: &Path) -> Result<()> {
         .env("CLOUDSYNC_EXTENSION", &so_arg)
         .current_dir(root()))?;
 
-    step("End to end: the cloudsync binary with devices on the built extension (API keys, JWKS tokens)");
+    step("End to end: the cloudsync binary with devices on the built extension (API keys, JWKS tokens, error texts)");
     run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "test",
@@ -57,6 +57,8 @@ pub fn test_hosts(so: &Path) -> Result<()> {
             "e2e",
             "--test",
             "identity",
+            "--test",
+            "first_hour",
             "--",
             "--ignored",
             "--test-threads",

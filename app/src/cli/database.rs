@@ -12,7 +12,8 @@ pub enum DatabaseCmd {
     /// Create a database: a SQLite file managed by the service, or with --postgres-url
     /// the tenant's own PostgreSQL (with the cloudsync extension).
     Create {
-        /// Owning tenant id.
+        /// Owning tenant, by name or id.
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         /// Name.
@@ -29,9 +30,11 @@ pub enum DatabaseCmd {
     /// Set a table's row policies (SQLite backends): SQL expressions over the row
     /// and auth_uid(), auth_role(), auth_claim('path'). Omitted: every row.
     Policy {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
-        /// Database id.
+        /// Database, by name or id.
+        /// Database, by name or id.
         #[arg(long)]
         database: String,
         /// Synced table.
@@ -46,6 +49,7 @@ pub enum DatabaseCmd {
     },
     /// List a tenant's databases.
     List {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -53,14 +57,18 @@ pub enum DatabaseCmd {
     },
     /// Show a database.
     Get {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
+        /// Database, by name or id.
         id: String,
     },
     /// Rename a database or replace its sync settings.
     Update {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
+        /// Database, by name or id.
         id: String,
         /// New name.
         #[arg(long)]
@@ -69,19 +77,23 @@ pub enum DatabaseCmd {
         #[arg(long)]
         settings: Option<String>,
     },
-    /// Delete a database with its data (repeat the id with --confirm).
+    /// Delete a database with its data (repeat it with --confirm).
     Delete {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
+        /// Database, by name or id.
         id: String,
-        /// The database id again.
+        /// The database again, as given (name or id).
         #[arg(long)]
         confirm: String,
     },
     /// Usage of one database.
     Usage {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
+        /// Database, by name or id.
         id: String,
         #[command(flatten)]
         range: Range,
@@ -99,22 +111,22 @@ pub fn database(cmd: DatabaseCmd, c: &ClientArgs) -> Result<()> {
             };
             let v = c.call(
                 "POST",
-                &format!("/v1/tenants/{tenant}/databases"),
+                &format!("{}/databases", c.tenant_path(&tenant)?),
                 Some(json!({ "name": name, "backend": backend })),
             )?;
             c.show(&v, |v| format!("database {}\nsync_url {}", cell(&v["id"]), cell(&v["sync_url"])));
         }
         DatabaseCmd::Policy { tenant, database, table, read, write } => {
-            let path = format!("/v1/tenants/{tenant}/databases/{database}/tables/{}/policy", encode(&table));
+            let path = format!("{}/tables/{}/policy", c.database_path(&tenant, &database)?, encode(&table));
             let v = c.call("PUT", &path, Some(json!({ "read": read, "write": write })))?;
             c.object(&v["settings"]["tables"][&table]);
         }
         DatabaseCmd::List { tenant, paging } => c.table(
-            &c.list(&format!("/v1/tenants/{tenant}/databases"), &[], paging.limit)?,
+            &c.list(&format!("{}/databases", c.tenant_path(&tenant)?), &[], paging.limit)?,
             &["id", "name", "sync_url", "created_at"],
         ),
         DatabaseCmd::Get { tenant, id } => {
-            c.object(&c.call("GET", &format!("/v1/tenants/{tenant}/databases/{id}"), None)?);
+            c.object(&c.call("GET", &c.database_path(&tenant, &id)?, None)?);
         }
         DatabaseCmd::Update { tenant, id, name, settings } => {
             let mut body = serde_json::Map::new();
@@ -124,14 +136,17 @@ pub fn database(cmd: DatabaseCmd, c: &ClientArgs) -> Result<()> {
             if let Some(s) = settings {
                 body.insert("settings".into(), serde_json::from_str(&s).context("--settings is not JSON")?);
             }
-            c.object(&c.call("PATCH", &format!("/v1/tenants/{tenant}/databases/{id}"), Some(Value::Object(body)))?);
+            c.object(&c.call("PATCH", &c.database_path(&tenant, &id)?, Some(Value::Object(body)))?);
         }
         DatabaseCmd::Delete { tenant, id, confirm } => {
-            let path = format!("/v1/tenants/{tenant}/databases/{id}?confirm={}", encode(&confirm));
+            let path = c.database_path(&tenant, &id)?;
+            // The confirmation repeats what was given (name or id); the API wants the id.
+            let confirm = if confirm == id { path.rsplit('/').next().unwrap_or_default().to_string() } else { confirm };
+            let path = format!("{path}?confirm={}", encode(&confirm));
             c.object(&c.call("DELETE", &path, None)?);
         }
         DatabaseCmd::Usage { tenant, id, range } => {
-            c.object(&c.call("GET", &format!("/v1/tenants/{tenant}/databases/{id}/usage{}", range.query()), None)?);
+            c.object(&c.call("GET", &format!("{}/usage{}", c.database_path(&tenant, &id)?, range.query()), None)?);
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ use super::client::ClientArgs;
 pub enum IdentityCmd {
     /// Show a tenant's identity settings.
     Get {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
     },
@@ -20,6 +21,7 @@ pub enum IdentityCmd {
     Set(Box<IdentitySet>),
     /// Remove a tenant's identity settings.
     Delete {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
     },
@@ -28,6 +30,7 @@ pub enum IdentityCmd {
 /// Flags of `cloudsync identity set`.
 #[derive(Args, Debug)]
 pub struct IdentitySet {
+    /// Tenant, by name or id.
     #[arg(long)]
     tenant: String,
     /// hs256, rs256, es256 or jwks.
@@ -64,7 +67,9 @@ pub struct IdentitySet {
 
 pub fn identity(cmd: IdentityCmd, c: &ClientArgs) -> Result<()> {
     match cmd {
-        IdentityCmd::Get { tenant } => c.object(&c.call("GET", &format!("/v1/tenants/{tenant}/identity"), None)?),
+        IdentityCmd::Get { tenant } => {
+            c.object(&c.call("GET", &format!("{}/identity", c.tenant_path(&tenant)?), None)?)
+        }
         IdentityCmd::Set(set) => {
             let IdentitySet {
                 tenant,
@@ -97,10 +102,10 @@ pub fn identity(cmd: IdentityCmd, c: &ClientArgs) -> Result<()> {
                     body[k] = v;
                 }
             }
-            c.object(&c.call("PUT", &format!("/v1/tenants/{tenant}/identity"), Some(body))?);
+            c.object(&c.call("PUT", &format!("{}/identity", c.tenant_path(&tenant)?), Some(body))?);
         }
         IdentityCmd::Delete { tenant } => {
-            c.call("DELETE", &format!("/v1/tenants/{tenant}/identity"), None)?;
+            c.call("DELETE", &format!("{}/identity", c.tenant_path(&tenant)?), None)?;
             c.show(&json!({ "deleted": true }), |_| "identity settings removed".into());
         }
     }

@@ -11,7 +11,8 @@ use super::client::{cell, ClientArgs, Paging};
 pub enum KeyCmd {
     /// Create an API key (the secret is printed once).
     Create {
-        /// Tenant id.
+        /// Tenant, by name or id.
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         /// Name.
@@ -26,6 +27,7 @@ pub enum KeyCmd {
     },
     /// List a tenant's keys (without secrets).
     List {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -33,12 +35,14 @@ pub enum KeyCmd {
     },
     /// Show a key.
     Get {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         id: String,
     },
     /// Revoke a key.
     Revoke {
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
         id: String,
@@ -50,18 +54,20 @@ pub fn key(cmd: KeyCmd, c: &ClientArgs) -> Result<()> {
         KeyCmd::Create { tenant, name, scopes, expires_at } => {
             let v = c.call(
                 "POST",
-                &format!("/v1/tenants/{tenant}/api-keys"),
+                &format!("{}/api-keys", c.tenant_path(&tenant)?),
                 Some(json!({ "name": name, "scopes": scopes, "expires_at": expires_at })),
             )?;
             c.show(&v, |v| format!("key {} (shown once)\n{}", cell(&v["id"]), cell(&v["key"])));
         }
         KeyCmd::List { tenant, paging } => c.table(
-            &c.list(&format!("/v1/tenants/{tenant}/api-keys"), &[], paging.limit)?,
+            &c.list(&format!("{}/api-keys", c.tenant_path(&tenant)?), &[], paging.limit)?,
             &["id", "name", "scopes", "expires_at", "revoked_at", "last_used_at"],
         ),
-        KeyCmd::Get { tenant, id } => c.object(&c.call("GET", &format!("/v1/tenants/{tenant}/api-keys/{id}"), None)?),
+        KeyCmd::Get { tenant, id } => {
+            c.object(&c.call("GET", &format!("{}/api-keys/{id}", c.tenant_path(&tenant)?), None)?)
+        }
         KeyCmd::Revoke { tenant, id } => {
-            c.object(&c.call("DELETE", &format!("/v1/tenants/{tenant}/api-keys/{id}"), None)?);
+            c.object(&c.call("DELETE", &format!("{}/api-keys/{id}", c.tenant_path(&tenant)?), None)?);
         }
     }
     Ok(())

@@ -14,10 +14,12 @@ use super::client::ClientArgs;
 pub enum SchemaCmd {
     /// Run SQLite CREATE TABLE statements in a database and enable sync on the tables.
     Apply {
-        /// Tenant id.
+        /// Tenant, by name or id.
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
-        /// Database id.
+        /// Database, by name or id.
+        /// Database, by name or id.
         #[arg(long)]
         database: String,
         /// File with the SQL (`-` for standard input).
@@ -37,10 +39,12 @@ pub enum SchemaCmd {
     },
     /// List a database's synced tables.
     Tables {
-        /// Tenant id.
+        /// Tenant, by name or id.
+        /// Tenant, by name or id.
         #[arg(long)]
         tenant: String,
-        /// Database id.
+        /// Database, by name or id.
+        /// Database, by name or id.
         #[arg(long)]
         database: String,
     },
@@ -61,7 +65,7 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
             }
             let v = c.call(
                 "POST",
-                &format!("/v1/tenants/{tenant}/databases/{database}/schema?dry_run={dry_run}"),
+                &format!("{}/schema?dry_run={dry_run}", c.database_path(&tenant, &database)?),
                 Some(json!({ "sql": sql, "algo": algo, "omit": omit.iter().map(ToString::to_string).collect::<Vec<_>>() })),
             )?;
             let verb = if dry_run { "would sync" } else { "synced" };
@@ -76,7 +80,7 @@ pub fn schema(cmd: SchemaCmd, c: &ClientArgs) -> Result<()> {
             })?;
         }
         SchemaCmd::Tables { tenant, database } => {
-            let v = c.call("GET", &format!("/v1/tenants/{tenant}/databases/{database}/tables"), None)?;
+            let v = c.call("GET", &format!("{}/tables", c.database_path(&tenant, &database)?), None)?;
             c.show_as(&v, |t: Tables| {
                 t.tables
                     .iter()

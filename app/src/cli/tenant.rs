@@ -18,28 +18,40 @@ pub enum TenantCmd {
     /// List tenants.
     List(Paging),
     /// Show a tenant.
-    Get { id: String },
+    Get {
+        /// Tenant, by name or id.
+        id: String,
+    },
     /// Rename a tenant.
     Rename {
+        /// Tenant, by name or id.
         id: String,
         /// New name.
         #[arg(long)]
         name: String,
     },
     /// Suspend a tenant (its keys and tokens are refused).
-    Suspend { id: String },
-    /// Resume a suspended tenant.
-    Resume { id: String },
-    /// Delete a tenant with all its data (repeat the id with --confirm).
-    Delete {
+    Suspend {
+        /// Tenant, by name or id.
         id: String,
-        /// The tenant id again.
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// Tenant, by name or id.
+        id: String,
+    },
+    /// Delete a tenant with all its data (repeat it with --confirm).
+    Delete {
+        /// Tenant, by name or id.
+        id: String,
+        /// The tenant again, as given (name or id).
         #[arg(long)]
         confirm: String,
     },
     /// Show a tenant's quotas, or set some (`--set databases=10 --set devices=500`;
     /// `--clear` first forgets those set before, back to the node's defaults).
     Quotas {
+        /// Tenant, by name or id.
         id: String,
         /// A limit to set, `NAME=N` (0: no limit): `databases`, `devices`,
         /// `storage_mb`, `transfer_mb_per_day`, `requests_per_second`,
@@ -53,6 +65,7 @@ pub enum TenantCmd {
     },
     /// Usage of a tenant's databases.
     Usage {
+        /// Tenant, by name or id.
         id: String,
         #[command(flatten)]
         range: Range,
@@ -67,17 +80,20 @@ pub fn tenant(cmd: TenantCmd, c: &ClientArgs) -> Result<()> {
             c.show(&v, |v| format!("tenant {} ({})", cell(&v["id"]), cell(&v["name"])));
         }
         TenantCmd::List(p) => c.table(&c.list("/v1/tenants", &[], p.limit)?, &cols),
-        TenantCmd::Get { id } => c.object(&c.call("GET", &format!("/v1/tenants/{id}"), None)?),
+        TenantCmd::Get { id } => c.object(&c.call("GET", &c.tenant_path(&id)?, None)?),
         TenantCmd::Rename { id, name } => {
-            c.object(&c.call("PATCH", &format!("/v1/tenants/{id}"), Some(json!({ "name": name })))?);
+            c.object(&c.call("PATCH", &c.tenant_path(&id)?, Some(json!({ "name": name })))?);
         }
-        TenantCmd::Suspend { id } => c.object(&c.call("POST", &format!("/v1/tenants/{id}/suspend"), None)?),
-        TenantCmd::Resume { id } => c.object(&c.call("POST", &format!("/v1/tenants/{id}/resume"), None)?),
+        TenantCmd::Suspend { id } => c.object(&c.call("POST", &format!("{}/suspend", c.tenant_path(&id)?), None)?),
+        TenantCmd::Resume { id } => c.object(&c.call("POST", &format!("{}/resume", c.tenant_path(&id)?), None)?),
         TenantCmd::Delete { id, confirm } => {
-            c.object(&c.call("DELETE", &format!("/v1/tenants/{id}?confirm={}", encode(&confirm)), None)?);
+            let tenant = c.tenant_id(&id)?;
+            // The confirmation repeats what was given (name or id); the API wants the id.
+            let confirm = if confirm == id { tenant.clone() } else { confirm };
+            c.object(&c.call("DELETE", &format!("/v1/tenants/{tenant}?confirm={}", encode(&confirm)), None)?);
         }
         TenantCmd::Quotas { id, set, clear } => {
-            let path = format!("/v1/tenants/{id}/quotas");
+            let path = format!("{}/quotas", c.tenant_path(&id)?);
             if set.is_empty() && !clear {
                 c.object(&c.call("GET", &path, None)?);
                 return Ok(());
@@ -96,7 +112,7 @@ pub fn tenant(cmd: TenantCmd, c: &ClientArgs) -> Result<()> {
             c.object(&c.call("PUT", &path, Some(overrides))?);
         }
         TenantCmd::Usage { id, range } => {
-            c.object(&c.call("GET", &format!("/v1/tenants/{id}/usage{}", range.query()), None)?);
+            c.object(&c.call("GET", &format!("{}/usage{}", c.tenant_path(&id)?, range.query()), None)?);
         }
     }
     Ok(())

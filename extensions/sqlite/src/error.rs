@@ -52,19 +52,30 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
-    /// A request to the sync service failed (transport, HTTP status or protocol).
-    #[error("network: {}{code}: {message}", status.map(|s| format!("{s} ")).unwrap_or_default())]
+    /// A request to the sync service failed: no HTTP answer (the transport's code:
+    /// `server_unreachable`, `dns_failed`, `tls_failed`…), an error status (the
+    /// server's code), or an answer that breaks the protocol (`bad_response`).
+    #[error("{message}")]
     Network {
         /// HTTP status, when the server answered.
         status: Option<u16>,
-        /// The server's stable error code (or `network` for transport failures).
+        /// The stable code.
         code: String,
-        /// The server's message.
+        /// What failed, where, and the likely cause.
         message: String,
         /// Whether retrying later may succeed.
         retryable: bool,
         /// How long the server asked to wait first (`Retry-After`, seconds).
         retry_after: Option<u64>,
+    },
+    /// A credential refused when set, for its shape (empty, copied with spaces, an
+    /// admin token, a JWT given as a key…): it never reaches the server.
+    #[error("{function}: {source}")]
+    Credential {
+        /// Function name.
+        function: &'static str,
+        /// What is wrong with it.
+        source: cloudsync_protocol::credentials::CredentialError,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -81,6 +92,26 @@ impl Error {
     pub fn arg(function: &'static str, why: impl Into<String>) -> Self {
         Error::Argument { function, why: why.into() }
     }
+
+    /// The stable code of this error, which every SQL error the extension raises
+    /// starts with (`cloudsync: <code>: …`); the list is in `docs/sql-api.md#errors`.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Sqlite(_) => "sqlite_error",
+            Error::Decode(_) => "invalid_payload",
+            Error::Incompatible(i) => i.code(),
+            Error::Apply(_) => "cannot_apply",
+            Error::Corrupt(_) => "corrupt_metadata",
+            Error::NotSynced(_) => "not_synced",
+            Error::Unsupported { .. } => "unsupported_table",
+            Error::Invalid(_) => "invalid_input",
+            Error::Schema(_) => "schema_refused",
+            Error::Argument { .. } => "invalid_argument",
+            Error::Network { code, .. } => code,
+            Error::Credential { .. } => "invalid_credential",
+            Error::Io { .. } => "io_error",
+        }
+    }
 }
 
 impl From<ApplyError<Error>> for Error {
@@ -96,12 +127,33 @@ impl From<ApplyError<Error>> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The one place where adapter errors become SQL errors: the message of the SQL error
-/// is the error's display text, prefixed with `cloudsync: `.
+/// is `cloudsync: <code>: <display text>`, so applications can branch on the code.
 pub fn to_sql(e: Error) -> rusqlite::Error {
     match e {
         // Keep SQLite's own error codes (SQLITE_BUSY, constraint violations…) intact so
         // callers can react to them.
         Error::Sqlite(inner @ rusqlite::Error::SqliteFailure(..)) => inner,
-        other => rusqlite::Error::UserFunctionError(format!("cloudsync: {other}").into()),
+        other => rusqlite::Error::UserFunctionError(format!("cloudsync: {}: {other}", other.code()).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_errors_start_with_their_code_once() {
+        let e = Error::Network {
+            status: None,
+            code: "server_unreachable".into(),
+            message: "cannot connect to 127.0.0.1:9 (http://127.0.0.1:9/v1/sync/d): connection refused".into(),
+            retryable: true,
+            retry_after: None,
+        };
+        let msg = to_sql(e).to_string();
+        assert!(msg.starts_with("cloudsync: server_unreachable: cannot connect to 127.0.0.1:9"), "{msg}");
+        assert_eq!(msg.matches("network").count(), 0, "{msg}");
+        let msg = to_sql(Error::NotSynced("t".into())).to_string();
+        assert!(msg.starts_with("cloudsync: not_synced: table 't'"), "{msg}");
     }
 }

@@ -41,6 +41,10 @@ fn int_arg(ctx: &Context<'_>, i: usize, function: &'static str, what: &str) -> R
     match ctx.get_raw(i) {
         ValueRef::Integer(v) => Ok(Some(v)),
         ValueRef::Null => Ok(None),
+        // A whole number bound as a float: JavaScript hosts (better-sqlite3) bind
+        // every number so. Below 2^53 the conversion is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        ValueRef::Real(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(Some(f as i64)),
         _ => Err(Error::arg(function, format!("{what} must be an integer"))),
     }
 }
@@ -198,12 +202,20 @@ mod net {
     }
 
     pub fn set_apikey(ctx: &Context<'_>, _: &Connection, state: &ConnState) -> Result<SqlValue> {
-        state.set_credential(Some(text_arg(ctx, 0, "cloudsync_network_set_apikey", "API key")?));
+        const F: &str = "cloudsync_network_set_apikey";
+        let key = text_arg(ctx, 0, F, "API key")?;
+        cloudsync_protocol::credentials::check_api_key(&key)
+            .map_err(|source| Error::Credential { function: F, source })?;
+        state.set_credential(Some(key));
         Ok(SqlValue::Integer(1))
     }
 
     pub fn set_token(ctx: &Context<'_>, _: &Connection, state: &ConnState) -> Result<SqlValue> {
-        state.set_credential(Some(text_arg(ctx, 0, "cloudsync_network_set_token", "token")?));
+        const F: &str = "cloudsync_network_set_token";
+        let token = text_arg(ctx, 0, F, "token")?;
+        cloudsync_protocol::credentials::check_jwt(&token)
+            .map_err(|source| Error::Credential { function: F, source })?;
+        state.set_credential(Some(token));
         Ok(SqlValue::Integer(1))
     }
 

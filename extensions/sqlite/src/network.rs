@@ -91,8 +91,22 @@ fn checkpoint(conn: &Connection, key: &str) -> Result<Checkpoint> {
     setting(conn, key)?.map_or(Ok(Checkpoint::ZERO), |s| parse_checkpoint(&s))
 }
 
-fn net_err(why: impl Into<String>) -> Error {
-    Error::Network { status: None, code: "network".into(), message: why.into(), retryable: true, retry_after: None }
+/// An answer of the server at `url` that breaks the protocol (a proxy's page, a
+/// truncated body): `bad_response`, retryable.
+fn bad_response(url: &str, why: impl std::fmt::Display) -> Error {
+    let shown = url.split('?').next().unwrap_or(url);
+    Error::Network {
+        status: None,
+        code: "bad_response".into(),
+        message: format!("unexpected answer from {shown}: {why}"),
+        retryable: true,
+        retry_after: None,
+    }
+}
+
+/// A request body of the protocol's type `T`.
+fn to_body<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Invalid(format!("encoding a request: {e}")))
 }
 
 /// `cloudsync_network_init(sync_url)`.
@@ -123,6 +137,8 @@ pub fn init(conn: &Connection, url: &str) -> Result<()> {
 
 /// One HTTP exchange's outcome.
 struct Reply {
+    /// What was requested (for messages; a signed URL's query is never shown).
+    url: String,
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -135,7 +151,7 @@ impl Reply {
 
     /// The body, read as the protocol's `T`.
     fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|e| net_err(format!("unexpected answer from the server: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| bad_response(&self.url, e))
     }
 
     /// Turns an error status into an error carrying the server's message.
@@ -145,12 +161,20 @@ impl Reply {
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&self.body) {
             Ok(b) => (b.error.code, b.error.message),
-            Err(_) => ("http_error".to_string(), String::from_utf8_lossy(&self.body).chars().take(200).collect()),
+            // Not the service's error body: a proxy, or not a cloudsync server at all.
+            Err(_) => (
+                "http_error".to_string(),
+                format!(
+                    "{} (not a cloudsync error: is this URL a cloudsync service?)",
+                    cloudsync_core::value::shown(&String::from_utf8_lossy(&self.body), 200)
+                ),
+            ),
         };
+        let shown = self.url.split('?').next().unwrap_or(&self.url);
         Err(Error::Network {
             status: Some(self.status),
             code,
-            message,
+            message: format!("{shown} answered {}: {message}", self.status),
             retryable: self.status == 408 || self.status == 429 || self.status >= 500,
             retry_after: self.header("retry-after").and_then(|v| v.trim().parse().ok()),
         })
@@ -198,8 +222,19 @@ impl Client {
         self.site.to_string()
     }
 
-    fn finish(resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
-        let mut resp = resp.map_err(|e| net_err(format!("request failed: {e}")))?;
+    /// The outcome of a request to `url`: its answer, or why there was none
+    /// ([`cloudsync_protocol::transport`]).
+    fn finish(url: &str, resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
+        let mut resp = resp.map_err(|e| {
+            let (kind, message) = cloudsync_protocol::transport::describe(&e, url);
+            Error::Network {
+                status: None,
+                code: kind.code().into(),
+                message,
+                retryable: kind.retryable(),
+                retry_after: None,
+            }
+        })?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -211,8 +246,8 @@ impl Client {
             .with_config()
             .limit(1 << 30)
             .read_to_vec()
-            .map_err(|e| net_err(format!("reading the response failed: {e}")))?;
-        Ok(Reply { status, headers, body })
+            .map_err(|e| bad_response(url, format!("reading the answer failed: {e}")))?;
+        Ok(Reply { url: url.to_string(), status, headers, body })
     }
 
     fn auth(&self) -> String {
@@ -232,8 +267,10 @@ impl Client {
 
     /// `POST {sync_url}/changes` with the positions the upload covers.
     fn post_changes(&self, content_type: &str, body: &[u8], from: Checkpoint, to: Checkpoint) -> Result<Reply> {
+        let url = format!("{}/changes", self.base);
         Self::finish(
-            self.request(self.agent.post(&format!("{}/changes", self.base)), true)
+            &url,
+            self.request(self.agent.post(&url), true)
                 .header("Content-Type", content_type)
                 .header(header::FROM, &from.to_string())
                 .header(header::TO, &to.to_string())
@@ -254,9 +291,11 @@ impl Client {
                     bytes: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
                     sha256: hex::encode(sha2::Sha256::digest(&bytes)),
                 };
-                let announce = serde_json::to_vec(&announce).map_err(|e| net_err(e.to_string()))?;
+                let announce = to_body(&announce)?;
+                let url = format!("{}/uploads", self.base);
                 Self::finish(
-                    self.request(self.agent.post(&format!("{}/uploads", self.base)), true)
+                    &url,
+                    self.request(self.agent.post(&url), true)
                         .header("Content-Type", "application/json")
                         .send(&announce[..]),
                 )?
@@ -264,23 +303,24 @@ impl Client {
             .check()?
             .json::<UploadTicket>()?;
             Self::finish(
+                &slot.upload_url,
                 self.request(self.agent.put(&slot.upload_url), false)
                     .header("Content-Type", "application/octet-stream")
                     .send(&bytes[..]),
             )?
             .check()?;
-            let reference =
-                serde_json::to_vec(&UploadRef { object: slot.object }).map_err(|e| net_err(e.to_string()))?;
+            let reference = to_body(&UploadRef { object: slot.object })?;
             self.post_changes("application/json", &reference, from, to)?
         };
         let accepted: Accepted = reply.check()?.json()?;
         // The send checkpoint moves to what the server says it accepted: anything
         // else is not taken as sent.
         if Checkpoint::parse(&accepted.accepted) != Some(to) {
-            return Err(net_err(format!(
-                "the server accepted the upload up to '{}', not '{to}': not counted as sent",
-                accepted.accepted.chars().take(40).collect::<String>()
-            )));
+            let shown = cloudsync_core::value::shown(&accepted.accepted, 40);
+            return Err(bad_response(
+                &format!("{}/changes", self.base),
+                format_args!("the server accepted the upload up to '{shown}', not '{to}': not counted as sent"),
+            ));
         }
         Ok(accepted)
     }
@@ -293,38 +333,42 @@ impl Client {
         if let Some(d) = declared {
             req = req.header(header::SCHEMA, d);
         }
-        Self::finish(req.call())?.check()
+        Self::finish(&url, req.call())?.check()
     }
 
     /// `POST {sync_url}/visibility`: which of `keys` of `table` name no central row this
     /// device's identity may read.
     fn invisible(&self, table: &str, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let body = VisibilityCheck { table: table.to_string(), keys: keys.iter().map(hex::encode).collect() };
-        let body = serde_json::to_vec(&body).map_err(|e| net_err(e.to_string()))?;
+        let body = to_body(&body)?;
+        let url = format!("{}/visibility", self.base);
         let answer: Invisible = Self::finish(
-            self.request(self.agent.post(&format!("{}/visibility", self.base)), true)
-                .header("Content-Type", "application/json")
-                .send(&body[..]),
+            &url,
+            self.request(self.agent.post(&url), true).header("Content-Type", "application/json").send(&body[..]),
         )?
         .check()?
         .json()?;
-        answer.hidden.iter().map(|h| hex::decode(h).map_err(|_| net_err("a hidden key is not hex"))).collect()
+        answer
+            .hidden
+            .iter()
+            .map(|h| hex::decode(h).map_err(|_| bad_response(&url, "a hidden key is not hex")))
+            .collect()
     }
 
     /// `GET {sync_url}/schema`: the central synced tables as SQLite DDL.
     fn schema(&self) -> Result<DeviceSchema> {
         let url = format!("{}/schema?site={}", self.base, self.site_hex());
-        Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
+        Self::finish(&url, self.request(self.agent.get(&url), true).call())?.check()?.json()
     }
 
     /// `PUT {sync_url}/receive`: tells the server applying downloads fails here
     /// (`failure`), or applies again.
     fn report_receive(&self, failure: Option<ReceiveFailure>) -> Result<()> {
-        let body = serde_json::to_vec(&ReceiveReport { failure }).map_err(|e| net_err(e.to_string()))?;
+        let body = to_body(&ReceiveReport { failure })?;
+        let url = format!("{}/receive", self.base);
         Self::finish(
-            self.request(self.agent.put(&format!("{}/receive", self.base)), true)
-                .header("Content-Type", "application/json")
-                .send(&body[..]),
+            &url,
+            self.request(self.agent.put(&url), true).header("Content-Type", "application/json").send(&body[..]),
         )?
         .check()?;
         Ok(())
@@ -332,7 +376,7 @@ impl Client {
 
     fn status(&self) -> Result<SyncStatus> {
         let url = format!("{}/status?site={}", self.base, self.site_hex());
-        Self::finish(self.request(self.agent.get(&url), true).call())?.check()?.json()
+        Self::finish(&url, self.request(self.agent.get(&url), true).call())?.check()?.json()
     }
 }
 
@@ -356,7 +400,11 @@ fn server_view(conn: &Connection, client: &Client) -> Result<ServerView> {
             let dead = s.device.failures.iter().filter(|f| f.state == DEAD).map(|f| json!(f)).collect();
             ServerView { device: json!(s.device), last_failure, dead }
         }
-        Err(e) => ServerView { device: json!({ "error": e.to_string() }), last_failure: Value::Null, dead: Vec::new() },
+        Err(e) => ServerView {
+            device: json!({ "error": e.to_string(), "code": e.code() }),
+            last_failure: Value::Null,
+            dead: Vec::new(),
+        },
     })
 }
 

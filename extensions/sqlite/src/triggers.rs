@@ -185,7 +185,10 @@ pub fn triggers_sql(t: &SyncTable) -> String {
         t.pk.iter()
             .filter(|k| !k.not_null)
             .map(|k| {
-                let msg = format!("cloudsync: NULL in primary key column \"{}\" of table \"{}\"", k.name, t.name);
+                let msg = format!(
+                    "cloudsync: null_primary_key: NULL in primary key column \"{}\" of table \"{}\"",
+                    k.name, t.name
+                );
                 format!("SELECT RAISE(ABORT, {}) WHERE {row}.{} IS NULL;\n", literal(&msg), ident(&k.name))
             })
             .collect()
@@ -231,7 +234,8 @@ pub fn triggers_sql(t: &SyncTable) -> String {
     match t.algo {
         Algo::Gos => {
             for (suffix, what) in [("bu", "UPDATE"), ("bd", "DELETE")] {
-                let msg = format!("cloudsync: table \"{}\" is grow-only (gos): {what} is not allowed", t.name);
+                let msg =
+                    format!("cloudsync: grow_only: table \"{}\" is grow-only (gos): {what} is not allowed", t.name);
                 sql.push_str(&format!(
                     "CREATE TRIGGER {name} BEFORE {what} ON {table} WHEN NOT cloudsync_is_merging()\nBEGIN\nSELECT RAISE(ABORT, {msg});\nEND;\n",
                     name = trigger_name(t, suffix),
@@ -246,8 +250,10 @@ pub fn triggers_sql(t: &SyncTable) -> String {
                     .map(|(i, k)| format!("k{i} = NEW.{}", ident(&k.name)))
                     .collect::<Vec<_>>()
                     .join(" AND ");
-            let msg =
-                format!("cloudsync: table \"{}\" is delete-wins (dws): a deleted key cannot be inserted again", t.name);
+            let msg = format!(
+                "cloudsync: delete_wins: table \"{}\" is delete-wins (dws): a deleted key cannot be inserted again",
+                t.name
+            );
             sql.push_str(&format!(
                 "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NOT cloudsync_is_merging() AND \
                  (EXISTS (SELECT 1 FROM {meta} WHERE {key_match} AND cl % 2 = 0) OR \

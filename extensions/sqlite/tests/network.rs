@@ -76,7 +76,7 @@ fn answers_outside_the_protocol_are_errors_not_guesses() {
     let (url, _) = server(|_, _| ("202 Accepted", r#"{"job":"one"}"#.to_string()));
     let c = device(&url);
     let e = err(&c, "SELECT cloudsync_network_send_changes()");
-    assert!(e.contains("unexpected answer from the server"), "{e}");
+    assert!(e.starts_with("cloudsync: bad_response: unexpected answer from http://"), "{e}");
     assert_eq!(one::<i64>(&c, "SELECT cloudsync_network_has_unsent_changes()"), 1);
 
     let (url, _) = server(|_, _| {

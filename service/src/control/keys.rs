@@ -13,8 +13,9 @@ use crate::ids::{now_ms, ApiKeyId, TenantId};
 use crate::page::{Page, PageRequest};
 use crate::{Error, Result};
 
-/// Prefix that makes cloudsync keys recognisable (and greppable in leaked logs).
-pub const PREFIX: &str = "csk_";
+/// Prefix that makes cloudsync keys recognisable (and greppable in leaked logs); devices
+/// check a key's shape against it when it is set.
+pub const PREFIX: &str = cloudsync_protocol::credentials::API_KEY_PREFIX;
 
 /// A new secret key.
 pub fn generate() -> String {

@@ -77,8 +77,13 @@ impl FromRequestParts<AppState> for SyncCtx {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         let Path(db) = Path::<String>::from_request_parts(parts, state).await?;
-        let db = state.control.database(&DatabaseId::parse(&db)?).await?;
-        caller.database(&db, Scope::Sync)?;
+        let unknown = |e: ApiError| match e {
+            ApiError::NotFound(_) => ApiError::UnknownDatabase,
+            other => other,
+        };
+        let id = DatabaseId::parse(&db).map_err(|e| unknown(e.into()))?;
+        let db = state.control.database(&id).await.map_err(|e| unknown(e.into()))?;
+        caller.database(&db, Scope::Sync).map_err(unknown)?;
         let actor = caller.actor(&db)?;
         let site = SiteHex::parse(&site_of(parts)?)?;
         let subject = caller.subject().ok_or_else(|| ApiError::Forbidden("sync endpoints are for devices".into()))?;
