@@ -2,9 +2,11 @@
 //!
 //! | command | does |
 //! |---|---|
-//! | `test` | installs and starts what the tests need (Debian packages, PostgreSQL, a Python venv with apsw, better-sqlite3, schemathesis), runs every Rust test (control-plane tests on SQLite and PostgreSQL), builds the loadable extension and runs it from the sqlite3 CLI, Python's sqlite3, apsw and Node, then fuzzes the live server's OpenAPI contract with schemathesis |
+//! | `test` | installs and starts what the tests need (Debian packages, PostgreSQL, a Python venv with apsw, better-sqlite3, schemathesis), runs every Rust test (control-plane tests on SQLite and PostgreSQL), builds the loadable extension and runs it from the sqlite3 CLI, Python's sqlite3, apsw and Node, runs the README's quick start verbatim, installs the packages as a user would (wheel, npm, Maven), then fuzzes the live server's OpenAPI contract with schemathesis |
 //! | `contract` | starts a node and runs schemathesis against its OpenAPI document (also part of `test`) |
 //! | `build-extension` | builds `libcloudsync.so` in release mode, on its own, and prints its absolute path last |
+//! | `package [--record] [--test]` | the artifacts users install, in `<target>/package/` (stripped extension, Python wheel, npm package, JVM example, stripped service binary); prints their sizes and the folder last; `--record` writes the sizes into `docs/packaging.md`; `--test` installs each as a user would and syncs through it (also part of `test`) |
+//! | `readme` | runs the README's quick start verbatim (also part of `test`) |
 //! | `bench sqlite [--rows N] [--rounds R] [--scaling]` | runs the SQLite Sync workload against plain SQLite and records the result in `docs/benchmarks.md` |
 //! | `bench core` | runs the core's criterion micro-benchmarks and records a summary |
 //! | `bench sync [--devices N] [--rows M] [--listeners L] [--writes W]` | devices syncing through a release build of the service: apply throughput and propagation latency |
@@ -24,7 +26,10 @@
 mod bench;
 mod contract;
 mod ext;
+mod jvm;
+mod package;
 mod pg;
+mod readme;
 mod sys;
 
 use anyhow::{bail, Result};
@@ -39,13 +44,15 @@ fn main() -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
+        Some("package") => package::command(rest),
+        Some("readme") => readme::test(),
         Some("bench") => bench::run(rest),
         Some("contract") => contract::schemathesis(),
         Some("shell") => ext::shell(rest),
         Some("pg") => pg::run_command(rest),
         Some("fuzz") => fuzz(rest),
         _ => {
-            bail!("usage: cargo xtask <test | contract | build-extension | bench sqlite|core|sync|pg|fleet | pg install|test | shell [DB] | fuzz>")
+            bail!("usage: cargo xtask <test | contract | build-extension | package [--record] [--test] | readme | bench sqlite|core|sync|pg|fleet | pg install|test | shell [DB] | fuzz>")
         }
     }
 }
@@ -101,6 +108,12 @@ fn dashboard() -> Result<()> {
     Ok(())
 }
 
+/// The packages, installed and used as a user would (`docs/packaging.md`).
+fn step_packages() -> Result<()> {
+    let p = package::build()?;
+    package::test(&p)
+}
+
 fn test(args: &[String]) -> Result<()> {
     let rust_only = args.iter().any(|a| a == "--rust-only");
     if !rust_only {
@@ -123,6 +136,8 @@ fn test(args: &[String]) -> Result<()> {
     sys::step("Loadable extension");
     let so = ext::build()?;
     ext::test_hosts(&so)?;
+    readme::test()?;
+    step_packages()?;
     pg::test(&so)?;
     dashboard()?;
     contract::schemathesis()?;

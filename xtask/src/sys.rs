@@ -61,9 +61,15 @@ pub fn ensure_packages() -> Result<()> {
         // The dashboard's browser tests.
         ("/usr/bin/chromium", "chromium"),
         ("/usr/bin/chromedriver", "chromium-driver"),
+        // Stripping the packaged artifacts and reading the glibc a wheel needs.
+        ("strip", "binutils"),
+        ("objdump", "binutils"),
     ];
-    let missing: Vec<&str> = needed.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
-    let venv_ok = Command::new("python3").args(["-c", "import venv, ensurepip"]).status().is_ok_and(|s| s.success());
+    let mut missing: Vec<&str> = needed.iter().filter(|(cmd, _)| !have(cmd)).map(|(_, pkg)| *pkg).collect();
+    missing.dedup();
+    // The packaging test makes a venv of Debian's Python.
+    let venv_ok =
+        Command::new("/usr/bin/python3").args(["-c", "import venv, ensurepip"]).status().is_ok_and(|s| s.success());
     let mut packages: Vec<&str> = missing;
     if !venv_ok {
         packages.push("python3-venv");
