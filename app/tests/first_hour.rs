@@ -104,6 +104,13 @@ fn cli_errors_name_the_flag_or_variable_to_set() {
         assert!(err.contains("the default: no node recorded itself in cloudsync-data/server.json"), "{err}");
     }
 
+    // The token of the data directory's node is never sent to another server.
+    let dir2 = tempfile::tempdir().unwrap();
+    let data2 = dir2.path().join("cloudsync-data");
+    let _local = Server::start(&data2, free_port(), &[]);
+    let err = fails(&cli_in(dir2.path(), &["tenant", "list", "--server", &server]));
+    assert!(err.contains(&format!("no admin token for {server}")) && err.contains("--admin-token"), "{err}");
+
     // A token file that is not the node's: the 401 says which file.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cloudsync-data");

@@ -61,10 +61,16 @@ impl Unreachable {
     }
 }
 
+/// `url` as messages may show it: without its query or fragment (a signed URL's
+/// signature is in its query).
+pub fn shown(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// A transport failure of a request to `url`: its kind and a message naming the URL
 /// (without its query) and the likely cause.
 pub fn describe(e: &ureq::Error, url: &str) -> (Unreachable, String) {
-    let shown = url.split(['?', '#']).next().unwrap_or(url);
+    let shown = shown(url);
     let https = shown.starts_with("https://");
     let authority = shown.split_once("://").map_or(shown, |(_, rest)| rest.split('/').next().unwrap_or(rest));
     let kind = classify(e, shown, https);

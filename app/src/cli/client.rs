@@ -55,8 +55,9 @@ impl ClientArgs {
         }
     }
 
-    /// The admin token: given, or the one the node of the data directory keeps.
-    pub(super) fn token(&self) -> Result<String> {
+    /// The admin token: given, or the one the node of the data directory keeps — read
+    /// only for that node: a token is never sent to another server than its own.
+    fn token(&self, server: &str, origin: &Origin) -> Result<String> {
         if let Some(t) = &self.admin_token {
             if t.trim().is_empty() {
                 bail!("the admin token given by --admin-token or CLOUDSYNC_ADMIN_TOKEN is empty");
@@ -64,6 +65,15 @@ impl ClientArgs {
             return Ok(t.trim().to_string());
         }
         let path = self.data_dir.join(crate::local::ADMIN_TOKEN_FILE);
+        if matches!(origin, Origin::Given)
+            && crate::local::read_server(&self.data_dir).is_none_or(|r| r.url.trim_end_matches('/') != server)
+        {
+            bail!(
+                "no admin token for {server}: pass --admin-token (or set CLOUDSYNC_ADMIN_TOKEN); the token in {} \
+                 belongs to the node recorded in that data directory and is not sent to another server",
+                path.display()
+            );
+        }
         match std::fs::read_to_string(&path) {
             Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
             _ => bail!(
@@ -85,7 +95,7 @@ impl ClientArgs {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        let auth = format!("Bearer {}", self.token()?);
+        let auth = format!("Bearer {}", self.token(&server, &origin)?);
         let result = match (method, body) {
             ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
             ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),

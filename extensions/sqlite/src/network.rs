@@ -94,11 +94,10 @@ fn checkpoint(conn: &Connection, key: &str) -> Result<Checkpoint> {
 /// An answer of the server at `url` that breaks the protocol (a proxy's page, a
 /// truncated body): `bad_response`, retryable.
 fn bad_response(url: &str, why: impl std::fmt::Display) -> Error {
-    let shown = url.split('?').next().unwrap_or(url);
     Error::Network {
         status: None,
         code: "bad_response".into(),
-        message: format!("unexpected answer from {shown}: {why}"),
+        message: format!("unexpected answer from {}: {why}", cloudsync_protocol::transport::shown(url)),
         retryable: true,
         retry_after: None,
     }
@@ -170,11 +169,10 @@ impl Reply {
                 ),
             ),
         };
-        let shown = self.url.split('?').next().unwrap_or(&self.url);
         Err(Error::Network {
             status: Some(self.status),
             code,
-            message: format!("{shown} answered {}: {message}", self.status),
+            message: format!("{} answered {}: {message}", cloudsync_protocol::transport::shown(&self.url), self.status),
             retryable: self.status == 408 || self.status == 429 || self.status >= 500,
             retry_after: self.header("retry-after").and_then(|v| v.trim().parse().ok()),
         })

@@ -66,7 +66,8 @@ pub struct SyncTable {
 
 impl SyncTable {
     /// Every column name a change of this table may carry: the key, the synced
-    /// columns and the dropped ones.
+    /// columns and the dropped ones (what the network layer declares to the server).
+    #[cfg(feature = "network")]
     pub fn known_columns(&self) -> impl Iterator<Item = &str> {
         (self.pk.iter().map(|k| k.name.as_str()))
             .chain(self.columns.iter().map(|c| c.name.as_str()))
