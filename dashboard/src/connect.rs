@@ -123,8 +123,10 @@ pub fn snippets(sync_url: &str, key: Option<&str>, tables: &[SchemaTable]) -> Sn
     Snippets { python, node, shell }
 }
 
-/// The panel.
-pub fn panel(base: &str, csrf: &str, sync_url: &str, fresh_key: Option<&str>, s: Snippets) -> impl IntoView {
+/// The panel: the key just created (or the button that creates one), and the
+/// snippets for `tables` with it.
+pub fn panel(base: &str, csrf: &str, sync_url: &str, fresh_key: Option<&str>, tables: &[SchemaTable]) -> impl IntoView {
+    let s = snippets(sync_url, fresh_key, tables);
     let key_part = match fresh_key {
         Some(k) => view! {
             <div class="secret" role="status" id="connect-key">

@@ -199,13 +199,7 @@ async fn render(
     let title = format!("Database {}", db.name);
     let trail = crumbs(&[("Overview", "/admin".into()), (t.name.as_str(), format!("/admin/tenants/{}", t.id))]);
     let sync_url = state.sync_url(&db.id);
-    let connect = crate::connect::panel(
-        &base,
-        &csrf,
-        &sync_url,
-        fresh_key.as_deref(),
-        crate::connect::snippets(&sync_url, fresh_key.as_deref(), &device_schema),
-    );
+    let connect = crate::connect::panel(&base, &csrf, &sync_url, fresh_key.as_deref(), &device_schema);
     let html = document(view! {
         <Layout title=title admin=Some(admin.clone()) notice=notice(q.notice.as_deref()) crumbs=trail>
             <dl class="pairs">

@@ -72,8 +72,8 @@ pub fn shown(url: &str) -> &str {
 pub fn describe(e: &ureq::Error, url: &str) -> (Unreachable, String) {
     let shown = shown(url);
     let https = shown.starts_with("https://");
-    let authority = shown.split_once("://").map_or(shown, |(_, rest)| rest.split('/').next().unwrap_or(rest));
-    let kind = classify(e, shown, https);
+    let authority = authority(shown);
+    let kind = classify(e, authority, https);
     let message = match kind {
         Unreachable::Refused => {
             format!("cannot connect to {authority} ({shown}): connection refused; is the service running there?")
@@ -106,7 +106,14 @@ pub fn describe(e: &ureq::Error, url: &str) -> (Unreachable, String) {
     (kind, message)
 }
 
-fn classify(e: &ureq::Error, url: &str, https: bool) -> Unreachable {
+/// The `host[:port]` of `url`, without any user information.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once('@').map_or(authority, |(_, a)| a)
+}
+
+fn classify(e: &ureq::Error, authority: &str, https: bool) -> Unreachable {
     match e {
         ureq::Error::HostNotFound => Unreachable::Dns,
         ureq::Error::Timeout(_) => Unreachable::Timeout,
@@ -125,22 +132,18 @@ fn classify(e: &ureq::Error, url: &str, https: bool) -> Unreachable {
             ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Unreachable::Closed,
             // Name resolution fails with an uncategorized I/O error; resolving again
             // tells it apart from everything else.
-            _ if !resolves(url) => Unreachable::Dns,
+            _ if !resolves(authority, https) => Unreachable::Dns,
             _ => Unreachable::Other,
         },
         _ => Unreachable::Other,
     }
 }
 
-/// Whether the host of `url` resolves to at least one address.
-fn resolves(url: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once("://") else { return false };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let default_port = if scheme == "https" { 443 } else { 80 };
+/// Whether the host of `authority` (`host[:port]`) resolves to at least one address.
+fn resolves(authority: &str, https: bool) -> bool {
     let has_port =
         authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']');
-    let addr = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
+    let addr = if has_port { authority.to_string() } else { format!("{authority}:{}", if https { 443 } else { 80 }) };
     addr.to_socket_addrs().map(|mut a| a.next().is_some()).unwrap_or(false)
 }
 
@@ -188,7 +191,7 @@ mod tests {
         let e = ureq::Error::Io(std::io::Error::other("lookup failed"));
         let (kind, _) = describe(&e, "http://no-such-host.invalid:8080/v1/sync/db");
         assert_eq!(kind, Unreachable::Dns);
-        assert_eq!(classify(&ureq::Error::HostNotFound, "http://x", false), Unreachable::Dns);
+        assert_eq!(classify(&ureq::Error::HostNotFound, "x", false), Unreachable::Dns);
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn machine() -> String {
 fn run_recorded(workload: &str, title: &str, args: &[String]) -> Result<()> {
     step("Building the benchmark harness (release)");
     cargo(&["build", "--release", "-p", "cloudsync-bench"])?;
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
+    let target = crate::sys::target_dir();
     let bin = target.join("release/cloudsync-bench");
     step(&format!("Running the {title} workload"));
     let out = Command::new(&bin)
@@ -109,7 +109,7 @@ fn fleet(args: &[String]) -> Result<()> {
 fn through_the_service(workload: &str, doc: &str, args: &[String]) -> Result<()> {
     step("Building the service and the harness (release)");
     cargo(&["build", "--release", "-p", "cloudsync", "-p", "cloudsync-bench"])?;
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), std::path::PathBuf::from);
+    let target = crate::sys::target_dir();
     let server = target.join("release/cloudsync");
     step(&format!("Running the {workload} benchmark"));
     let out = Command::new(target.join("release/cloudsync-bench"))
@@ -132,9 +132,8 @@ fn through_the_service(workload: &str, doc: &str, args: &[String]) -> Result<()>
 /// `cargo xtask bench core`: the criterion micro-benchmarks, summarised.
 fn core() -> Result<()> {
     step("Running the core's criterion benchmarks");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let out = crate::sys::cargo_command()
         .args(["bench", "-p", "cloudsync-core", "--bench", "core"])
-        .current_dir(root())
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run cargo bench")?;

@@ -26,10 +26,6 @@ impl Drop for Node {
     }
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| crate::sys::root().join("target"), PathBuf::from)
-}
-
 fn schemathesis_venv() -> Result<PathBuf> {
     let venv = tools_dir().join("schemathesis");
     let st = venv.join("bin/st");
@@ -68,7 +64,7 @@ pub fn schemathesis() -> Result<()> {
     let token = format!("csa_contract_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
     // No rate limit and no lockout: the tester sends thousands of requests, wrong
     // credentials among them, from one address (both are tested on their own).
-    let mut child = Command::new(target_dir().join("debug/cloudsync"))
+    let mut child = Command::new(crate::sys::target_dir().join("debug/cloudsync"))
         .args([
             "serve",
             "--listen",

@@ -10,9 +10,8 @@ use crate::sys::{self, root, run, step, tools_dir};
 /// Builds `libcloudsync.so` in release mode — alone, so no crate that bundles SQLite
 /// is compiled in the same invocation — and returns its absolute path.
 pub fn build() -> Result<PathBuf> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let out = crate::sys::cargo_command()
         .args(["build", "--release", "-p", "cloudsync-loadable", "--message-format=json-render-diagnostics"])
-        .current_dir(root())
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run cargo")?;
@@ -42,13 +41,12 @@ fn ext_tests() -> PathBuf {
 pub fn test_hosts(so: &Path) -> Result<()> {
     let so_arg = so.to_string_lossy().to_string();
     step("rusqlite load_extension (bundled SQLite)");
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    run(crate::sys::cargo_command()
         .args(["test", "-p", "cloudsync-sqlite", "--test", "host_rusqlite", "--", "--ignored"])
-        .env("CLOUDSYNC_EXTENSION", &so_arg)
-        .current_dir(root()))?;
+        .env("CLOUDSYNC_EXTENSION", &so_arg))?;
 
     step("End to end: the cloudsync binary with devices on the built extension (API keys, JWKS tokens, error texts)");
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    run(crate::sys::cargo_command()
         .args([
             "test",
             "-p",
@@ -64,8 +62,7 @@ pub fn test_hosts(so: &Path) -> Result<()> {
             "--test-threads",
             "1",
         ])
-        .env("CLOUDSYNC_EXTENSION", &so_arg)
-        .current_dir(root()))?;
+        .env("CLOUDSYNC_EXTENSION", &so_arg))?;
 
     step("sqlite3 CLI (Debian's SQLite)");
     run(Command::new("bash").arg(ext_tests().join("test_cli.sh")).arg(&so_arg))?;

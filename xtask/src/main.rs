@@ -71,9 +71,7 @@ fn fuzz(args: &[String]) -> Result<()> {
     };
     let secs = args.get(1).cloned().unwrap_or_else(|| "60".into());
     let dir = sys::root().join("core/fuzz");
-    let target_dir = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from)
-        .join("fuzz");
+    let target_dir = sys::target_dir().join("fuzz");
     for t in targets {
         sys::step(&format!("Fuzzing {t} for {secs} s"));
         sys::run(
@@ -99,9 +97,7 @@ fn fuzz(args: &[String]) -> Result<()> {
 /// `<target dir>/artifacts/dashboard`.
 fn dashboard() -> Result<()> {
     sys::step("Dashboard in headless Chromium");
-    let artifacts = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| sys::root().join("target"), std::path::PathBuf::from)
-        .join("artifacts");
+    let artifacts = sys::target_dir().join("artifacts");
     std::env::set_var("CLOUDSYNC_ARTIFACTS_DIR", &artifacts);
     sys::cargo(&["test", "-p", "cloudsync-dashboard", "--test", "browser", "--", "--ignored"])?;
     println!("screenshots: {}", artifacts.join("dashboard").display());

@@ -41,15 +41,10 @@ pub struct Package {
     pub service: PathBuf,
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from)
-}
-
 /// The workspace's version, as `cargo metadata` reads it.
 fn version() -> Result<String> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let out = sys::cargo_command()
         .args(["metadata", "--no-deps", "--format-version", "1"])
-        .current_dir(root())
         .output()
         .context("cannot run cargo metadata")?;
     ensure!(out.status.success(), "cargo metadata failed");
@@ -121,7 +116,7 @@ fn mib(bytes: u64) -> String {
 /// one is over its budget.
 pub fn build() -> Result<Package> {
     let version = version()?;
-    let dir = target_dir().join("package");
+    let dir = sys::target_dir().join("package");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -136,7 +131,7 @@ pub fn build() -> Result<Package> {
     step("Package: the service binary (release, stripped)");
     sys::cargo(&["build", "--release", "--locked", "-p", "cloudsync", "--bin", "cloudsync"])?;
     let service = dir.join("cloudsync");
-    stripped(&target_dir().join("release/cloudsync"), &service)?;
+    stripped(&sys::target_dir().join("release/cloudsync"), &service)?;
 
     step("Package: Python wheel");
     let py = dir.join("python");

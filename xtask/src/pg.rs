@@ -79,7 +79,7 @@ fn ext_dir() -> PathBuf {
 /// The target directory of the extension's builds: a subdirectory of the shared one,
 /// because its library and the SQLite extension's are both `libcloudsync.so`.
 fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from).join("pgrx")
+    crate::sys::target_dir().join("pgrx")
 }
 
 /// `cargo pgrx <args>` (or `cargo <args>`) on the extension's crate, in its target directory.
@@ -143,7 +143,7 @@ pub fn test(so: &std::path::Path) -> Result<()> {
         "The service with PostgreSQL and SQLite backends: identities and row-level security, many devices at once, \
          time budgets, a noisy neighbour, a fleet on three schema versions",
     );
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    run(crate::sys::cargo_command()
         .args([
             "test",
             "-p",

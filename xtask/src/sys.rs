@@ -14,16 +14,22 @@ pub fn root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, or the workspace's `target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from)
+}
+
 /// Where downloaded test tools live (a Python venv, node modules): next to the shared
 /// target directory so that CI runs reuse them, and never inside the repository.
 pub fn tools_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CLOUDSYNC_TOOLS_DIR") {
-        return PathBuf::from(d);
-    }
-    match std::env::var("CARGO_TARGET_DIR") {
-        Ok(t) => PathBuf::from(t).join("tools"),
-        Err(_) => root().join("target").join("tools"),
-    }
+    std::env::var("CLOUDSYNC_TOOLS_DIR").map_or_else(|_| target_dir().join("tools"), PathBuf::from)
+}
+
+/// A command running the cargo that runs this task (`CARGO`), in the workspace.
+pub fn cargo_command() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
 }
 
 /// Prints a section header.
@@ -43,7 +49,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs cargo in the workspace.
 pub fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args).current_dir(root()))
+    run(cargo_command().args(args))
 }
 
 /// Whether a command is on PATH.

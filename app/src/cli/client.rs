@@ -43,15 +43,20 @@ enum Origin {
 /// The node's URL when nothing says otherwise.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
+/// The node of `data_dir`: where it recorded it listens, or the default.
+fn local_node(data_dir: &std::path::Path) -> (String, Origin) {
+    let file = data_dir.join(crate::local::SERVER_FILE);
+    match crate::local::read_server(data_dir) {
+        Some(r) => (r.url.trim_end_matches('/').to_string(), Origin::Recorded(file)),
+        None => (DEFAULT_SERVER.to_string(), Origin::Default(file)),
+    }
+}
+
 impl ClientArgs {
     fn server(&self) -> (String, Origin) {
-        if let Some(s) = &self.server {
-            return (s.trim_end_matches('/').to_string(), Origin::Given);
-        }
-        let file = self.data_dir.join(crate::local::SERVER_FILE);
-        match crate::local::read_server(&self.data_dir) {
-            Some(r) => (r.url, Origin::Recorded(file)),
-            None => (DEFAULT_SERVER.to_string(), Origin::Default(file)),
+        match &self.server {
+            Some(s) => (s.trim_end_matches('/').to_string(), Origin::Given),
+            None => local_node(&self.data_dir),
         }
     }
 
@@ -66,7 +71,7 @@ impl ClientArgs {
         }
         let path = self.data_dir.join(crate::local::ADMIN_TOKEN_FILE);
         if matches!(origin, Origin::Given)
-            && crate::local::read_server(&self.data_dir).is_none_or(|r| r.url.trim_end_matches('/') != server)
+            && !matches!(local_node(&self.data_dir), (url, Origin::Recorded(_)) if url == server)
         {
             bail!(
                 "no admin token for {server}: pass --admin-token (or set CLOUDSYNC_ADMIN_TOKEN); the token in {} \
@@ -353,10 +358,7 @@ pub fn check_health(url: Option<&str>, data_dir: &std::path::Path, wait: u64) ->
     loop {
         let url = match url {
             Some(u) => u.to_string(),
-            None => match crate::local::read_server(data_dir) {
-                Some(r) => format!("{}/readyz", r.url),
-                None => format!("{DEFAULT_SERVER}/readyz"),
-            },
+            None => format!("{}/readyz", local_node(data_dir).0),
         };
         let outcome = match agent.get(&url).call() {
             Ok(r) if r.status().is_success() => return Ok(()),
